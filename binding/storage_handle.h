@@ -1,0 +1,27 @@
+// The JS object that owns a native Storage. Type-tagged, so a forged or foreign object passed
+// where a storage is expected is rejected instead of being dereferenced.
+#pragma once
+#include <napi.h>
+
+#include "runtime/storage.h"
+
+namespace binding {
+
+class StorageHandle : public Napi::ObjectWrap<StorageHandle> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  static Napi::Object wrap(Napi::Env env, attn::StoragePtr storage);
+  // The storage behind `value`; throws TypeError naming `what` if it is not a live handle.
+  static attn::StoragePtr unwrap(Napi::Value value, const char* what);
+
+  explicit StorageHandle(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value release(const Napi::CallbackInfo& info);
+  Napi::Value bytes(const Napi::CallbackInfo& info);
+  Napi::Value released(const Napi::CallbackInfo& info);
+
+  attn::StoragePtr storage_;  // dropped by release() or by the GC finalizer
+};
+
+}  // namespace binding

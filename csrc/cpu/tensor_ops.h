@@ -1,0 +1,9 @@
+#pragma once
+#include "../common/tensor_ops_params.h"
+
+namespace attn::cpu {
+
+void copyStrided(const StridedCopyParams& p);
+void fill(const FillParams& p);
+
+}  // namespace attn::cpu

@@ -1,0 +1,142 @@
+/** Dense attention forward: `attention(q, k, v, options)`. */
+import { checkBoolean, checkFinite, checkInteger, checkKeys, checkObject, toFloat32Array, toInt32Array } from './errors';
+import { selectKernel } from './kernels';
+import { native, NativeAttentionOptions } from './native';
+import { checkTensor, Tensor } from './tensor';
+
+/** Masking and scoring options shared by dense and paged attention. */
+export interface ScoreOptions {
+  /** Causal mask, bottom-right aligned when q and k lengths differ (as FlashAttention). */
+  causal?: boolean;
+  /** Sliding window `[left, right]` in tokens around the aligned diagonal; -1 means unbounded. */
+  window?: readonly [number, number];
+  /** Tanh soft-capping of scores: `s = softcap * tanh(s / softcap)`; 0 disables. */
+  softcap?: number;
+  /** Score scale (default `1 / sqrt(headDim)`). */
+  scale?: number;
+  /** One ALiBi slope per query head: `s -= slope * |i + offset - j|`. */
+  alibiSlopes?: ArrayLike<number>;
+}
+
+/** Options of {@link attention}. */
+export interface AttentionOptions extends ScoreOptions {
+  /**
+   * Cumulative sequence offsets (`batch + 1` entries, starting at 0) for variable-length batches.
+   * Then q is `[totalQ, heads, dim]` and k/v `[totalK, kvHeads, dim]`.
+   */
+  cuSeqlensQ?: ArrayLike<number>;
+  /** Cumulative key offsets; required with `cuSeqlensQ`. */
+  cuSeqlensK?: ArrayLike<number>;
+  /** Write the output here instead of a new tensor (q's shape, dtype and device). */
+  out?: Tensor;
+  /** Also return the log-sum-exp (default true). */
+  returnLse?: boolean;
+}
+
+/** Output of {@link attention}. */
+export interface AttentionResult {
+  /** Attention output, q's shape and dtype. */
+  out: Tensor;
+  /** Natural-log sum of exp(scores), float32: `[batch, heads, seqQ]`, or `[heads, totalQ]` for varlen; -inf for rows that see no key. */
+  lse: Tensor | null;
+}
+
+const SCORE_KEYS = ['causal', 'window', 'softcap', 'scale', 'alibiSlopes'] as const;
+const ATTENTION_KEYS = [...SCORE_KEYS, 'cuSeqlensQ', 'cuSeqlensK', 'out', 'returnLse'] as const;
+
+/** Validates the score options and turns them into kernel parameters. @internal */
+export function scoreParams(o: Record<string, unknown>, headDim: number, headsQ: number, name: string): NativeAttentionOptions {
+  const p: NativeAttentionOptions = { scale: 1 / Math.sqrt(headDim), softcap: 0, causal: false, windowLeft: -1, windowRight: -1 };
+  if (o.causal !== undefined) p.causal = checkBoolean(o.causal, `${name}.causal`);
+  if (o.window !== undefined) {
+    const w = o.window;
+    if (!Array.isArray(w) || w.length !== 2) throw new TypeError(`${name}.window must be a [left, right] pair`);
+    p.windowLeft = checkInteger(w[0], `${name}.window[0]`, -1, 2 ** 31 - 1);
+    p.windowRight = checkInteger(w[1], `${name}.window[1]`, -1, 2 ** 31 - 1);
+  }
+  if (o.softcap !== undefined) {
+    p.softcap = checkFinite(o.softcap, `${name}.softcap`);
+    if (p.softcap < 0) throw new RangeError(`${name}.softcap must be >= 0, got ${p.softcap}`);
+  }
+  if (o.scale !== undefined) {
+    p.scale = checkFinite(o.scale, `${name}.scale`);
+    if (p.scale <= 0) throw new RangeError(`${name}.scale must be > 0, got ${p.scale}`);
+  }
+  if (o.alibiSlopes !== undefined) {
+    p.alibiSlopes = toFloat32Array(o.alibiSlopes, `${name}.alibiSlopes`);
+    if (p.alibiSlopes.length !== headsQ)
+      throw new RangeError(`${name}.alibiSlopes must have one slope per query head (${headsQ}), got ${p.alibiSlopes.length}`);
+  }
+  return p;
+}
+
+function checkCuSeqlens(value: unknown, name: string, total: number, batch?: number): Int32Array {
+  const cu = toInt32Array(value, name);
+  if (cu.length < 2) throw new RangeError(`${name} needs at least 2 entries (batch + 1), got ${cu.length}`);
+  if (batch !== undefined && cu.length !== batch + 1) throw new RangeError(`${name} must have ${batch + 1} entries like cuSeqlensQ, got ${cu.length}`);
+  if (cu[0] !== 0) throw new RangeError(`${name}[0] must be 0, got ${cu[0]}`);
+  for (let i = 1; i < cu.length; i++) if (cu[i] < cu[i - 1]) throw new RangeError(`${name} must be non-decreasing (entry ${i})`);
+  if (cu[cu.length - 1] !== total) throw new RangeError(`${name} must end at ${total} (the tensor's rows), got ${cu[cu.length - 1]}`);
+  return cu;
+}
+
+/**
+ * Attention forward: softmax(q·kᵀ·scale + masks)·v, FlashAttention semantics.
+ *
+ * Layout `[batch, seq, heads, headDim]` (varlen: `[tokens, heads, headDim]`) with any strides
+ * except a contiguous last dimension. k/v may have fewer heads than q (GQA/MQA).
+ * The work is enqueued on the tensors' device; read results with `toArray()`.
+ *
+ * @example
+ * const q = Tensor.randn([1, 128, 8, 64], { dtype: 'bf16', device: 'cuda:0' });
+ * const { out, lse } = attention(q, k, v, { causal: true });
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): AttentionResult {
+  checkTensor(q, 'q');
+  checkTensor(k, 'k');
+  checkTensor(v, 'v');
+  const o = checkObject(options, 'options');
+  checkKeys(o, ATTENTION_KEYS, 'options');
+  for (const [t, name] of [[k, 'k'], [v, 'v']] as const) {
+    if (t.device !== q.device) throw new RangeError(`${name} is on ${t.device} but q is on ${q.device}`);
+    if (t.dtype !== q.dtype) throw new TypeError(`${name} has dtype ${t.dtype} but q has ${q.dtype}`);
+  }
+  const varlen = o.cuSeqlensQ !== undefined || o.cuSeqlensK !== undefined;
+  const rank = varlen ? 3 : 4;
+  const layout = varlen ? '[tokens, heads, headDim]' : '[batch, seq, heads, headDim]';
+  for (const [t, name] of [[q, 'q'], [k, 'k'], [v, 'v']] as const) {
+    if (t.ndim !== rank) throw new RangeError(`${name} must be ${layout}${varlen ? ' with cuSeqlens' : ''}, got shape [${t.shape}]`);
+    if (t.strides[rank - 1] !== 1) throw new RangeError(`${name} must be contiguous in its last (head) dimension`);
+  }
+  const r = varlen ? 0 : 1;
+  const [headsQ, headDim] = [q.shape[r + 1], q.shape[r + 2]];
+  const headsKv = k.shape[r + 1];
+  if (headDim === 0 || headsQ === 0) throw new RangeError(`q must have at least one head of dimension >= 1, got shape [${q.shape}]`);
+  if (k.shape[r + 2] !== headDim) throw new RangeError(`k head dim ${k.shape[r + 2]} must equal q's ${headDim}`);
+  if (v.shape.join() !== k.shape.join()) throw new RangeError(`v shape [${v.shape}] must equal k shape [${k.shape}]`);
+  if (headsKv === 0 || headsQ % headsKv !== 0) throw new RangeError(`q heads (${headsQ}) must be a multiple of k/v heads (${headsKv})`);
+  if (!varlen && k.shape[0] !== q.shape[0]) throw new RangeError(`k batch ${k.shape[0]} must equal q batch ${q.shape[0]}`);
+  selectKernel('attention', q.device, q.dtype, headDim);
+
+  const params = scoreParams(o, headDim, headsQ, 'options');
+  if (varlen) {
+    if (o.cuSeqlensQ === undefined || o.cuSeqlensK === undefined) throw new TypeError('options.cuSeqlensQ and options.cuSeqlensK go together');
+    params.cuSeqlensQ = checkCuSeqlens(o.cuSeqlensQ, 'options.cuSeqlensQ', q.shape[0]);
+    params.cuSeqlensK = checkCuSeqlens(o.cuSeqlensK, 'options.cuSeqlensK', k.shape[0], params.cuSeqlensQ.length - 1);
+  }
+
+  let out: Tensor;
+  if (o.out !== undefined) {
+    out = checkTensor(o.out, 'options.out');
+    if (out.device !== q.device || out.dtype !== q.dtype || out.shape.join() !== q.shape.join())
+      throw new RangeError(`options.out must match q (${q.dtype}, [${q.shape}], ${q.device}), got ${out}`);
+    if (out.strides[rank - 1] !== 1) throw new RangeError('options.out must be contiguous in its last dimension');
+  } else {
+    out = Tensor.empty(q.shape, { dtype: q.dtype, device: q.device });
+  }
+  const returnLse = o.returnLse === undefined ? true : checkBoolean(o.returnLse, 'options.returnLse');
+  const lseShape = varlen ? [headsQ, q.shape[0]] : [q.shape[0], headsQ, q.shape[1]];
+  const lse = returnLse ? Tensor.empty(lseShape, { dtype: 'f32', device: q.device }) : null;
+  native.attention(q, k, v, out, lse, params);
+  return { out, lse };
+}

@@ -1,0 +1,109 @@
+/**
+ * The native addon's raw interface. Internal: the public API in the other modules validates
+ * arguments and names them in errors before anything reaches these functions.
+ * @internal
+ */
+import path from 'node:path';
+
+/** Opaque, type-tagged handle to native memory (host or device). @internal */
+export interface StorageHandle {
+  readonly bytes: number;
+  readonly released: boolean;
+  release(): void;
+}
+
+/** The fields native code reads from a tensor. @internal */
+export interface TensorDescriptor {
+  readonly storage: StorageHandle;
+  readonly dtypeCode: number;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+}
+
+/** @internal */
+export interface NativeMemoryStats {
+  allocatedBytes: number;
+  reservedBytes: number;
+  peakAllocatedBytes: number;
+  liveStorages: number;
+  allocations: number;
+  cacheHits: number;
+}
+
+/** @internal */
+export interface NativeInfo {
+  builtWithCuda: boolean;
+  cudaAvailable: boolean;
+  cudaReason: string;
+  cpuThreads: number;
+  devices: { index: number; name: string; sm: number; multiprocessors: number; totalMemory: number; l2CacheBytes: number }[];
+}
+
+/** Numeric options passed to the attention kernels (already validated). @internal */
+export interface NativeAttentionOptions {
+  scale: number;
+  softcap: number;
+  causal: boolean;
+  windowLeft: number;
+  windowRight: number;
+  alibiSlopes?: Float32Array;
+  cuSeqlensQ?: Int32Array;
+  cuSeqlensK?: Int32Array;
+}
+
+/** @internal */
+export interface NativePagedAttentionOptions extends NativeAttentionOptions {
+  seqLens: Int32Array;
+  numSplits: number;
+}
+
+/** @internal */
+export interface NativeAddon {
+  empty(device: string, bytes: number): StorageHandle;
+  fromHost(device: string, dtypeCode: number, data: ArrayLike<number>): StorageHandle;
+  write(t: TensorDescriptor, data: ArrayLike<number>): void;
+  fill(t: TensorDescriptor, bits: number): void;
+  /** The bit pattern of `value` encoded as one element of the dtype. */
+  encodeScalar(dtypeCode: number, value: number): number;
+  copy(dst: TensorDescriptor, src: TensorDescriptor): void;
+  transfer(t: TensorDescriptor, device: string): Promise<StorageHandle>;
+  read(t: TensorDescriptor): Promise<Float32Array | Int32Array | Int8Array>;
+  synchronize(device: string): Promise<void>;
+  memoryStats(device: string): NativeMemoryStats;
+  emptyCache(device: string): void;
+  info(): NativeInfo;
+  attention(
+    q: TensorDescriptor,
+    k: TensorDescriptor,
+    v: TensorDescriptor,
+    out: TensorDescriptor,
+    lse: TensorDescriptor | null,
+    options: NativeAttentionOptions,
+  ): void;
+  pagedAppend?(
+    kPages: TensorDescriptor,
+    vPages: TensorDescriptor,
+    k: TensorDescriptor,
+    v: TensorDescriptor,
+    blockTable: TensorDescriptor,
+    cuNew: Int32Array,
+    startPos: Int32Array,
+  ): void;
+  pagedAttention?(
+    q: TensorDescriptor,
+    kPages: TensorDescriptor,
+    vPages: TensorDescriptor,
+    blockTable: TensorDescriptor,
+    out: TensorDescriptor,
+    lse: TensorDescriptor | null,
+    options: NativePagedAttentionOptions,
+  ): void;
+  copyPages?(pool: TensorDescriptor, planes: number, pageBytes: number, src: Int32Array, dst: Int32Array): void;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+
+/** The loaded addon (prebuilds/ first, then build/Release). @internal */
+export const native: NativeAddon = load(path.join(__dirname, '..'));
