@@ -1,0 +1,152 @@
+import { memory, synchronize, Tensor } from '../lib';
+import { expectRejects, expectThrows } from './helpers/throws';
+
+function bf16Round(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer);
+  const bits = u[0];
+  u[0] = ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) << 16;
+  return f[0];
+}
+
+describe('Tensor', () => {
+  test('f32 round-trips exactly', async () => {
+    const data = Float32Array.from({ length: 37 }, () => Math.random() * 200 - 100);
+    const t = Tensor.fromArray(data, [37]);
+    expect(Array.from(await t.toArray())).toEqual(Array.from(data));
+  });
+
+  test('bf16 rounds to nearest even', async () => {
+    const data = Array.from({ length: 64 }, () => (Math.random() - 0.5) * 1e3);
+    const got = await Tensor.fromArray(data, [8, 8], { dtype: 'bf16' }).toArray();
+    data.forEach((x, i) => expect(got[i]).toBe(bf16Round(x)));
+  });
+
+  test('f16 keeps 11 significant bits and saturates to infinity', async () => {
+    const data = [1, -2.5, 0.1, 65504, 70000, 1e-7, 3.14159];
+    const got = await Tensor.fromArray(data, [7], { dtype: 'f16' }).toArray();
+    expect(got[0]).toBe(1);
+    expect(got[1]).toBe(-2.5);
+    expect(Math.abs(got[2] - 0.1)).toBeLessThan(0.1 * 2 ** -11);
+    expect(got[3]).toBe(65504);
+    expect(got[4]).toBe(Infinity);
+    expect(Math.abs(got[5] - 1e-7)).toBeLessThan(2 ** -24);
+    expect(Math.abs(got[6] - 3.14159)).toBeLessThan(3.14159 * 2 ** -11);
+  });
+
+  test('fp8 e4m3 saturates at 448 and keeps 3 mantissa bits', async () => {
+    const got = await Tensor.fromArray([1, 448, 1000, -0.3, 0.001953125], [5], { dtype: 'fp8e4m3' }).toArray();
+    expect(Array.from(got.slice(0, 3))).toEqual([1, 448, 448]);
+    expect(Math.abs(got[3] + 0.3)).toBeLessThan(0.3 / 16 + 1e-9);
+    expect(got[4]).toBe(0.001953125); // smallest subnormal 2^-9
+  });
+
+  test('integer dtypes reject non-integers and out-of-range values', async () => {
+    expect(Array.from(await Tensor.fromArray([-128, 5, 127], [3], { dtype: 'int8' }).toArray())).toEqual([-128, 5, 127]);
+    expect(Array.from(await Tensor.fromArray([-7, 2 ** 31 - 1], [2], { dtype: 'int32' }).toArray())).toEqual([-7, 2 ** 31 - 1]);
+    expectThrows(() => Tensor.fromArray([1.5], [1], { dtype: 'int32' }), 'RangeError', /data\[0\] = 1.5/);
+    expectThrows(() => Tensor.fromArray([200], [1], { dtype: 'int8' }), 'RangeError', /not a valid int8/);
+  });
+
+  test('permute, narrow and contiguous select the right elements', async () => {
+    const data = Float32Array.from({ length: 2 * 3 * 4 }, (_, i) => i + Math.random() * 0.5);
+    const t = Tensor.fromArray(data, [2, 3, 4]);
+    const p = t.permute([2, 0, 1]); // [4, 2, 3]
+    const got = await p.toArray();
+    for (let a = 0; a < 4; a++)
+      for (let b = 0; b < 2; b++)
+        for (let c = 0; c < 3; c++) expect(got[(a * 2 + b) * 3 + c]).toBe(data[(b * 3 + c) * 4 + a]);
+    const n = t.narrow(2, 1, 2); // [2, 3, 2]
+    const gn = await n.toArray();
+    for (let b = 0; b < 2; b++)
+      for (let c = 0; c < 3; c++)
+        for (let d = 0; d < 2; d++) expect(gn[(b * 3 + c) * 2 + d]).toBe(data[(b * 3 + c) * 4 + d + 1]);
+    expect(n.isContiguous).toBe(false);
+    expect(t.reshape([6, -1]).shape).toEqual([6, 4]);
+    expectThrows(() => n.reshape([12]), 'RangeError', /contiguous/);
+  });
+
+  test('full fills every element, NaN included, for every float dtype', async () => {
+    for (const dtype of ['f32', 'f16', 'bf16', 'fp8e4m3'] as const) {
+      const v = await Tensor.full([5, 3], -1.5, { dtype }).toArray();
+      expect(Array.from(v)).toEqual(Array(15).fill(-1.5));
+      expect(Array.from(await Tensor.full([4], NaN, { dtype }).toArray()).every(Number.isNaN)).toBe(true);
+    }
+  });
+
+  test('copyFrom copies a strided view', async () => {
+    const src = Tensor.randn([3, 5]);
+    const dst = Tensor.full([5, 3], NaN);
+    dst.copyFrom(src.permute([1, 0]));
+    const [a, b] = await Promise.all([src.toArray(), dst.toArray()]);
+    for (let i = 0; i < 3; i++) for (let j = 0; j < 5; j++) expect(b[j * 3 + i]).toBe(a[i * 5 + j]);
+  });
+
+  test('to(cpu) copies', async () => {
+    const t = Tensor.randn([4, 4], { dtype: 'bf16' });
+    const u = await t.to('cpu');
+    expect(Array.from(await u.toArray())).toEqual(Array.from(await t.toArray()));
+    t.dispose();
+    expect(u.disposed).toBe(false);
+  });
+
+  test('dispose frees memory; later use throws TypeError', async () => {
+    await synchronize('cpu');
+    const before = memory.stats().allocatedBytes;
+    const t = Tensor.randn([1000]);
+    expect(memory.stats().allocatedBytes).toBe(before + 4000);
+    t.dispose();
+    t.dispose(); // idempotent
+    await synchronize('cpu');
+    expect(memory.stats().allocatedBytes).toBe(before);
+    expect(t.disposed).toBe(true);
+    await expectRejects(t.toArray(), 'TypeError', /disposed/);
+    expect(() => t.permute([0])).toThrow(/disposed/);
+  });
+
+  test('Symbol.dispose releases the tensor', () => {
+    const t = Tensor.randn([10]);
+    t[Symbol.dispose]();
+    expect(t.disposed).toBe(true);
+  });
+
+  test('bad arguments throw named TypeError/RangeError', () => {
+    expect(() => Tensor.fromArray([1, 2, 3], [2])).toThrow(/data has 3 elements/);
+    expectThrows(() => Tensor.fromArray('abc' as never, [3]), 'TypeError', /data must be/);
+    expectThrows(() => Tensor.empty([2, -1]), 'RangeError', /shape\[1\]/);
+    expect(() => Tensor.empty([2.5])).toThrow(/shape\[0\]/);
+    expect(() => Tensor.empty([2], { dtype: 'f64' as never })).toThrow(/options.dtype/);
+    expect(() => Tensor.empty([2], { device: 'gpu' as never })).toThrow(/options.device/);
+    expectThrows(() => Tensor.empty([2], { device: 'cuda:7' }), 'RangeError', /cuda:7/);
+    expect(() => Tensor.empty([2], { colour: 'red' } as never)).toThrow(/options.colour/);
+    expect(() => Tensor.empty([1, 1, 1, 1, 1, 1, 1, 1, 1])).toThrow(/at most 8/);
+    const t = Tensor.randn([2, 3]);
+    expect(() => t.permute([0, 0])).toThrow(/repeats/);
+    expect(() => t.narrow(1, 2, 5)).toThrow(/length/);
+    expect(() => t.reshape([7])).toThrow(/cannot reshape/);
+  });
+
+  test('forged storage handles are rejected, not dereferenced', async () => {
+    const t = Tensor.randn([4]);
+    const forged = Object.create(Tensor.prototype) as Tensor;
+    Object.assign(forged, { storage: { released: false, bytes: 1 << 30, release() {} }, dtypeCode: 0, shape: [1 << 20], strides: [1], offset: 0, device: 'cpu', dtype: 'f32' });
+    await expectRejects(forged.toArray(), 'TypeError', /not a tensor storage/);
+    // A real storage with an out-of-range view is refused too.
+    const bad = new Tensor(t.storage, 'cpu', 'f32', [1000]);
+    expect(() => bad.contiguous()).not.toThrow(); // contiguous: no copy made
+    await expectRejects(bad.toArray(), 'RangeError', /exceeds its storage/);
+  });
+
+  test('the GC frees tensors nobody disposed', async () => {
+    const gc = (global as { gc?: () => void }).gc;
+    if (!gc) return; // needs --expose-gc (npm test passes it)
+    await synchronize('cpu');
+    const before = memory.stats().liveStorages;
+    for (let i = 0; i < 200; i++) Tensor.randn([256]);
+    for (let i = 0; i < 10 && memory.stats().liveStorages > before; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(memory.stats().liveStorages).toBeLessThanOrEqual(before);
+  });
+});
