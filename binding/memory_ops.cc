@@ -107,6 +107,30 @@ Napi::Value encodeScalar(const Napi::CallbackInfo& info) {
   });
 }
 
+// randomNormal(tensor, seedHigh, seedLow, mean, std): fills a contiguous float tensor.
+Napi::Value randomNormal(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    TensorRef t = tensorRef(info[0], "tensor");
+    requireContiguous(t, "tensor");
+    if (t.dtype != attn::DType::F32 && t.dtype != attn::DType::F16 && t.dtype != attn::DType::BF16)
+      attn::throwType(std::string("randn supports f32, f16 and bf16, not ") + attn::dtypeName(t.dtype));
+    attn::RandomParams p;
+    p.dst = t.data();
+    p.numel = t.numel();
+    p.dtype = static_cast<int>(t.dtype);
+    p.seed = (static_cast<uint64_t>(info[1].As<Napi::Number>().Uint32Value()) << 32) | info[2].As<Napi::Number>().Uint32Value();
+    p.mean = info[3].As<Napi::Number>().FloatValue();
+    p.std = info[4].As<Napi::Number>().FloatValue();
+    attn::StoragePtr hold = t.storage;
+    launch(t.device(), [p, hold] { attn::cpu::randomNormal(p); }, [&](const CudaTarget& c) {
+#ifdef ATTN_WITH_CUDA
+      attn::cuda::randomNormal(p, c.stream);
+#endif
+    });
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value copy(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     TensorRef dst = tensorRef(info[0], "dst");
@@ -201,6 +225,7 @@ void registerMemoryOps(Napi::Env env, Napi::Object exports) {
   exports.Set("write", Napi::Function::New(env, write, "write"));
   exports.Set("fill", Napi::Function::New(env, fill, "fill"));
   exports.Set("encodeScalar", Napi::Function::New(env, encodeScalar, "encodeScalar"));
+  exports.Set("randomNormal", Napi::Function::New(env, randomNormal, "randomNormal"));
   exports.Set("copy", Napi::Function::New(env, copy, "copy"));
   exports.Set("transfer", Napi::Function::New(env, transfer, "transfer"));
   exports.Set("read", Napi::Function::New(env, read, "read"));

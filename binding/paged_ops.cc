@@ -1,8 +1,264 @@
-// Paged KV cache ops (filled in with the paged kernels).
+// Paged KV cache ops: pagedAppend, pagedAttention, copyPages. The pool tensor is the whole cache,
+// [layers, 2 (k, v), numPages, kvHeads, pageSize, headDim], contiguous; lib/paged_kv_cache.ts owns
+// the page bookkeeping and guarantees that every block-table entry a call touches is a live page.
+#include <memory>
+
+#include "common/error.h"
+#include "common/paged_params.h"
+#include "cpu/paged_attention.h"
+#include "device_exec.h"
+#include "errors.h"
+#include "host_arrays.h"
+#include "params_reader.h"
 #include "register.h"
+#include "tensor_ref.h"
+
+#ifdef ATTN_WITH_CUDA
+#include "cuda/paged/paged_attention.h"
+#endif
 
 namespace binding {
+namespace {
 
-void registerPagedOps(Napi::Env env, Napi::Object exports) {}
+struct PoolGeometry {
+  int layers, pages, heads, pageSize, dim;
+  int64_t pageStride, headStride, planeStride;
+};
+
+PoolGeometry poolGeometry(const TensorRef& pool) {
+  if (pool.shape.size() != 6 || pool.shape[1] != 2 || !pool.contiguous())
+    attn::throwRange("pool must be a contiguous [layers, 2, pages, kvHeads, pageSize, headDim] tensor");
+  PoolGeometry g;
+  g.layers = static_cast<int>(pool.shape[0]);
+  g.pages = static_cast<int>(pool.shape[2]);
+  g.heads = static_cast<int>(pool.shape[3]);
+  g.pageSize = static_cast<int>(pool.shape[4]);
+  g.dim = static_cast<int>(pool.shape[5]);
+  g.headStride = static_cast<int64_t>(g.pageSize) * g.dim;
+  g.pageStride = g.headStride * g.heads;
+  g.planeStride = g.pageStride * g.pages;
+  return g;
+}
+
+int layerArg(Napi::Value v, const PoolGeometry& g) {
+  if (!v.IsNumber()) attn::throwType("layer must be a number");
+  int layer = v.As<Napi::Number>().Int32Value();
+  if (layer < 0 || layer >= g.layers) attn::throwRange("layer " + std::to_string(layer) + " is out of range");
+  return layer;
+}
+
+const TensorRef& checkTable(const TensorRef& table, const TensorRef& pool, const std::vector<int32_t>& rows) {
+  if (table.shape.size() != 2 || !table.contiguous() || table.dtype != attn::DType::INT32 || !(table.device() == pool.device()))
+    attn::throwRange("blockTable must be a contiguous 2-d int32 tensor on the pool's device");
+  for (int32_t r : rows)
+    if (r < 0 || r >= table.shape[0]) attn::throwRange("block table row " + std::to_string(r) + " is out of range");
+  return table;
+}
+
+Napi::Value pagedAppend(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    TensorRef pool = tensorRef(info[0], "pool");
+    PoolGeometry g = poolGeometry(pool);
+    int layer = layerArg(info[1], g);
+    TensorRef k = tensorRef(info[2], "k"), v = tensorRef(info[3], "v"), table = tensorRef(info[4], "blockTable");
+    if (!info[5].IsObject()) attn::throwType("options must be an object");
+    Napi::Object opt = info[5].As<Napi::Object>();
+    std::vector<int32_t> rows = int32ArrayOpt(opt, "rows"), cuNew = int32ArrayOpt(opt, "cuNew"), startPos = int32ArrayOpt(opt, "startPos");
+    checkTable(table, pool, rows);
+    for (const TensorRef* t : {&k, &v}) {
+      if (t->shape.size() != 3 || t->shape[1] != g.heads || t->shape[2] != g.dim || t->strides[2] != 1)
+        attn::throwRange("k and v must be [tokens, kvHeads, headDim] matching the cache");
+      if (t->dtype != pool.dtype || !(t->device() == pool.device())) attn::throwRange("k and v must match the cache's dtype and device");
+    }
+    if (k.shape != v.shape) attn::throwRange("k and v must have one shape");
+    if (rows.empty() || cuNew.size() != rows.size() + 1 || startPos.size() != rows.size() || cuNew.back() != k.shape[0])
+      attn::throwRange("rows, cuNew and startPos disagree with each other or with k");
+
+    attn::PagedAppendParams p;
+    p.dtype = pool.dtype;
+    p.k = k.data();
+    p.v = v.data();
+    p.k_row_stride = k.stride(0);
+    p.k_head_stride = k.stride(1);
+    p.v_row_stride = v.stride(0);
+    p.v_head_stride = v.stride(1);
+    char* base = pool.data();
+    size_t es = attn::dtypeSize(pool.dtype);
+    p.k_pages = base + static_cast<size_t>(2 * layer) * g.planeStride * es;
+    p.v_pages = base + static_cast<size_t>(2 * layer + 1) * g.planeStride * es;
+    p.page_stride = g.pageStride;
+    p.page_head_stride = g.headStride;
+    p.block_table = reinterpret_cast<const int32_t*>(table.data());
+    p.block_table_stride = static_cast<int>(table.shape[1]);
+    p.batch = static_cast<int>(rows.size());
+    p.total_new = static_cast<int>(k.shape[0]);
+    p.heads_kv = g.heads;
+    p.head_dim = g.dim;
+    p.page_size = g.pageSize;
+    if (p.total_new == 0) return info.Env().Undefined();
+
+    const attn::Device& dev = pool.device();
+    attn::StoragePtr rowsS = toDevice(dev, rows), cuS = toDevice(dev, cuNew), startS = toDevice(dev, startPos);
+    p.block_table_rows = static_cast<const int32_t*>(rowsS->data());
+    p.cu_new = static_cast<const int32_t*>(cuS->data());
+    p.start_pos = static_cast<const int32_t*>(startS->data());
+    auto holds = std::make_shared<std::vector<attn::StoragePtr>>(
+        std::vector<attn::StoragePtr>{pool.storage, k.storage, v.storage, table.storage, rowsS, cuS, startS});
+    launch(dev, [p, holds] { attn::cpu::pagedAppend(p); }, [&](const CudaTarget& c) {
+#ifdef ATTN_WITH_CUDA
+      attn::cuda::pagedAppend(p, c.stream);
+#endif
+    });
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    TensorRef q = tensorRef(info[0], "q");
+    TensorRef pool = tensorRef(info[1], "pool");
+    PoolGeometry g = poolGeometry(pool);
+    int layer = layerArg(info[2], g);
+    TensorRef table = tensorRef(info[3], "blockTable"), o = tensorRef(info[4], "out");
+    TensorRef lse;
+    bool hasLse = optionalTensorRef(info[5], "lse", &lse);
+    if (!info[6].IsObject()) attn::throwType("options must be an object");
+    Napi::Object opt = info[6].As<Napi::Object>();
+    std::vector<int32_t> rows = int32ArrayOpt(opt, "rows"), seqLens = int32ArrayOpt(opt, "seqLens"), cuQ = int32ArrayOpt(opt, "cuSeqlensQ");
+    checkTable(table, pool, rows);
+    if (q.shape.size() != 3 || q.shape[2] != g.dim || q.strides[2] != 1) attn::throwRange("q must be [tokens, heads, headDim] matching the cache");
+    if (q.dtype != pool.dtype || !(q.device() == pool.device())) attn::throwRange("q must match the cache's dtype and device");
+    if (o.shape != q.shape || o.dtype != q.dtype || !(o.device() == q.device()) || o.strides[2] != 1) attn::throwRange("out must match q");
+    int heads = static_cast<int>(q.shape[1]);
+    if (heads % g.heads != 0) attn::throwRange("q heads must be a multiple of the cache's kv heads");
+    size_t batch = rows.size();
+    if (batch == 0 || seqLens.size() != batch) attn::throwRange("rows and seqLens must have one entry per sequence");
+    if (cuQ.empty() ? static_cast<int64_t>(batch) != q.shape[0] : (cuQ.size() != batch + 1 || cuQ[0] != 0 || cuQ.back() != q.shape[0]))
+      attn::throwRange("q rows disagree with the batch (cuSeqlensQ)");
+    int maxQ = 1, maxK = 0;
+    for (size_t b = 0; b < batch; ++b) {
+      int nq = cuQ.empty() ? 1 : cuQ[b + 1] - cuQ[b];
+      if (nq < 0 || nq > seqLens[b]) attn::throwRange("each sequence needs at least as many cached tokens as queries");
+      if (static_cast<int64_t>(seqLens[b]) > table.shape[1] * g.pageSize) attn::throwRange("seqLens exceeds the block table");
+      maxQ = std::max(maxQ, nq);
+      maxK = std::max(maxK, seqLens[b]);
+    }
+    if (hasLse && (lse.shape != std::vector<int64_t>{q.shape[0], heads} || lse.dtype != attn::DType::F32 || !lse.contiguous()))
+      attn::throwRange("lse must be a contiguous f32 [tokens, heads] tensor");
+
+    attn::PagedAttnParams p;
+    p.dtype = q.dtype;
+    p.q = q.data();
+    p.o = o.data();
+    p.lse = hasLse ? reinterpret_cast<float*>(lse.data()) : nullptr;
+    p.q_row_stride = q.stride(0);
+    p.q_head_stride = q.stride(1);
+    p.o_row_stride = o.stride(0);
+    p.o_head_stride = o.stride(1);
+    char* base = pool.data();
+    size_t es = attn::dtypeSize(pool.dtype);
+    p.k_pages = base + static_cast<size_t>(2 * layer) * g.planeStride * es;
+    p.v_pages = base + static_cast<size_t>(2 * layer + 1) * g.planeStride * es;
+    p.page_stride = g.pageStride;
+    p.page_head_stride = g.headStride;
+    p.block_table = reinterpret_cast<const int32_t*>(table.data());
+    p.block_table_stride = static_cast<int>(table.shape[1]);
+    p.batch = static_cast<int>(batch);
+    p.total_q = static_cast<int>(q.shape[0]);
+    p.max_seqlen_q = maxQ;
+    p.max_seqlen_k = maxK;
+    p.heads_q = heads;
+    p.heads_kv = g.heads;
+    p.head_dim = g.dim;
+    p.page_size = g.pageSize;
+    p.scale = static_cast<float>(numberOpt(opt, "scale", 1.0));
+    p.softcap = static_cast<float>(numberOpt(opt, "softcap", 0.0));
+    p.causal = boolOpt(opt, "causal", true);
+    p.window_left = intOpt(opt, "windowLeft", -1);
+    p.window_right = intOpt(opt, "windowRight", -1);
+    if (p.causal) p.window_right = 0;
+    std::vector<float> slopes = float32ArrayOpt(opt, "alibiSlopes");
+    if (!slopes.empty() && static_cast<int>(slopes.size()) != heads) attn::throwRange("options.alibiSlopes must have one slope per q head");
+    int requestedSplits = intOpt(opt, "numSplits", 0);
+    (void)requestedSplits;  // used by the CUDA path only
+    if (p.total_q == 0) return info.Env().Undefined();
+    if (!q.device().isCuda() && q.dtype != attn::DType::F32 && q.dtype != attn::DType::F16 && q.dtype != attn::DType::BF16)
+      attn::throwType(std::string("pagedAttention on cpu supports f32, f16 and bf16, not ") + attn::dtypeName(q.dtype));
+
+    const attn::Device& dev = q.device();
+    attn::StoragePtr rowsS = toDevice(dev, rows), lensS = toDevice(dev, seqLens), cuS, slopeS, work;
+    p.block_table_rows = static_cast<const int32_t*>(rowsS->data());
+    p.seq_lens = static_cast<const int32_t*>(lensS->data());
+    if (!cuQ.empty()) {
+      cuS = toDevice(dev, cuQ);
+      p.cu_seqlens_q = static_cast<const int32_t*>(cuS->data());
+    }
+    if (!slopes.empty()) {
+      slopeS = toDevice(dev, slopes);
+      p.alibi_slopes = static_cast<const float*>(slopeS->data());
+    }
+    auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
+        q.storage, pool.storage, table.storage, o.storage, hasLse ? lse.storage : nullptr, rowsS, lensS, cuS, slopeS});
+    launch(dev, [p, holds] { attn::cpu::pagedAttention(p); }, [&](const CudaTarget& c) {
+#ifdef ATTN_WITH_CUDA
+      std::string why;
+      if (!attn::cuda::pagedAttentionSupported(p, &why)) attn::throwRange("pagedAttention on " + dev.str() + ": " + why);
+      attn::PagedAttnParams pc = p;
+      pc.num_splits = requestedSplits > 0 ? requestedSplits : attn::cuda::pagedChooseSplits(pc, c.multiprocessors);
+      int64_t floats = attn::cuda::pagedWorkspaceFloats(pc);
+      if (floats > 0) {
+        // Stream-ordered: the block returns to the cache after this launch and is reused in order.
+        attn::StoragePtr ws = allocate(dev, static_cast<size_t>(floats) * sizeof(float));
+        pc.workspace = static_cast<float*>(ws->data());
+        pc.workspace_floats = floats;
+        attn::cuda::pagedAttention(pc, c.stream);
+      } else {
+        attn::cuda::pagedAttention(pc, c.stream);
+      }
+#endif
+    });
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value copyPages(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    TensorRef pool = tensorRef(info[0], "pool");
+    PoolGeometry g = poolGeometry(pool);
+    if (!info[1].IsObject()) attn::throwType("options must be an object");
+    Napi::Object opt = info[1].As<Napi::Object>();
+    std::vector<int32_t> src = int32ArrayOpt(opt, "src"), dst = int32ArrayOpt(opt, "dst");
+    if (src.size() != dst.size()) attn::throwRange("src and dst must have one length");
+    for (size_t i = 0; i < src.size(); ++i)
+      if (src[i] < 0 || src[i] >= g.pages || dst[i] < 0 || dst[i] >= g.pages) attn::throwRange("page index out of range");
+    if (src.empty()) return info.Env().Undefined();
+    size_t es = attn::dtypeSize(pool.dtype);
+    attn::PageCopyParams p;
+    p.pool = pool.data();
+    p.page_bytes = g.pageStride * static_cast<int64_t>(es);
+    p.planes = 2LL * g.layers;
+    p.plane_stride_bytes = g.planeStride * static_cast<int64_t>(es);
+    p.count = static_cast<int>(src.size());
+    const attn::Device& dev = pool.device();
+    attn::StoragePtr srcS = toDevice(dev, src), dstS = toDevice(dev, dst);
+    p.src = static_cast<const int32_t*>(srcS->data());
+    p.dst = static_cast<const int32_t*>(dstS->data());
+    auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{pool.storage, srcS, dstS});
+    launch(dev, [p, holds] { attn::cpu::copyPages(p); }, [&](const CudaTarget& c) {
+#ifdef ATTN_WITH_CUDA
+      attn::cuda::copyPages(p, c.stream);
+#endif
+    });
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void registerPagedOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("pagedAppend", Napi::Function::New(env, pagedAppend, "pagedAppend"));
+  exports.Set("pagedAttention", Napi::Function::New(env, pagedAttention, "pagedAttention"));
+  exports.Set("copyPages", Napi::Function::New(env, copyPages, "copyPages"));
+}
 
 }  // namespace binding

@@ -16,3 +16,7 @@ export { memory, synchronize } from './memory';
 export type { MemoryStats } from './memory';
 export { Tensor } from './tensor';
 export type { ArrayData, HostArray, TensorOptions } from './tensor';
+export { PagedKVCache } from './paged_kv_cache';
+export type { CacheUsage, PagedKVCacheOptions } from './paged_kv_cache';
+export { pagedAttention } from './paged_attention';
+export type { PagedAttentionOptions } from './paged_attention';

@@ -54,6 +54,7 @@ export interface NativeAttentionOptions {
 
 /** @internal */
 export interface NativePagedAttentionOptions extends NativeAttentionOptions {
+  rows: Int32Array;
   seqLens: Int32Array;
   numSplits: number;
 }
@@ -67,6 +68,7 @@ export interface NativeAddon {
   /** The bit pattern of `value` encoded as one element of the dtype. */
   encodeScalar(dtypeCode: number, value: number): number;
   copy(dst: TensorDescriptor, src: TensorDescriptor): void;
+  randomNormal(t: TensorDescriptor, seedHigh: number, seedLow: number, mean: number, std: number): void;
   transfer(t: TensorDescriptor, device: string): Promise<StorageHandle>;
   read(t: TensorDescriptor): Promise<Float32Array | Int32Array | Int8Array>;
   synchronize(device: string): Promise<void>;
@@ -81,25 +83,24 @@ export interface NativeAddon {
     lse: TensorDescriptor | null,
     options: NativeAttentionOptions,
   ): void;
-  pagedAppend?(
-    kPages: TensorDescriptor,
-    vPages: TensorDescriptor,
+  pagedAppend(
+    pool: TensorDescriptor,
+    layer: number,
     k: TensorDescriptor,
     v: TensorDescriptor,
     blockTable: TensorDescriptor,
-    cuNew: Int32Array,
-    startPos: Int32Array,
+    options: { rows: Int32Array; cuNew: Int32Array; startPos: Int32Array },
   ): void;
-  pagedAttention?(
+  pagedAttention(
     q: TensorDescriptor,
-    kPages: TensorDescriptor,
-    vPages: TensorDescriptor,
+    pool: TensorDescriptor,
+    layer: number,
     blockTable: TensorDescriptor,
     out: TensorDescriptor,
     lse: TensorDescriptor | null,
     options: NativePagedAttentionOptions,
   ): void;
-  copyPages?(pool: TensorDescriptor, planes: number, pageBytes: number, src: Int32Array, dst: Int32Array): void;
+  copyPages(pool: TensorDescriptor, options: { src: Int32Array; dst: Int32Array }): void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

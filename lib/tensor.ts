@@ -1,7 +1,7 @@
 /** Tensors: n-d strided views of host or device memory. */
 import { checkDevice, Device } from './device';
 import { checkDType, DType, dtypeCode, dtypeSize } from './dtype';
-import { checkInteger, checkObject, describe } from './errors';
+import { checkFinite, checkInteger, checkObject, describe } from './errors';
 import { native, StorageHandle, TensorDescriptor } from './native';
 
 /** Data accepted by {@link Tensor.fromArray}. */
@@ -108,20 +108,18 @@ export class Tensor implements TensorDescriptor, Disposable {
     return t;
   }
 
-  /** Random values from N(0, std²) drawn on the host (for tests and benchmarks). */
-  static randn(shape: readonly number[], options?: TensorOptions & { std?: number }): Tensor {
-    const std = options?.std ?? 1;
-    const dims = checkShape(shape, 'shape');
-    const n = product(dims);
-    const data = new Float32Array(n);
-    for (let i = 0; i < n; i += 2) {
-      const u = Math.random() || 1e-12;
-      const v = Math.random();
-      const r = Math.sqrt(-2 * Math.log(u)) * std;
-      data[i] = r * Math.cos(2 * Math.PI * v);
-      if (i + 1 < n) data[i + 1] = r * Math.sin(2 * Math.PI * v);
-    }
-    return Tensor.fromArray(data, dims, { dtype: options?.dtype, device: options?.device });
+  /**
+   * Random values from N(mean, std²) (float dtypes), generated on the tensor's device. Each call
+   * draws a fresh seed unless `seed` is given (then the values are reproducible on any device).
+   */
+  static randn(shape: readonly number[], options?: TensorOptions & { std?: number; mean?: number; seed?: number }): Tensor {
+    const std = options?.std === undefined ? 1 : checkFinite(options.std, 'options.std');
+    const mean = options?.mean === undefined ? 0 : checkFinite(options.mean, 'options.mean');
+    const seed = options?.seed === undefined ? Math.floor(Math.random() * 2 ** 53) : checkInteger(options.seed, 'options.seed');
+    const t = Tensor.empty(shape, { dtype: options?.dtype, device: options?.device });
+    if (!['f32', 'f16', 'bf16'].includes(t.dtype)) throw new TypeError(`options.dtype must be f32, f16 or bf16 for randn, got ${t.dtype}`);
+    native.randomNormal(t, Math.floor(seed / 2 ** 32), seed % 2 ** 32, mean, std);
+    return t;
   }
 
   /** Number of elements. */

@@ -4,8 +4,9 @@
 // ("HND" pages: one head's page_size x head_dim tile is contiguous, so a decode block reads
 // whole 16-byte rows of one head). Page p, head h, slot s, channel c lives at
 //   base + p * page_stride + h * page_head_stride + s * head_dim + c.
-// A sequence's logical token position t lives in page block_table[b * block_table_stride + t / page_size]
-// at slot t % page_size.
+// A sequence's logical token position t lives in page block_table[row * block_table_stride + t / page_size]
+// at slot t % page_size, where row = block_table_rows ? block_table_rows[b] : b (the cache keeps one
+// table row per live sequence; a batch names its rows instead of gathering a table every step).
 #pragma once
 #include <cstdint>
 
@@ -25,8 +26,9 @@ struct PagedAppendParams {
   void* v_pages = nullptr;
   int64_t page_stride = 0;       // elements between consecutive pages
   int64_t page_head_stride = 0;  // elements between heads inside a page (= page_size * head_dim)
-  const int32_t* block_table = nullptr;  // [batch, block_table_stride]
+  const int32_t* block_table = nullptr;  // [rows, block_table_stride]
   int block_table_stride = 0;
+  const int32_t* block_table_rows = nullptr;  // [batch]: table row of sequence b; null = row b
   const int32_t* cu_new = nullptr;     // [batch + 1]
   const int32_t* start_pos = nullptr;  // [batch]
   int batch = 0;
@@ -53,8 +55,9 @@ struct PagedAttnParams {
   const void* v_pages = nullptr;
   int64_t page_stride = 0;
   int64_t page_head_stride = 0;
-  const int32_t* block_table = nullptr;  // [batch, block_table_stride]
+  const int32_t* block_table = nullptr;  // [rows, block_table_stride]
   int block_table_stride = 0;
+  const int32_t* block_table_rows = nullptr;  // [batch]: table row of sequence b; null = row b
   const int32_t* seq_lens = nullptr;     // [batch] cached tokens, new ones included
 
   int batch = 0;

@@ -26,4 +26,16 @@ struct FillParams {
   uint32_t bits = 0;
 };
 
+// Fills numel contiguous floating elements (f32/f16/bf16) with N(mean, std^2) samples from a
+// counter-based generator: element i depends only on (seed, i), so any thread split gives the same
+// values (CPU and CUDA agree up to the device's fast-math log/sin rounding).
+struct RandomParams {
+  void* dst = nullptr;
+  int64_t numel = 0;
+  int dtype = 0;  // attn::DType code
+  uint64_t seed = 0;
+  float mean = 0.0f;
+  float std = 1.0f;
+};
+
 }  // namespace attn

@@ -1,7 +1,11 @@
 #include "tensor_ops.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
+#include "../common/counter_rng.h"
+#include "element_io.h"
 #include "parallel.h"
 
 namespace attn::cpu {
@@ -50,6 +54,17 @@ void fill(const FillParams& p) {
       case 1: fillRange<uint8_t>(p, b, e); break;
       case 2: fillRange<uint16_t>(p, b, e); break;
       default: fillRange<uint32_t>(p, b, e); break;
+    }
+  });
+}
+
+void randomNormal(const RandomParams& p) {
+  parallelFor(p.numel, 1 << 14, [&](int64_t b, int64_t e) {
+    float buf[256];
+    for (int64_t i = b; i < e; i += 256) {
+      int n = static_cast<int>(std::min<int64_t>(256, e - i));
+      for (int j = 0; j < n; ++j) buf[j] = p.mean + p.std * counterNormal(p.seed, i + j);
+      storeRow(p.dst, i, static_cast<DType>(p.dtype), n, buf);
     }
   });
 }

@@ -5,5 +5,6 @@ namespace attn::cpu {
 
 void copyStrided(const StridedCopyParams& p);
 void fill(const FillParams& p);
+void randomNormal(const RandomParams& p);
 
 }  // namespace attn::cpu

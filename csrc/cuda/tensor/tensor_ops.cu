@@ -1,3 +1,8 @@
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "../../common/counter_rng.h"
+#include "../../common/dtype.h"
 #include "../check.h"
 #include "tensor_ops.h"
 
@@ -21,6 +26,22 @@ __global__ void copyStridedKernel(StridedCopyParams p) {
 template <typename T>
 __global__ void fillKernel(T* dst, int64_t n, T value) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) dst[i] = value;
+}
+
+template <typename T>
+__device__ __forceinline__ T fromFloat(float x);
+template <>
+__device__ __forceinline__ float fromFloat<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ __half fromFloat<__half>(float x) { return __float2half_rn(x); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 fromFloat<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+template <typename T>
+__global__ void randomNormalKernel(RandomParams p) {
+  T* dst = static_cast<T*>(p.dst);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.numel; i += int64_t(gridDim.x) * blockDim.x)
+    dst[i] = fromFloat<T>(p.mean + p.std * counterNormal(p.seed, i));
 }
 
 unsigned gridFor(int64_t n) {
@@ -48,6 +69,17 @@ void fill(const FillParams& p, cudaStream_t stream) {
     case 2: fillKernel<<<gridFor(p.numel), 256, 0, stream>>>(static_cast<uint16_t*>(p.dst), p.numel, uint16_t(p.bits)); break;
     case 4: fillKernel<<<gridFor(p.numel), 256, 0, stream>>>(static_cast<uint32_t*>(p.dst), p.numel, p.bits); break;
     default: throwRange("fill: element size " + std::to_string(p.elem_size));
+  }
+  ATTN_CUDA_CHECK_LAUNCH();
+}
+
+void randomNormal(const RandomParams& p, cudaStream_t stream) {
+  if (p.numel == 0) return;
+  switch (static_cast<DType>(p.dtype)) {
+    case DType::F32: randomNormalKernel<float><<<gridFor(p.numel), 256, 0, stream>>>(p); break;
+    case DType::F16: randomNormalKernel<__half><<<gridFor(p.numel), 256, 0, stream>>>(p); break;
+    case DType::BF16: randomNormalKernel<__nv_bfloat16><<<gridFor(p.numel), 256, 0, stream>>>(p); break;
+    default: throwRange("randomNormal: dtype must be f32, f16 or bf16");
   }
   ATTN_CUDA_CHECK_LAUNCH();
 }

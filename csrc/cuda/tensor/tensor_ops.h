@@ -7,5 +7,6 @@ namespace attn::cuda {
 
 void copyStrided(const StridedCopyParams& p, cudaStream_t stream);
 void fill(const FillParams& p, cudaStream_t stream);
+void randomNormal(const RandomParams& p, cudaStream_t stream);
 
 }  // namespace attn::cuda

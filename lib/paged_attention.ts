@@ -1,0 +1,86 @@
+/** Attention of new queries against a {@link PagedKVCache}: decode (one query per sequence) and prefill. */
+import { ScoreOptions, scoreParams } from './attention';
+import { checkBoolean, checkInteger, checkKeys, checkObject, describe } from './errors';
+import { selectKernel } from './kernels';
+import { native } from './native';
+import { PagedKVCache } from './paged_kv_cache';
+import { checkTensor, Tensor } from './tensor';
+
+/** Options of {@link pagedAttention}. */
+export interface PagedAttentionOptions extends ScoreOptions {
+  /**
+   * Queries per sequence, in order (default: one each, i.e. decode). The queries of a sequence are
+   * its last tokens: already appended to the cache, at positions `length - count ... length - 1`.
+   */
+  queryCounts?: readonly number[];
+  /** Write the output here (q's shape, dtype and device). */
+  out?: Tensor;
+  /** Also return the log-sum-exp `[tokens, heads]` (default true). */
+  returnLse?: boolean;
+  /** KV splits for flash-decoding on CUDA (default: chosen to fill the GPU). */
+  numSplits?: number;
+}
+
+const KEYS = ['causal', 'window', 'softcap', 'scale', 'alibiSlopes', 'queryCounts', 'out', 'returnLse', 'numSplits'] as const;
+
+/**
+ * Attention of `q` (`[tokens, heads, headDim]`) over the cached K/V of `seqs` in `layer`.
+ * Causal by default (`causal: true`, bottom-right aligned), which for decode means "every cached token".
+ * GQA: all query heads of a KV group share one read of the pages.
+ */
+export function pagedAttention(
+  q: Tensor,
+  cache: PagedKVCache,
+  layer: number,
+  seqs: readonly number[],
+  options: PagedAttentionOptions = {},
+): { out: Tensor; lse: Tensor | null } {
+  checkTensor(q, 'q');
+  if (!(cache instanceof PagedKVCache)) throw new TypeError(`cache must be a PagedKVCache, got ${describe(cache)}`);
+  checkInteger(layer, 'layer', 0, cache.layers - 1);
+  if (!Array.isArray(seqs) || seqs.length === 0) throw new TypeError(`seqs must be a non-empty array of sequence ids, got ${describe(seqs)}`);
+  const o = checkObject(options, 'options');
+  checkKeys(o, KEYS, 'options');
+  if (q.device !== cache.device || q.dtype !== cache.dtype) throw new RangeError(`q must be ${cache.dtype} on ${cache.device} like the cache, got ${q}`);
+  if (q.ndim !== 3 || q.shape[2] !== cache.headDim) throw new RangeError(`q must be [tokens, heads, ${cache.headDim}], got [${q.shape}]`);
+  if (q.strides[2] !== 1) throw new RangeError('q must be contiguous in its last dimension');
+  const heads = q.shape[1];
+  if (heads === 0 || heads % cache.kvHeads !== 0) throw new RangeError(`q heads (${heads}) must be a multiple of the cache's kv heads (${cache.kvHeads})`);
+  selectKernel('pagedAttention', q.device, q.dtype, cache.headDim);
+
+  const { rows, seqLens } = cache.batchInfo(seqs, layer, 'seqs');
+  const params = {
+    ...scoreParams({ causal: true, ...o }, cache.headDim, heads, 'options'),
+    rows,
+    seqLens,
+    numSplits: o.numSplits === undefined ? 0 : checkInteger(o.numSplits, 'options.numSplits', 1, 1024),
+  };
+  if (o.queryCounts !== undefined) {
+    const counts = o.queryCounts;
+    if (!Array.isArray(counts) || counts.length !== seqs.length) throw new RangeError(`options.queryCounts must have one entry per sequence (${seqs.length})`);
+    const cu = new Int32Array(seqs.length + 1);
+    for (let i = 0; i < counts.length; i++) {
+      const c = checkInteger(counts[i], `options.queryCounts[${i}]`);
+      if (c > seqLens[i]) throw new RangeError(`options.queryCounts[${i}] = ${c} exceeds the ${seqLens[i]} tokens cached for sequence ${seqs[i]} in layer ${layer}`);
+      cu[i + 1] = cu[i] + c;
+    }
+    if (cu[seqs.length] !== q.shape[0]) throw new RangeError(`options.queryCounts sum to ${cu[seqs.length]} but q has ${q.shape[0]} tokens`);
+    params.cuSeqlensQ = cu;
+  } else {
+    if (q.shape[0] !== seqs.length) throw new RangeError(`q has ${q.shape[0]} tokens but ${seqs.length} sequences were given (one query each; use options.queryCounts for more)`);
+    for (let i = 0; i < seqs.length; i++)
+      if (seqLens[i] < 1) throw new RangeError(`sequence ${seqs[i]} has no tokens in layer ${layer}; append the query's K/V first`);
+  }
+  let out: Tensor;
+  if (o.out !== undefined) {
+    out = checkTensor(o.out, 'options.out');
+    if (out.device !== q.device || out.dtype !== q.dtype || out.shape.join() !== q.shape.join() || out.strides[2] !== 1)
+      throw new RangeError(`options.out must match q (${q.dtype}, [${q.shape}], ${q.device}), got ${out}`);
+  } else {
+    out = Tensor.empty(q.shape, { dtype: q.dtype, device: q.device });
+  }
+  const returnLse = o.returnLse === undefined ? true : checkBoolean(o.returnLse, 'options.returnLse');
+  const lse = returnLse ? Tensor.empty([q.shape[0], heads], { dtype: 'f32', device: q.device }) : null;
+  native.pagedAttention(q, cache.pool, layer, cache.blockTable, out, lse, params);
+  return { out, lse };
+}

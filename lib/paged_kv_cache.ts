@@ -1,0 +1,298 @@
+/** A paged KV cache: fixed-size pages in one device pool, per-sequence block tables, copy-on-write forks. */
+import { checkDevice, defaultDevice, Device } from './device';
+import { checkDType, DType, dtypeSize } from './dtype';
+import { checkInteger, checkKeys, checkObject, describe } from './errors';
+import { native } from './native';
+import { checkTensor, Tensor } from './tensor';
+
+/** Options of {@link PagedKVCache}. */
+export interface PagedKVCacheOptions {
+  /** Transformer layers sharing the page allocation (a page holds K and V of every layer). */
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+  /** Pages in the pool. */
+  capacityPages: number;
+  /** Tokens per page, a power of two up to 256 (default 16). */
+  pageSize?: number;
+  /** Live sequences at most (block-table rows; default 256). */
+  maxSequences?: number;
+  /** Tokens per sequence at most (default: the whole pool, capped at 131072). */
+  maxSequenceLength?: number;
+  /** Element type (default bf16 on CUDA, f32 on the CPU). */
+  dtype?: DType;
+  /** Device of the pool (default: {@link defaultDevice}). */
+  device?: Device;
+}
+
+/** Page accounting returned by {@link PagedKVCache.usage}. */
+export interface CacheUsage {
+  capacityPages: number;
+  usedPages: number;
+  freePages: number;
+  /** Pages referenced by more than one sequence (forked prefixes). */
+  sharedPages: number;
+  sequences: number;
+  /** Tokens held, summed over sequences (a shared page counts for each sequence). */
+  tokens: number;
+  pageSize: number;
+  /** Bytes of one page across all layers, K and V. */
+  bytesPerPage: number;
+  /** Bytes of the whole pool. */
+  poolBytes: number;
+}
+
+interface SequenceState {
+  row: number;
+  pages: number[];
+  /** Tokens written per layer. */
+  lengths: number[];
+}
+
+const OPTION_KEYS = ['layers', 'kvHeads', 'headDim', 'capacityPages', 'pageSize', 'maxSequences', 'maxSequenceLength', 'dtype', 'device'] as const;
+
+/**
+ * KV memory for many sequences in fixed-size pages, as in vLLM's PagedAttention.
+ *
+ * Pages are allocated on demand by {@link PagedKVCache.append}; {@link PagedKVCache.fork} shares every
+ * page of a sequence by reference count and copies a shared page only when one side writes into it.
+ * The block tables live on the device and change only when pages do, never with a host round trip
+ * per step. Running out of pages throws a RangeError and leaves the cache unchanged.
+ */
+export class PagedKVCache implements Disposable {
+  readonly layers: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly pageSize: number;
+  readonly capacityPages: number;
+  readonly maxSequences: number;
+  readonly maxPagesPerSequence: number;
+  readonly dtype: DType;
+  readonly device: Device;
+  /** The page pool `[layers, 2, capacityPages, kvHeads, pageSize, headDim]`. @internal */
+  readonly pool: Tensor;
+  /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. @internal */
+  readonly blockTable: Tensor;
+
+  private readonly seqs = new Map<number, SequenceState>();
+  private readonly refCount: Int32Array;
+  private readonly freePages: number[];
+  private readonly freeRows: number[];
+  private nextId = 0;
+
+  constructor(options: PagedKVCacheOptions) {
+    const o = checkObject(options, 'options');
+    checkKeys(o, OPTION_KEYS, 'options');
+    this.layers = checkInteger(o.layers, 'options.layers', 1, 4096);
+    this.kvHeads = checkInteger(o.kvHeads, 'options.kvHeads', 1, 4096);
+    this.headDim = checkInteger(o.headDim, 'options.headDim', 1, 1024);
+    this.capacityPages = checkInteger(o.capacityPages, 'options.capacityPages', 1, 2 ** 31 - 1);
+    this.pageSize = o.pageSize === undefined ? 16 : checkInteger(o.pageSize, 'options.pageSize', 1, 256);
+    if ((this.pageSize & (this.pageSize - 1)) !== 0) throw new RangeError(`options.pageSize must be a power of two, got ${this.pageSize}`);
+    this.maxSequences = o.maxSequences === undefined ? 256 : checkInteger(o.maxSequences, 'options.maxSequences', 1, 1 << 20);
+    const maxLen = o.maxSequenceLength === undefined
+      ? Math.min(this.capacityPages * this.pageSize, 131072)
+      : checkInteger(o.maxSequenceLength, 'options.maxSequenceLength', 1, 2 ** 31 - 1);
+    this.maxPagesPerSequence = Math.ceil(maxLen / this.pageSize);
+    this.device = o.device === undefined ? defaultDevice() : checkDevice(o.device, 'options.device');
+    this.dtype = o.dtype === undefined ? (this.device === 'cpu' ? 'f32' : 'bf16') : checkDType(o.dtype, 'options.dtype');
+    if (!['f32', 'f16', 'bf16'].includes(this.dtype)) throw new RangeError(`options.dtype must be f32, f16 or bf16, got ${this.dtype}`);
+
+    this.pool = Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, this.pageSize, this.headDim], { dtype: this.dtype, device: this.device });
+    this.blockTable = Tensor.full([this.maxSequences, this.maxPagesPerSequence], 0, { dtype: 'int32', device: this.device });
+    this.refCount = new Int32Array(this.capacityPages);
+    // Stacks, popped from the end: low page numbers and rows first.
+    this.freePages = Array.from({ length: this.capacityPages }, (_, i) => this.capacityPages - 1 - i);
+    this.freeRows = Array.from({ length: this.maxSequences }, (_, i) => this.maxSequences - 1 - i);
+  }
+
+  /** Starts an empty sequence and returns its id. */
+  addSequence(): number {
+    this.checkLive();
+    const row = this.freeRows.pop();
+    if (row === undefined) throw new RangeError(`PagedKVCache holds ${this.maxSequences} sequences already (options.maxSequences)`);
+    const id = this.nextId++;
+    this.seqs.set(id, { row, pages: [], lengths: new Array<number>(this.layers).fill(0) });
+    return id;
+  }
+
+  /** A new sequence with the same tokens, sharing every page until either side writes into one. */
+  fork(seq: number): number {
+    const src = this.state(seq, 'seq');
+    const id = this.addSequence();
+    const dst = this.seqs.get(id)!;
+    dst.pages = [...src.pages];
+    dst.lengths = [...src.lengths];
+    for (const p of dst.pages) this.refCount[p]++;
+    this.writeTableRow(dst, 0, dst.pages.length);
+    return id;
+  }
+
+  /** Ends a sequence; pages nobody else references return to the pool. */
+  free(seq: number): void {
+    const s = this.state(seq, 'seq');
+    for (const p of s.pages) if (--this.refCount[p] === 0) this.freePages.push(p);
+    this.freeRows.push(s.row);
+    this.seqs.delete(seq);
+  }
+
+  /** Tokens of `seq` in `layer` (omitted: the most over layers). */
+  length(seq: number, layer?: number): number {
+    const s = this.state(seq, 'seq');
+    if (layer === undefined) return Math.max(...s.lengths);
+    return s.lengths[checkInteger(layer, 'layer', 0, this.layers - 1)];
+  }
+
+  /** Live sequence ids. */
+  sequences(): number[] {
+    return [...this.seqs.keys()];
+  }
+
+  /**
+   * Appends new tokens' K and V (`[tokens, kvHeads, headDim]`, the cache's dtype and device) to
+   * `layer` of one sequence, or of several at once with `counts[i]` tokens for `seq[i]` (rows in
+   * order). One fused kernel writes all of them into their pages.
+   */
+  append(seq: number | readonly number[], layer: number, k: Tensor, v: Tensor, counts?: readonly number[]): void {
+    this.checkLive();
+    const ids = typeof seq === 'number' ? [seq] : Array.isArray(seq) ? seq : undefined;
+    if (ids === undefined || ids.length === 0) throw new TypeError(`seq must be a sequence id or a non-empty array of ids, got ${describe(seq)}`);
+    const states = ids.map((id, i) => this.state(id, typeof seq === 'number' ? 'seq' : `seq[${i}]`));
+    if (new Set(ids).size !== ids.length) throw new RangeError('seq lists a sequence twice');
+    checkInteger(layer, 'layer', 0, this.layers - 1);
+    checkTensor(k, 'k');
+    checkTensor(v, 'v');
+    for (const [t, name] of [[k, 'k'], [v, 'v']] as const) {
+      if (t.device !== this.device || t.dtype !== this.dtype)
+        throw new RangeError(`${name} must be ${this.dtype} on ${this.device} like the cache, got ${t}`);
+      if (t.ndim !== 3 || t.shape[1] !== this.kvHeads || t.shape[2] !== this.headDim)
+        throw new RangeError(`${name} must be [tokens, ${this.kvHeads}, ${this.headDim}], got [${t.shape}]`);
+      if (t.strides[2] !== 1) throw new RangeError(`${name} must be contiguous in its last dimension`);
+    }
+    if (v.shape[0] !== k.shape[0]) throw new RangeError(`v has ${v.shape[0]} tokens, k ${k.shape[0]}`);
+    let n: number[];
+    if (counts === undefined) {
+      if (ids.length !== 1) throw new TypeError('counts is required when appending to several sequences');
+      n = [k.shape[0]];
+    } else {
+      if (!Array.isArray(counts) || counts.length !== ids.length) throw new RangeError(`counts must have one entry per sequence (${ids.length})`);
+      n = counts.map((c, i) => checkInteger(c, `counts[${i}]`));
+      const total = n.reduce((a, b) => a + b, 0);
+      if (total !== k.shape[0]) throw new RangeError(`counts sum to ${total} but k has ${k.shape[0]} tokens`);
+    }
+
+    // Plan first, so running out of pages changes nothing.
+    const ps = this.pageSize;
+    let needed = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const s = states[i];
+      const start = s.lengths[layer];
+      const end = start + n[i];
+      if (end > this.maxPagesPerSequence * ps)
+        throw new RangeError(`sequence ${ids[i]} would hold ${end} tokens, more than options.maxSequenceLength (${this.maxPagesPerSequence * ps})`);
+      if (n[i] === 0) continue;
+      const last = Math.ceil(end / ps);
+      needed += Math.max(0, last - s.pages.length);
+      for (let p = Math.floor(start / ps); p < Math.min(last, s.pages.length); p++) if (this.refCount[s.pages[p]] > 1) needed++;
+    }
+    if (needed > this.freePages.length)
+      throw new RangeError(`PagedKVCache is out of pages: this append needs ${needed}, ${this.freePages.length} of ${this.capacityPages} are free`);
+
+    const copySrc: number[] = [];
+    const copyDst: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const s = states[i];
+      if (n[i] === 0) continue;
+      const start = s.lengths[layer];
+      const last = Math.ceil((start + n[i]) / ps);
+      let lo = Infinity;
+      let hi = -1;
+      for (let p = Math.floor(start / ps); p < last; p++) {
+        if (p < s.pages.length && this.refCount[s.pages[p]] <= 1) continue;
+        const fresh = this.freePages.pop()!;
+        this.refCount[fresh] = 1;
+        if (p < s.pages.length) {
+          // Copy-on-write: this sequence writes into a page another one still reads.
+          copySrc.push(s.pages[p]);
+          copyDst.push(fresh);
+          this.refCount[s.pages[p]]--;
+          s.pages[p] = fresh;
+        } else {
+          s.pages.push(fresh);
+        }
+        lo = Math.min(lo, p);
+        hi = Math.max(hi, p);
+      }
+      if (hi >= 0) this.writeTableRow(s, lo, hi + 1);
+    }
+    if (copySrc.length) native.copyPages(this.pool, { src: Int32Array.from(copySrc), dst: Int32Array.from(copyDst) });
+    const cuNew = new Int32Array(ids.length + 1);
+    for (let i = 0; i < ids.length; i++) cuNew[i + 1] = cuNew[i] + n[i];
+    native.pagedAppend(this.pool, layer, k, v, this.blockTable, {
+      rows: Int32Array.from(states, (s) => s.row),
+      cuNew,
+      startPos: Int32Array.from(states, (s) => s.lengths[layer]),
+    });
+    for (let i = 0; i < ids.length; i++) states[i].lengths[layer] += n[i];
+  }
+
+  /** Page accounting. */
+  usage(): CacheUsage {
+    let used = 0;
+    let shared = 0;
+    for (let p = 0; p < this.capacityPages; p++) {
+      if (this.refCount[p] > 0) used++;
+      if (this.refCount[p] > 1) shared++;
+    }
+    let tokens = 0;
+    for (const s of this.seqs.values()) tokens += Math.max(...s.lengths);
+    const bytesPerPage = this.layers * 2 * this.kvHeads * this.pageSize * this.headDim * dtypeSize(this.dtype);
+    return {
+      capacityPages: this.capacityPages, usedPages: used, freePages: this.freePages.length, sharedPages: shared,
+      sequences: this.seqs.size, tokens, pageSize: this.pageSize, bytesPerPage, poolBytes: bytesPerPage * this.capacityPages,
+    };
+  }
+
+  /** Pages and reference counts, for tests of the accounting. @internal */
+  debugState(): { refCount: Int32Array; freePages: number[]; sequences: Map<number, { row: number; pages: number[]; lengths: number[] }> } {
+    const sequences = new Map<number, { row: number; pages: number[]; lengths: number[] }>();
+    for (const [id, s] of this.seqs) sequences.set(id, { row: s.row, pages: [...s.pages], lengths: [...s.lengths] });
+    return { refCount: Int32Array.from(this.refCount), freePages: [...this.freePages], sequences };
+  }
+
+  /** Block-table row and lengths of sequences for a kernel call. @internal */
+  batchInfo(ids: readonly number[], layer: number, name: string): { rows: Int32Array; seqLens: Int32Array } {
+    this.checkLive();
+    const states = ids.map((id, i) => this.state(id, `${name}[${i}]`));
+    return { rows: Int32Array.from(states, (s) => s.row), seqLens: Int32Array.from(states, (s) => s.lengths[layer]) };
+  }
+
+  /** Frees the pool and the block tables. */
+  dispose(): void {
+    this.pool.dispose();
+    this.blockTable.dispose();
+    this.seqs.clear();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  private checkLive(): void {
+    if (this.pool.disposed) throw new TypeError('the PagedKVCache has been disposed');
+  }
+
+  private state(seq: unknown, name: string): SequenceState {
+    this.checkLive();
+    if (typeof seq !== 'number') throw new TypeError(`${name} must be a sequence id, got ${describe(seq)}`);
+    const s = this.seqs.get(seq);
+    if (!s) throw new RangeError(`${name} ${seq} is not a live sequence of this cache`);
+    return s;
+  }
+
+  private writeTableRow(s: SequenceState, from: number, to: number): void {
+    if (to <= from) return;
+    const view = this.blockTable.narrow(0, s.row, 1).narrow(1, from, to - from);
+    native.write(view, Int32Array.from(s.pages.slice(from, to)));
+  }
+}

@@ -1,0 +1,125 @@
+/** Drives a PagedKVCache while keeping a host copy of every sequence's K/V (the oracle). */
+import { Device, DType, PagedKVCache, pagedAttention, PagedAttentionOptions, Tensor } from '../../lib';
+import { referenceAttention, relL2 } from './reference';
+
+export class ShadowCache {
+  /** Host K/V per sequence per layer: arrays of [kvHeads*headDim] rows. */
+  readonly k = new Map<number, number[][][]>();
+  readonly v = new Map<number, number[][][]>();
+
+  constructor(readonly cache: PagedKVCache) {}
+
+  add(): number {
+    const id = this.cache.addSequence();
+    this.k.set(id, Array.from({ length: this.cache.layers }, () => []));
+    this.v.set(id, Array.from({ length: this.cache.layers }, () => []));
+    return id;
+  }
+
+  fork(seq: number): number {
+    const id = this.cache.fork(seq);
+    this.k.set(id, this.k.get(seq)!.map((l) => l.map((r) => [...r])));
+    this.v.set(id, this.v.get(seq)!.map((l) => l.map((r) => [...r])));
+    return id;
+  }
+
+  free(seq: number): void {
+    this.cache.free(seq);
+    this.k.delete(seq);
+    this.v.delete(seq);
+  }
+
+  /** Appends random tokens (counts[i] to seqs[i]) in one batched call; records what the cache stored. */
+  async append(seqs: number[], layer: number, counts: number[]): Promise<void> {
+    const { kvHeads, headDim, dtype, device } = this.cache;
+    const total = counts.reduce((a, b) => a + b, 0);
+    const k = Tensor.randn([total, kvHeads, headDim], { dtype, device });
+    const v = Tensor.randn([total, kvHeads, headDim], { dtype, device });
+    this.cache.append(seqs, layer, k, v, counts);
+    const [kh, vh] = await Promise.all([k.toArray(), v.toArray()]);
+    k.dispose();
+    v.dispose();
+    const w = kvHeads * headDim;
+    let row = 0;
+    seqs.forEach((s, i) => {
+      for (let t = 0; t < counts[i]; t++, row++) {
+        this.k.get(s)![layer].push(Array.from(kh.subarray(row * w, (row + 1) * w)));
+        this.v.get(s)![layer].push(Array.from(vh.subarray(row * w, (row + 1) * w)));
+      }
+    });
+  }
+
+  /** Runs pagedAttention and returns its relative L2 error against float64 on the host copy. */
+  async check(seqs: number[], layer: number, heads: number, options: PagedAttentionOptions = {}): Promise<number> {
+    const { headDim, dtype, device } = this.cache;
+    const counts = options.queryCounts ?? seqs.map(() => 1);
+    const total = counts.reduce((a, b) => a + b, 0);
+    const q = Tensor.randn([total, heads, headDim], { dtype, device });
+    const out = Tensor.full([total, heads, headDim], NaN, { dtype, device });
+    const { lse } = pagedAttention(q, this.cache, layer, seqs, { ...options, out });
+    const [qh, oh, lh] = await Promise.all([q.toArray(), out.toArray(), lse!.toArray()]);
+    for (const t of [q, out, lse!]) t.dispose();
+    const ref: number[] = [];
+    const got: number[] = [];
+    const refL: number[] = [];
+    const gotL: number[] = [];
+    let row = 0;
+    seqs.forEach((s, i) => {
+      const kRows = this.k.get(s)![layer];
+      const vRows = this.v.get(s)![layer];
+      const nq = counts[i];
+      const r = referenceAttention(
+        {
+          q: Float64Array.from(qh.subarray(row * heads * headDim, (row + nq) * heads * headDim)),
+          k: Float64Array.from(kRows.flat()),
+          v: Float64Array.from(vRows.flat()),
+          lenQ: nq,
+          lenK: kRows.length,
+        },
+        {
+          headsQ: heads, headsKv: this.cache.kvHeads, dim: headDim, scale: options.scale ?? 1 / Math.sqrt(headDim),
+          causal: options.causal ?? true, windowLeft: options.window?.[0], windowRight: options.window?.[1],
+          softcap: options.softcap, alibiSlopes: options.alibiSlopes,
+        },
+      );
+      ref.push(...r.out);
+      got.push(...oh.subarray(row * heads * headDim, (row + nq) * heads * headDim));
+      for (let t = 0; t < nq; t++)
+        for (let h = 0; h < heads; h++) {
+          const want = r.lse[h * nq + t];
+          if (Number.isFinite(want)) {
+            refL.push(want);
+            gotL.push(lh[(row + t) * heads + h]);
+          }
+        }
+      row += nq;
+    });
+    return Math.max(relL2(got, ref), relL2(gotL, refL) * 100);
+  }
+}
+
+/** Verifies the page accounting: reference counts equal references, free pages are exactly the unreferenced ones. */
+export function checkAccounting(cache: PagedKVCache): void {
+  const st = cache.debugState();
+  const refs = new Int32Array(cache.capacityPages);
+  const rows = new Set<number>();
+  for (const s of st.sequences.values()) {
+    for (const p of s.pages) refs[p]++;
+    expect(rows.has(s.row)).toBe(false);
+    rows.add(s.row);
+    expect(s.pages.length).toBe(Math.ceil(Math.max(...s.lengths) / cache.pageSize));
+  }
+  expect(Array.from(st.refCount)).toEqual(Array.from(refs));
+  const free = [...st.freePages].sort((a, b) => a - b);
+  expect(new Set(free).size).toBe(free.length);
+  expect(free).toEqual(Array.from(refs.keys()).filter((p) => refs[p] === 0));
+  const u = cache.usage();
+  expect(u.freePages + u.usedPages).toBe(cache.capacityPages);
+}
+
+export function makeCache(device: Device, dtype: DType, o: { layers?: number; kvHeads?: number; headDim?: number; pageSize?: number; capacityPages?: number; maxSequences?: number } = {}): PagedKVCache {
+  return new PagedKVCache({
+    layers: o.layers ?? 2, kvHeads: o.kvHeads ?? 2, headDim: o.headDim ?? 32, pageSize: o.pageSize ?? 8,
+    capacityPages: o.capacityPages ?? 128, maxSequences: o.maxSequences ?? 16, dtype, device,
+  });
+}
