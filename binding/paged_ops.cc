@@ -15,6 +15,7 @@
 
 #ifdef ATTN_WITH_CUDA
 #include "cuda/paged/paged_attention.h"
+#include "cuda/timing/event_timer.h"
 #endif
 
 namespace binding {
@@ -181,6 +182,10 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     if (!slopes.empty() && static_cast<int>(slopes.size()) != heads) attn::throwRange("options.alibiSlopes must have one slope per q head");
     int requestedSplits = intOpt(opt, "numSplits", 0);
     (void)requestedSplits;  // used by the CUDA path only
+    // Benchmark hook (scripts/): launch the kernel benchIters times back to back and return the
+    // device time in ms measured by CUDA events, free of JS call overhead. Blocks; never used by lib/.
+    int benchIters = intOpt(opt, "benchIters", 0);
+    double benchMs = -1.0;
     if (p.total_q == 0) return info.Env().Undefined();
     if (!q.device().isCuda() && q.dtype != attn::DType::F32 && q.dtype != attn::DType::F16 && q.dtype != attn::DType::BF16)
       attn::throwType(std::string("pagedAttention on cpu supports f32, f16 and bf16, not ") + attn::dtypeName(q.dtype));
@@ -206,17 +211,21 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
       attn::PagedAttnParams pc = p;
       pc.num_splits = requestedSplits > 0 ? requestedSplits : attn::cuda::pagedChooseSplits(pc, c.multiprocessors);
       int64_t floats = attn::cuda::pagedWorkspaceFloats(pc);
+      // Stream-ordered: the workspace block returns to the cache after this launch and is reused in order.
+      attn::StoragePtr ws;
       if (floats > 0) {
-        // Stream-ordered: the block returns to the cache after this launch and is reused in order.
-        attn::StoragePtr ws = allocate(dev, static_cast<size_t>(floats) * sizeof(float));
+        ws = allocate(dev, static_cast<size_t>(floats) * sizeof(float));
         pc.workspace = static_cast<float*>(ws->data());
         pc.workspace_floats = floats;
-        attn::cuda::pagedAttention(pc, c.stream);
-      } else {
-        attn::cuda::pagedAttention(pc, c.stream);
       }
+      if (benchIters <= 0) {
+        attn::cuda::pagedAttention(pc, c.stream);
+        return;
+      }
+      benchMs = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::pagedAttention(pc, c.stream); });
 #endif
     });
+    if (benchMs >= 0) return Napi::Number::New(info.Env(), benchMs);
     return info.Env().Undefined();
   });
 }

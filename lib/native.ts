@@ -57,6 +57,8 @@ export interface NativePagedAttentionOptions extends NativeAttentionOptions {
   rows: Int32Array;
   seqLens: Int32Array;
   numSplits: number;
+  /** Benchmark hook: launch this many times and return the device ms per launch (CUDA only). */
+  benchIters?: number;
 }
 
 /** @internal */
@@ -99,7 +101,7 @@ export interface NativeAddon {
     out: TensorDescriptor,
     lse: TensorDescriptor | null,
     options: NativePagedAttentionOptions,
-  ): void;
+  ): number | undefined;
   copyPages(pool: TensorDescriptor, options: { src: Int32Array; dst: Int32Array }): void;
 }
 

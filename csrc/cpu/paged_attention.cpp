@@ -1,0 +1,195 @@
+// Paged KV cache operations on the CPU: the reference for csrc/cuda/paged.
+//
+// Plain code on purpose: every score is computed in float32 from the stored 16/32-bit values,
+// the softmax is two-pass (max, then exp-sum and the weighted sum of V) and lse is natural-log.
+// Work is spread over the pool by (query row, head) for attention, by new-token row for append
+// and by (pair, plane) for the page copy.
+#include "paged_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../common/error.h"
+#include "../common/half.h"
+#include "parallel.h"
+
+namespace attn::cpu {
+namespace {
+
+float loadElem(DType t, const void* base, int64_t i) {
+  switch (t) {
+    case DType::F32: return static_cast<const float*>(base)[i];
+    case DType::F16: return f16ToFloat(static_cast<const uint16_t*>(base)[i]);
+    case DType::BF16: return bf16ToFloat(static_cast<const uint16_t*>(base)[i]);
+    default: break;
+  }
+  return 0.0f;
+}
+
+void storeElem(DType t, void* base, int64_t i, float v) {
+  switch (t) {
+    case DType::F32: static_cast<float*>(base)[i] = v; break;
+    case DType::F16: static_cast<uint16_t*>(base)[i] = floatToF16(v); break;
+    case DType::BF16: static_cast<uint16_t*>(base)[i] = floatToBf16(v); break;
+    default: break;
+  }
+}
+
+void checkDType(DType t, const char* what) {
+  if (t != DType::F32 && t != DType::F16 && t != DType::BF16)
+    throwRange(std::string(what) + ": unsupported dtype " + dtypeName(t) + " (f32, f16 or bf16)");
+}
+
+}  // namespace
+
+void pagedAppend(const PagedAppendParams& p) {
+  checkDType(p.dtype, "pagedAppend");
+  if (p.total_new <= 0 || p.batch <= 0) return;
+  if (p.heads_kv <= 0 || p.head_dim <= 0 || p.page_size <= 0)
+    throwRange("pagedAppend: heads_kv, head_dim and page_size must be positive");
+  if (!p.k || !p.v || !p.k_pages || !p.v_pages || !p.block_table || !p.cu_new || !p.start_pos)
+    throwRange("pagedAppend: a required pointer is null");
+  if (p.cu_new[0] != 0 || p.cu_new[p.batch] != p.total_new)
+    throwRange("pagedAppend: cu_new must start at 0 and end at total_new");
+
+  const size_t esz = dtypeSize(p.dtype);
+  const size_t row_bytes = esz * static_cast<size_t>(p.head_dim);
+  const char* k = static_cast<const char*>(p.k);
+  const char* v = static_cast<const char*>(p.v);
+  char* kp = static_cast<char*>(p.k_pages);
+  char* vp = static_cast<char*>(p.v_pages);
+
+  parallelFor(p.total_new, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      // Sequence b owns new rows [cu_new[b], cu_new[b+1]): the last b with cu_new[b] <= r.
+      const int32_t* it = std::upper_bound(p.cu_new, p.cu_new + p.batch + 1, static_cast<int32_t>(r));
+      const int b = static_cast<int>(it - p.cu_new) - 1;
+      const int64_t pos = static_cast<int64_t>(p.start_pos[b]) + (r - p.cu_new[b]);
+      if (pos < 0) throwRange("pagedAppend: negative position");
+      const int64_t row = p.block_table_rows != nullptr ? p.block_table_rows[b] : b;
+      const int64_t page = p.block_table[row * p.block_table_stride + pos / p.page_size];
+      if (page < 0) throwRange("pagedAppend: negative page index in block_table");
+      const int64_t slot = pos % p.page_size;
+      for (int h = 0; h < p.heads_kv; ++h) {
+        const int64_t dst = page * p.page_stride + h * p.page_head_stride + slot * p.head_dim;
+        std::memcpy(kp + dst * esz, k + (r * p.k_row_stride + h * p.k_head_stride) * esz, row_bytes);
+        std::memcpy(vp + dst * esz, v + (r * p.v_row_stride + h * p.v_head_stride) * esz, row_bytes);
+      }
+    }
+  });
+}
+
+void pagedAttention(const PagedAttnParams& p) {
+  checkDType(p.dtype, "pagedAttention");
+  if (p.batch <= 0 || p.total_q <= 0) return;
+  if (p.heads_q <= 0 || p.heads_kv <= 0 || p.heads_q % p.heads_kv != 0)
+    throwRange("pagedAttention: heads_q must be a positive multiple of heads_kv");
+  if (p.head_dim <= 0 || p.page_size <= 0) throwRange("pagedAttention: head_dim and page_size must be positive");
+  if (!p.q || !p.o || !p.k_pages || !p.v_pages || !p.block_table || !p.seq_lens)
+    throwRange("pagedAttention: a required pointer is null");
+  if (p.cu_seqlens_q) {
+    if (p.cu_seqlens_q[0] != 0 || p.cu_seqlens_q[p.batch] != p.total_q)
+      throwRange("pagedAttention: cu_seqlens_q must start at 0 and end at total_q");
+  } else if (p.total_q != p.batch) {
+    throwRange("pagedAttention: without cu_seqlens_q, total_q must equal batch (one query per sequence)");
+  }
+
+  const int D = p.head_dim;
+  const int group = p.heads_q / p.heads_kv;
+  const int window_left = p.window_left;
+  const int window_right = p.causal ? 0 : p.window_right;  // causal folds into window_right = 0
+
+  // Sequence of each query row.
+  std::vector<int> row_seq(static_cast<size_t>(p.total_q));
+  for (int b = 0; b < p.batch; ++b) {
+    const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
+    const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
+    if (r1 < r0) throwRange("pagedAttention: cu_seqlens_q must be non-decreasing");
+    for (int r = r0; r < r1; ++r) row_seq[static_cast<size_t>(r)] = b;
+  }
+
+  const int64_t items = static_cast<int64_t>(p.total_q) * p.heads_q;
+  parallelFor(items, 4, [&](int64_t begin, int64_t end) {
+    std::vector<float> q(static_cast<size_t>(D)), acc(static_cast<size_t>(D)), scores;
+    for (int64_t item = begin; item < end; ++item) {
+      const int row = static_cast<int>(item / p.heads_q);
+      const int h = static_cast<int>(item % p.heads_q);
+      const int b = row_seq[static_cast<size_t>(row)];
+      const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
+      const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
+      const int64_t len_k = p.seq_lens[b];
+      const int64_t nq = r1 - r0;
+      const int64_t pos = (len_k - nq) + (row - r0);  // i + offset (bottom-right aligned)
+      const int kvh = h / group;
+
+      // Key j is visible iff (wl < 0 || j >= pos - wl) && (wr < 0 || j <= pos + wr) && 0 <= j < len_k.
+      int64_t lo = 0, hi = len_k;
+      if (window_left >= 0) lo = std::max<int64_t>(lo, pos - window_left);
+      if (window_right >= 0) hi = std::min<int64_t>(hi, pos + window_right + 1);
+
+      for (int c = 0; c < D; ++c) q[c] = loadElem(p.dtype, p.q, row * p.q_row_stride + h * p.q_head_stride + c);
+      const int64_t table_row = p.block_table_rows != nullptr ? p.block_table_rows[b] : b;
+      const int32_t* bt = p.block_table + table_row * p.block_table_stride;
+      auto kvIndex = [&](int64_t j) {
+        const int64_t page = bt[j / p.page_size];
+        return page * p.page_stride + kvh * p.page_head_stride + (j % p.page_size) * D;
+      };
+
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      float lse = -std::numeric_limits<float>::infinity();
+      if (hi > lo) {
+        const float slope = p.alibi_slopes ? p.alibi_slopes[h] : 0.0f;
+        scores.assign(static_cast<size_t>(hi - lo), 0.0f);
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t j = lo; j < hi; ++j) {
+          const int64_t base = kvIndex(j);
+          float s = 0.0f;
+          for (int c = 0; c < D; ++c) s += q[c] * loadElem(p.dtype, p.k_pages, base + c);
+          s *= p.scale;
+          if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
+          if (p.alibi_slopes) s -= slope * static_cast<float>(std::llabs(pos - j));
+          scores[static_cast<size_t>(j - lo)] = s;
+          mx = std::max(mx, s);
+        }
+        float sum = 0.0f;
+        for (int64_t j = lo; j < hi; ++j) {
+          const float w = std::exp(scores[static_cast<size_t>(j - lo)] - mx);
+          sum += w;
+          const int64_t base = kvIndex(j);
+          for (int c = 0; c < D; ++c) acc[c] += w * loadElem(p.dtype, p.v_pages, base + c);
+        }
+        for (int c = 0; c < D; ++c) acc[c] /= sum;
+        lse = mx + std::log(sum);
+      }
+      for (int c = 0; c < D; ++c) storeElem(p.dtype, p.o, row * p.o_row_stride + h * p.o_head_stride + c, acc[c]);
+      if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads_q + h] = lse;
+    }
+  });
+}
+
+void copyPages(const PageCopyParams& p) {
+  if (p.count <= 0 || p.planes <= 0 || p.page_bytes <= 0) return;
+  if (!p.pool || !p.src || !p.dst) throwRange("copyPages: a required pointer is null");
+  if (p.plane_stride_bytes < p.page_bytes) throwRange("copyPages: plane_stride_bytes is smaller than page_bytes");
+  const int64_t num_pages = p.plane_stride_bytes / p.page_bytes;
+  for (int i = 0; i < p.count; ++i) {
+    if (p.src[i] < 0 || p.src[i] >= num_pages || p.dst[i] < 0 || p.dst[i] >= num_pages)
+      throwRange("copyPages: page index out of range [0, " + std::to_string(num_pages) + ")");
+  }
+  char* pool = static_cast<char*>(p.pool);
+  const int64_t items = static_cast<int64_t>(p.count) * p.planes;
+  parallelFor(items, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t i = item / p.planes;
+      const int64_t plane = item % p.planes;
+      char* base = pool + plane * p.plane_stride_bytes;
+      std::memmove(base + p.dst[i] * p.page_bytes, base + p.src[i] * p.page_bytes, static_cast<size_t>(p.page_bytes));
+    }
+  });
+}
+
+}  // namespace attn::cpu

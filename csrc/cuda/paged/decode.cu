@@ -1,0 +1,171 @@
+// Paged attention entry points: support check, split choice, workspace size and dispatch of the
+// kernel (decode_hd*.cu) and, with more than one split, the combine (combine.cu).
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "../../common/error.h"
+#include "../check.h"
+#include "paged_attention.h"
+#include "paged_internal.h"
+
+namespace attn::cuda {
+namespace {
+
+bool isPow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Query rows per sequence the grid must cover.
+int64_t maxRowsQ(const PagedAttnParams& p) { return p.cu_seqlens_q ? std::max(p.max_seqlen_q, 0) : 1; }
+
+int64_t mblocksOf(const PagedAttnParams& p) {
+  const int64_t group = p.heads_q / p.heads_kv;
+  return (maxRowsQ(p) * group + paged::kDecodeRows - 1) / paged::kDecodeRows;
+}
+
+}  // namespace
+
+bool pagedAttentionSupported(const PagedAttnParams& p, std::string* why) {
+  auto fail = [&](const std::string& msg) {
+    if (why) *why = msg;
+    return false;
+  };
+  if (p.dtype != DType::F16 && p.dtype != DType::BF16)
+    return fail(std::string("dtype ") + dtypeName(p.dtype) + " is not supported (f16 or bf16)");
+  if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256)
+    return fail("head_dim " + std::to_string(p.head_dim) + " is not supported (64, 128 or 256)");
+  if (!isPow2(p.page_size)) return fail("page_size " + std::to_string(p.page_size) + " is not a power of two");
+  if (p.heads_q <= 0 || p.heads_kv <= 0 || p.heads_q % p.heads_kv != 0)
+    return fail("heads_q must be a positive multiple of heads_kv");
+  if (p.batch < 0 || p.total_q < 0) return fail("batch and total_q must not be negative");
+  if (p.cu_seqlens_q == nullptr && p.total_q != p.batch)
+    return fail("without cu_seqlens_q, total_q must equal batch (one query per sequence)");
+  if (p.cu_seqlens_q != nullptr && p.total_q > 0 && p.max_seqlen_q <= 0)
+    return fail("max_seqlen_q must be positive with cu_seqlens_q");
+  if (p.batch > 0 && p.total_q > 0) {
+    if (!p.q || !p.o || !p.k_pages || !p.v_pages || !p.block_table || !p.seq_lens)
+      return fail("q, o, k_pages, v_pages, block_table and seq_lens must be set");
+  }
+  if (!aligned16(p.q) || !aligned16(p.o) || !aligned16(p.k_pages) || !aligned16(p.v_pages))
+    return fail("q, o, k_pages and v_pages must be 16-byte aligned");
+  const int64_t strides[] = {p.q_row_stride, p.q_head_stride, p.o_row_stride, p.o_head_stride, p.page_stride,
+                             p.page_head_stride};
+  for (int64_t s : strides) {
+    if (s % 8 != 0) return fail("q/o row and head strides and page strides must be multiples of 8 elements");
+  }
+  if (p.num_splits > paged::kMaxSplits) return fail("num_splits exceeds " + std::to_string(paged::kMaxSplits));
+  if (static_cast<int64_t>(p.batch) * p.heads_kv * mblocksOf(p) > INT_MAX) return fail("grid too large");
+  if (why) why->clear();
+  return true;
+}
+
+int pagedChooseSplits(const PagedAttnParams& p, int num_sms) {
+  if (p.heads_kv <= 0 || p.heads_q <= 0 || p.heads_q % p.heads_kv != 0 || p.batch <= 0 || num_sms <= 0) return 1;
+  const int64_t max_by_len = (static_cast<int64_t>(std::max(p.max_seqlen_k, 0)) + paged::kMinKeysPerSplit - 1) /
+                             paged::kMinKeysPerSplit;
+  const int max_splits = static_cast<int>(std::min<int64_t>(paged::kMaxAutoSplits, max_by_len));
+  if (max_splits <= 1) return 1;
+  const int64_t units = static_cast<int64_t>(p.batch) * p.heads_kv * mblocksOf(p);
+  // Fewer (sequence, kv head) units than SMs: split until about one CTA per SM. A CTA alone on
+  // its SM runs the deep pipeline (decodeMaxStages), which keeps HBM busy by itself; more,
+  // shorter splits only add fixed per-CTA and combine cost (measured on H100).
+  if (units < num_sms) return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_splits, num_sms / units)));
+  // Otherwise CTAs share SMs (decodeCtasPerSm each): the smallest split count whose last wave is
+  // nearly as full as the best one (wave efficiency = waves / ceil(waves), as in FlashAttention).
+  const int64_t slots = static_cast<int64_t>(num_sms) * paged::decodeCtasPerSm(p.head_dim);
+  double best = 0.0;
+  double eff[paged::kMaxAutoSplits + 1] = {};
+  for (int s = 1; s <= max_splits; ++s) {
+    const double waves = static_cast<double>(units * s) / static_cast<double>(slots);
+    eff[s] = waves / std::ceil(waves);
+    best = std::max(best, eff[s]);
+  }
+  for (int s = 1; s <= max_splits; ++s) {
+    if (eff[s] >= 0.85 * best) return s;
+  }
+  return 1;
+}
+
+int64_t pagedWorkspaceFloats(const PagedAttnParams& p) {
+  if (p.num_splits <= 1) return 0;
+  return static_cast<int64_t>(p.num_splits) * p.total_q * p.heads_q * (p.head_dim + 1);
+}
+
+void pagedAttention(const PagedAttnParams& p, cudaStream_t stream) {
+  std::string why;
+  if (!pagedAttentionSupported(p, &why)) throwRange("pagedAttention: " + why);
+  if (p.batch == 0 || p.total_q == 0) return;
+
+  const int64_t per_split = static_cast<int64_t>(p.total_q) * p.heads_q * (p.head_dim + 1);
+  int device = 0, sms = 0;
+  ATTN_CUDA_CHECK(cudaGetDevice(&device));
+  ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  int splits = p.num_splits;
+  if (splits <= 0) {
+    // The backend picks; it uses no more splits than the given workspace holds.
+    splits = pagedChooseSplits(p, sms);
+    if (splits > 1) {
+      const int64_t fit = p.workspace ? p.workspace_floats / per_split : 0;
+      splits = static_cast<int>(std::min<int64_t>(splits, fit));
+      if (splits < 2) splits = 1;
+    }
+  } else if (splits > 1) {
+    const int64_t need = static_cast<int64_t>(splits) * per_split;
+    if (!p.workspace || p.workspace_floats < need)
+      throwRange("pagedAttention: num_splits = " + std::to_string(splits) + " needs a workspace of " +
+                 std::to_string(need) + " floats, got " + std::to_string(p.workspace ? p.workspace_floats : 0));
+  }
+  if (splits > 1 && !aligned16(p.workspace)) throwRange("pagedAttention: the workspace must be 16-byte aligned");
+
+  paged::DecodeArgs a{};
+  a.q = p.q;
+  a.o = p.o;
+  a.lse = p.lse;
+  a.q_row_stride = p.q_row_stride;
+  a.q_head_stride = p.q_head_stride;
+  a.o_row_stride = p.o_row_stride;
+  a.o_head_stride = p.o_head_stride;
+  a.cu_q = p.cu_seqlens_q;
+  a.k_pages = p.k_pages;
+  a.v_pages = p.v_pages;
+  a.page_stride = p.page_stride;
+  a.page_head_stride = p.page_head_stride;
+  a.block_table = p.block_table;
+  a.block_table_stride = p.block_table_stride;
+  a.block_table_rows = p.block_table_rows;
+  a.seq_lens = p.seq_lens;
+  a.batch = p.batch;
+  a.total_q = p.total_q;
+  a.heads_q = p.heads_q;
+  a.heads_kv = p.heads_kv;
+  a.group = p.heads_q / p.heads_kv;
+  a.head_dim = p.head_dim;
+  int shift = 0;
+  while ((1 << shift) < p.page_size) ++shift;
+  a.page_shift = shift;
+  a.mblocks = static_cast<int>(mblocksOf(p));
+  constexpr float kLog2e = 1.4426950408889634f;
+  a.scale_log2 = p.scale * kLog2e;
+  a.has_softcap = p.softcap > 0.0f ? 1 : 0;
+  a.softcap_scale = a.has_softcap ? p.scale / p.softcap : 0.0f;
+  a.softcap_log2 = a.has_softcap ? p.softcap * kLog2e : 0.0f;
+  a.alibi = p.alibi_slopes;
+  a.window_left = p.window_left;
+  a.window_right = p.causal ? 0 : p.window_right;  // causal folds into window_right = 0
+  a.num_splits = splits;
+  a.num_sms = sms;
+  a.ws_o = splits > 1 ? p.workspace : nullptr;
+  a.ws_lse = splits > 1 ? p.workspace + static_cast<int64_t>(splits) * p.total_q * p.heads_q * p.head_dim : nullptr;
+
+  switch (p.head_dim) {
+    case 64: paged::launchDecodeHd64(p.dtype, a, stream); break;
+    case 128: paged::launchDecodeHd128(p.dtype, a, stream); break;
+    case 256: paged::launchDecodeHd256(p.dtype, a, stream); break;
+    default: throwRange("pagedAttention: unsupported head_dim");
+  }
+  if (splits > 1) paged::launchCombine(p.dtype, a, stream);
+}
+
+}  // namespace attn::cuda

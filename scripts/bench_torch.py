@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""The peer side of the GPU benchmark: PyTorch SDPA (flash and cuDNN backends) on the same shapes
+as scripts/bench-gpu.js, in the same run.   python3 scripts/bench_torch.py OUT.json [--quick]"""
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+quick = "--quick" in sys.argv
+out_path = next((a for a in sys.argv[1:] if not a.startswith("--")), "bench-torch.json")
+dev = "cuda"
+
+
+def time_ms(fn, reps=7, inner=None):
+    fn()
+    torch.cuda.synchronize()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record(); fn(); e.record(); torch.cuda.synchronize()
+    once = max(s.elapsed_time(e), 1e-3)
+    inner = inner or max(1, min(200, round(50 / once)))
+    ts = []
+    for _ in range(reps):
+        s.record()
+        for _ in range(inner):
+            fn()
+        e.record()
+        torch.cuda.synchronize()
+        ts.append(s.elapsed_time(e) / inner)
+    return sorted(ts)[len(ts) // 2]
+
+
+def graph_ms(fn, reps=5, inner=20):
+    """Device time of fn via CUDA graph replay (no Python launch overhead), like our event timing."""
+    fn()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        fn()
+        torch.cuda.synchronize()
+        with torch.cuda.graph(g, stream=stream):
+            for _ in range(inner):
+                fn()
+    torch.cuda.synchronize()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    ts = []
+    for _ in range(reps):
+        s.record(); g.replay(); e.record(); torch.cuda.synchronize()
+        ts.append(s.elapsed_time(e) / inner)
+    return sorted(ts)[len(ts) // 2]
+
+
+BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}
+
+
+def dense():
+    seqs = [1024, 4096] if quick else [512, 1024, 2048, 4096, 8192, 16384]
+    res = []
+    for d in [64, 128, 256]:
+        for S in seqs:
+            for causal in [False, True]:
+                B, H = max(1, 16384 // S), 2048 // d
+                q, k, v = (torch.randn(B, H, S, d, device=dev, dtype=torch.bfloat16) for _ in range(3))
+                flops = 4 * B * H * S * S * d / (2 if causal else 1)
+                row = {"headDim": d, "seqLen": S, "batch": B, "heads": H, "causal": causal}
+                for name in ["flash", "cudnn"]:
+                    try:
+                        with sdpa_kernel([BACKENDS[name]]):
+                            ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+                        row[name] = {"ms": ms, "tflops": flops / (ms * 1e-3) / 1e12}
+                    except Exception as ex:  # backend unavailable for this shape
+                        row[name] = {"error": str(ex)[:120]}
+                print(f"torch dense d{d} S{S} causal={causal}: " + ", ".join(f"{n} {row[n].get('tflops', float('nan')):.0f}" for n in ["flash", "cudnn"]), file=sys.stderr)
+                res.append(row)
+                del q, k, v
+    return res
+
+
+def decode():
+    res = []
+    batches = [1, 64] if quick else [1, 16, 64, 128]
+    contexts = [8192] if quick else [2048, 8192, 32768]
+    for B in batches:
+        for L in contexts:
+            q = torch.randn(B, 32, 1, 128, device=dev, dtype=torch.bfloat16)
+            k = torch.randn(B, 8, L, 128, device=dev, dtype=torch.bfloat16)
+            v = torch.randn(B, 8, L, 128, device=dev, dtype=torch.bfloat16)
+            nbytes = B * L * 8 * 128 * 2 * 2
+            row = {"batch": B, "context": L}
+            for name in ["flash", "cudnn", "efficient"]:
+                try:
+                    with sdpa_kernel([BACKENDS[name]]):
+                        fn = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+                        ms = graph_ms(fn)
+                    row[name] = {"ms": ms, "tbps": nbytes / (ms * 1e-3) / 1e12}
+                except Exception as ex:
+                    row[name] = {"error": str(ex)[:120]}
+            print(f"torch decode B{B} L{L}: " + ", ".join(f"{n} {row[n].get('tbps', float('nan')):.2f} TB/s" for n in ["flash", "cudnn", "efficient"]), file=sys.stderr)
+            res.append(row)
+            del q, k, v
+    return res
+
+
+only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+result = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name()}
+if only != "decode":
+    result["dense"] = dense()
+if only != "dense":
+    result["decode"] = decode()
+json.dump(result, open(out_path, "w"), indent=2)

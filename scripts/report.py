@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Joins bench-gpu.js and bench_torch.py results (same run) into tables with ratios.
+   python3 scripts/report.py ours.json torch.json > report.md"""
+import json
+import sys
+
+ours, peer = (json.load(open(p)) for p in sys.argv[1:3])
+print(f"GPU: {peer.get('gpu')} · torch {peer.get('torch')} · {ours.get('date', '')[:10]}\n")
+if ours.get("dense") and peer.get("dense"):
+    key = lambda r: (r["headDim"], r["seqLen"], r["causal"])
+    pm = {key(r): r for r in peer["dense"]}
+    print("| hdim | seq | batch | causal | attn-cuda TFLOP/s | SDPA-flash | SDPA-cuDNN | vs flash | vs cuDNN |")
+    print("|---:|---:|---:|:---:|---:|---:|---:|---:|---:|")
+    for r in ours["dense"]:
+        p = pm.get(key(r), {})
+        f, c = p.get("flash", {}).get("tflops"), p.get("cudnn", {}).get("tflops")
+        fmt = lambda x: f"{x:.0f}" if x else "n/a"
+        ratio = lambda x: f"{r['tflops'] / x:.2f}x" if x else "n/a"
+        print(f"| {r['headDim']} | {r['seqLen']} | {r['batch']} | {'yes' if r['causal'] else 'no'} | {r['tflops']:.0f} | {fmt(f)} | {fmt(c)} | {ratio(f)} | {ratio(c)} |")
+    print()
+if ours.get("decode") and peer.get("decode"):
+    pm = {(r["batch"], r["context"]): r for r in peer["decode"]}
+    mine = {}
+    for r in ours["decode"]:
+        mine.setdefault((r["batch"], r["context"]), {})[str(r["pageSize"])] = r
+    print("Decode: 32 q heads / 8 kv heads, d128, bf16; TB/s = K+V bytes read once / kernel time.\n")
+    print("| batch | context | page 16 µs | page 16 TB/s | page 256 TB/s | contiguous TB/s | SDPA-flash | SDPA-cuDNN | SDPA-eff | p16 vs cuDNN | p16 vs flash | p16 cost vs contiguous |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (b, ctx), m in mine.items():
+        p = pm.get((b, ctx), {})
+        g = lambda n: p.get(n, {}).get("tbps")
+        fmt = lambda x: f"{x:.2f}" if x else "n/a"
+        p16, p256, cont = (m.get(k, {}).get("tbps") for k in ["16", "256", "contiguous"])
+        ratio = lambda x: f"{p16 / x:.2f}x" if x and p16 else "n/a"
+        cost = f"{(cont / p16 - 1) * 100:+.1f}%" if p16 and cont else "n/a"
+        us = m.get("16", {}).get("ms", 0) * 1000
+        print(f"| {b} | {ctx} | {us:.1f} | {fmt(p16)} | {fmt(p256)} | {fmt(cont)} | {fmt(g('flash'))} | {fmt(g('cudnn'))} | {fmt(g('efficient'))} | {ratio(g('cudnn'))} | {ratio(g('flash'))} | {cost} |")

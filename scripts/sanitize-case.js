@@ -1,0 +1,32 @@
+// A small run of every CUDA kernel for compute-sanitizer (memcheck, racecheck): odd lengths so
+// the boundary paths run, causal + window, varlen, GQA, paged decode with splits, append, fork.
+'use strict';
+const path = require('node:path');
+const { attention, Tensor, PagedKVCache, pagedAttention, synchronize } = require(path.join(__dirname, '..'));
+
+(async () => {
+  const device = 'cuda:0';
+  for (const d of [64, 128, 256]) {
+    const q = Tensor.randn([1, 77, 4, d], { dtype: 'bf16', device });
+    const k = Tensor.randn([1, 130, 2, d], { dtype: 'bf16', device });
+    const v = Tensor.randn([1, 130, 2, d], { dtype: 'bf16', device });
+    attention(q, k, v, { causal: true });
+    attention(q, k, v, { window: [20, 5], softcap: 10 });
+    const tq = Tensor.randn([90, 4, d], { dtype: 'f16', device });
+    const tk = Tensor.randn([100, 2, d], { dtype: 'f16', device });
+    attention(tq, tk, tk, { cuSeqlensQ: [0, 13, 90], cuSeqlensK: [0, 40, 100], causal: true });
+    const cache = new PagedKVCache({ layers: 1, kvHeads: 2, headDim: d, pageSize: 16, capacityPages: 64, dtype: 'bf16', device });
+    const a = cache.addSequence();
+    cache.append(a, 0, Tensor.randn([300, 2, d], { dtype: 'bf16', device }), Tensor.randn([300, 2, d], { dtype: 'bf16', device }));
+    const b = cache.fork(a);
+    cache.append([a, b], 0, Tensor.randn([7, 2, d], { dtype: 'bf16', device }), Tensor.randn([7, 2, d], { dtype: 'bf16', device }), [3, 4]);
+    pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { numSplits: 4 });
+    pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { numSplits: 1 });
+    pagedAttention(Tensor.randn([5, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { queryCounts: [2, 3] });
+    await synchronize(device);
+  }
+  console.log('sanitize case done');
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,23 @@
+import { cuda, DType } from '../lib';
+import { Case, caseGrid, runCase } from './helpers/cases';
+
+const describeCuda = cuda.isAvailable() ? describe : describe.skip;
+
+describeCuda('CUDA attention matches the float64 reference', () => {
+  const long: Array<[string, Case]> = [
+    ['d128 L515 causal', { batch: 1, lenQ: [515], lenK: [515], headsQ: 2, headsKv: 1, dim: 128, options: { causal: true } }],
+    ['d64 q 300 < k 1100 causal', { batch: 1, lenQ: [300], lenK: [1100], headsQ: 2, headsKv: 2, dim: 64, options: { causal: true } }],
+    ['d256 L333 window', { batch: 1, lenQ: [333], lenK: [333], headsQ: 2, headsKv: 2, dim: 256, options: { window: [100, 20] } }],
+    ['d128 varlen long', { batch: 3, lenQ: [700, 1, 260], lenK: [700, 900, 1], headsQ: 4, headsKv: 2, dim: 128, varlen: true, options: { causal: true } }],
+    ['d128 softcap alibi L400', { batch: 1, lenQ: [400], lenK: [400], headsQ: 2, headsKv: 2, dim: 128, options: { softcap: 20, alibiSlopes: [0.1, 0.01], causal: true } }],
+  ];
+  for (const dtype of ['bf16', 'f16'] as DType[]) {
+    describe(dtype, () => {
+      test.each([...caseGrid([64, 128, 256]), ...long])('%s', async (_name, c) => {
+        const r = await runCase(c, dtype, 'cuda:0');
+        expect(r.errOut).toBeLessThan(r.tolerance);
+        expect(r.errLse).toBeLessThan(1e-4);
+      });
+    });
+  }
+});

@@ -1,0 +1,48 @@
+import { cuda, Tensor, pagedAttention } from '../lib';
+import { checkAccounting, makeCache, ShadowCache } from './helpers/paged';
+
+const describeCuda = cuda.isAvailable() ? describe : describe.skip;
+
+describeCuda('CUDA paged attention matches float64 on the gathered KV', () => {
+  for (const headDim of [64, 128, 256]) {
+    for (const pageSize of [1, 16, 64]) {
+      test(`bf16 d${headDim} page ${pageSize}: decode, GQA 4:1, every split count`, async () => {
+        const shadow = new ShadowCache(makeCache('cuda:0', 'bf16', { headDim, pageSize, kvHeads: 2, capacityPages: Math.ceil(6000 / pageSize) + 64 }));
+        const seqs = [shadow.add(), shadow.add(), shadow.add()];
+        await shadow.append(seqs, 0, [1, 700, 2100]);
+        await shadow.append(seqs, 0, [33, 0, 5]);
+        for (const numSplits of [undefined, 1, 3, 16]) expect(await shadow.check(seqs, 0, 8, { numSplits })).toBeLessThan(1e-2);
+        checkAccounting(shadow.cache);
+      });
+    }
+  }
+
+  test('f16 prefill with window, softcap and ALiBi', async () => {
+    const shadow = new ShadowCache(makeCache('cuda:0', 'f16', { headDim: 128, pageSize: 16, kvHeads: 1 }));
+    const seqs = [shadow.add(), shadow.add()];
+    await shadow.append(seqs, 1, [300, 40]);
+    expect(await shadow.check(seqs, 1, 4, { queryCounts: [17, 40] })).toBeLessThan(3e-3);
+    expect(await shadow.check(seqs, 1, 4, { window: [64, -1], softcap: 10 })).toBeLessThan(3e-3);
+    expect(await shadow.check(seqs, 1, 4, { alibiSlopes: [0.2, 0.1, 0.05, 0.01], numSplits: 4 })).toBeLessThan(3e-3);
+  });
+
+  test('fork / copy-on-write on the device', async () => {
+    const shadow = new ShadowCache(makeCache('cuda:0', 'bf16', { headDim: 64, pageSize: 16 }));
+    const a = shadow.add();
+    await shadow.append([a], 0, [40]);
+    const b = shadow.fork(a);
+    await shadow.append([a, b], 0, [5, 30]);
+    expect(await shadow.check([a, b], 0, 4)).toBeLessThan(1e-2);
+    checkAccounting(shadow.cache);
+  });
+
+  test('disposing q right after enqueueing is safe', async () => {
+    const cache = makeCache('cuda:0', 'bf16', { headDim: 128 });
+    const s = cache.addSequence();
+    cache.append(s, 0, Tensor.randn([100, 2, 128], { dtype: 'bf16', device: 'cuda:0' }), Tensor.randn([100, 2, 128], { dtype: 'bf16', device: 'cuda:0' }));
+    const q = Tensor.randn([1, 8, 128], { dtype: 'bf16', device: 'cuda:0' });
+    const { out } = pagedAttention(q, cache, 0, [s]);
+    q.dispose();
+    expect((await out.toArray()).every(Number.isFinite)).toBe(true);
+  });
+});
