@@ -21,7 +21,7 @@ export interface KernelFamily {
 /** Every kernel family this package ships (CUDA families need a CUDA build). */
 export const KERNEL_FAMILIES: readonly KernelFamily[] = [
   { op: 'attention', backend: 'cpu', dtypes: ['f32', 'f16', 'bf16'], headDims: 'any', description: 'dense forward, multi-threaded, float32 math' },
-  { op: 'attention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [64, 128, 256], description: 'FlashAttention-2 forward (mma.sync, cp.async)' },
+  { op: 'attention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [32, 64, 96, 128, 256], description: 'FlashAttention-2 forward (mma.sync, cp.async)' },
   { op: 'pagedAttention', backend: 'cpu', dtypes: ['f32', 'f16', 'bf16'], headDims: 'any', description: 'paged decode/prefill, multi-threaded' },
   { op: 'pagedAttention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [64, 128, 256], description: 'split-KV paged decode (flash-decoding), GQA-grouped' },
 ];

@@ -13,7 +13,7 @@ describeCuda('CUDA attention matches the float64 reference', () => {
   ];
   for (const dtype of ['bf16', 'f16'] as DType[]) {
     describe(dtype, () => {
-      test.each([...caseGrid([64, 128, 256]), ...long])('%s', async (_name, c) => {
+      test.each([...caseGrid([32, 64, 96, 128, 256]), ...long])('%s', async (_name, c) => {
         const r = await runCase(c, dtype, 'cuda:0');
         expect(r.errOut).toBeLessThan(r.tolerance);
         expect(r.errLse).toBeLessThan(1e-4);
