@@ -15,7 +15,12 @@ const { native } = require(path.join(root, 'dist', 'native.js'));
 const args = process.argv.slice(2);
 const outPath = args.find((a) => !a.startsWith('--')) || 'bench-attn.json';
 const quick = args.includes('--quick');
-const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+const argOf = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+const only = argOf('--only');
+const listOf = (name) => (argOf(name) ? argOf(name).split(',').map(Number) : undefined);
+const dims = listOf('--dims'); // dense: only these head dims
+const seqs = listOf('--seqs'); // dense: only these sequence lengths
+const sweepSplits = listOf('--sweep-splits'); // decode: also time these split counts at batch 1
 if (!cuda.isAvailable()) {
   console.error(`no CUDA device: ${cuda.unavailableReason()}`);
   process.exit(1);
@@ -23,7 +28,7 @@ if (!cuda.isAvailable()) {
 const device = 'cuda:0';
 
 async function dense() {
-  const grid = defaultGrid(device, quick);
+  const grid = defaultGrid(device, quick).filter((c) => (!dims || dims.includes(c.headDim)) && (!seqs || seqs.includes(c.seqLen)));
   return benchAttention(grid, {
     device,
     onProgress: (i, n, c) => process.stderr.write(`dense [${i + 1}/${n}] d${c.headDim} seq ${c.seqLen}${c.causal ? ' causal' : ''}\n`),
@@ -33,8 +38,8 @@ async function dense() {
 const DECODE = { heads: 32, kvHeads: 8, headDim: 128 };
 
 // Median device ms per launch of native paged attention over (pool, table), timed by events.
-async function timeDecode(q, pool, table, out, rows, seqLens) {
-  const params = { scale: 1 / Math.sqrt(DECODE.headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits: 0 };
+async function timeDecode(q, pool, table, out, rows, seqLens, numSplits = 0) {
+  const params = { scale: 1 / Math.sqrt(DECODE.headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits };
   native.pagedAttention(q, pool, 0, table, out, null, params); // warm-up
   await synchronize(device);
   const times = [];
@@ -68,9 +73,15 @@ async function decodeCase(batch, context, pageSize) {
   const out = Tensor.empty([batch, heads, headDim], { dtype: 'bf16', device });
   const { rows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
   const ms = await timeDecode(q, cache.pool, cache.blockTable, out, rows, seqLens);
+  const result = decodeResult(batch, context, pageSize, ms);
+  if (sweepSplits && batch === 1) {
+    result.splits = {};
+    for (const n of sweepSplits) result.splits[n] = await timeDecode(q, cache.pool, cache.blockTable, out, rows, seqLens, n);
+    process.stderr.write(`  splits (us): ${Object.entries(result.splits).map(([n, t]) => `${n}:${(t * 1000).toFixed(1)}`).join(' ')}\n`);
+  }
   for (const t of [k, v, q, out]) t.dispose();
   cache.dispose();
-  return decodeResult(batch, context, pageSize, ms);
+  return result;
 }
 
 // The contiguous baseline: one page per sequence holding its whole context (page size = context).

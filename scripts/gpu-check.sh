@@ -26,8 +26,8 @@ fi
 
 if want test; then
   note "GPU tests"
-  node --expose-gc node_modules/jest/bin/jest.js test/attention.cuda.test.ts test/paged.cuda.test.ts test/tensor.test.ts > "$OUT/test.log" 2>&1 || status=1
-  grep -E "Tests:|✕" "$OUT/test.log" | head -40 | tee -a "$OUT/summary.txt"
+  node --expose-gc node_modules/jest/bin/jest.js --verbose test/attention.cuda.test.ts test/paged.cuda.test.ts test/tensor.test.ts > "$OUT/test.log" 2>&1 || status=1
+  grep -E "Tests:|✕|●.*›" "$OUT/test.log" | head -40 | tee -a "$OUT/summary.txt"
 fi
 
 if want xcheck; then
@@ -49,8 +49,10 @@ fi
 
 if want bench; then
   note "benchmark (attn-cuda, then torch SDPA, same machine and run)"
-  node scripts/bench-gpu.js "$OUT/bench-attn.json" $quick 2> "$OUT/bench-attn.log" || { tail -20 "$OUT/bench-attn.log"; status=1; }
+  node scripts/bench-gpu.js "$OUT/bench-attn.json" $quick ${BENCH_ARGS:-} 2> "$OUT/bench-attn.log" || { tail -20 "$OUT/bench-attn.log"; status=1; }
   python3 scripts/bench_torch.py "$OUT/bench-torch.json" $quick 2> "$OUT/bench-torch.log" || { tail -20 "$OUT/bench-torch.log"; status=1; }
   python3 scripts/report.py "$OUT/bench-attn.json" "$OUT/bench-torch.json" | tee "$OUT/report.md"
 fi
+# The lease returns at most 8 files: logs travel as one archive.
+(cd "$OUT" && ls *.log >/dev/null 2>&1 && tar czf logs.tgz *.log && rm -f *.log)
 exit $status

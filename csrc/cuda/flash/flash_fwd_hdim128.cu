@@ -5,8 +5,15 @@
 
 namespace attn::cuda::flash {
 
+// Tile (kBlockM, kBlockN, warps, Q in registers, K stages, CTAs per SM); a benchmark build may
+// override it with -DATTN_D128_M=... (scripts/tune-flash.sh) to compare shapes.
+#ifdef ATTN_D128_M
+#define ATTN_FLASH_HDIM128_TILE ATTN_D128_M, ATTN_D128_N, ATTN_D128_WARPS, ATTN_D128_QREGS, ATTN_D128_KSTAGES, ATTN_D128_CTAS
+#else
+#define ATTN_FLASH_HDIM128_TILE 128, 64, 4, false, 2, 2
+#endif
 template <typename Elem>
-using Hdim128Traits = FwdTraits<Elem, 128, 128, 64, 4, false, 2, 2>;
+using Hdim128Traits = FwdTraits<Elem, 128, ATTN_FLASH_HDIM128_TILE>;
 
 void flashFwdHdim128(const AttnParams& p, int /*sm*/, cudaStream_t stream) {
   if (p.dtype == DType::F16) {

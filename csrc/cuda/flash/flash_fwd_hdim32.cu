@@ -5,8 +5,15 @@
 
 namespace attn::cuda::flash {
 
+// Tile (kBlockM, kBlockN, warps, Q in registers, K stages, CTAs per SM); a benchmark build may
+// override it with -DATTN_D32_M=... (scripts/tune-flash.sh) to compare shapes.
+#ifdef ATTN_D32_M
+#define ATTN_FLASH_HDIM32_TILE ATTN_D32_M, ATTN_D32_N, ATTN_D32_WARPS, ATTN_D32_QREGS, ATTN_D32_KSTAGES, ATTN_D32_CTAS
+#else
+#define ATTN_FLASH_HDIM32_TILE 128, 128, 4, false, 2, 2
+#endif
 template <typename Elem>
-using Hdim32Traits = FwdTraits<Elem, 32, 128, 128, 4, false, 2, 2>;
+using Hdim32Traits = FwdTraits<Elem, 32, ATTN_FLASH_HDIM32_TILE>;
 
 void flashFwdHdim32(const AttnParams& p, int /*sm*/, cudaStream_t stream) {
   if (p.dtype == DType::F16) {

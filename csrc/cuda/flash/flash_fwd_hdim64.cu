@@ -5,8 +5,15 @@
 
 namespace attn::cuda::flash {
 
+// Tile (kBlockM, kBlockN, warps, Q in registers, K stages, CTAs per SM); a benchmark build may
+// override it with -DATTN_D64_M=... (scripts/tune-flash.sh) to compare shapes.
+#ifdef ATTN_D64_M
+#define ATTN_FLASH_HDIM64_TILE ATTN_D64_M, ATTN_D64_N, ATTN_D64_WARPS, ATTN_D64_QREGS, ATTN_D64_KSTAGES, ATTN_D64_CTAS
+#else
+#define ATTN_FLASH_HDIM64_TILE 128, 128, 4, false, 2, 2
+#endif
 template <typename Elem>
-using Hdim64Traits = FwdTraits<Elem, 64, 128, 128, 4, false, 2, 2>;
+using Hdim64Traits = FwdTraits<Elem, 64, ATTN_FLASH_HDIM64_TILE>;
 
 void flashFwdHdim64(const AttnParams& p, int /*sm*/, cudaStream_t stream) {
   if (p.dtype == DType::F16) {

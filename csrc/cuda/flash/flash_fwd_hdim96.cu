@@ -5,8 +5,15 @@
 
 namespace attn::cuda::flash {
 
+// Tile (kBlockM, kBlockN, warps, Q in registers, K stages, CTAs per SM); a benchmark build may
+// override it with -DATTN_D96_M=... (scripts/tune-flash.sh) to compare shapes.
+#ifdef ATTN_D96_M
+#define ATTN_FLASH_HDIM96_TILE ATTN_D96_M, ATTN_D96_N, ATTN_D96_WARPS, ATTN_D96_QREGS, ATTN_D96_KSTAGES, ATTN_D96_CTAS
+#else
+#define ATTN_FLASH_HDIM96_TILE 128, 64, 4, false, 2, 2
+#endif
 template <typename Elem>
-using Hdim96Traits = FwdTraits<Elem, 96, 128, 64, 4, false, 2, 2>;
+using Hdim96Traits = FwdTraits<Elem, 96, ATTN_FLASH_HDIM96_TILE>;
 
 void flashFwdHdim96(const AttnParams& p, int /*sm*/, cudaStream_t stream) {
   if (p.dtype == DType::F16) {
