@@ -89,8 +89,9 @@ export async function runCase(c: Case, dtype: DType, device: Device): Promise<Ca
       causal: c.options?.causal, windowLeft: c.options?.window?.[0], windowRight: c.options?.window?.[1],
       softcap: c.options?.softcap, alibiSlopes: c.options?.alibiSlopes,
     });
-    refOut.push(...ref.out);
-    gotOut.push(...oh.subarray(rowQ * c.headsQ * D, (rowQ + Lq) * c.headsQ * D));
+    // Element by element: spreading arrays this long overflows the call stack.
+    for (const x of ref.out) refOut.push(x);
+    for (const x of oh.subarray(rowQ * c.headsQ * D, (rowQ + Lq) * c.headsQ * D)) gotOut.push(x);
     for (let h = 0; h < c.headsQ; h++)
       for (let i = 0; i < Lq; i++) {
         refLse.push(ref.lse[h * Lq + i]);

@@ -82,8 +82,8 @@ export class ShadowCache {
           softcap: options.softcap, alibiSlopes: options.alibiSlopes,
         },
       );
-      ref.push(...r.out);
-      got.push(...oh.subarray(row * heads * headDim, (row + nq) * heads * headDim));
+      for (const x of r.out) ref.push(x);
+      for (const x of oh.subarray(row * heads * headDim, (row + nq) * heads * headDim)) got.push(x);
       for (let t = 0; t < nq; t++)
         for (let h = 0; h < heads; h++) {
           const want = r.lse[h * nq + t];
