@@ -23,7 +23,10 @@ const MAX_DIMS = 8;
 function checkShape(value: unknown, name: string): number[] {
   if (!Array.isArray(value)) throw new TypeError(`${name} must be an array of dimension sizes, got ${describe(value)}`);
   if (value.length > MAX_DIMS) throw new RangeError(`${name} has ${value.length} dimensions; at most ${MAX_DIMS} are supported`);
-  return value.map((d, i) => checkInteger(d, `${name}[${i}]`, 0, 2 ** 40));
+  const dims = value.map((d, i) => checkInteger(d, `${name}[${i}]`, 0, 2 ** 40));
+  // 2^48 elements (over a petabyte at one byte each) keeps every byte count and offset exact in a double.
+  if (product(dims) > 2 ** 48) throw new RangeError(`${name} [${dims.join(', ')}] holds more than 2^48 elements`);
+  return dims;
 }
 
 function contiguousStrides(shape: readonly number[]): number[] {

@@ -20,7 +20,7 @@ const only = argOf('--only');
 const listOf = (name) => (argOf(name) ? argOf(name).split(',').map(Number) : undefined);
 const dims = listOf('--dims'); // dense: only these head dims
 const seqs = listOf('--seqs'); // dense: only these sequence lengths
-const sweepSplits = listOf('--sweep-splits'); // decode: also time these split counts at batch 1
+const sweepSplits = listOf('--sweep-splits'); // decode: also time these split counts at batch <= 16
 if (!cuda.isAvailable()) {
   console.error(`no CUDA device: ${cuda.unavailableReason()}`);
   process.exit(1);
@@ -74,7 +74,7 @@ async function decodeCase(batch, context, pageSize) {
   const { rows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
   const ms = await timeDecode(q, cache.pool, cache.blockTable, out, rows, seqLens);
   const result = decodeResult(batch, context, pageSize, ms);
-  if (sweepSplits && batch === 1) {
+  if (sweepSplits && batch <= 16) {
     result.splits = {};
     for (const n of sweepSplits) result.splits[n] = await timeDecode(q, cache.pool, cache.blockTable, out, rows, seqLens, n);
     process.stderr.write(`  splits (us): ${Object.entries(result.splits).map(([n, t]) => `${n}:${(t * 1000).toFixed(1)}`).join(' ')}\n`);

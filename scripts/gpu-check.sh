@@ -26,7 +26,7 @@ fi
 
 if want test; then
   note "GPU tests"
-  node --expose-gc node_modules/jest/bin/jest.js --verbose test/attention.cuda.test.ts test/paged.cuda.test.ts test/tensor.test.ts > "$OUT/test.log" 2>&1 || status=1
+  node --expose-gc node_modules/jest/bin/jest.js --verbose test/attention.cuda.test.ts test/paged.cuda.test.ts test/reliability.cuda.test.ts test/tensor.test.ts test/async.test.ts > "$OUT/test.log" 2>&1 || status=1
   grep -E "Tests:|✕|●.*›" "$OUT/test.log" | head -40 | tee -a "$OUT/summary.txt"
 fi
 

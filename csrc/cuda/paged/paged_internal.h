@@ -16,7 +16,7 @@ constexpr int kDecodeThreads = 128;
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeRows = 16;
 constexpr int kDecodeTileKeys = 64;
-constexpr int kMinKeysPerSplit = 256;
+constexpr int kMinKeysPerSplit = 128;
 constexpr int kMaxAutoSplits = 64;
 constexpr int kMaxSplits = 65535;  // grid.y
 
