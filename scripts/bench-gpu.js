@@ -40,7 +40,9 @@ const DECODE = { heads: 32, kvHeads: 8, headDim: 128 };
 // Median device ms per launch of native paged attention over (pool, table), timed by events.
 async function timeDecode(q, pool, table, out, rows, seqLens, numSplits = 0) {
   const params = { scale: 1 / Math.sqrt(DECODE.headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits };
-  native.pagedAttention(q, pool, 0, table, out, null, params); // warm-up
+  // Warm-up: one launch, then a timed burst that is thrown away (clocks ramp, caches fill).
+  native.pagedAttention(q, pool, 0, table, out, null, params);
+  native.pagedAttention(q, pool, 0, table, out, null, { ...params, benchIters: 20 });
   await synchronize(device);
   const times = [];
   for (let r = 0; r < 5; r++) times.push(native.pagedAttention(q, pool, 0, table, out, null, { ...params, benchIters: 20 }));

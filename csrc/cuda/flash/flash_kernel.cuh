@@ -488,35 +488,39 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
 
     // Online softmax. A row whose max is still -inf (all its keys so far masked) uses 0 as the
     // subtrahend: exp2(-inf) = 0 keeps its probabilities and its correction factor at 0 instead
-    // of computing -inf - -inf = NaN.
+    // of computing -inf - -inf = NaN. With two K stages it runs while V_j lands; with one, after
+    // the barrier that lets K_{j-1} be issued, so that load overlaps the softmax too (as FA2).
+    auto online_softmax = [&]() {
 #pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
+      for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        float mx = row_max[mt][hh];
+        for (int hh = 0; hh < 2; ++hh) {
+          float mx = row_max[mt][hh];
 #pragma unroll
-        for (int nt = 0; nt < kNT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hh], s[mt][nt][2 * hh + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_scaled = (mx == -INFINITY ? 0.0f : mx) * mult;
-        const float corr = exp2Approx(row_max[mt][hh] * mult - m_scaled);
-        row_max[mt][hh] = mx;
-        float sum = 0.0f;
+          for (int nt = 0; nt < kNT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hh], s[mt][nt][2 * hh + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float m_scaled = (mx == -INFINITY ? 0.0f : mx) * mult;
+          const float corr = exp2Approx(row_max[mt][hh] * mult - m_scaled);
+          row_max[mt][hh] = mx;
+          float sum = 0.0f;
 #pragma unroll
-        for (int nt = 0; nt < kNT; ++nt)
+          for (int nt = 0; nt < kNT; ++nt)
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const float pr = exp2Approx(fmaf(s[mt][nt][2 * hh + e], mult, -m_scaled));
-            s[mt][nt][2 * hh + e] = pr;
-            sum += pr;
+            for (int e = 0; e < 2; ++e) {
+              const float pr = exp2Approx(fmaf(s[mt][nt][2 * hh + e], mult, -m_scaled));
+              s[mt][nt][2 * hh + e] = pr;
+              sum += pr;
+            }
+          row_sum[mt][hh] = fmaf(row_sum[mt][hh], corr, sum);
+#pragma unroll
+          for (int dt = 0; dt < kDT; ++dt) {
+            acc_o[mt][dt][2 * hh] *= corr;
+            acc_o[mt][dt][2 * hh + 1] *= corr;
           }
-        row_sum[mt][hh] = fmaf(row_sum[mt][hh], corr, sum);
-#pragma unroll
-        for (int dt = 0; dt < kDT; ++dt) {
-          acc_o[mt][dt][2 * hh] *= corr;
-          acc_o[mt][dt][2 * hh + 1] *= corr;
         }
-      }
+    };
+    if constexpr (T::kKStages == 2) online_softmax();
 
     if constexpr (T::kKStages == 2) {
       cpAsyncWait<1>();  // V_j (K_{j-1}, committed after it, may still be in flight)
@@ -530,6 +534,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
         loadTile<TileKV, T::kThreads>(sK, kg + n0_next * p.k_row_stride, p.k_row_stride, len_k - n0_next, tid);
       }
       cpAsyncCommit();
+      online_softmax();
     }
 
     // O += P V_j. P (16-bit) is rebuilt from the S registers k16 step by k16 step.
