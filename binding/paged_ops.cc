@@ -48,6 +48,19 @@ int layerArg(Napi::Value v, const PoolGeometry& g) {
   return layer;
 }
 
+// The page-pool and block-table fields PagedAppendParams and PagedAttnParams share.
+template <typename Params>
+void setPoolFields(Params& p, const TensorRef& pool, const PoolGeometry& g, int layer, const TensorRef& table) {
+  char* base = pool.data();
+  const size_t es = attn::dtypeSize(pool.dtype);
+  p.k_pages = base + static_cast<size_t>(2 * layer) * g.planeStride * es;
+  p.v_pages = base + static_cast<size_t>(2 * layer + 1) * g.planeStride * es;
+  p.page_stride = g.pageStride;
+  p.page_head_stride = g.headStride;
+  p.block_table = reinterpret_cast<const int32_t*>(table.data());
+  p.block_table_stride = static_cast<int>(table.shape[1]);
+}
+
 const TensorRef& checkTable(const TensorRef& table, const TensorRef& pool, const std::vector<int32_t>& rows) {
   if (table.shape.size() != 2 || !table.contiguous() || table.dtype != attn::DType::INT32 || !(table.device() == pool.device()))
     attn::throwRange("blockTable must be a contiguous 2-d int32 tensor on the pool's device");
@@ -83,14 +96,7 @@ Napi::Value pagedAppend(const Napi::CallbackInfo& info) {
     p.k_head_stride = k.stride(1);
     p.v_row_stride = v.stride(0);
     p.v_head_stride = v.stride(1);
-    char* base = pool.data();
-    size_t es = attn::dtypeSize(pool.dtype);
-    p.k_pages = base + static_cast<size_t>(2 * layer) * g.planeStride * es;
-    p.v_pages = base + static_cast<size_t>(2 * layer + 1) * g.planeStride * es;
-    p.page_stride = g.pageStride;
-    p.page_head_stride = g.headStride;
-    p.block_table = reinterpret_cast<const int32_t*>(table.data());
-    p.block_table_stride = static_cast<int>(table.shape[1]);
+    setPoolFields(p, pool, g, layer, table);
     p.batch = static_cast<int>(rows.size());
     p.total_new = static_cast<int>(k.shape[0]);
     p.heads_kv = g.heads;
@@ -156,14 +162,7 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     p.q_head_stride = q.stride(1);
     p.o_row_stride = o.stride(0);
     p.o_head_stride = o.stride(1);
-    char* base = pool.data();
-    size_t es = attn::dtypeSize(pool.dtype);
-    p.k_pages = base + static_cast<size_t>(2 * layer) * g.planeStride * es;
-    p.v_pages = base + static_cast<size_t>(2 * layer + 1) * g.planeStride * es;
-    p.page_stride = g.pageStride;
-    p.page_head_stride = g.headStride;
-    p.block_table = reinterpret_cast<const int32_t*>(table.data());
-    p.block_table_stride = static_cast<int>(table.shape[1]);
+    setPoolFields(p, pool, g, layer, table);
     p.batch = static_cast<int>(batch);
     p.total_q = static_cast<int>(q.shape[0]);
     p.max_seqlen_q = maxQ;

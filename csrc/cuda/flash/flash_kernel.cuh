@@ -30,7 +30,7 @@
 
 #include "../../common/attention_params.h"
 #include "../check.h"
-#include "mma.cuh"
+#include "../common/ptx.cuh"
 #include "smem_layout.cuh"
 
 namespace attn::cuda::flash {

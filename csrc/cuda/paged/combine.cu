@@ -10,7 +10,7 @@
 
 #include "../../common/error.h"
 #include "../check.h"
-#include "paged_common.cuh"
+#include "../common/ptx.cuh"
 #include "paged_internal.h"
 
 namespace attn::cuda::paged {

@@ -20,7 +20,7 @@
 #include <cstdint>
 
 #include "../check.h"
-#include "paged_common.cuh"
+#include "../common/ptx.cuh"
 #include "paged_internal.h"
 
 namespace attn::cuda::paged {
@@ -59,7 +59,6 @@ __device__ __forceinline__ uint32_t swz(int row, int chunk) {
 template <typename T, int D>
 __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) pagedDecodeKernel(const DecodeArgs a) {
   using Cfg = DecodeCfg<D>;
-  using Mma = MmaOp<T>;
   constexpr int kN = Cfg::kN;
   const int stages = a.stages;  // >= 2
   constexpr int kKPT = Cfg::kKeysPerThread;
@@ -147,15 +146,14 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
     for (int u = tid; u < kDecodeRows * Cfg::kChunks; u += Cfg::kThreads) {
       const int r = u / Cfg::kChunks, c = u % Cfg::kChunks;
       const T* src = q;
-      int bytes = 0;
-      if (r < mrows) {
+      const bool valid = r < mrows;  // else 16 zero bytes
+      if (valid) {
         const int m = m0 + r;
         const int qi = m / a.group, g = m - qi * a.group;
         src = q + static_cast<int64_t>(q0 + qi) * a.q_row_stride + static_cast<int64_t>(kvh * a.group + g) * a.q_head_stride +
               c * 8;
-        bytes = 16;
       }
-      cpAsync16(s_q + swz<D>(r, c), src, bytes);
+      cpAsync16(s_q + swz<D>(r, c), src, valid);
     }
   }
 
@@ -184,8 +182,8 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
       const bool ok = pg[i] >= 0;  // false past kend (or for a negative table entry): zero fill
       const int64_t off = ok ? static_cast<int64_t>(pg[i]) * a.page_stride + static_cast<int64_t>(key & page_mask) * D : 0;
       const uint32_t so = swz<D>(row, ld_chunk);
-      cpAsync16(dk + so, kbase + off, ok ? 16 : 0);
-      cpAsync16(dv + so, vbase + off, ok ? 16 : 0);
+      cpAsync16(dk + so, kbase + off, ok);
+      cpAsync16(dv + so, vbase + off, ok);
     }
   };
 
@@ -267,10 +265,10 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
 #pragma unroll
     for (int ks = 0; ks < D / 16; ++ks) {
       uint32_t qa[4], kb[4];
-      ldsmX4(qa, s_q + swz<D>(q_lrow, 2 * ks + q_lchunk));
-      ldsmX4(kb, sk + swz<D>(k_lrow, 2 * ks + k_lchunk));
-      Mma::run(s[0], qa, kb[0], kb[1]);
-      Mma::run(s[1], qa, kb[2], kb[3]);
+      ldmatrixX4(qa, s_q + swz<D>(q_lrow, 2 * ks + q_lchunk));
+      ldmatrixX4(kb, sk + swz<D>(k_lrow, 2 * ks + k_lchunk));
+      mma16816<T>(s[0], qa, kb[0], kb[1]);
+      mma16816<T>(s[1], qa, kb[2], kb[3]);
     }
 
     // Scores in log2 units, then the mask.
@@ -323,16 +321,16 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
 
     // O += P V: the S accumulators are the A fragment of a 16x16 P tile.
     uint32_t pa[4];
-    pa[0] = Mma::pack(s[0][0], s[0][1]);
-    pa[1] = Mma::pack(s[0][2], s[0][3]);
-    pa[2] = Mma::pack(s[1][0], s[1][1]);
-    pa[3] = Mma::pack(s[1][2], s[1][3]);
+    pa[0] = ElemTraits<T>::pack(s[0][0], s[0][1]);
+    pa[1] = ElemTraits<T>::pack(s[0][2], s[0][3]);
+    pa[2] = ElemTraits<T>::pack(s[1][0], s[1][1]);
+    pa[3] = ElemTraits<T>::pack(s[1][2], s[1][3]);
 #pragma unroll
     for (int np = 0; np < D / 16; ++np) {
       uint32_t vb[4];
-      ldsmX4Trans(vb, sv + swz<D>(v_lrow, 2 * np + v_lchunk));
-      Mma::run(o_acc[2 * np], pa, vb[0], vb[1]);
-      Mma::run(o_acc[2 * np + 1], pa, vb[2], vb[3]);
+      ldmatrixX4Trans(vb, sv + swz<D>(v_lrow, 2 * np + v_lchunk));
+      mma16816<T>(o_acc[2 * np], pa, vb[0], vb[1]);
+      mma16816<T>(o_acc[2 * np + 1], pa, vb[2], vb[3]);
     }
   }
 

@@ -1,5 +1,6 @@
-// Thin inline-PTX wrappers for the sm_80+ instructions the flash kernel is built from:
-// tensor-core MMA, ldmatrix, cp.async and a few fast math ops. Nothing here knows about tiles.
+// Thin inline-PTX wrappers for the sm_80+ instructions the kernels are built from (dense forward
+// and paged decode alike): tensor-core MMA, ldmatrix, cp.async, packed stores and a few fast math
+// ops. Nothing here knows about tiles.
 //
 // Every asm that touches shared memory is `volatile`: the compiler must not hoist an ldmatrix out
 // of the main loop (V is read from the same address every iteration while its contents change),
@@ -10,7 +11,7 @@
 
 #include <cstdint>
 
-namespace attn::cuda::flash {
+namespace attn::cuda {
 
 __device__ __forceinline__ uint32_t smemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -101,6 +102,42 @@ __device__ __forceinline__ void cpAsyncWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+// cp.async.wait_group with a run-time count (0..7; larger counts wait for everything).
+__device__ __forceinline__ void cpAsyncWaitDyn(int n) {
+  switch (n) {
+    case 1: cpAsyncWait<1>(); break;
+    case 2: cpAsyncWait<2>(); break;
+    case 3: cpAsyncWait<3>(); break;
+    case 4: cpAsyncWait<4>(); break;
+    case 5: cpAsyncWait<5>(); break;
+    case 6: cpAsyncWait<6>(); break;
+    case 7: cpAsyncWait<7>(); break;
+    default: cpAsyncWait<0>(); break;
+  }
+}
+
+// ---- packed global stores ------------------------------------------------------------------
+
+// Stores 8 floats as 8 elements of Elem with one 16-byte store (dst 16-byte aligned).
+template <typename Elem>
+__device__ __forceinline__ void store8(Elem* dst, const float (&v)[8]) {
+  uint4 u;
+  u.x = ElemTraits<Elem>::pack(v[0], v[1]);
+  u.y = ElemTraits<Elem>::pack(v[2], v[3]);
+  u.z = ElemTraits<Elem>::pack(v[4], v[5]);
+  u.w = ElemTraits<Elem>::pack(v[6], v[7]);
+  *reinterpret_cast<uint4*>(dst) = u;
+}
+
+// Stores 4 floats as 4 elements of Elem with one 8-byte store (dst 8-byte aligned).
+template <typename Elem>
+__device__ __forceinline__ void store4(Elem* dst, float a, float b, float c, float d) {
+  uint2 u;
+  u.x = ElemTraits<Elem>::pack(a, b);
+  u.y = ElemTraits<Elem>::pack(c, d);
+  *reinterpret_cast<uint2*>(dst) = u;
+}
+
 // ---- shared memory plain accesses (epilogue) -----------------------------------------------
 
 __device__ __forceinline__ void stShared32(uint32_t addr, uint32_t v) {
@@ -149,4 +186,4 @@ __device__ __forceinline__ float tanhAccurate(float x) {
   return ax < 0.625f ? small : large;
 }
 
-}  // namespace attn::cuda::flash
+}  // namespace attn::cuda
