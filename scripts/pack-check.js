@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Packaging check: prebuild (when prebuilds/ has no binary for this platform), `npm pack`, install
 // the tarball into an empty project with nvcc hidden, and prove there that the prebuilt binary is
-// the one loaded (no source build) and that CPU attention and paged decode are right.
+// the one loaded (no source build), that CPU attention and paged decode are right, and that the
+// repository's CPU test suites pass against the installed package.
 //   node scripts/pack-check.js        (prints "pack-check: ok" and exits 0 on success)
 'use strict';
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -52,6 +53,22 @@ try {
   fs.copyFileSync(path.join(__dirname, 'pack-smoke.js'), path.join(project, 'smoke.js'));
   const out = run(process.execPath, ['smoke.js'], { cwd: project, env });
   process.stdout.write(out);
+
+  // The repository's CPU test suites, with every import of lib/ pointed at the installed package.
+  const jestConfig = path.join(work, 'jest.config.json');
+  fs.writeFileSync(jestConfig, JSON.stringify({
+    rootDir: root,
+    roots: ['<rootDir>/test'],
+    testMatch: ['**/attention.cpu.test.ts', '**/paged.cpu.test.ts', '**/errors.test.ts', '**/tensor.test.ts'],
+    testEnvironment: 'node',
+    moduleNameMapper: { '^(\\.\\./)+lib$': path.join(installed, 'dist', 'index.js') },
+    transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: path.join(root, 'test', 'tsconfig.json') }] },
+  }));
+  const jest = path.join(root, 'node_modules', 'jest', 'bin', 'jest.js');
+  const res = spawnSync(process.execPath, ['--expose-gc', jest, '--config', jestConfig], { cwd: root, env, encoding: 'utf8' });
+  const summary = /Tests:\s+(.*)/.exec(res.stderr || '');
+  if (res.status !== 0 || !summary || !/\d+ passed/.test(summary[1])) throw new Error(`CPU tests against the installed package failed:\n${res.stderr}`);
+  console.log(`pack-check: CPU test suites against the installed package: ${summary[1]}`);
   console.log('pack-check: ok');
 } finally {
   fs.rmSync(work, { recursive: true, force: true });
