@@ -1,6 +1,7 @@
 /**
  * Packaging: prebuildify output + `npm pack`, installed into an empty project with nvcc hidden,
- * loads the prebuilt binary and computes CPU attention correctly (scripts/pack-check.js).
+ * loads the prebuilt binary, computes CPU attention correctly and passes the CPU test suites
+ * (scripts/pack-check.js).
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
@@ -12,6 +13,7 @@ describe('packaging', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     expect(out).toMatch(/smoke: prebuilt .*\.node loaded; CPU attention and paged decode match float64/);
+    expect(out).toMatch(/CPU test suites against the installed package: \d+ passed, \d+ total/);
     expect(out).toMatch(/pack-check: ok/);
   }, 900_000);
 });
