@@ -16,11 +16,7 @@ template <typename Elem>
 using Hdim128Traits = FwdTraits<Elem, 128, ATTN_FLASH_HDIM128_TILE>;
 
 void flashFwdHdim128(const AttnParams& p, int /*sm*/, cudaStream_t stream) {
-  if (p.dtype == DType::F16) {
-    launchFlashFwd<Hdim128Traits<__half>>(p, stream);
-  } else {
-    launchFlashFwd<Hdim128Traits<__nv_bfloat16>>(p, stream);
-  }
+  launchFlashFwdForDtype<Hdim128Traits>(p, stream);
 }
 
 }  // namespace attn::cuda::flash

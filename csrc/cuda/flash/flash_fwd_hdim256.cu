@@ -16,11 +16,7 @@ template <typename Elem>
 using Hdim256Traits = FwdTraits<Elem, 256, ATTN_FLASH_HDIM256_TILE>;
 
 void flashFwdHdim256(const AttnParams& p, int /*sm*/, cudaStream_t stream) {
-  if (p.dtype == DType::F16) {
-    launchFlashFwd<Hdim256Traits<__half>>(p, stream);
-  } else {
-    launchFlashFwd<Hdim256Traits<__nv_bfloat16>>(p, stream);
-  }
+  launchFlashFwdForDtype<Hdim256Traits>(p, stream);
 }
 
 }  // namespace attn::cuda::flash

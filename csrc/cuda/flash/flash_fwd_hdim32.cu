@@ -16,11 +16,7 @@ template <typename Elem>
 using Hdim32Traits = FwdTraits<Elem, 32, ATTN_FLASH_HDIM32_TILE>;
 
 void flashFwdHdim32(const AttnParams& p, int /*sm*/, cudaStream_t stream) {
-  if (p.dtype == DType::F16) {
-    launchFlashFwd<Hdim32Traits<__half>>(p, stream);
-  } else {
-    launchFlashFwd<Hdim32Traits<__nv_bfloat16>>(p, stream);
-  }
+  launchFlashFwdForDtype<Hdim32Traits>(p, stream);
 }
 
 }  // namespace attn::cuda::flash

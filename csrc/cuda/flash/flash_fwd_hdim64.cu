@@ -16,11 +16,7 @@ template <typename Elem>
 using Hdim64Traits = FwdTraits<Elem, 64, ATTN_FLASH_HDIM64_TILE>;
 
 void flashFwdHdim64(const AttnParams& p, int /*sm*/, cudaStream_t stream) {
-  if (p.dtype == DType::F16) {
-    launchFlashFwd<Hdim64Traits<__half>>(p, stream);
-  } else {
-    launchFlashFwd<Hdim64Traits<__nv_bfloat16>>(p, stream);
-  }
+  launchFlashFwdForDtype<Hdim64Traits>(p, stream);
 }
 
 }  // namespace attn::cuda::flash

@@ -16,11 +16,7 @@ template <typename Elem>
 using Hdim96Traits = FwdTraits<Elem, 96, ATTN_FLASH_HDIM96_TILE>;
 
 void flashFwdHdim96(const AttnParams& p, int /*sm*/, cudaStream_t stream) {
-  if (p.dtype == DType::F16) {
-    launchFlashFwd<Hdim96Traits<__half>>(p, stream);
-  } else {
-    launchFlashFwd<Hdim96Traits<__nv_bfloat16>>(p, stream);
-  }
+  launchFlashFwdForDtype<Hdim96Traits>(p, stream);
 }
 
 }  // namespace attn::cuda::flash

@@ -622,4 +622,15 @@ void launchFlashFwd(const AttnParams& a, cudaStream_t stream) {
   ATTN_CUDA_CHECK_LAUNCH();
 }
 
+// Launches Traits<__half> or Traits<__nv_bfloat16> by p.dtype (F16 or BF16, checked by
+// flashForwardSupported): the one dtype switch every flash_fwd_hdim*.cu shares.
+template <template <typename> class Traits>
+void launchFlashFwdForDtype(const AttnParams& p, cudaStream_t stream) {
+  if (p.dtype == DType::F16) {
+    launchFlashFwd<Traits<__half>>(p, stream);
+  } else {
+    launchFlashFwd<Traits<__nv_bfloat16>>(p, stream);
+  }
+}
+
 }  // namespace attn::cuda::flash
