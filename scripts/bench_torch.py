@@ -10,6 +10,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 quick = "--quick" in sys.argv
 out_path = next((a for a in sys.argv[1:] if not a.startswith("--")), "bench-torch.json")
+
+
+def arg_list(name):
+    """--dims 128,256 style filters, shared with scripts/bench-gpu.js."""
+    return [int(x) for x in sys.argv[sys.argv.index(name) + 1].split(",")] if name in sys.argv else None
+
+
+dims_only, seqs_only = arg_list("--dims"), arg_list("--seqs")
 dev = "cuda"
 
 
@@ -58,8 +66,8 @@ BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTEN
 def dense():
     seqs = [1024, 4096] if quick else [512, 1024, 2048, 4096, 8192, 16384]
     res = []
-    for d in [64, 128, 256]:
-        for S in seqs:
+    for d in dims_only or [64, 128, 256]:
+        for S in seqs_only or seqs:
             for causal in [False, True]:
                 B, H = max(1, 16384 // S), 2048 // d
                 q, k, v = (torch.randn(B, H, S, d, device=dev, dtype=torch.bfloat16) for _ in range(3))

@@ -2,6 +2,8 @@
 # One call on any CUDA machine: build (with the ptxas report), GPU tests, compute-sanitizer,
 # SASS check, and the benchmark against torch SDPA in the same run. Results go to $OUT (or ./out).
 #   scripts/gpu-check.sh [build|test|xcheck|sanitize|bench|all]... [--quick]
+# GPU_TESTS overrides the jest files of the test step; BENCH_ARGS (e.g. "--only dense --dims 128") goes
+# to both benchmark sides.
 # 'all' builds only when no addon is built yet (a carried build/ is reused); name 'build' to force it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +28,7 @@ fi
 
 if want test; then
   note "GPU tests"
-  node --expose-gc node_modules/jest/bin/jest.js --verbose test/attention.cuda.test.ts test/paged.cuda.test.ts test/reliability.cuda.test.ts test/tensor.test.ts test/async.test.ts > "$OUT/test.log" 2>&1 || status=1
+  node --expose-gc node_modules/jest/bin/jest.js --verbose ${GPU_TESTS:-test/*.cuda.test.ts test/tensor.test.ts test/async.test.ts} > "$OUT/test.log" 2>&1 || status=1
   grep -E "Tests:|✕|●.*›" "$OUT/test.log" | head -40 | tee -a "$OUT/summary.txt"
 fi
 
@@ -50,7 +52,7 @@ fi
 if want bench; then
   note "benchmark (attn-cuda, then torch SDPA, same machine and run)"
   node scripts/bench-gpu.js "$OUT/bench-attn.json" $quick ${BENCH_ARGS:-} 2> "$OUT/bench-attn.log" || { tail -20 "$OUT/bench-attn.log"; status=1; }
-  python3 scripts/bench_torch.py "$OUT/bench-torch.json" $quick 2> "$OUT/bench-torch.log" || { tail -20 "$OUT/bench-torch.log"; status=1; }
+  python3 scripts/bench_torch.py "$OUT/bench-torch.json" $quick ${BENCH_ARGS:-} 2> "$OUT/bench-torch.log" || { tail -20 "$OUT/bench-torch.log"; status=1; }
   python3 scripts/report.py "$OUT/bench-attn.json" "$OUT/bench-torch.json" | tee "$OUT/report.md"
 fi
 # The lease returns at most 8 files: logs travel as one archive.
