@@ -75,12 +75,14 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
       p.seqlen_q = checkCuSeqlens(cuQ, p.batch, q.shape[0], "options.cuSeqlensQ");
       p.seqlen_k = checkCuSeqlens(cuK, p.batch, k.shape[0], "options.cuSeqlensK");
       p.total_q = static_cast<int>(q.shape[0]);
+      p.total_k = static_cast<int>(k.shape[0]);
     } else {
       p.batch = static_cast<int>(q.shape[0]);
       if (k.shape[0] != p.batch) attn::throwRange("k must have q's batch size");
       p.seqlen_q = static_cast<int>(q.shape[1]);
       p.seqlen_k = static_cast<int>(k.shape[1]);
       p.total_q = p.batch * p.seqlen_q;
+      p.total_k = p.batch * p.seqlen_k;
     }
     auto setStrides = [&](const TensorRef& t, int64_t& bs, int64_t& rs, int64_t& hs) {
       bs = varlen ? 0 : t.stride(0);

@@ -42,6 +42,7 @@ struct AttnParams {
   int seqlen_q = 0;  // dense: every sequence's length; varlen: the maximum
   int seqlen_k = 0;
   int total_q = 0;   // varlen: cu_seqlens_q[batch]; dense: batch * seqlen_q
+  int total_k = 0;   // varlen: cu_seqlens_k[batch]; dense: batch * seqlen_k
 
   // Variable length (both null or both set). Device pointers for CUDA, host for CPU.
   const int32_t* cu_seqlens_q = nullptr;

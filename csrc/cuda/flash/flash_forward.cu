@@ -3,9 +3,11 @@
 #include "flash_forward.h"
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "../../common/error.h"
+#include "../hopper/flash_fwd_sm90.h"
 #include "flash_fwd_hdims.h"
 
 namespace attn::cuda {
@@ -66,6 +68,13 @@ void flashForward(const AttnParams& p, int sm, cudaStream_t stream) {
   std::string why;
   if (!flashForwardSupported(p, sm, &why)) throwRange(why);
   if (p.batch <= 0 || p.seqlen_q <= 0) return;  // no query rows: nothing to write
+  if (hopper::flashForwardSm90Applies(p, sm)) {
+    switch (p.head_dim) {
+      case 64: hopper::flashFwdSm90Hdim64(p, stream); return;
+      case 128: hopper::flashFwdSm90Hdim128(p, stream); return;
+      case 256: hopper::flashFwdSm90Hdim256(p, stream); return;
+    }
+  }
   switch (p.head_dim) {
     case 32: flash::flashFwdHdim32(p, sm, stream); break;
     case 64: flash::flashFwdHdim64(p, sm, stream); break;
@@ -75,5 +84,19 @@ void flashForward(const AttnParams& p, int sm, cudaStream_t stream) {
     default: throwRange("unreachable head_dim");
   }
 }
+
+namespace hopper {
+
+bool flashForwardSm90Applies(const AttnParams& p, int sm) {
+  static const bool forced_off = [] {
+    const char* v = std::getenv("ATTN_CUDA_FORCE_SM80");
+    return v != nullptr && v[0] != '\0' && v[0] != '0';
+  }();
+  const bool dim_ok = p.head_dim == 64 || p.head_dim == 128 || p.head_dim == 256;
+  const int keys = p.cu_seqlens_k != nullptr ? p.total_k : p.seqlen_k;
+  return sm == 90 && !forced_off && dim_ok && keys > 0 && (p.dtype == DType::F16 || p.dtype == DType::BF16);
+}
+
+}  // namespace hopper
 
 }  // namespace attn::cuda

@@ -31,82 +31,12 @@
 #include "../../common/attention_params.h"
 #include "../check.h"
 #include "../common/ptx.cuh"
+#include "fwd_common.cuh"
 #include "smem_layout.cuh"
 
 namespace attn::cuda::flash {
 
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kSmemAlign = 128;  // alignment of the tile bases in shared memory
-
-__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-__device__ __forceinline__ int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-
-// Kernel arguments: AttnParams with the per-call constants precomputed on the host.
-struct FwdParams {
-  const void* q;
-  const void* k;
-  const void* v;
-  void* o;
-  float* lse;
-  int64_t q_batch_stride, q_row_stride, q_head_stride;
-  int64_t k_batch_stride, k_row_stride, k_head_stride;
-  int64_t v_batch_stride, v_row_stride, v_head_stride;
-  int64_t o_batch_stride, o_row_stride, o_head_stride;
-  const int32_t* cu_seqlens_q;  // null: dense
-  const int32_t* cu_seqlens_k;
-  const float* alibi_slopes;    // null: no ALiBi
-  int heads_q;
-  int kv_group;  // heads_q / heads_kv
-  int seqlen_q, seqlen_k, total_q;
-  int window_left, window_right;  // < 0: unbounded
-  // Scores are either raw q.k (plain path: softmax multiplier scale*log2e folded into the exp2
-  // argument, as FA2) or, when `transform` is set, the final scores softcap/ALiBi included
-  // (multiplier log2e). The plain path needs scale > 0 so that max(q.k) is max(score).
-  bool transform;
-  float pre_scale;     // transform path: q.k * pre_scale is the tanh argument (or the score)
-  float softcap;       // > 0: on
-  float softmax_mult;  // exp2 multiplier of the scores held in registers
-  int lpt_group;       // (sequence, head) pairs per scheduling group, see tileOfBlock
-};
-
-inline FwdParams makeFwdParams(const AttnParams& a) {
-  FwdParams p;
-  p.q = a.q;
-  p.k = a.k;
-  p.v = a.v;
-  p.o = a.o;
-  p.lse = a.lse;
-  p.q_batch_stride = a.q_batch_stride;
-  p.q_row_stride = a.q_row_stride;
-  p.q_head_stride = a.q_head_stride;
-  p.k_batch_stride = a.k_batch_stride;
-  p.k_row_stride = a.k_row_stride;
-  p.k_head_stride = a.k_head_stride;
-  p.v_batch_stride = a.v_batch_stride;
-  p.v_row_stride = a.v_row_stride;
-  p.v_head_stride = a.v_head_stride;
-  p.o_batch_stride = a.o_batch_stride;
-  p.o_row_stride = a.o_row_stride;
-  p.o_head_stride = a.o_head_stride;
-  p.cu_seqlens_q = a.cu_seqlens_q;
-  p.cu_seqlens_k = a.cu_seqlens_k;
-  p.alibi_slopes = a.alibi_slopes;
-  p.heads_q = a.heads_q;
-  p.kv_group = a.heads_q / a.heads_kv;
-  p.seqlen_q = a.seqlen_q;
-  p.seqlen_k = a.seqlen_k;
-  p.total_q = a.total_q;
-  p.window_left = a.window_left < 0 ? -1 : a.window_left;
-  p.window_right = a.window_right < 0 ? -1 : a.window_right;
-  const bool softcap = a.softcap > 0.0f;
-  p.transform = softcap || a.alibi_slopes != nullptr || !(a.scale > 0.0f);
-  p.softcap = softcap ? a.softcap : 0.0f;
-  p.pre_scale = softcap ? a.scale / a.softcap : a.scale;
-  p.softmax_mult = p.transform ? kLog2e : a.scale * kLog2e;
-  p.lpt_group = 1;
-  return p;
-}
 
 template <typename Elem_, int kHeadDim_, int kBlockM_, int kBlockN_, int kWarps_, bool kQInRegs_, int kKStages_,
           int kMinBlocksPerSm_>
@@ -204,96 +134,6 @@ __device__ __forceinline__ void storeTile(uint32_t s, Elem* g, int64_t row_strid
   }
 }
 
-// Where sequence b lives: dense batches are uniform, varlen ones come from cu_seqlens.
-struct SeqInfo {
-  int q_start, k_start;  // first row of the sequence (varlen), 0 dense
-  int len_q, len_k;
-  bool varlen;
-  // Element offset of row 0 of the sequence, from the batch stride (dense) or the row start.
-  __device__ __forceinline__ int64_t rowOffset(int64_t batch_stride, int64_t row_stride, int b,
-                                               bool keys = false) const {
-    return varlen ? (keys ? k_start : q_start) * row_stride : b * batch_stride;
-  }
-};
-
-__device__ __forceinline__ SeqInfo seqInfo(const FwdParams& p, int b) {
-  SeqInfo s;
-  s.varlen = p.cu_seqlens_q != nullptr;
-  if (s.varlen) {
-    s.q_start = p.cu_seqlens_q[b];
-    s.k_start = p.cu_seqlens_k[b];
-    s.len_q = p.cu_seqlens_q[b + 1] - s.q_start;
-    s.len_k = p.cu_seqlens_k[b + 1] - s.k_start;
-  } else {
-    s.q_start = 0;
-    s.k_start = 0;
-    s.len_q = p.seqlen_q;
-    s.len_k = p.seqlen_k;
-  }
-  return s;
-}
-
-// ---- per-block score processing (all on the S accumulator in registers) ------------------
-
-// Softcap / ALiBi / non-positive scale: turns raw q.k into the final score. diag0 = i + offset of
-// the thread's first row (row g of m-tile 0), col0 = key index of the thread's first column.
-template <int kMT, int kNT>
-__device__ __forceinline__ void transformScores(float (&s)[kMT][kNT][4], const FwdParams& p, int h, int diag0,
-                                                int col0) {
-  const float pre = p.pre_scale;
-  if (p.softcap > 0.0f) {
-    const float cap = p.softcap;
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[mt][nt][e] = cap * tanhAccurate(s[mt][nt][e] * pre);
-  } else {
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[mt][nt][e] *= pre;
-  }
-  if (p.alibi_slopes != nullptr) {
-    const float slope = p.alibi_slopes[h];
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int diag = diag0 + mt * 16 + (e >= 2 ? 8 : 0);
-          const int j = col0 + nt * 8 + (e & 1);
-          s[mt][nt][e] -= slope * static_cast<float>(abs(diag - j));
-        }
-  }
-}
-
-// Which (query block, head, sequence) this CTA computes. The grid is (query blocks, heads, batch)
-// and CTAs are dispatched roughly in linear order, x fastest. The linear index is cut into groups
-// of `group` (sequence, head) pairs; inside a group, query blocks go from last to first and the
-// pairs of the group alternate fastest. With group == 1 this is plain head-major order (each
-// head's K/V is streamed by all its query blocks at once, the best L2 reuse: used when every
-// block has the same work). Under a causal / window_right mask the work grows with the query
-// block, and the launcher picks a group of about two waves, so the longest CTAs start first
-// (no long CTA left for the tail) while the CTAs in flight still share a few heads' K/V in L2.
-__device__ __forceinline__ void tileOfBlock(int group, int& m_block, int& h, int& b) {
-  const int num_m = gridDim.x;
-  const int pairs = gridDim.y * gridDim.z;
-  const int linear = blockIdx.x + num_m * (blockIdx.y + gridDim.y * blockIdx.z);
-  const int g = linear / (group * num_m);
-  const int first_pair = g * group;
-  const int size = min(group, pairs - first_pair);
-  const int in_group = linear - first_pair * num_m;
-  m_block = num_m - 1 - in_group / size;
-  const int pair = first_pair + in_group % size;
-  h = pair % gridDim.y;
-  b = pair / gridDim.y;
-}
-
 // ---- the kernel ----------------------------------------------------------------------------
 
 template <typename T>
@@ -322,20 +162,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
   const int m0 = m_block * kBlockM;
   if (m0 >= len_q) return;  // varlen: this sequence is shorter than the longest one
 
-  // Key blocks any row of this tile can see. Rows are i in [m0, m_last]; query i sees keys
-  // [i + offset - window_left, i + offset + window_right] clipped to [0, len_k). 64-bit because
-  // the caller may pass "huge" windows.
-  const int offset = len_k - len_q;
-  const int m_last = min(m0 + kBlockM, len_q) - 1;
-  const int64_t diag_first = static_cast<int64_t>(m0) + offset;
-  const int64_t diag_last = static_cast<int64_t>(m_last) + offset;
-  const int64_t key_lo = p.window_left >= 0 ? max64(0, diag_first - p.window_left) : 0;
-  const int64_t key_hi = p.window_right >= 0 ? min64(len_k, diag_last + p.window_right + 1) : len_k;
-  int n_block_min = 0, n_block_max = 0;  // empty range: every row sees nothing
-  if (key_lo < key_hi) {
-    n_block_min = static_cast<int>(key_lo / kBlockN);
-    n_block_max = static_cast<int>((key_hi + kBlockN - 1) / kBlockN);
-  }
+  const KeyBlocks kb = keyBlocks(p, m0, kBlockM, kBlockN, len_q, len_k);
+  const int n_block_min = kb.n_min, n_block_max = kb.n_max;
 
   // Element pointers to row 0 of this sequence and head.
   const Elem* qg = reinterpret_cast<const Elem*>(p.q) + seq.rowOffset(p.q_batch_stride, p.q_row_stride, b) +
@@ -396,20 +224,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
   const int g = lane >> 2;
   const int t = lane & 3;
   const float mult = p.softmax_mult;
-  // Per-element masking is needed only on blocks that straddle a boundary. Blocks with
-  // n_block >= mask_right_from reach past the end of the keys or past the first row's
-  // window_right diagonal; blocks with n_block < mask_left_below start before the last row's
-  // window_left diagonal. Everything in between is fully visible to every row of the tile.
-  int mask_right_from, mask_left_below = 0;
-  {
-    const int64_t right = p.window_right >= 0 ? min64(len_k, max64(0, diag_first + p.window_right + 1)) : len_k;
-    mask_right_from = static_cast<int>(right / kBlockN);
-    if (p.window_left >= 0) {
-      const int64_t left = max64(0, static_cast<int64_t>(m0 + kBlockM - 1) + offset - p.window_left);
-      mask_left_below = static_cast<int>(min64(left, len_k) + kBlockN - 1) / kBlockN;
-    }
-  }
-  const int row_diag = m0 + warp_row0 + g + offset;  // i + offset of this thread's first row
+  const int row_diag = m0 + warp_row0 + g + kb.offset;  // i + offset of this thread's first row
 
   int stage = 0;
   for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) {
@@ -464,62 +279,11 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
     if (p.transform) transformScores<kMT, kNT>(s, p, h, row_diag, n0 + 2 * t);
 
     // Per-element mask on the boundary blocks only.
-    const bool need_mask = n_block >= mask_right_from || n_block < mask_left_below;
-    if (need_mask) {
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const int64_t diag = static_cast<int64_t>(row_diag) + mt * 16 + 8 * hh;
-          const int lo =
-              p.window_left >= 0 ? static_cast<int>(min64(len_k, max64(0, diag - p.window_left))) : 0;
-          const int hi = p.window_right >= 0
-                             ? static_cast<int>(min64(len_k, max64(0, diag + p.window_right + 1)))
-                             : len_k;
-#pragma unroll
-          for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int j = n0 + nt * 8 + 2 * t + e;
-              if (j < lo || j >= hi) s[mt][nt][2 * hh + e] = -INFINITY;
-            }
-        }
-    }
+    if (n_block >= kb.mask_right_from || n_block < kb.mask_left_below) maskScores<kMT, kNT>(s, p, row_diag, n0, t, len_k);
 
-    // Online softmax. A row whose max is still -inf (all its keys so far masked) uses 0 as the
-    // subtrahend: exp2(-inf) = 0 keeps its probabilities and its correction factor at 0 instead
-    // of computing -inf - -inf = NaN. With two K stages it runs while V_j lands; with one, after
-    // the barrier that lets K_{j-1} be issued, so that load overlaps the softmax too (as FA2).
-    auto online_softmax = [&]() {
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          float mx = row_max[mt][hh];
-#pragma unroll
-          for (int nt = 0; nt < kNT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hh], s[mt][nt][2 * hh + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float m_scaled = (mx == -INFINITY ? 0.0f : mx) * mult;
-          const float corr = exp2Approx(row_max[mt][hh] * mult - m_scaled);
-          row_max[mt][hh] = mx;
-          float sum = 0.0f;
-#pragma unroll
-          for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const float pr = exp2Approx(fmaf(s[mt][nt][2 * hh + e], mult, -m_scaled));
-              s[mt][nt][2 * hh + e] = pr;
-              sum += pr;
-            }
-          row_sum[mt][hh] = fmaf(row_sum[mt][hh], corr, sum);
-#pragma unroll
-          for (int dt = 0; dt < kDT; ++dt) {
-            acc_o[mt][dt][2 * hh] *= corr;
-            acc_o[mt][dt][2 * hh + 1] *= corr;
-          }
-        }
-    };
+    // With two K stages the softmax runs while V_j lands; with one, after the barrier that lets
+    // K_{j-1} be issued, so that load overlaps the softmax too (as FA2).
+    auto online_softmax = [&]() { onlineSoftmax<kMT, kNT, kDT>(s, row_max, row_sum, acc_o, mult); };
     if constexpr (T::kKStages == 2) online_softmax();
 
     if constexpr (T::kKStages == 2) {
@@ -542,12 +306,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
     for (int kk = 0; kk < T::kPSteps; ++kk) {
       uint32_t pa[kMT][4];
 #pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) {
-        pa[mt][0] = ElemTraits<Elem>::pack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-        pa[mt][1] = ElemTraits<Elem>::pack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-        pa[mt][2] = ElemTraits<Elem>::pack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-        pa[mt][3] = ElemTraits<Elem>::pack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-      }
+      for (int mt = 0; mt < kMT; ++mt) packP<Elem>(pa[mt], s, mt, kk);
 #pragma unroll
       for (int dp = 0; dp < kDT / 2; ++dp) {
         uint32_t bv[4];
@@ -567,26 +326,15 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
   cpAsyncWait<0>();
   __syncthreads();  // every warp is done with sQ/sK/sV
   const SeqInfo seq_o = seqInfo(p, b);
-  float* lse_row0 = nullptr;  // lse of this tile's row 0
-  if (p.lse != nullptr) {
-    lse_row0 = p.lse + m0 +
-               (p.cu_seqlens_q != nullptr ? static_cast<int64_t>(h) * p.total_q + seq_o.q_start
-                                          : (static_cast<int64_t>(b) * p.heads_q + h) * p.seqlen_q);
-  }
+  float* lse_row0 = lseRow0(p, seq_o, b, h, m0);
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
-      float sum = row_sum[mt][hh];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      // sum == 0 exactly when the row saw no key (its max stayed -inf): output 0, lse -inf.
-      const bool empty = !(sum > 0.0f);
-      const float inv = empty ? 0.0f : 1.0f / sum;
+      float lse;
+      const float inv = finishRow(row_max[mt][hh], row_sum[mt][hh], mult, &lse);
       const int r = warp_row0 + mt * 16 + g + 8 * hh;
-      if (lse_row0 != nullptr && t == 0 && m0 + r < seq_o.len_q) {
-        lse_row0[r] = empty ? -INFINITY : (row_max[mt][hh] * mult + __log2f(sum)) * kLn2;
-      }
+      if (lse_row0 != nullptr && t == 0 && m0 + r < seq_o.len_q) lse_row0[r] = lse;
 #pragma unroll
       for (int dt = 0; dt < kDT; ++dt) {
         const uint32_t v = ElemTraits<Elem>::pack(acc_o[mt][dt][2 * hh] * inv, acc_o[mt][dt][2 * hh + 1] * inv);
@@ -610,14 +358,7 @@ void launchFlashFwd(const AttnParams& a, cudaStream_t stream) {
   if (T::kSmemBytes > 48 * 1024) {
     ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
   }
-  if (p.window_right >= 0) {  // work grows with the query block: longest first, see tileOfBlock
-    int device = 0, sms = 0;
-    ATTN_CUDA_CHECK(cudaGetDevice(&device));
-    ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    const int64_t two_waves = 2LL * sms * T::kMinBlocksPerSm;
-    const int64_t pairs = static_cast<int64_t>(a.heads_q) * a.batch;
-    p.lpt_group = static_cast<int>(std::min<int64_t>(pairs, std::max<int64_t>(1, (two_waves + num_m - 1) / num_m)));
-  }
+  p.lpt_group = lptGroup(a, num_m, T::kMinBlocksPerSm);
   kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p);
   ATTN_CUDA_CHECK_LAUNCH();
 }

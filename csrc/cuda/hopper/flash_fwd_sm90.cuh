@@ -1,0 +1,284 @@
+// The Hopper (sm_90a) dense forward: TMA loads, wgmma, warp specialization.
+//
+// A CTA computes kBlockM = 128 query rows of one (sequence, head) with three warpgroups:
+//   warpgroup 0 (producer, registers cut to 24): one thread issues the TMA copies, Q once, then
+//     K_j and V_j of every visited key block into a kStages-deep ring, each stage guarded by
+//     full (TMA bytes landed) and empty (both consumers done reading) mbarriers;
+//   warpgroups 1 and 2 (consumers, registers raised to 240): rows [64 w, 64 w + 64) each.
+//     S = Q K_j^T is one batch of wgmma (A = Q, B = K, both from shared memory); the score pipeline
+//     (softcap/ALiBi, masks, online softmax) runs on the accumulator in registers, shared with the
+//     sm_80 kernel (../flash/fwd_common.cuh); P is repacked in registers as wgmma's A operand and
+//     O += P V_j is a second batch (B = V read "transposed", MN-major). The two consumers are not
+//     synchronized with each other, so one's softmax overlaps the other's tensor-core work.
+// Tiles land in shared memory as TMA writes them with the 128-byte swizzle: per 64-column chunk,
+// rows of 128 bytes; the wgmma descriptors (hopper_ptx.cuh) describe exactly that layout.
+// Everything per call (masks, window, softcap, ALiBi, GQA, varlen, scale, lse) is runtime, as in
+// the sm_80 kernel: instantiations stay at dtype x head dim.
+#pragma once
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include "../../common/attention_params.h"
+#include "../check.h"
+#include "../common/ptx.cuh"
+#include "../flash/fwd_common.cuh"
+#include "hopper_ptx.cuh"
+#include "tensor_map.h"
+#include "wgmma_ops.cuh"
+
+namespace attn::cuda::hopper {
+
+using flash::FwdParams;
+
+template <typename Elem_, int kHeadDim_, int kBlockN_, int kStages_>
+struct Sm90Traits {
+  using Elem = Elem_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kBlockM = 128;  // two consumer warpgroups x 64 rows
+  static constexpr int kBlockN = kBlockN_;
+  static constexpr int kStages = kStages_;
+  static constexpr int kConsumers = 2;
+  static constexpr int kThreads = 128 * (kConsumers + 1);
+  static constexpr int kChunks = kHeadDim / 64;  // 128-byte column chunks (one TMA box each)
+  static constexpr int kNT = kBlockN / 8;        // n8 tiles of S per warp
+  static constexpr int kDT = kHeadDim / 8;       // n8 tiles of O per warp
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;
+  static constexpr int kKVBytes = kBlockN * kHeadDim * 2;
+  static constexpr int kOffK = kQBytes;
+  static constexpr int kOffV = kOffK + kStages * kKVBytes;
+  static constexpr int kOffBar = kOffV + kStages * kKVBytes;
+  static constexpr int kBars = 1 + 3 * kStages;  // Q, full K, full V, empty per stage
+  static constexpr int kSmemBytes = kOffBar + 8 * kBars + 1024;  // + room to align the base to 1024
+  static_assert(kHeadDim % 64 == 0 && kBlockN % 16 == 0, "tile shape");
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory");
+};
+
+struct Sm90Args {
+  FwdParams p;
+  CUtensorMap q, k, v;  // 4-D maps {head dim, rows, heads, batch}, box {64, tile rows, 1, 1}
+};
+
+template <typename T>
+__global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __grid_constant__ Sm90Args args) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Elem = typename T::Elem;
+  using namespace flash;
+  constexpr int kBlockM = T::kBlockM;
+  constexpr int kBlockN = T::kBlockN;
+  constexpr int kStages = T::kStages;
+  constexpr int kNT = T::kNT;
+  constexpr int kDT = T::kDT;
+  const FwdParams& p = args.p;
+
+  extern __shared__ __align__(1024) unsigned char smem[];
+  const uint32_t sQ = (smemAddr(smem) + 1023) & ~1023u;  // swizzle atoms need 1024-byte alignment
+  const uint32_t sK = sQ + T::kOffK;
+  const uint32_t sV = sQ + T::kOffV;
+  const uint32_t barQ = sQ + T::kOffBar;
+  const auto barFullK = [&](int s) { return barQ + 8 * (1 + s); };
+  const auto barFullV = [&](int s) { return barQ + 8 * (1 + kStages + s); };
+  const auto barEmpty = [&](int s) { return barQ + 8 * (1 + 2 * kStages + s); };
+
+  const int tid = threadIdx.x;
+  int m_block, h, b;
+  tileOfBlock(p.lpt_group, m_block, h, b);
+  const SeqInfo seq = seqInfo(p, b);
+  const int m0 = m_block * kBlockM;
+  if (m0 >= seq.len_q) return;  // varlen: this sequence is shorter than the longest one
+  const KeyBlocks kb = keyBlocks(p, m0, kBlockM, kBlockN, seq.len_q, seq.len_k);
+
+  if (tid == 0) {
+    mbarInit(barQ, 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbarInit(barFullK(s), 1);
+      mbarInit(barFullV(s), 1);
+      mbarInit(barEmpty(s), T::kConsumers * 4);  // one arrival per consumer warp
+    }
+    fenceBarrierInit();
+  }
+  __syncthreads();
+
+  const int wg = tid / 128;
+  if (wg == 0) {
+    // ---- producer ----
+    setMaxRegsDec<24>();
+    if (tid == 0) {
+      prefetchTensorMap(&args.q);
+      prefetchTensorMap(&args.k);
+      prefetchTensorMap(&args.v);
+      // Varlen maps are {dim, total rows, heads, 1}: a sequence starts at its cumulative offset.
+      const int q_row = seq.q_start + m0;
+      const int k_row0 = seq.k_start;
+      const int bb = seq.varlen ? 0 : b;
+      const int hk = h / p.kv_group;
+      mbarArriveExpectTx(barQ, T::kQBytes);
+#pragma unroll
+      for (int c = 0; c < T::kChunks; ++c) tmaLoad4d(sQ + c * kBlockM * 128, &args.q, barQ, c * 64, q_row, h, bb);
+      int it = 0;
+      for (int n_block = kb.n_max - 1; n_block >= kb.n_min; --n_block, ++it) {
+        const int s = it % kStages;
+        if (it >= kStages) mbarWait(barEmpty(s), ((it / kStages) - 1) & 1);
+        const int row = k_row0 + n_block * kBlockN;
+        mbarArriveExpectTx(barFullK(s), T::kKVBytes);
+#pragma unroll
+        for (int c = 0; c < T::kChunks; ++c)
+          tmaLoad4d(sK + s * T::kKVBytes + c * kBlockN * 128, &args.k, barFullK(s), c * 64, row, hk, bb);
+        mbarArriveExpectTx(barFullV(s), T::kKVBytes);
+#pragma unroll
+        for (int c = 0; c < T::kChunks; ++c)
+          tmaLoad4d(sV + s * T::kKVBytes + c * kBlockN * 128, &args.v, barFullV(s), c * 64, row, hk, bb);
+      }
+    }
+  } else {
+    // ---- consumers ----
+    setMaxRegsInc<240>();
+    const int cw = wg - 1;
+    const int warp = (tid / 32) % 4;
+    const int lane = tid & 31;
+    const int g = lane >> 2;
+    const int t = lane & 3;
+    const int row0 = cw * 64 + warp * 16;  // this warp's first row in the tile
+    const int row_diag = m0 + row0 + g + kb.offset;
+    const float mult = p.softmax_mult;
+
+    float acc_o[1][kDT][4];
+#pragma unroll
+    for (int dt = 0; dt < kDT; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc_o[0][dt][e] = 0.0f;
+    float row_max[1][2] = {{-INFINITY, -INFINITY}};
+    float row_sum[1][2] = {{0.0f, 0.0f}};
+    float(&o_flat)[kDT * 4] = *reinterpret_cast<float(*)[kDT * 4]>(&acc_o[0][0][0]);
+
+    const uint32_t q_base = sQ + cw * 64 * 128;  // this warpgroup's 64 rows of every chunk
+    mbarWait(barQ, 0);
+    int it = 0;
+    for (int n_block = kb.n_max - 1; n_block >= kb.n_min; --n_block, ++it) {
+      const int s = it % kStages;
+      const uint32_t parity = (it / kStages) & 1;
+      const int n0 = n_block * kBlockN;
+
+      // S = Q K_j^T
+      float sc[1][kNT][4];
+      float(&s_flat)[kNT * 4] = *reinterpret_cast<float(*)[kNT * 4]>(&sc[0][0][0]);
+#pragma unroll
+      for (int i = 0; i < kNT * 4; ++i) s_flat[i] = 0.0f;
+      mbarWait(barFullK(s), parity);
+      wgmmaFence();
+#pragma unroll
+      for (int ks = 0; ks < T::kHeadDim / 16; ++ks) {
+        const uint32_t chunk = ks / 4, within = (ks % 4) * 32;
+        const uint64_t da = smemDesc(q_base + chunk * kBlockM * 128 + within, 16, 1024);
+        const uint64_t db = smemDesc(sK + s * T::kKVBytes + chunk * kBlockN * 128 + within, 16, 1024);
+        wgmmaSS<Elem, kBlockN>(s_flat, da, db, ks > 0 ? 1 : 0);
+      }
+      wgmmaCommit();
+      wgmmaWait<0>();
+      fenceRegs(s_flat);
+
+      if (p.transform) transformScores<1, kNT>(sc, p, h, row_diag, n0 + 2 * t);
+      if (n_block >= kb.mask_right_from || n_block < kb.mask_left_below)
+        maskScores<1, kNT>(sc, p, row_diag, n0, t, seq.len_k);
+      onlineSoftmax<1, kNT, kDT>(sc, row_max, row_sum, acc_o, mult);
+
+      uint32_t pa[kBlockN / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) packP<Elem>(pa[kk], sc, 0, kk);
+
+      // O += P V_j
+      mbarWait(barFullV(s), parity);
+      fenceRegs(o_flat);
+      wgmmaFence();
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+        const uint64_t db = smemDesc(sV + s * T::kKVBytes + kk * 16 * 128, kBlockN * 128, 1024);
+        wgmmaRS<Elem, T::kHeadDim>(o_flat, pa[kk], db, 1);
+      }
+      wgmmaCommit();
+      wgmmaWait<0>();
+      fenceRegs(o_flat);
+      __syncwarp();
+      if (lane == 0) mbarArrive(barEmpty(s));
+    }
+
+    // Epilogue: normalize and write lse; stage O through this warpgroup's own rows of the Q tile
+    // (same swizzled layout) so the global stores are 16-byte rows.
+    float* lse_row0 = lseRow0(p, seq, b, h, m0);
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      float lse;
+      const float inv = finishRow(row_max[0][hh], row_sum[0][hh], mult, &lse);
+      const int r = row0 + g + 8 * hh;
+      if (lse_row0 != nullptr && t == 0 && m0 + r < seq.len_q) lse_row0[r] = lse;
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt) {
+        const uint32_t v = ElemTraits<Elem>::pack(acc_o[0][dt][2 * hh] * inv, acc_o[0][dt][2 * hh + 1] * inv);
+        const int chunk = dt / 8, unit = dt % 8;
+        stShared32(sQ + chunk * kBlockM * 128 + r * 128 + ((unit ^ (r & 7)) * 16) + 4 * t, v);
+      }
+    }
+    namedBarrierSync(1 + cw, 128);
+    Elem* og = reinterpret_cast<Elem*>(p.o) + seq.rowOffset(p.o_batch_stride, p.o_row_stride, b) +
+               h * p.o_head_stride;
+    constexpr int kUnits = T::kHeadDim / 8;  // 16-byte units per row
+    const int ctid = tid - 128 * wg;
+#pragma unroll
+    for (int i = 0; i < 64 * kUnits / 128; ++i) {
+      const int idx = ctid + 128 * i;
+      const int r = cw * 64 + idx / kUnits;
+      const int u = idx % kUnits;
+      if (m0 + r < seq.len_q) {
+        const uint4 v = ldShared128(sQ + (u / 8) * kBlockM * 128 + r * 128 + (((u % 8) ^ (r & 7)) * 16));
+        *reinterpret_cast<uint4*>(og + static_cast<int64_t>(m0 + r) * p.o_row_stride + u * 8) = v;
+      }
+    }
+  }
+#else
+  __trap();  // only the sm_90a image has a body; the host never launches another (see below)
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}
+
+// ---- host launcher -------------------------------------------------------------------------
+
+// Whether the loaded image of this kernel is the sm_90a one (an addon built without sm_90a would
+// otherwise run the empty sm_80 body on a Hopper GPU).
+template <typename T>
+bool sm90ImageLoaded() {
+  static const bool loaded = [] {
+    cudaFuncAttributes attr{};
+    return cudaFuncGetAttributes(&attr, flashFwdSm90Kernel<T>) == cudaSuccess && attr.binaryVersion >= 90;
+  }();
+  return loaded;
+}
+
+template <typename T>
+void launchFlashFwdSm90(const AttnParams& a, cudaStream_t stream) {
+  if (!sm90ImageLoaded<T>()) throwRange("this build of attn-cuda has no sm_90a kernels (rebuild with sm_90a in ATTN_CUDA_GENCODE)");
+  Sm90Args args;
+  args.p = flash::makeFwdParams(a);
+  const bool varlen = a.cu_seqlens_q != nullptr;
+  const int batch = varlen ? 1 : a.batch;
+  args.q = makeTileMap(a.q, a.head_dim, varlen ? a.total_q : a.seqlen_q, a.heads_q, batch, a.q_row_stride,
+                       a.q_head_stride, a.q_batch_stride, T::kBlockM);
+  args.k = makeTileMap(a.k, a.head_dim, varlen ? a.total_k : a.seqlen_k, a.heads_kv, batch, a.k_row_stride,
+                       a.k_head_stride, a.k_batch_stride, T::kBlockN);
+  args.v = makeTileMap(a.v, a.head_dim, varlen ? a.total_k : a.seqlen_k, a.heads_kv, batch, a.v_row_stride,
+                       a.v_head_stride, a.v_batch_stride, T::kBlockN);
+  const int num_m = (a.seqlen_q + T::kBlockM - 1) / T::kBlockM;
+  args.p.lpt_group = flash::lptGroup(a, num_m, 1);
+  auto kernel = flashFwdSm90Kernel<T>;
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
+  kernel<<<dim3(num_m, a.heads_q, a.batch), T::kThreads, T::kSmemBytes, stream>>>(args);
+  ATTN_CUDA_CHECK_LAUNCH();
+}
+
+template <template <typename> class Traits>
+void launchFlashFwdSm90ForDtype(const AttnParams& p, cudaStream_t stream) {
+  if (p.dtype == DType::F16) {
+    launchFlashFwdSm90<Traits<__half>>(p, stream);
+  } else {
+    launchFlashFwdSm90<Traits<__nv_bfloat16>>(p, stream);
+  }
+}
+
+}  // namespace attn::cuda::hopper

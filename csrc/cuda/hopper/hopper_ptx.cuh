@@ -1,0 +1,110 @@
+// Inline-PTX wrappers for the Hopper (sm_90a) instructions of the forward: mbarriers, bulk tensor
+// copies (TMA), wgmma fences and shared-memory matrix descriptors, register reallocation.
+// Everything here compiles to nothing outside the sm_90a pass (the callers are guarded the same way).
+#pragma once
+#include <cuda.h>  // CUtensorMap (a plain 128-byte struct; no driver library is linked for it)
+
+#include <cstdint>
+
+namespace attn::cuda::hopper {
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+// ---- mbarrier ------------------------------------------------------------------------------
+
+__device__ __forceinline__ void mbarInit(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+// Makes the initialized barriers visible to the async proxy (the TMA unit) before first use.
+__device__ __forceinline__ void fenceBarrierInit() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+
+// Arrives once and announces `bytes` of TMA traffic the current phase must still receive.
+__device__ __forceinline__ void mbarArriveExpectTx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void mbarArrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+// Blocks until the phase with the given parity has completed.
+__device__ __forceinline__ void mbarWait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+// ---- TMA -----------------------------------------------------------------------------------
+
+// Copies one box of a 4-D tensor map (coordinates innermost first) into shared memory; the bytes
+// are counted on `bar`.
+__device__ __forceinline__ void tmaLoad4d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int c1, int c2,
+                                          int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, %6}], "
+      "[%2];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+
+__device__ __forceinline__ void prefetchTensorMap(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
+// ---- warpgroup MMA bookkeeping ---------------------------------------------------------------
+
+__device__ __forceinline__ void wgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// Pins accumulator registers in place around asynchronous wgmma: the compiler must not move reads
+// or writes of them across the issue / wait points.
+template <int N>
+__device__ __forceinline__ void fenceRegs(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+// Shared-memory matrix descriptor for a 128-byte-swizzled operand (layout type 1). The tile is
+// stored as TMA writes it with CU_TENSOR_MAP_SWIZZLE_128B: 64-element (128-byte) column chunks,
+// rows of 128 bytes, 8-row swizzle atoms of 1024 bytes (chunk bases 1024-byte aligned).
+//   K-major (Q, K):  lbo unused (1), sbo = 1024 (next 8 rows); start moves 32 bytes per k16 step.
+//   MN-major (V):    lbo = bytes between 64-column chunks along N, sbo = 1024 (next 8 k rows).
+__device__ __forceinline__ uint64_t smemDesc(uint32_t addr, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+  uint64_t d = static_cast<uint64_t>((addr & 0x3FFFF) >> 4);
+  d |= static_cast<uint64_t>((lbo_bytes >> 4) & 0x3FFF) << 16;
+  d |= static_cast<uint64_t>((sbo_bytes >> 4) & 0x3FFF) << 32;
+  d |= static_cast<uint64_t>(1) << 62;
+  return d;
+}
+
+// ---- register reallocation and named barriers ----------------------------------------------
+
+template <int kRegs>
+__device__ __forceinline__ void setMaxRegsInc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+template <int kRegs>
+__device__ __forceinline__ void setMaxRegsDec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+
+// Barrier over `threads` threads (a multiple of 32) under hardware barrier id `id` (1..15; 0 is
+// __syncthreads).
+__device__ __forceinline__ void namedBarrierSync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+
+}  // namespace attn::cuda::hopper
