@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the native addon (install step). A prebuilt binary for this platform in prebuilds/ is
 // used as is unless --force; otherwise cmake-js compiles it, with CUDA kernels when nvcc is found.
-// Environment: ATTN_CUDA=ON|OFF|AUTO, ATTN_BUILD_JOBS=N, ATTN_PTXAS_VERBOSE=1, ATTN_CUDA_DEFINES (tuning).
+// Environment: ATTN_CUDA=ON|OFF|AUTO, ATTN_BUILD_JOBS=N, ATTN_PTXAS_VERBOSE=1, ATTN_CUDA_DEFINES and
+// ATTN_CUDA_GENCODE (tuning).
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -47,6 +48,8 @@ if (nvcc) args.push(`--CDCMAKE_CUDA_COMPILER=${nvcc}`);
 if (process.env.ATTN_PTXAS_VERBOSE) args.push('--CDATTN_PTXAS_VERBOSE=ON');
 // Tuning builds only: extra CUDA definitions, e.g. ATTN_FLASH_HDIM256_TILE=64,32,4,false,2,2.
 args.push(`--CDATTN_CUDA_DEFINES=${process.env.ATTN_CUDA_DEFINES || ''}`);
+// Tuning builds may target one architecture only (e.g. "-gencode=arch=compute_90a,code=sm_90a").
+if (process.env.ATTN_CUDA_GENCODE) args.push(`--CDATTN_CUDA_GENCODE=${process.env.ATTN_CUDA_GENCODE}`);
 const haveNinja = spawnSync('ninja', ['--version'], { stdio: 'ignore' }).status === 0;
 if (haveNinja) args.push('--generator', 'Ninja');
 

@@ -253,12 +253,13 @@ __device__ __forceinline__ void maskScores(float (&s)[kMT][kNT][4], const FwdPar
 }
 
 // Online softmax step: turns the block's scores into probabilities (in place) against the updated
-// running max, and rescales the running sum and the output accumulator. A row whose max is still
-// -inf (all its keys so far masked) uses 0 as the subtrahend: exp2(-inf) = 0 keeps its
-// probabilities and its correction factor at 0 instead of computing -inf - -inf = NaN.
-template <int kMT, int kNT, int kDT>
-__device__ __forceinline__ void onlineSoftmax(float (&s)[kMT][kNT][4], float (&row_max)[kMT][2],
-                                              float (&row_sum)[kMT][2], float (&acc_o)[kMT][kDT][4], float mult) {
+// running max, rescales the running sum, and returns in corr the factor the output accumulator
+// must be scaled by (applied separately, so a kernel can defer it while an MMA still writes O).
+// A row whose max is still -inf (all its keys so far masked) uses 0 as the subtrahend: exp2(-inf)
+// = 0 keeps its probabilities and its correction factor at 0 instead of computing -inf - -inf = NaN.
+template <int kMT, int kNT>
+__device__ __forceinline__ void softmaxStep(float (&s)[kMT][kNT][4], float (&row_max)[kMT][2],
+                                            float (&row_sum)[kMT][2], float (&corr)[kMT][2], float mult) {
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
@@ -269,7 +270,7 @@ __device__ __forceinline__ void onlineSoftmax(float (&s)[kMT][kNT][4], float (&r
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float m_scaled = (mx == -INFINITY ? 0.0f : mx) * mult;
-      const float corr = exp2Approx(row_max[mt][hh] * mult - m_scaled);
+      corr[mt][hh] = exp2Approx(row_max[mt][hh] * mult - m_scaled);
       row_max[mt][hh] = mx;
       float sum = 0.0f;
 #pragma unroll
@@ -280,13 +281,30 @@ __device__ __forceinline__ void onlineSoftmax(float (&s)[kMT][kNT][4], float (&r
           s[mt][nt][2 * hh + e] = pr;
           sum += pr;
         }
-      row_sum[mt][hh] = fmaf(row_sum[mt][hh], corr, sum);
-#pragma unroll
-      for (int dt = 0; dt < kDT; ++dt) {
-        acc_o[mt][dt][2 * hh] *= corr;
-        acc_o[mt][dt][2 * hh + 1] *= corr;
-      }
+      row_sum[mt][hh] = fmaf(row_sum[mt][hh], corr[mt][hh], sum);
     }
+}
+
+template <int kMT, int kDT>
+__device__ __forceinline__ void rescaleRows(float (&acc_o)[kMT][kDT][4], const float (&corr)[kMT][2]) {
+#pragma unroll
+  for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+    for (int dt = 0; dt < kDT; ++dt) {
+      acc_o[mt][dt][0] *= corr[mt][0];
+      acc_o[mt][dt][1] *= corr[mt][0];
+      acc_o[mt][dt][2] *= corr[mt][1];
+      acc_o[mt][dt][3] *= corr[mt][1];
+    }
+}
+
+// Both at once, for kernels that rescale O right away.
+template <int kMT, int kNT, int kDT>
+__device__ __forceinline__ void onlineSoftmax(float (&s)[kMT][kNT][4], float (&row_max)[kMT][2],
+                                              float (&row_sum)[kMT][2], float (&acc_o)[kMT][kDT][4], float mult) {
+  float corr[kMT][2];
+  softmaxStep<kMT, kNT>(s, row_max, row_sum, corr, mult);
+  rescaleRows<kMT, kDT>(acc_o, corr);
 }
 
 // The probabilities of k16 step kk of the key block as the A fragment of the P V product: the

@@ -8,8 +8,11 @@
 //     S = Q K_j^T is one batch of wgmma (A = Q, B = K, both from shared memory); the score pipeline
 //     (softcap/ALiBi, masks, online softmax) runs on the accumulator in registers, shared with the
 //     sm_80 kernel (../flash/fwd_common.cuh); P is repacked in registers as wgmma's A operand and
-//     O += P V_j is a second batch (B = V read "transposed", MN-major). The two consumers are not
-//     synchronized with each other, so one's softmax overlaps the other's tensor-core work.
+//     O += P V_j is a second batch (B = V read "transposed", MN-major).
+// Overlap, as FlashAttention-3: within a warpgroup, S_{j+1} and P_j V_j are issued together and the
+// softmax of S_{j+1} runs while P_j V_j is still on the tensor cores (O's rescale waits for it);
+// between the two warpgroups, a named-barrier handshake makes them take turns issuing, so one's
+// softmax lines up with the other's matrix products ("ping-pong").
 // Tiles land in shared memory as TMA writes them with the 128-byte swizzle: per 64-column chunk,
 // rows of 128 bytes; the wgmma descriptors (hopper_ptx.cuh) describe exactly that layout.
 // Everything per call (masks, window, softcap, ALiBi, GQA, varlen, scale, lse) is runtime, as in
@@ -47,7 +50,7 @@ struct Sm90Traits {
   static constexpr int kOffK = kQBytes;
   static constexpr int kOffV = kOffK + kStages * kKVBytes;
   static constexpr int kOffBar = kOffV + kStages * kKVBytes;
-  static constexpr int kBars = 1 + 3 * kStages;  // Q, full K, full V, empty per stage
+  static constexpr int kBars = 1 + 4 * kStages;  // Q; full K, full V, empty K, empty V per stage
   static constexpr int kSmemBytes = kOffBar + 8 * kBars + 1024;  // + room to align the base to 1024
   static_assert(kHeadDim % 64 == 0 && kBlockN % 16 == 0, "tile shape");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
@@ -77,7 +80,8 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
   const uint32_t barQ = sQ + T::kOffBar;
   const auto barFullK = [&](int s) { return barQ + 8 * (1 + s); };
   const auto barFullV = [&](int s) { return barQ + 8 * (1 + kStages + s); };
-  const auto barEmpty = [&](int s) { return barQ + 8 * (1 + 2 * kStages + s); };
+  const auto barEmptyK = [&](int s) { return barQ + 8 * (1 + 2 * kStages + s); };
+  const auto barEmptyV = [&](int s) { return barQ + 8 * (1 + 3 * kStages + s); };
 
   const int tid = threadIdx.x;
   int m_block, h, b;
@@ -92,7 +96,8 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
     for (int s = 0; s < kStages; ++s) {
       mbarInit(barFullK(s), 1);
       mbarInit(barFullV(s), 1);
-      mbarInit(barEmpty(s), T::kConsumers * 4);  // one arrival per consumer warp
+      mbarInit(barEmptyK(s), T::kConsumers * 4);  // one arrival per consumer warp
+      mbarInit(barEmptyV(s), T::kConsumers * 4);
     }
     fenceBarrierInit();
   }
@@ -117,12 +122,14 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
       int it = 0;
       for (int n_block = kb.n_max - 1; n_block >= kb.n_min; --n_block, ++it) {
         const int s = it % kStages;
-        if (it >= kStages) mbarWait(barEmpty(s), ((it / kStages) - 1) & 1);
+        const uint32_t free_parity = ((it / kStages) - 1) & 1;
         const int row = k_row0 + n_block * kBlockN;
+        if (it >= kStages) mbarWait(barEmptyK(s), free_parity);
         mbarArriveExpectTx(barFullK(s), T::kKVBytes);
 #pragma unroll
         for (int c = 0; c < T::kChunks; ++c)
           tmaLoad4d(sK + s * T::kKVBytes + c * kBlockN * 128, &args.k, barFullK(s), c * 64, row, hk, bb);
+        if (it >= kStages) mbarWait(barEmptyV(s), free_parity);
         mbarArriveExpectTx(barFullV(s), T::kKVBytes);
 #pragma unroll
         for (int c = 0; c < T::kChunks; ++c)
@@ -151,19 +158,12 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
     float(&o_flat)[kDT * 4] = *reinterpret_cast<float(*)[kDT * 4]>(&acc_o[0][0][0]);
 
     const uint32_t q_base = sQ + cw * 64 * 128;  // this warpgroup's 64 rows of every chunk
-    mbarWait(barQ, 0);
-    int it = 0;
-    for (int n_block = kb.n_max - 1; n_block >= kb.n_min; --n_block, ++it) {
-      const int s = it % kStages;
-      const uint32_t parity = (it / kStages) & 1;
-      const int n0 = n_block * kBlockN;
+    float sc[1][kNT][4];
+    float(&s_flat)[kNT * 4] = *reinterpret_cast<float(*)[kNT * 4]>(&sc[0][0][0]);
+    uint32_t pa[kBlockN / 16][4];  // P of the block whose P V is next
+    float corr[1][2];
 
-      // S = Q K_j^T
-      float sc[1][kNT][4];
-      float(&s_flat)[kNT * 4] = *reinterpret_cast<float(*)[kNT * 4]>(&sc[0][0][0]);
-#pragma unroll
-      for (int i = 0; i < kNT * 4; ++i) s_flat[i] = 0.0f;
-      mbarWait(barFullK(s), parity);
+    const auto issueS = [&](int s) {
       wgmmaFence();
 #pragma unroll
       for (int ks = 0; ks < T::kHeadDim / 16; ++ks) {
@@ -173,20 +173,8 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
         wgmmaSS<Elem, kBlockN>(s_flat, da, db, ks > 0 ? 1 : 0);
       }
       wgmmaCommit();
-      wgmmaWait<0>();
-      fenceRegs(s_flat);
-
-      if (p.transform) transformScores<1, kNT>(sc, p, h, row_diag, n0 + 2 * t);
-      if (n_block >= kb.mask_right_from || n_block < kb.mask_left_below)
-        maskScores<1, kNT>(sc, p, row_diag, n0, t, seq.len_k);
-      onlineSoftmax<1, kNT, kDT>(sc, row_max, row_sum, acc_o, mult);
-
-      uint32_t pa[kBlockN / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk) packP<Elem>(pa[kk], sc, 0, kk);
-
-      // O += P V_j
-      mbarWait(barFullV(s), parity);
+    };
+    const auto issuePV = [&](int s) {
       fenceRegs(o_flat);
       wgmmaFence();
 #pragma unroll
@@ -195,10 +183,68 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
         wgmmaRS<Elem, T::kHeadDim>(o_flat, pa[kk], db, 1);
       }
       wgmmaCommit();
+    };
+    const auto release = [&](uint32_t bar) {
+      __syncwarp();
+      if (lane == 0) mbarArrive(bar);
+    };
+    // Scores of block n_block (in sc) -> probabilities; the O rescale factor goes to corr.
+    const auto scoresToP = [&](int n_block) {
+      const int n0 = n_block * kBlockN;
+      if (p.transform) transformScores<1, kNT>(sc, p, h, row_diag, n0 + 2 * t);
+      if (n_block >= kb.mask_right_from || n_block < kb.mask_left_below)
+        maskScores<1, kNT>(sc, p, row_diag, n0, t, seq.len_k);
+      softmaxStep<1, kNT>(sc, row_max, row_sum, corr, mult);
+    };
+    const auto packAll = [&]() {
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) packP<Elem>(pa[kk], sc, 0, kk);
+    };
+    // Ping-pong: warpgroup w issues only between bar.sync(kTurn + w) and its bar.arrive on the
+    // other's barrier; consumer 1 opens consumer 0's first turn. Both take n + 1 turns, and
+    // consumer 1 skips its last arrive so every barrier completes exactly as often as it is waited on.
+    constexpr int kTurn = 3;  // ids 1, 2: the epilogue's per-warpgroup barriers
+    const auto turnBegin = [&]() { namedBarrierSync(kTurn + cw, 256); };
+    const auto turnEnd = [&]() { namedBarrierArrive(kTurn + (1 - cw), 256); };
+
+    const int n_iters = kb.n_max - kb.n_min;
+    mbarWait(barQ, 0);
+    if (n_iters > 0) {
+      if (cw == 1) turnEnd();
+      mbarWait(barFullK(0), 0);
+      turnBegin();
+      issueS(0);
+      turnEnd();
+      wgmmaWait<0>();
+      fenceRegs(s_flat);
+      release(barEmptyK(0));
+      scoresToP(kb.n_max - 1);  // O is still 0: no rescale
+      packAll();
+      for (int it = 1; it < n_iters; ++it) {
+        const int s = it % kStages, prev = (it - 1) % kStages;
+        mbarWait(barFullK(s), (it / kStages) & 1);
+        mbarWait(barFullV(prev), ((it - 1) / kStages) & 1);
+        turnBegin();
+        issueS(s);
+        issuePV(prev);
+        turnEnd();
+        wgmmaWait<1>();  // S_j
+        fenceRegs(s_flat);
+        release(barEmptyK(s));
+        scoresToP(kb.n_max - 1 - it);
+        wgmmaWait<0>();  // P_{j-1} V_{j-1}
+        fenceRegs(o_flat);
+        release(barEmptyV(prev));
+        rescaleRows<1, kDT>(acc_o, corr);
+        packAll();
+      }
+      const int last = (n_iters - 1) % kStages;
+      mbarWait(barFullV(last), ((n_iters - 1) / kStages) & 1);
+      turnBegin();
+      issuePV(last);
+      if (cw == 0) turnEnd();
       wgmmaWait<0>();
       fenceRegs(o_flat);
-      __syncwarp();
-      if (lane == 0) mbarArrive(barEmpty(s));
     }
 
     // Epilogue: normalize and write lse; stage O through this warpgroup's own rows of the Q tile
