@@ -218,10 +218,10 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
         pc.workspace_floats = floats;
       }
       if (benchIters <= 0) {
-        attn::cuda::pagedAttention(pc, c.stream);
+        attn::cuda::pagedAttention(pc, c.multiprocessors, c.stream);
         return;
       }
-      benchMs = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::pagedAttention(pc, c.stream); });
+      benchMs = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::pagedAttention(pc, c.multiprocessors, c.stream); });
 #endif
     });
     if (benchMs >= 0) return Napi::Number::New(info.Env(), benchMs);

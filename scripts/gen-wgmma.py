@@ -3,7 +3,7 @@
 Each wrapper is one inline-asm statement with N/2 float accumulators, too long to write by hand.
    python3 scripts/gen-wgmma.py > csrc/cuda/hopper/wgmma_ops.cuh"""
 
-SS_N = [64, 80, 96, 128, 176, 192]  # S = Q K^T: N = key block (shipped and tuning shapes)
+SS_N = [80, 128, 176, 192]  # S = Q K^T: N = key block (shipped and tuning shapes)
 RS_N = [64, 128, 256]   # O += P V: N = head dim
 TYPES = {"__half": "f16", "__nv_bfloat16": "bf16"}
 

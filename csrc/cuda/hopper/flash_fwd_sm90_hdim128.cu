@@ -8,7 +8,7 @@ namespace attn::cuda::hopper {
 // -DATTN_SM90_D128_N=... -DATTN_SM90_D128_STAGES=... (scripts/tune-flash.sh).
 #ifndef ATTN_SM90_D128_N
 #define ATTN_SM90_D128_N 128
-#define ATTN_SM90_D128_STAGES 2
+#define ATTN_SM90_D128_STAGES 3
 #endif
 template <typename Elem>
 using Hdim128Traits = Sm90Traits<Elem, 128, ATTN_SM90_D128_N, ATTN_SM90_D128_STAGES>;

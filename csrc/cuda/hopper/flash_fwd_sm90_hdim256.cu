@@ -7,7 +7,7 @@ namespace attn::cuda::hopper {
 // Key block and K/V stages (query block 128); a tuning build may override them with
 // -DATTN_SM90_D256_N=... -DATTN_SM90_D256_STAGES=... (scripts/tune-flash.sh).
 #ifndef ATTN_SM90_D256_N
-#define ATTN_SM90_D256_N 64
+#define ATTN_SM90_D256_N 80
 #define ATTN_SM90_D256_STAGES 2
 #endif
 template <typename Elem>

@@ -93,15 +93,12 @@ int64_t pagedWorkspaceFloats(const PagedAttnParams& p) {
   return static_cast<int64_t>(p.num_splits) * p.total_q * p.heads_q * (p.head_dim + 1);
 }
 
-void pagedAttention(const PagedAttnParams& p, cudaStream_t stream) {
+void pagedAttention(const PagedAttnParams& p, int sms, cudaStream_t stream) {
   std::string why;
   if (!pagedAttentionSupported(p, &why)) throwRange("pagedAttention: " + why);
   if (p.batch == 0 || p.total_q == 0) return;
 
   const int64_t per_split = static_cast<int64_t>(p.total_q) * p.heads_q * (p.head_dim + 1);
-  int device = 0, sms = 0;
-  ATTN_CUDA_CHECK(cudaGetDevice(&device));
-  ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   int splits = p.num_splits;
   if (splits <= 0) {
     // The backend picks; it uses no more splits than the given workspace holds.

@@ -1,5 +1,6 @@
-// Device time of back-to-back launches, measured by CUDA events on the launching stream. Used by
-// the benchmark hooks only (scripts/), so JS call overhead stays out of the kernel figures.
+// Device time of back-to-back launches: captured into a CUDA graph and replayed between two CUDA
+// events, so neither JS nor host launch overhead is in the figure (the torch peers in scripts/ are
+// timed the same way). Used by the benchmark hooks only.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -7,8 +8,8 @@
 
 namespace attn::cuda {
 
-// Runs launch() `iters` times on `stream` between two events, waits for the second, and returns
-// the mean device milliseconds per launch. Blocks the calling thread.
+// Captures launch() `iters` times on `stream`, replays the graph once to warm up and once between
+// two events, waits, and returns the mean device milliseconds per launch. Blocks the calling thread.
 float timeLaunches(cudaStream_t stream, int iters, const std::function<void()>& launch);
 
 }  // namespace attn::cuda
