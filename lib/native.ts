@@ -50,6 +50,18 @@ export interface NativeAttentionOptions {
   alibiSlopes?: Float32Array;
   cuSeqlensQ?: Int32Array;
   cuSeqlensK?: Int32Array;
+  blockMask?: NativeBlockMask;
+}
+
+/** A validated block-sparse mask (lib/block_sparse.ts) as the attention kernels read it. @internal */
+export interface NativeBlockMask {
+  rowPtr: TensorDescriptor;
+  colIdx: TensorDescriptor;
+  batch: number;
+  heads: number;
+  numQBlocks: number;
+  numKBlocks: number;
+  nnz: number;
 }
 
 /** @internal */

@@ -4,7 +4,8 @@
 //
 // One CTA computes kBlockM query rows of one (sequence, head). Warp w owns rows
 // [w * 16 * kMTiles, (w + 1) * 16 * kMTiles) of the tile, as kMTiles m16 MMA tiles, and walks
-// all visible key blocks (kBlockN keys each) from the last to the first, keeping the output
+// all visible key blocks (kBlockN keys each; with a block-sparse mask only the listed ones, see
+// sparseBlockBelow) from the last to the first, keeping the output
 // accumulator, running row max and running row sum in registers (online softmax).
 //
 // Register fragments follow mma.m16n8k16: for lane l, g = l / 4 and t = l % 4,
@@ -68,6 +69,10 @@ struct FwdParams {
   float softcap;       // > 0: on
   float softmax_mult;  // exp2 multiplier of the scores held in registers
   int lpt_group;       // (sequence, head) pairs per scheduling group, see tileOfBlock
+  // Block-sparse mask (AttnParams::block_*), block_col_idx null = dense. See sparseBlockBelow.
+  const int32_t* block_row_ptr;
+  const int32_t* block_col_idx;
+  int block_mask_batch, block_mask_heads, block_mask_q_blocks, block_mask_nnz;
 };
 
 inline FwdParams makeFwdParams(const AttnParams& a) {
@@ -105,7 +110,33 @@ inline FwdParams makeFwdParams(const AttnParams& a) {
   p.pre_scale = softcap ? a.scale / a.softcap : a.scale;
   p.softmax_mult = p.transform ? kLog2e : a.scale * kLog2e;
   p.lpt_group = 1;
+  p.block_row_ptr = a.block_row_ptr;
+  p.block_col_idx = a.block_row_ptr != nullptr ? a.block_col_idx : nullptr;
+  p.block_mask_batch = a.block_mask_batch;
+  p.block_mask_heads = a.block_mask_heads;
+  p.block_mask_q_blocks = a.block_mask_q_blocks;
+  p.block_mask_nnz = a.block_mask_nnz;
   return p;
+}
+
+// ---- block-sparse iteration (AttnParams::block_*) ------------------------------------------
+// A mask row lists 128-key blocks, ascending; each covers kSparseBlock / kBlockN kernel key blocks.
+// The kernel walks its key blocks from the last to the first, so the cursor hands out the largest
+// listed kernel block below n within [lo, hi), or -1 when none is left. e is the mask entry the
+// cursor is in (moves down only), e_begin the row's first entry. Returned blocks strictly decrease
+// for any list contents, so even a corrupted list can neither repeat a block nor loop forever.
+template <int kBlockN>
+__device__ __forceinline__ int sparseBlockBelow(const int32_t* cols, int& e, int e_begin, int n, int lo, int hi) {
+  static_assert(kSparseBlock % kBlockN == 0, "kernel key blocks must tile a mask block");
+  constexpr int kPer = kSparseBlock / kBlockN;
+  int cand = n - 1;
+  for (; e >= e_begin; --e) {
+    const int c = __ldg(cols + e);
+    const int first = max(c * kPer, lo);
+    cand = min(cand, min(c * kPer + kPer - 1, hi - 1));
+    if (cand >= first) return cand;
+  }
+  return -1;
 }
 
 template <typename Elem_, int kHeadDim_, int kBlockM_, int kBlockN_, int kWarps_, bool kQInRegs_, int kKStages_,
@@ -336,6 +367,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
     n_block_min = static_cast<int>(key_lo / kBlockN);
     n_block_max = static_cast<int>((key_hi + kBlockN - 1) / kBlockN);
   }
+  const bool sparse = p.block_col_idx != nullptr;  // block-sparse mask: see the loops below
 
   // Element pointers to row 0 of this sequence and head.
   const Elem* qg = reinterpret_cast<const Elem*>(p.q) + seq.rowOffset(p.q_batch_stride, p.q_row_stride, b) +
@@ -354,7 +386,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
   // Prologue: Q tile and the first (= last in key order) K tile.
   loadTile<TileQ, T::kThreads>(sQ, qg + m0 * p.q_row_stride, p.q_row_stride, len_q - m0, tid);
   cpAsyncCommit();
-  if (n_block_max > n_block_min) {
+  if (!sparse && n_block_max > n_block_min) {  // (block-sparse: the sparse loop loads its first K tile)
     const int n0 = (n_block_max - 1) * kBlockN;
     loadTile<TileKV, T::kThreads>(sK, kg + n0 * p.k_row_stride, p.k_row_stride, len_k - n0, tid);
   }
@@ -412,7 +444,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
   const int row_diag = m0 + warp_row0 + g + offset;  // i + offset of this thread's first row
 
   int stage = 0;
-  for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) {
+  // One key block: n_block now, n_next after it (< n_block_min: none). Inlined into the dense loop
+  // and the block-sparse loop below, so the dense loop keeps no sparse state in registers.
+  auto process_block = [&](const int n_block, const int n_next) __attribute__((always_inline)) {
     const int n0 = n_block * kBlockN;
     cpAsyncWait<0>();  // K_j
     __syncthreads();   // K_j visible to all; everyone is done with V_{j+1} and the other K stage
@@ -420,8 +454,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
     loadTile<TileKV, T::kThreads>(sV, vg + n0 * p.v_row_stride, p.v_row_stride, len_k - n0, tid);
     cpAsyncCommit();
     if constexpr (T::kKStages == 2) {
-      if (n_block > n_block_min) {
-        const int n0_next = n0 - kBlockN;
+      if (n_next >= n_block_min) {
+        const int n0_next = n_next * kBlockN;
         loadTile<TileKV, T::kThreads>(sK + (stage ^ 1) * TileKV::kBytes, kg + n0_next * p.k_row_stride,
                                       p.k_row_stride, len_k - n0_next, tid);
       }
@@ -529,8 +563,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
     }
     __syncthreads();  // V_j visible to all; with one K stage, also: everyone is done reading K_j
     if constexpr (T::kKStages == 1) {
-      if (n_block > n_block_min) {
-        const int n0_next = n0 - kBlockN;
+      if (n_next >= n_block_min) {
+        const int n0_next = n_next * kBlockN;
         loadTile<TileKV, T::kThreads>(sK, kg + n0_next * p.k_row_stride, p.k_row_stride, len_k - n0_next, tid);
       }
       cpAsyncCommit();
@@ -560,6 +594,29 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
       }
     }
     if constexpr (T::kKStages == 2) stage ^= 1;
+  };
+  if (!sparse) {
+    for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) process_block(n_block, n_block - 1);
+  } else {
+    // Block-sparse: this tile's mask row (a kBlockM tile lies inside one 128-row mask block), its
+    // first listed key block, whose K tile the dense prologue would have loaded, then the rest.
+    static_assert(kSparseBlock % kBlockM == 0, "query tiles must tile a mask block");
+    const int mb = p.block_mask_batch == 1 ? 0 : b;
+    const int mh = p.block_mask_heads == 1 ? 0 : h;
+    const int64_t r = (static_cast<int64_t>(mb) * p.block_mask_heads + mh) * (p.block_mask_q_blocks + 1) + m0 / kSparseBlock;
+    const int sp_begin = min(max(__ldg(p.block_row_ptr + r), 0), p.block_mask_nnz);
+    int sp_e = min(max(__ldg(p.block_row_ptr + r + 1), sp_begin), p.block_mask_nnz) - 1;
+    int n_block = sparseBlockBelow<kBlockN>(p.block_col_idx, sp_e, sp_begin, n_block_max, n_block_min, n_block_max);
+    if (n_block >= n_block_min) {
+      const int n0 = n_block * kBlockN;
+      loadTile<TileKV, T::kThreads>(sK, kg + n0 * p.k_row_stride, p.k_row_stride, len_k - n0, tid);
+    }
+    cpAsyncCommit();
+    while (n_block >= n_block_min) {
+      const int n_next = sparseBlockBelow<kBlockN>(p.block_col_idx, sp_e, sp_begin, n_block, n_block_min, n_block_max);
+      process_block(n_block, n_next);
+      n_block = n_next;
+    }
   }
 
   // Epilogue: normalize, lse, stage O through the Q buffer for 16-byte coalesced stores.
