@@ -71,6 +71,9 @@ export interface NativePagedAttentionOptions extends NativeAttentionOptions {
   numSplits: number;
   /** Benchmark hook: launch this many times and return the device ms per launch (CUDA only). */
   benchIters?: number;
+  /** Top-k sparse decode: pages kept per sequence (>= 2), with the cache's page summaries. */
+  topKPages?: number;
+  summaries?: TensorDescriptor;
 }
 
 /** @internal */
@@ -115,6 +118,13 @@ export interface NativeAddon {
     options: NativePagedAttentionOptions,
   ): number | undefined;
   copyPages(pool: TensorDescriptor, options: { src: Int32Array; dst: Int32Array }): void;
+  pagedSummarize(
+    pool: TensorDescriptor,
+    summaries: TensorDescriptor,
+    layer: number,
+    blockTable: TensorDescriptor,
+    options: { rows: Int32Array; logical: Int32Array; slotBegin: Int32Array; slotEnd: Int32Array },
+  ): void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -1,6 +1,10 @@
-import { attention, BlockSparseMask, DType, Tensor } from '../lib';
-import { expectThrows } from './helpers/throws';
+import { attention, BlockSparseMask, DType, PagedKVCache, pagedAttention, Tensor } from '../lib';
+import { makeCache } from './helpers/paged';
 import { radialGrid, runSparseCase, slidingGrid, sparseCases } from './helpers/sparse';
+import { expectThrows } from './helpers/throws';
+import { checkTopK, makeTopKCache, topKMatchesFull } from './helpers/topk';
+
+const TOL = { f32: 2e-5, bf16: 1e-2 } as const;
 
 describe('CPU block-sparse attention equals dense attention with the explicit mask (float64)', () => {
   for (const [dtype, dims] of [['f32', [16, 64]], ['bf16', [32]]] as Array<[DType, number[]]>) {
@@ -93,5 +97,82 @@ describe('block-sparse argument errors', () => {
   test('ok mask works', async () => {
     const { out } = attention(q, k, k, { blockMask: ok });
     expect((await out.toArray()).every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe('CPU top-k decode over the paged cache', () => {
+  test('k >= every page count is exactly the full decode; in a mixed batch, for the short sequences', async () => {
+    const shadow = makeTopKCache('cpu', 'f32', { pageSize: 8 });
+    const seqs = [shadow.add(), shadow.add(), shadow.add()];
+    await shadow.append(seqs, 0, [5, 40, 97]); // 1, 5 and 13 pages
+    expect(await topKMatchesFull(shadow.cache, seqs, 0, 4, 13)).toBe(true);
+    expect(await topKMatchesFull(shadow.cache, seqs, 0, 4, 1000)).toBe(true);
+    expect(await topKMatchesFull(shadow.cache, seqs, 0, 4, 5, [0, 1])).toBe(true);
+    // and not for the long one (it reads 5 of its 13 pages)
+    expect(await topKMatchesFull(shadow.cache, seqs, 0, 4, 5, [2])).toBe(false);
+  });
+
+  for (const dtype of ['f32', 'bf16'] as const) {
+    test(`${dtype}: top-k equals float64 attention over exactly the pages the rule picks (GQA 4:1, two layers)`, async () => {
+      const shadow = makeTopKCache('cpu', dtype, { pageSize: 8, kvHeads: 2, headDim: 32 });
+      const seqs = [shadow.add(), shadow.add(), shadow.add()];
+      // Uneven appends across page boundaries, both layers: the summaries fold new slots in.
+      await shadow.append(seqs, 0, [3, 50, 77]);
+      await shadow.append(seqs, 0, [20, 1, 60]);
+      await shadow.append(seqs, 1, [130, 9, 17]);
+      for (const k of [2, 3, 6]) {
+        const { err, pages } = await checkTopK(shadow, seqs, 0, 8, k);
+        expect(err).toBeLessThan(TOL[dtype]);
+        expect(pages[2].length).toBe(k);
+      }
+      expect((await checkTopK(shadow, seqs, 1, 8, 4, { softcap: 5, scale: 0.3 })).err).toBeLessThan(TOL[dtype]);
+      expect((await checkTopK(shadow, seqs, 1, 8, 7, { causal: false })).err).toBeLessThan(TOL[dtype]);
+    });
+  }
+
+  test('summaries stay right across fork / copy-on-write', async () => {
+    const shadow = makeTopKCache('cpu', 'f32', { pageSize: 8, layers: 2 });
+    const a = shadow.add();
+    await shadow.append([a], 0, [60]);
+    await shadow.append([a], 1, [44]);
+    const b = shadow.fork(a);
+    await shadow.append([a, b], 0, [3, 30]); // both write into the shared partial page: copied first
+    await shadow.append([b], 1, [7]);
+    for (const layer of [0, 1]) expect((await checkTopK(shadow, [a, b], layer, 4, 3)).err).toBeLessThan(TOL.f32);
+    shadow.free(a);
+    expect((await checkTopK(shadow, [b], 0, 4, 4)).err).toBeLessThan(TOL.f32);
+  });
+
+  test('a token budget keeps floor(tokens / pageSize) pages, at least 2', async () => {
+    const shadow = makeTopKCache('cpu', 'f32', { pageSize: 8 });
+    const s = shadow.add();
+    await shadow.append([s], 0, [100]);
+    const q = Tensor.randn([1, 4, 32]);
+    const a = await pagedAttention(q, shadow.cache, 0, [s], { topK: { tokens: 39 } }).out.toArray();
+    const b = await pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 4 } }).out.toArray();
+    const c = await pagedAttention(q, shadow.cache, 0, [s], { topK: { tokens: 1 } }).out.toArray();
+    const d = await pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 2 } }).out.toArray();
+    expect(Array.from(a)).toEqual(Array.from(b));
+    expect(Array.from(c)).toEqual(Array.from(d));
+  });
+
+  describe('errors', () => {
+    const plain = makeCache('cpu', 'f32');
+    const p = plain.addSequence();
+    plain.append(p, 0, Tensor.randn([20, 2, 32]), Tensor.randn([20, 2, 32]));
+    const shadow = makeTopKCache('cpu', 'f32');
+    const s = shadow.cache.addSequence();
+    shadow.cache.append(s, 0, Tensor.randn([20, 2, 32]), Tensor.randn([20, 2, 32]));
+    const q = Tensor.randn([1, 4, 32]);
+    test.each([
+      ['no summaries', () => pagedAttention(q, plain, 0, [p], { topK: { pages: 2 } }), 'RangeError', /pageSummaries: true/],
+      ['pages < 2', () => pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 1 } }), 'RangeError', /options.topK.pages/],
+      ['both keys', () => pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 2, tokens: 3 } as never }), 'TypeError', /\{ pages \} or \{ tokens \}/],
+      ['not an object', () => pagedAttention(q, shadow.cache, 0, [s], { topK: 4 as never }), 'TypeError', /options.topK must be an object/],
+      ['prefill', () => pagedAttention(Tensor.randn([2, 4, 32]), shadow.cache, 0, [s], { topK: { pages: 2 }, queryCounts: [2] }), 'RangeError', /decode only/],
+      ['window', () => pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 2 }, window: [8, 0] }), 'RangeError', /window or options.alibiSlopes/],
+      ['alibi', () => pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 2 }, alibiSlopes: [1, 1, 1, 1] }), 'RangeError', /window or options.alibiSlopes/],
+      ['summaries option', () => new PagedKVCache({ layers: 1, kvHeads: 1, headDim: 8, capacityPages: 4, pageSummaries: 1 as never }), 'TypeError', /options.pageSummaries must be a boolean/],
+    ] as const)('%s', (_n, fn, cls, msg) => expectThrows(fn, cls, msg));
   });
 });
