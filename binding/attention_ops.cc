@@ -1,6 +1,7 @@
 // attention(q, k, v, out, lse, options): dense forward on the tensors' device.
 #include <memory>
 
+#include "block_mask.h"
 #include "common/attention_params.h"
 #include "common/error.h"
 #include "cpu/attention.h"
@@ -127,10 +128,12 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
       slopeS = toDevice(dev, slopes);
       p.alibi_slopes = static_cast<const float*>(slopeS->data());
     }
+    std::vector<attn::StoragePtr> maskS = readBlockMask(opt, dev, p);
     if (p.total_q == 0) return info.Env().Undefined();
 
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(
         std::vector<attn::StoragePtr>{q.storage, k.storage, v.storage, o.storage, hasLse ? lse.storage : nullptr, cuQs, cuKs, slopeS});
+    holds->insert(holds->end(), maskS.begin(), maskS.end());
     if (!dev.isCuda() && p.dtype != attn::DType::F32 && p.dtype != attn::DType::F16 && p.dtype != attn::DType::BF16)
       attn::throwType(std::string("attention on cpu supports f32, f16 and bf16, not ") + attn::dtypeName(p.dtype));
     launch(dev, [p, holds] { attn::cpu::attentionForward(p); }, [&](const CudaTarget& c) {

@@ -5,15 +5,18 @@
 
 #include "common/error.h"
 #include "common/paged_params.h"
+#include "cpu/page_topk.h"
 #include "cpu/paged_attention.h"
 #include "device_exec.h"
 #include "errors.h"
 #include "host_arrays.h"
+#include "page_topk.h"
 #include "params_reader.h"
 #include "register.h"
 #include "tensor_ref.h"
 
 #ifdef ATTN_WITH_CUDA
+#include "cuda/paged/page_topk.h"
 #include "cuda/paged/paged_attention.h"
 #include "cuda/timing/event_timer.h"
 #endif
@@ -201,9 +204,17 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
       slopeS = toDevice(dev, slopes);
       p.alibi_slopes = static_cast<const float*>(slopeS->data());
     }
+    // Top-k sparse decode (options.topKPages): p now reads a compacted table the selection writes.
+    TopKPlan topk = planTopK(opt, q, pool, layer, seqLens, !cuQ.empty(), p);
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
         q.storage, pool.storage, table.storage, o.storage, hasLse ? lse.storage : nullptr, rowsS, lensS, cuS, slopeS});
-    launch(dev, [p, holds] { attn::cpu::pagedAttention(p); }, [&](const CudaTarget& c) {
+    holds->insert(holds->end(), topk.holds.begin(), topk.holds.end());
+    const bool sparse = topk.active;
+    const attn::PageTopKParams select = topk.select;
+    launch(dev, [p, holds, sparse, select] {
+      if (sparse) attn::cpu::pageTopK(select);
+      attn::cpu::pagedAttention(p);
+    }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
       std::string why;
       if (!attn::cuda::pagedAttentionSupported(p, &why)) attn::throwRange("pagedAttention on " + dev.str() + ": " + why);
@@ -218,10 +229,14 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
         pc.workspace_floats = floats;
       }
       if (benchIters <= 0) {
+        if (sparse) attn::cuda::pageTopK(select, c.stream);
         attn::cuda::pagedAttention(pc, c.multiprocessors, c.stream);
         return;
       }
-      benchMs = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::pagedAttention(pc, c.multiprocessors, c.stream); });
+      benchMs = attn::cuda::timeLaunches(c.stream, benchIters, [&] {
+        if (sparse) attn::cuda::pageTopK(select, c.stream);
+        attn::cuda::pagedAttention(pc, c.multiprocessors, c.stream);
+      });
 #endif
     });
     if (benchMs >= 0) return Napi::Number::New(info.Env(), benchMs);

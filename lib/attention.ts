@@ -1,5 +1,6 @@
 /** Dense attention forward: `attention(q, k, v, options)`. */
-import { checkBoolean, checkFinite, checkInteger, checkKeys, checkObject, toFloat32Array, toInt32Array } from './errors';
+import { BlockSparseMask } from './block_sparse';
+import { checkBoolean, checkFinite, checkInteger, checkKeys, checkObject, describe, toFloat32Array, toInt32Array } from './errors';
 import { selectKernel } from './kernels';
 import { native, NativeAttentionOptions } from './native';
 import { checkTensor, Tensor } from './tensor';
@@ -31,6 +32,12 @@ export interface AttentionOptions extends ScoreOptions {
   out?: Tensor;
   /** Also return the log-sum-exp (default true). */
   returnLse?: boolean;
+  /**
+   * Block-sparse mask (on q's device): each 128-row query block visits only its listed 128-key
+   * blocks; ANDed with the other masks. Grid: `ceil(seqQ / 128) x ceil(seqK / 128)` blocks, batch 1
+   * or q's batch, heads 1 or q's heads. Varlen: per sequence, sized by the longest one.
+   */
+  blockMask?: BlockSparseMask;
 }
 
 /** Output of {@link attention}. */
@@ -42,7 +49,7 @@ export interface AttentionResult {
 }
 
 const SCORE_KEYS = ['causal', 'window', 'softcap', 'scale', 'alibiSlopes'] as const;
-const ATTENTION_KEYS = [...SCORE_KEYS, 'cuSeqlensQ', 'cuSeqlensK', 'out', 'returnLse'] as const;
+const ATTENTION_KEYS = [...SCORE_KEYS, 'cuSeqlensQ', 'cuSeqlensK', 'out', 'returnLse', 'blockMask'] as const;
 
 /** Validates the score options and turns them into kernel parameters. @internal */
 export function scoreParams(o: Record<string, unknown>, headDim: number, headsQ: number, name: string): NativeAttentionOptions {
@@ -125,6 +132,17 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
     params.cuSeqlensK = checkCuSeqlens(o.cuSeqlensK, 'options.cuSeqlensK', k.shape[0], params.cuSeqlensQ.length - 1);
   }
 
+  if (o.blockMask !== undefined) {
+    const lens = (cu: Int32Array | undefined, rows: number): number => {
+      if (!cu) return rows;
+      let mx = 0;
+      for (let i = 1; i < cu.length; i++) mx = Math.max(mx, cu[i] - cu[i - 1]);
+      return mx;
+    };
+    params.blockMask = checkBlockMask(o.blockMask, q, varlen ? params.cuSeqlensQ!.length - 1 : q.shape[0], headsQ,
+      lens(params.cuSeqlensQ, q.shape[1]), lens(params.cuSeqlensK, k.shape[1]));
+  }
+
   let out: Tensor;
   if (o.out !== undefined) {
     out = checkTensor(o.out, 'options.out');
@@ -139,4 +157,17 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   const lse = returnLse ? Tensor.empty(lseShape, { dtype: 'f32', device: q.device }) : null;
   native.attention(q, k, v, out, lse, params);
   return { out, lse };
+}
+
+function checkBlockMask(value: unknown, q: Tensor, batch: number, headsQ: number, seqQ: number, seqK: number): NativeAttentionOptions['blockMask'] {
+  if (!(value instanceof BlockSparseMask)) throw new TypeError(`options.blockMask must be a BlockSparseMask, got ${describe(value)}`);
+  if (value.disposed) throw new TypeError('options.blockMask has been disposed');
+  if (value.device !== q.device) throw new RangeError(`options.blockMask is on ${value.device} but q is on ${q.device}`);
+  if (value.batch !== 1 && value.batch !== batch) throw new RangeError(`options.blockMask has batch ${value.batch}; it must be 1 or q's batch (${batch})`);
+  if (value.heads !== 1 && value.heads !== headsQ) throw new RangeError(`options.blockMask has ${value.heads} heads; it must be 1 or q's heads (${headsQ})`);
+  const wantQ = Math.max(1, Math.ceil(seqQ / BlockSparseMask.BLOCK_SIZE));
+  const wantK = Math.max(1, Math.ceil(seqK / BlockSparseMask.BLOCK_SIZE));
+  if (value.numQBlocks !== wantQ || value.numKBlocks !== wantK)
+    throw new RangeError(`options.blockMask is ${value.numQBlocks} x ${value.numKBlocks} blocks but ${seqQ} queries x ${seqK} keys need ${wantQ} x ${wantK} (128 per block)`);
+  return { rowPtr: value.rowPtr, colIdx: value.colIdx, batch: value.batch, heads: value.heads, numQBlocks: value.numQBlocks, numKBlocks: value.numKBlocks, nnz: value.nnz };
 }

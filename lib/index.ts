@@ -19,4 +19,6 @@ export type { ArrayData, HostArray, TensorOptions } from './tensor';
 export { PagedKVCache } from './paged_kv_cache';
 export type { CacheUsage, PagedKVCacheOptions } from './paged_kv_cache';
 export { pagedAttention } from './paged_attention';
-export type { PagedAttentionOptions } from './paged_attention';
+export type { PagedAttentionOptions, TopKBudget } from './paged_attention';
+export { BlockSparseMask, SPARSE_BLOCK_SIZE } from './block_sparse';
+export type { BlockMaskGrid, BlockMaskOptions, BlockMaskShape, RadialMaskOptions, SlidingWindowMaskOptions } from './block_sparse';

@@ -50,6 +50,18 @@ export interface NativeAttentionOptions {
   alibiSlopes?: Float32Array;
   cuSeqlensQ?: Int32Array;
   cuSeqlensK?: Int32Array;
+  blockMask?: NativeBlockMask;
+}
+
+/** A validated block-sparse mask (lib/block_sparse.ts) as the attention kernels read it. @internal */
+export interface NativeBlockMask {
+  rowPtr: TensorDescriptor;
+  colIdx: TensorDescriptor;
+  batch: number;
+  heads: number;
+  numQBlocks: number;
+  numKBlocks: number;
+  nnz: number;
 }
 
 /** @internal */
@@ -59,6 +71,9 @@ export interface NativePagedAttentionOptions extends NativeAttentionOptions {
   numSplits: number;
   /** Benchmark hook: launch this many times and return the device ms per launch (CUDA only). */
   benchIters?: number;
+  /** Top-k sparse decode: pages kept per sequence (>= 2), with the cache's page summaries. */
+  topKPages?: number;
+  summaries?: TensorDescriptor;
 }
 
 /** @internal */
@@ -103,6 +118,13 @@ export interface NativeAddon {
     options: NativePagedAttentionOptions,
   ): number | undefined;
   copyPages(pool: TensorDescriptor, options: { src: Int32Array; dst: Int32Array }): void;
+  pagedSummarize(
+    pool: TensorDescriptor,
+    summaries: TensorDescriptor,
+    layer: number,
+    blockTable: TensorDescriptor,
+    options: { rows: Int32Array; logical: Int32Array; slotBegin: Int32Array; slotEnd: Int32Array },
+  ): void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -2,7 +2,7 @@
 import { ScoreOptions, scoreParams } from './attention';
 import { checkBoolean, checkInteger, checkKeys, checkObject, describe } from './errors';
 import { selectKernel } from './kernels';
-import { native } from './native';
+import { native, NativePagedAttentionOptions } from './native';
 import { PagedKVCache } from './paged_kv_cache';
 import { checkTensor, Tensor } from './tensor';
 
@@ -19,9 +19,23 @@ export interface PagedAttentionOptions extends ScoreOptions {
   returnLse?: boolean;
   /** KV splits for flash-decoding on CUDA (default: chosen to fill the GPU). */
   numSplits?: number;
+  /**
+   * Top-k sparse decode (a cache built with `pageSummaries: true`): each sequence reads only `pages`
+   * of its pages, or as many as `tokens` fills (at least 2). Every page is scored on the device with
+   * the upper bound `sum_h sum_c max(q[h][c] * min[c], q[h][c] * max[c])` of its key summaries
+   * (summed over all query heads: one page list serves the whole sequence); the first page
+   * (attention sinks) and the last (recent, partial) are always kept, then the highest scores, ties
+   * to the lower page; the decode then runs over the kept pages in order. With `pages` >= a
+   * sequence's page count this is exactly the full decode. Decode only (no `queryCounts`), and not
+   * with `window` or `alibiSlopes` (positions change when pages are skipped).
+   */
+  topK?: TopKBudget;
 }
 
-const KEYS = ['causal', 'window', 'softcap', 'scale', 'alibiSlopes', 'queryCounts', 'out', 'returnLse', 'numSplits'] as const;
+/** How many pages {@link PagedAttentionOptions.topK} reads per sequence. */
+export type TopKBudget = { pages: number } | { tokens: number };
+
+const KEYS = ['causal', 'window', 'softcap', 'scale', 'alibiSlopes', 'queryCounts', 'out', 'returnLse', 'numSplits', 'topK'] as const;
 
 /**
  * Attention of `q` (`[tokens, heads, headDim]`) over the cached K/V of `seqs` in `layer`.
@@ -49,12 +63,19 @@ export function pagedAttention(
   selectKernel('pagedAttention', q.device, q.dtype, cache.headDim);
 
   const { rows, seqLens } = cache.batchInfo(seqs, layer, 'seqs');
-  const params = {
+  const params: NativePagedAttentionOptions = {
     ...scoreParams({ causal: true, ...o }, cache.headDim, heads, 'options'),
     rows,
     seqLens,
     numSplits: o.numSplits === undefined ? 0 : checkInteger(o.numSplits, 'options.numSplits', 1, 1024),
   };
+  if (o.topK !== undefined) {
+    params.topKPages = topKPages(o.topK, cache.pageSize);
+    if (!cache.summaries) throw new RangeError('options.topK needs a cache built with pageSummaries: true');
+    if (o.queryCounts !== undefined) throw new RangeError('options.topK works for decode only (one query per sequence), not with options.queryCounts');
+    if (o.window !== undefined || o.alibiSlopes !== undefined) throw new RangeError('options.topK cannot be combined with options.window or options.alibiSlopes (positions change when pages are skipped)');
+    params.summaries = cache.summaries;
+  }
   if (o.queryCounts !== undefined) {
     const counts = o.queryCounts;
     if (!Array.isArray(counts) || counts.length !== seqs.length) throw new RangeError(`options.queryCounts must have one entry per sequence (${seqs.length})`);
@@ -83,4 +104,13 @@ export function pagedAttention(
   const lse = returnLse ? Tensor.empty([q.shape[0], heads], { dtype: 'f32', device: q.device }) : null;
   native.pagedAttention(q, cache.pool, layer, cache.blockTable, out, lse, params);
   return { out, lse };
+}
+
+function topKPages(value: unknown, pageSize: number): number {
+  const t = checkObject(value, 'options.topK');
+  const keys = Object.keys(t);
+  if (keys.length !== 1 || (keys[0] !== 'pages' && keys[0] !== 'tokens'))
+    throw new TypeError('options.topK must be { pages } or { tokens }');
+  if (keys[0] === 'pages') return checkInteger(t.pages, 'options.topK.pages', 2, 2 ** 31 - 1);
+  return Math.max(2, Math.floor(checkInteger(t.tokens, 'options.topK.tokens', 1, 2 ** 31 - 1) / pageSize));
 }

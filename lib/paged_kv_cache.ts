@@ -1,7 +1,7 @@
 /** A paged KV cache: fixed-size pages in one device pool, per-sequence block tables, copy-on-write forks. */
 import { checkDevice, defaultDevice, Device } from './device';
 import { checkDType, DType, dtypeSize } from './dtype';
-import { checkInteger, checkKeys, checkObject, describe } from './errors';
+import { checkBoolean, checkInteger, checkKeys, checkObject, describe } from './errors';
 import { native } from './native';
 import { checkTensor, Tensor } from './tensor';
 
@@ -23,6 +23,12 @@ export interface PagedKVCacheOptions {
   dtype?: DType;
   /** Device of the pool (default: {@link defaultDevice}). */
   device?: Device;
+  /**
+   * Keep per-page key summaries (channel-wise min and max of K, per layer and kv head, maintained by
+   * every append) so that `pagedAttention(..., { topK })` can read only the most relevant pages.
+   * Costs `1 / pageSize` of the K/V memory. Default false.
+   */
+  pageSummaries?: boolean;
 }
 
 /** Page accounting returned by {@link PagedKVCache.usage}. */
@@ -49,7 +55,7 @@ interface SequenceState {
   lengths: number[];
 }
 
-const OPTION_KEYS = ['layers', 'kvHeads', 'headDim', 'capacityPages', 'pageSize', 'maxSequences', 'maxSequenceLength', 'dtype', 'device'] as const;
+const OPTION_KEYS = ['layers', 'kvHeads', 'headDim', 'capacityPages', 'pageSize', 'maxSequences', 'maxSequenceLength', 'dtype', 'device', 'pageSummaries'] as const;
 
 /**
  * KV memory for many sequences in fixed-size pages, as in vLLM's PagedAttention.
@@ -73,6 +79,11 @@ export class PagedKVCache implements Disposable {
   readonly pool: Tensor;
   /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. @internal */
   readonly blockTable: Tensor;
+  /**
+   * Page key summaries `[layers, 2 (min, max), capacityPages, kvHeads, 1, headDim]` (the pool's
+   * layout with one slot per page, so page copies move them alike), or null. @internal
+   */
+  readonly summaries: Tensor | null;
 
   private readonly seqs = new Map<number, SequenceState>();
   private readonly refCount: Int32Array;
@@ -100,6 +111,10 @@ export class PagedKVCache implements Disposable {
 
     this.pool = Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, this.pageSize, this.headDim], { dtype: this.dtype, device: this.device });
     this.blockTable = Tensor.full([this.maxSequences, this.maxPagesPerSequence], 0, { dtype: 'int32', device: this.device });
+    const summaries = o.pageSummaries === undefined ? false : checkBoolean(o.pageSummaries, 'options.pageSummaries');
+    this.summaries = summaries
+      ? Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, 1, this.headDim], { dtype: this.dtype, device: this.device })
+      : null;
     this.refCount = new Int32Array(this.capacityPages);
     // Stacks, popped from the end: low page numbers and rows first.
     this.freePages = Array.from({ length: this.capacityPages }, (_, i) => this.capacityPages - 1 - i);
@@ -225,7 +240,11 @@ export class PagedKVCache implements Disposable {
       }
       if (hi >= 0) this.writeTableRow(s, lo, hi + 1);
     }
-    if (copySrc.length) native.copyPages(this.pool, { src: Int32Array.from(copySrc), dst: Int32Array.from(copyDst) });
+    if (copySrc.length) {
+      const pairs = { src: Int32Array.from(copySrc), dst: Int32Array.from(copyDst) };
+      native.copyPages(this.pool, pairs);
+      if (this.summaries) native.copyPages(this.summaries, pairs);
+    }
     const cuNew = new Int32Array(ids.length + 1);
     for (let i = 0; i < ids.length; i++) cuNew[i + 1] = cuNew[i] + n[i];
     native.pagedAppend(this.pool, layer, k, v, this.blockTable, {
@@ -233,6 +252,7 @@ export class PagedKVCache implements Disposable {
       cuNew,
       startPos: Int32Array.from(states, (s) => s.lengths[layer]),
     });
+    if (this.summaries) this.summarize(states, layer, n);
     for (let i = 0; i < ids.length; i++) states[i].lengths[layer] += n[i];
   }
 
@@ -271,6 +291,7 @@ export class PagedKVCache implements Disposable {
   dispose(): void {
     this.pool.dispose();
     this.blockTable.dispose();
+    this.summaries?.dispose();
     this.seqs.clear();
   }
 
@@ -288,6 +309,29 @@ export class PagedKVCache implements Disposable {
     const s = this.seqs.get(seq);
     if (!s) throw new RangeError(`${name} ${seq} is not a live sequence of this cache`);
     return s;
+  }
+
+  /** Updates the summaries of the pages an append of n[i] tokens to states[i] (lengths not yet advanced) wrote. */
+  private summarize(states: readonly SequenceState[], layer: number, n: readonly number[]): void {
+    const ps = this.pageSize;
+    const rows: number[] = [];
+    const logical: number[] = [];
+    const slotBegin: number[] = [];
+    const slotEnd: number[] = [];
+    states.forEach((s, i) => {
+      if (n[i] === 0) return;
+      const start = s.lengths[layer];
+      const end = start + n[i];
+      for (let p = Math.floor(start / ps); p * ps < end; p++) {
+        rows.push(s.row);
+        logical.push(p);
+        slotBegin.push(Math.max(start - p * ps, 0));
+        slotEnd.push(Math.min(end - p * ps, ps));
+      }
+    });
+    native.pagedSummarize(this.pool, this.summaries!, layer, this.blockTable, {
+      rows: Int32Array.from(rows), logical: Int32Array.from(logical), slotBegin: Int32Array.from(slotBegin), slotEnd: Int32Array.from(slotEnd),
+    });
   }
 
   private writeTableRow(s: SequenceState, from: number, to: number): void {

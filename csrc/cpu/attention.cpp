@@ -1,5 +1,6 @@
 #include "attention.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "element_io.h"
@@ -84,17 +85,36 @@ void attentionForward(const AttnParams& p) {
       rules.visibleRange(i, offset, sb.len_k, &lo, &hi);
       const float* kh = &kf[kv_base[b] + static_cast<int64_t>(hk) * sb.len_k * D];
       const float* vh = &vf[kv_base[b] + static_cast<int64_t>(hk) * sb.len_k * D];
-      for (int64_t j = lo; j < hi; ++j) {
-        const float* kj = kh + j * D;
-        float dot = 0.0f;
-        for (int c = 0; c < D; ++c) dot += q[c] * kj[c];
-        float pw;
-        float corr = sm.add(rules.score(dot, slope, i, offset, j), &pw);
-        const float* vj = vh + j * D;
-        if (corr != 1.0f)
-          for (int c = 0; c < D; ++c) acc[c] = acc[c] * corr + pw * vj[c];
-        else
-          for (int c = 0; c < D; ++c) acc[c] += pw * vj[c];
+      auto visit = [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j) {
+          const float* kj = kh + j * D;
+          float dot = 0.0f;
+          for (int c = 0; c < D; ++c) dot += q[c] * kj[c];
+          float pw;
+          float corr = sm.add(rules.score(dot, slope, i, offset, j), &pw);
+          const float* vj = vh + j * D;
+          if (corr != 1.0f)
+            for (int c = 0; c < D; ++c) acc[c] = acc[c] * corr + pw * vj[c];
+          else
+            for (int c = 0; c < D; ++c) acc[c] += pw * vj[c];
+        }
+      };
+      if (p.block_row_ptr == nullptr) {
+        visit(lo, hi);
+      } else {
+        // Block-sparse: only the listed key blocks of this row's query block, within [lo, hi).
+        const int64_t r = p.blockMaskRow(b, h, static_cast<int>(i / kSparseBlock));
+        const int64_t e0 = std::clamp<int64_t>(p.block_row_ptr[r], 0, p.block_mask_nnz);
+        const int64_t e1 = std::clamp<int64_t>(p.block_row_ptr[r + 1], e0, p.block_mask_nnz);
+        int64_t next = lo;  // keys below were visited: an unsorted list can never visit a key twice
+        for (int64_t e = e0; e < e1; ++e) {
+          const int64_t k0 = std::max<int64_t>(next, static_cast<int64_t>(p.block_col_idx[e]) * kSparseBlock);
+          const int64_t k1 = std::min<int64_t>(hi, (static_cast<int64_t>(p.block_col_idx[e]) + 1) * kSparseBlock);
+          if (k0 < k1) {
+            visit(k0, k1);
+            next = k1;
+          }
+        }
       }
       float inv = sm.sum > 0.0f ? 1.0f / sm.sum : 0.0f;
       for (int c = 0; c < D; ++c) acc[c] *= inv;

@@ -22,6 +22,8 @@ export interface RefOptions {
   windowRight?: number;
   softcap?: number;
   alibiSlopes?: ArrayLike<number>;
+  /** Extra element mask (e.g. a block-sparse pattern): key j visible to query i of head h only if true. */
+  keyMask?: (h: number, i: number, j: number) => boolean;
 }
 
 /** Returns out [lenQ][headsQ][dim] and lse [headsQ][lenQ] for one sequence. */
@@ -42,6 +44,7 @@ export function referenceAttention(seq: RefSeq, o: RefOptions): { out: Float64Ar
         if (o.causal && j > diag) visible = false;
         if (o.windowLeft !== undefined && o.windowLeft >= 0 && j < diag - o.windowLeft) visible = false;
         if (o.windowRight !== undefined && o.windowRight >= 0 && j > diag + o.windowRight) visible = false;
+        if (o.keyMask && !o.keyMask(h, i, j)) visible = false;
         if (!visible) continue;
         let dot = 0;
         for (let c = 0; c < dim; c++) dot += seq.q[(i * headsQ + h) * dim + c] * seq.k[(j * headsKv + hk) * dim + c];

@@ -94,7 +94,9 @@ bool flashForwardSm90Applies(const AttnParams& p, int sm) {
   }();
   const bool dim_ok = p.head_dim == 64 || p.head_dim == 128 || p.head_dim == 256;
   const int keys = p.cu_seqlens_k != nullptr ? p.total_k : p.seqlen_k;
-  return sm == 90 && !forced_off && dim_ok && keys > 0 && (p.dtype == DType::F16 || p.dtype == DType::BF16);
+  // A block-sparse mask needs key blocks that tile its 128-key blocks: the d256 tile (80) does not.
+  const bool mask_ok = p.block_col_idx == nullptr || p.head_dim != 256;
+  return sm == 90 && !forced_off && dim_ok && mask_ok && keys > 0 && (p.dtype == DType::F16 || p.dtype == DType::BF16);
 }
 
 }  // namespace hopper

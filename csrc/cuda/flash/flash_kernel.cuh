@@ -4,7 +4,8 @@
 //
 // One CTA computes kBlockM query rows of one (sequence, head). Warp w owns rows
 // [w * 16 * kMTiles, (w + 1) * 16 * kMTiles) of the tile, as kMTiles m16 MMA tiles, and walks
-// all visible key blocks (kBlockN keys each) from the last to the first, keeping the output
+// all visible key blocks (kBlockN keys each; with a block-sparse mask only the listed ones, see
+// sparseBlockBelow) from the last to the first, keeping the output
 // accumulator, running row max and running row sum in registers (online softmax).
 //
 // Register fragments follow mma.m16n8k16: for lane l, g = l / 4 and t = l % 4,
@@ -164,6 +165,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
 
   const KeyBlocks kb = keyBlocks(p, m0, kBlockM, kBlockN, len_q, len_k);
   const int n_block_min = kb.n_min, n_block_max = kb.n_max;
+  const bool sparse = p.block_col_idx != nullptr;  // block-sparse mask: see the loops below
 
   // Element pointers to row 0 of this sequence and head.
   const Elem* qg = reinterpret_cast<const Elem*>(p.q) + seq.rowOffset(p.q_batch_stride, p.q_row_stride, b) +
@@ -182,7 +184,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
   // Prologue: Q tile and the first (= last in key order) K tile.
   loadTile<TileQ, T::kThreads>(sQ, qg + m0 * p.q_row_stride, p.q_row_stride, len_q - m0, tid);
   cpAsyncCommit();
-  if (n_block_max > n_block_min) {
+  if (!sparse && n_block_max > n_block_min) {  // (block-sparse: the sparse loop loads its first K tile)
     const int n0 = (n_block_max - 1) * kBlockN;
     loadTile<TileKV, T::kThreads>(sK, kg + n0 * p.k_row_stride, p.k_row_stride, len_k - n0, tid);
   }
@@ -227,7 +229,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
   const int row_diag = m0 + warp_row0 + g + kb.offset;  // i + offset of this thread's first row
 
   int stage = 0;
-  for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) {
+  // One key block: n_block now, n_next after it (< n_block_min: none). Inlined into the dense loop
+  // and the block-sparse loop below, so the dense loop keeps no sparse state in registers.
+  auto process_block = [&](const int n_block, const int n_next) __attribute__((always_inline)) {
     const int n0 = n_block * kBlockN;
     cpAsyncWait<0>();  // K_j
     __syncthreads();   // K_j visible to all; everyone is done with V_{j+1} and the other K stage
@@ -235,8 +239,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
     loadTile<TileKV, T::kThreads>(sV, vg + n0 * p.v_row_stride, p.v_row_stride, len_k - n0, tid);
     cpAsyncCommit();
     if constexpr (T::kKStages == 2) {
-      if (n_block > n_block_min) {
-        const int n0_next = n0 - kBlockN;
+      if (n_next >= n_block_min) {
+        const int n0_next = n_next * kBlockN;
         loadTile<TileKV, T::kThreads>(sK + (stage ^ 1) * TileKV::kBytes, kg + n0_next * p.k_row_stride,
                                       p.k_row_stride, len_k - n0_next, tid);
       }
@@ -293,8 +297,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
     }
     __syncthreads();  // V_j visible to all; with one K stage, also: everyone is done reading K_j
     if constexpr (T::kKStages == 1) {
-      if (n_block > n_block_min) {
-        const int n0_next = n0 - kBlockN;
+      if (n_next >= n_block_min) {
+        const int n0_next = n_next * kBlockN;
         loadTile<TileKV, T::kThreads>(sK, kg + n0_next * p.k_row_stride, p.k_row_stride, len_k - n0_next, tid);
       }
       cpAsyncCommit();
@@ -319,6 +323,26 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
       }
     }
     if constexpr (T::kKStages == 2) stage ^= 1;
+  };
+  if (!sparse) {
+    for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) process_block(n_block, n_block - 1);
+  } else {
+    // Block-sparse: this tile's mask row (a kBlockM tile lies inside one 128-row mask block), its
+    // first listed key block, whose K tile the dense prologue would have loaded, then the rest.
+    static_assert(kSparseBlock % kBlockM == 0, "query tiles must tile a mask block");
+    int sp_begin, sp_e;
+    sparseMaskRow(p, b, h, m0, sp_begin, sp_e);
+    int n_block = sparseBlockBelow<kBlockN>(p.block_col_idx, sp_e, sp_begin, n_block_max, n_block_min, n_block_max);
+    if (n_block >= n_block_min) {
+      const int n0 = n_block * kBlockN;
+      loadTile<TileKV, T::kThreads>(sK, kg + n0 * p.k_row_stride, p.k_row_stride, len_k - n0, tid);
+    }
+    cpAsyncCommit();
+    while (n_block >= n_block_min) {
+      const int n_next = sparseBlockBelow<kBlockN>(p.block_col_idx, sp_e, sp_begin, n_block, n_block_min, n_block_max);
+      process_block(n_block, n_next);
+      n_block = n_next;
+    }
   }
 
   // Epilogue: normalize, lse, stage O through the Q buffer for 16-byte coalesced stores.

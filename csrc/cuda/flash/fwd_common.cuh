@@ -51,6 +51,10 @@ struct FwdParams {
   float softcap;       // > 0: on
   float softmax_mult;  // exp2 multiplier of the scores held in registers
   int lpt_group;       // (sequence, head) pairs per scheduling group, see tileOfBlock
+  // Block-sparse mask (AttnParams::block_*), block_col_idx null = dense. See sparseBlockBelow.
+  const int32_t* block_row_ptr;
+  const int32_t* block_col_idx;
+  int block_mask_batch, block_mask_heads, block_mask_q_blocks, block_mask_nnz;
 };
 
 inline FwdParams makeFwdParams(const AttnParams& a) {
@@ -88,6 +92,12 @@ inline FwdParams makeFwdParams(const AttnParams& a) {
   p.pre_scale = softcap ? a.scale / a.softcap : a.scale;
   p.softmax_mult = p.transform ? kLog2e : a.scale * kLog2e;
   p.lpt_group = 1;
+  p.block_row_ptr = a.block_row_ptr;
+  p.block_col_idx = a.block_row_ptr != nullptr ? a.block_col_idx : nullptr;
+  p.block_mask_batch = a.block_mask_batch;
+  p.block_mask_heads = a.block_mask_heads;
+  p.block_mask_q_blocks = a.block_mask_q_blocks;
+  p.block_mask_nnz = a.block_mask_nnz;
   return p;
 }
 
@@ -179,6 +189,37 @@ __device__ __forceinline__ void tileOfBlock(int group, int& m_block, int& h, int
   const int pair = first_pair + in_group % size;
   h = pair % gridDim.y;
   b = pair / gridDim.y;
+}
+
+// ---- block-sparse iteration (AttnParams::block_*) ------------------------------------------
+// A mask row lists 128-key blocks, ascending; each covers kSparseBlock / kBlockN kernel key blocks.
+// The kernel walks its key blocks from the last to the first, so the cursor hands out the largest
+// listed kernel block below n within [lo, hi), or -1 when none is left. e is the mask entry the
+// cursor is in (moves down only), e_begin the row's first entry. Returned blocks strictly decrease
+// for any list contents, so even a corrupted list can neither repeat a block nor loop forever.
+template <int kBlockN>
+__device__ __forceinline__ int sparseBlockBelow(const int32_t* cols, int& e, int e_begin, int n, int lo, int hi) {
+  static_assert(kSparseBlock % kBlockN == 0, "kernel key blocks must tile a mask block");
+  constexpr int kPer = kSparseBlock / kBlockN;
+  int cand = n - 1;
+  for (; e >= e_begin; --e) {
+    const int c = __ldg(cols + e);
+    const int first = max(c * kPer, lo);
+    cand = min(cand, min(c * kPer + kPer - 1, hi - 1));
+    if (cand >= first) return cand;
+  }
+  return -1;
+}
+
+// The mask row of the query tile starting at row m0 (inside one 128-row mask block): its first
+// entry and the cursor start (its last entry), both clamped into [0, nnz].
+__device__ __forceinline__ void sparseMaskRow(const FwdParams& p, int b, int h, int m0, int& e_begin, int& e_last) {
+  const int mb = p.block_mask_batch == 1 ? 0 : b;
+  const int mh = p.block_mask_heads == 1 ? 0 : h;
+  const int64_t r =
+      (static_cast<int64_t>(mb) * p.block_mask_heads + mh) * (p.block_mask_q_blocks + 1) + m0 / kSparseBlock;
+  e_begin = min(max(__ldg(p.block_row_ptr + r), 0), p.block_mask_nnz);
+  e_last = min(max(__ldg(p.block_row_ptr + r + 1), e_begin), p.block_mask_nnz) - 1;
 }
 
 // Scheduling group of tileOfBlock for a grid of num_m query blocks per (sequence, head): 1 when

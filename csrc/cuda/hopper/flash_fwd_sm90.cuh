@@ -90,6 +90,20 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
   const int m0 = m_block * kBlockM;
   if (m0 >= seq.len_q) return;  // varlen: this sequence is shorter than the longest one
   const KeyBlocks kb = keyBlocks(p, m0, kBlockM, kBlockN, seq.len_q, seq.len_k);
+  // Visited key blocks, from the last down: every block of [n_min, n_max), or with a block-sparse
+  // mask the listed ones (the host sends sparse calls here only when kBlockN divides the mask
+  // block). Producer and consumers walk the same sequence, each with its own cursor.
+  int sp_begin = 0, sp_e = -1;
+  const bool sparse = p.block_col_idx != nullptr;
+  if constexpr (kSparseBlock % kBlockN == 0) {
+    if (sparse) sparseMaskRow(p, b, h, m0, sp_begin, sp_e);
+  }
+  const auto nextBlock = [&](int n) {
+    if constexpr (kSparseBlock % kBlockN == 0) {
+      if (sparse) return sparseBlockBelow<kBlockN>(p.block_col_idx, sp_e, sp_begin, n, kb.n_min, kb.n_max);
+    }
+    return n - 1;
+  };
 
   if (tid == 0) {
     mbarInit(barQ, 1);
@@ -120,7 +134,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
 #pragma unroll
       for (int c = 0; c < T::kChunks; ++c) tmaLoad4d(sQ + c * kBlockM * 128, &args.q, barQ, c * 64, q_row, h, bb);
       int it = 0;
-      for (int n_block = kb.n_max - 1; n_block >= kb.n_min; --n_block, ++it) {
+      for (int n_block = nextBlock(kb.n_max); n_block >= kb.n_min; n_block = nextBlock(n_block), ++it) {
         const int s = it % kStages;
         const uint32_t free_parity = ((it / kStages) - 1) & 1;
         const int row = k_row0 + n_block * kBlockN;
@@ -201,15 +215,15 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
       for (int kk = 0; kk < kBlockN / 16; ++kk) packP<Elem>(pa[kk], sc, 0, kk);
     };
     // Ping-pong: warpgroup w issues only between bar.sync(kTurn + w) and its bar.arrive on the
-    // other's barrier; consumer 1 opens consumer 0's first turn. Both take n + 1 turns, and
+    // other's barrier; consumer 1 opens consumer 0's first turn. Both take (blocks + 1) turns, and
     // consumer 1 skips its last arrive so every barrier completes exactly as often as it is waited on.
     constexpr int kTurn = 3;  // ids 1, 2: the epilogue's per-warpgroup barriers
     const auto turnBegin = [&]() { namedBarrierSync(kTurn + cw, 256); };
     const auto turnEnd = [&]() { namedBarrierArrive(kTurn + (1 - cw), 256); };
 
-    const int n_iters = kb.n_max - kb.n_min;
     mbarWait(barQ, 0);
-    if (n_iters > 0) {
+    int n_block = nextBlock(kb.n_max);
+    if (n_block >= kb.n_min) {
       if (cw == 1) turnEnd();
       mbarWait(barFullK(0), 0);
       turnBegin();
@@ -218,9 +232,10 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
       wgmmaWait<0>();
       fenceRegs(s_flat);
       release(barEmptyK(0));
-      scoresToP(kb.n_max - 1);  // O is still 0: no rescale
+      scoresToP(n_block);  // O is still 0: no rescale
       packAll();
-      for (int it = 1; it < n_iters; ++it) {
+      int it = 1;
+      for (int n_next = nextBlock(n_block); n_next >= kb.n_min; n_next = nextBlock(n_block), ++it) {
         const int s = it % kStages, prev = (it - 1) % kStages;
         mbarWait(barFullK(s), (it / kStages) & 1);
         mbarWait(barFullV(prev), ((it - 1) / kStages) & 1);
@@ -228,18 +243,19 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
         issueS(s);
         issuePV(prev);
         turnEnd();
-        wgmmaWait<1>();  // S_j
+        wgmmaWait<1>();  // S of n_next
         fenceRegs(s_flat);
         release(barEmptyK(s));
-        scoresToP(kb.n_max - 1 - it);
-        wgmmaWait<0>();  // P_{j-1} V_{j-1}
+        scoresToP(n_next);
+        wgmmaWait<0>();  // P V of n_block
         fenceRegs(o_flat);
         release(barEmptyV(prev));
         rescaleRows<1, kDT>(acc_o, corr);
         packAll();
+        n_block = n_next;
       }
-      const int last = (n_iters - 1) % kStages;
-      mbarWait(barFullV(last), ((n_iters - 1) / kStages) & 1);
+      const int last = (it - 1) % kStages;
+      mbarWait(barFullV(last), ((it - 1) / kStages) & 1);
       turnBegin();
       issuePV(last);
       if (cw == 0) turnEnd();

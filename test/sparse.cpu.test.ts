@@ -1,0 +1,178 @@
+import { attention, BlockSparseMask, DType, PagedKVCache, pagedAttention, Tensor } from '../lib';
+import { makeCache } from './helpers/paged';
+import { radialGrid, runSparseCase, slidingGrid, sparseCases } from './helpers/sparse';
+import { expectThrows } from './helpers/throws';
+import { checkTopK, makeTopKCache, topKMatchesFull } from './helpers/topk';
+
+const TOL = { f32: 2e-5, bf16: 1e-2 } as const;
+
+describe('CPU block-sparse attention equals dense attention with the explicit mask (float64)', () => {
+  for (const [dtype, dims] of [['f32', [16, 64]], ['bf16', [32]]] as Array<[DType, number[]]>) {
+    describe(dtype, () => {
+      test.each(dims.flatMap((d) => sparseCases(d)))('%s', async (_name, c) => {
+        const r = await runSparseCase(c, dtype, 'cpu');
+        expect(r.errOut).toBeLessThan(r.tolerance);
+        expect(r.errLse).toBeLessThan(1e-5);
+      });
+    });
+  }
+
+  test('a mask listing every block gives exactly the dense result', async () => {
+    const q = Tensor.randn([2, 300, 4, 32]);
+    const k = Tensor.randn([2, 333, 2, 32]);
+    const v = Tensor.randn([2, 333, 2, 32]);
+    const full = BlockSparseMask.fromDense(new Array(3 * 3).fill(1), { numQBlocks: 3, numKBlocks: 3 });
+    for (const options of [{}, { causal: true }, { window: [100, 20] as [number, number] }]) {
+      const a = attention(q, k, v, options);
+      const b = attention(q, k, v, { ...options, blockMask: full });
+      expect(Array.from(await b.out.toArray())).toEqual(Array.from(await a.out.toArray()));
+      expect(Array.from(await b.lse!.toArray())).toEqual(Array.from(await a.lse!.toArray()));
+    }
+  });
+});
+
+describe('mask builders', () => {
+  test('slidingWindowWithSinks lists exactly the documented blocks', () => {
+    for (const [lq, lk, w, s, causal] of [[1000, 1000, 2, 1, true], [700, 1300, 1, 2, false], [1300, 700, 0, 1, true], [129, 129, 3, 0, false]] as const) {
+      const m = BlockSparseMask.slidingWindowWithSinks({ seqLenQ: lq, seqLenK: lk, windowBlocks: w, sinkBlocks: s, causal });
+      const want = slidingGrid(lq, lk, w, s, causal);
+      expect(Array.from(m.toDense())).toEqual(Array.from(want));
+      expect(m.density()).toBeCloseTo(want.reduce((a, b) => a + b, 0) / want.length, 12);
+    }
+  });
+
+  test('radial lists exactly the documented blocks and its density halves with distance', () => {
+    for (const [l, band, causal] of [[128 * 40, 1, true], [128 * 33 + 5, 2, false], [1000, 1, false]] as const) {
+      const m = BlockSparseMask.radial({ seqLenQ: l, bandBlocks: band, causal });
+      expect(Array.from(m.toDense())).toEqual(Array.from(radialGrid(l, l, band, 0, causal)));
+    }
+    // Row 0 of a 64-block radial mask: the band, then one block per ring at distances 2, 4, 8, ...
+    const m = BlockSparseMask.radial({ seqLenQ: 128 * 64, bandBlocks: 1 });
+    expect(Array.from(m.blocks(0, 0, 0))).toEqual([0, 1, 2, 4, 8, 16, 32]);
+    expect(m.density()).toBeLessThan(0.25);
+  });
+
+  test('heads / batch replicate one pattern; fromCsr round-trips fromDense', () => {
+    const m = BlockSparseMask.slidingWindowWithSinks({ seqLenQ: 600, windowBlocks: 1, heads: 3, batch: 2, causal: true });
+    expect(m.nnz).toBe(6 * BlockSparseMask.slidingWindowWithSinks({ seqLenQ: 600, windowBlocks: 1, causal: true }).nnz);
+    expect(Array.from(m.blocks(1, 2, 4))).toEqual([0, 3, 4]);
+    const grid = Uint8Array.from({ length: 2 * 3 * 4 }, () => (Math.random() < 0.5 ? 1 : 0));
+    const a = BlockSparseMask.fromDense(grid, { heads: 2, numQBlocks: 3, numKBlocks: 4 });
+    const rowPtr: number[] = [];
+    const colIdx: number[] = [];
+    for (let h = 0; h < 2; h++) {
+      for (let i = 0; i < 3; i++) {
+        rowPtr.push(colIdx.length);
+        colIdx.push(...a.blocks(0, h, i));
+      }
+      rowPtr.push(colIdx.length);
+    }
+    const b = BlockSparseMask.fromCsr(rowPtr, colIdx, { heads: 2, numQBlocks: 3, numKBlocks: 4 });
+    expect(Array.from(b.toDense())).toEqual(Array.from(grid));
+  });
+});
+
+describe('block-sparse argument errors', () => {
+  const q = Tensor.randn([1, 200, 2, 16]);
+  const k = Tensor.randn([1, 300, 2, 16]);
+  const ok = BlockSparseMask.fromDense([1, 1, 1, 1, 1, 1], { numQBlocks: 2, numKBlocks: 3 });
+  const disposed = BlockSparseMask.fromDense([1, 1, 1, 1, 1, 1], { numQBlocks: 2, numKBlocks: 3 });
+  disposed.dispose();
+  test.each([
+    ['not a mask', () => attention(q, k, k, { blockMask: {} as never }), 'TypeError', /options.blockMask must be a BlockSparseMask/],
+    ['disposed', () => attention(q, k, k, { blockMask: disposed }), 'TypeError', /options.blockMask has been disposed/],
+    ['grid size', () => attention(q, k, k, { blockMask: BlockSparseMask.fromDense([1, 1], { numQBlocks: 2, numKBlocks: 1 }) }), 'RangeError', /need 2 x 3/],
+    ['heads', () => attention(q, k, k, { blockMask: BlockSparseMask.fromDense(new Array(18).fill(1), { heads: 3, numQBlocks: 2, numKBlocks: 3 }) }), 'RangeError', /1 or q's heads \(2\)/],
+    ['batch', () => attention(q, k, k, { blockMask: BlockSparseMask.fromDense(new Array(12).fill(1), { batch: 2, numQBlocks: 2, numKBlocks: 3 }) }), 'RangeError', /1 or q's batch \(1\)/],
+    ['fromDense length', () => BlockSparseMask.fromDense([1, 0, 1], { numQBlocks: 2, numKBlocks: 2 }), 'RangeError', /needs 4/],
+    ['fromDense grid key', () => BlockSparseMask.fromDense([1], { numQBlocks: 1, numKBlocks: 1, rows: 1 } as never), 'TypeError', /grid.rows is not a known option/],
+    ['fromCsr unsorted', () => BlockSparseMask.fromCsr([0, 2], [1, 0], { numQBlocks: 1, numKBlocks: 2 }), 'RangeError', /strictly ascending/],
+    ['fromCsr range', () => BlockSparseMask.fromCsr([0, 1], [2], { numQBlocks: 1, numKBlocks: 2 }), 'RangeError', /colIdx\[0\]/],
+    ['fromCsr end', () => BlockSparseMask.fromCsr([0, 1], [0, 1], { numQBlocks: 1, numKBlocks: 2 }), 'RangeError', /must end at colIdx.length/],
+    ['window blocks', () => BlockSparseMask.slidingWindowWithSinks({ seqLenQ: 10, windowBlocks: -1 }), 'RangeError', /options.windowBlocks/],
+    ['builder key', () => BlockSparseMask.radial({ seqLenQ: 10, band: 2 } as never), 'TypeError', /options.band is not a known option/],
+    ['builder device', () => BlockSparseMask.radial({ seqLenQ: 10, device: 'tpu' as never }), 'RangeError', /options.device/],
+  ] as const)('%s', (_n, fn, cls, msg) => expectThrows(fn, cls, msg));
+
+  test('ok mask works', async () => {
+    const { out } = attention(q, k, k, { blockMask: ok });
+    expect((await out.toArray()).every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe('CPU top-k decode over the paged cache', () => {
+  test('k >= every page count is exactly the full decode; in a mixed batch, for the short sequences', async () => {
+    const shadow = makeTopKCache('cpu', 'f32', { pageSize: 8 });
+    const seqs = [shadow.add(), shadow.add(), shadow.add()];
+    await shadow.append(seqs, 0, [5, 40, 97]); // 1, 5 and 13 pages
+    expect(await topKMatchesFull(shadow.cache, seqs, 0, 4, 13)).toBe(true);
+    expect(await topKMatchesFull(shadow.cache, seqs, 0, 4, 1000)).toBe(true);
+    expect(await topKMatchesFull(shadow.cache, seqs, 0, 4, 5, [0, 1])).toBe(true);
+    // and not for the long one (it reads 5 of its 13 pages)
+    expect(await topKMatchesFull(shadow.cache, seqs, 0, 4, 5, [2])).toBe(false);
+  });
+
+  for (const dtype of ['f32', 'bf16'] as const) {
+    test(`${dtype}: top-k equals float64 attention over exactly the pages the rule picks (GQA 4:1, two layers)`, async () => {
+      const shadow = makeTopKCache('cpu', dtype, { pageSize: 8, kvHeads: 2, headDim: 32 });
+      const seqs = [shadow.add(), shadow.add(), shadow.add()];
+      // Uneven appends across page boundaries, both layers: the summaries fold new slots in.
+      await shadow.append(seqs, 0, [3, 50, 77]);
+      await shadow.append(seqs, 0, [20, 1, 60]);
+      await shadow.append(seqs, 1, [130, 9, 17]);
+      for (const k of [2, 3, 6]) {
+        const { err, pages } = await checkTopK(shadow, seqs, 0, 8, k);
+        expect(err).toBeLessThan(TOL[dtype]);
+        expect(pages[2].length).toBe(k);
+      }
+      expect((await checkTopK(shadow, seqs, 1, 8, 4, { softcap: 5, scale: 0.3 })).err).toBeLessThan(TOL[dtype]);
+      expect((await checkTopK(shadow, seqs, 1, 8, 7, { causal: false })).err).toBeLessThan(TOL[dtype]);
+    });
+  }
+
+  test('summaries stay right across fork / copy-on-write', async () => {
+    const shadow = makeTopKCache('cpu', 'f32', { pageSize: 8, layers: 2 });
+    const a = shadow.add();
+    await shadow.append([a], 0, [60]);
+    await shadow.append([a], 1, [44]);
+    const b = shadow.fork(a);
+    await shadow.append([a, b], 0, [3, 30]); // both write into the shared partial page: copied first
+    await shadow.append([b], 1, [7]);
+    for (const layer of [0, 1]) expect((await checkTopK(shadow, [a, b], layer, 4, 3)).err).toBeLessThan(TOL.f32);
+    shadow.free(a);
+    expect((await checkTopK(shadow, [b], 0, 4, 4)).err).toBeLessThan(TOL.f32);
+  });
+
+  test('a token budget keeps floor(tokens / pageSize) pages, at least 2', async () => {
+    const shadow = makeTopKCache('cpu', 'f32', { pageSize: 8 });
+    const s = shadow.add();
+    await shadow.append([s], 0, [100]);
+    const q = Tensor.randn([1, 4, 32]);
+    const a = await pagedAttention(q, shadow.cache, 0, [s], { topK: { tokens: 39 } }).out.toArray();
+    const b = await pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 4 } }).out.toArray();
+    const c = await pagedAttention(q, shadow.cache, 0, [s], { topK: { tokens: 1 } }).out.toArray();
+    const d = await pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 2 } }).out.toArray();
+    expect(Array.from(a)).toEqual(Array.from(b));
+    expect(Array.from(c)).toEqual(Array.from(d));
+  });
+
+  describe('errors', () => {
+    const plain = makeCache('cpu', 'f32');
+    const p = plain.addSequence();
+    plain.append(p, 0, Tensor.randn([20, 2, 32]), Tensor.randn([20, 2, 32]));
+    const shadow = makeTopKCache('cpu', 'f32');
+    const s = shadow.cache.addSequence();
+    shadow.cache.append(s, 0, Tensor.randn([20, 2, 32]), Tensor.randn([20, 2, 32]));
+    const q = Tensor.randn([1, 4, 32]);
+    test.each([
+      ['no summaries', () => pagedAttention(q, plain, 0, [p], { topK: { pages: 2 } }), 'RangeError', /pageSummaries: true/],
+      ['pages < 2', () => pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 1 } }), 'RangeError', /options.topK.pages/],
+      ['both keys', () => pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 2, tokens: 3 } as never }), 'TypeError', /\{ pages \} or \{ tokens \}/],
+      ['not an object', () => pagedAttention(q, shadow.cache, 0, [s], { topK: 4 as never }), 'TypeError', /options.topK must be an object/],
+      ['prefill', () => pagedAttention(Tensor.randn([2, 4, 32]), shadow.cache, 0, [s], { topK: { pages: 2 }, queryCounts: [2] }), 'RangeError', /decode only/],
+      ['window', () => pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 2 }, window: [8, 0] }), 'RangeError', /window or options.alibiSlopes/],
+      ['alibi', () => pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 2 }, alibiSlopes: [1, 1, 1, 1] }), 'RangeError', /window or options.alibiSlopes/],
+      ['summaries option', () => new PagedKVCache({ layers: 1, kvHeads: 1, headDim: 8, capacityPages: 4, pageSummaries: 1 as never }), 'TypeError', /options.pageSummaries must be a boolean/],
+    ] as const)('%s', (_n, fn, cls, msg) => expectThrows(fn, cls, msg));
+  });
+});
