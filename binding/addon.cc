@@ -18,6 +18,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   binding::registerAttentionOps(env, exports);
   binding::registerPagedOps(env, exports);
   binding::registerInfo(env, exports);
+  binding::registerMlaOps(env, exports);
   return exports;
 }
 

@@ -8,5 +8,6 @@ void registerMemoryOps(Napi::Env env, Napi::Object exports);
 void registerAttentionOps(Napi::Env env, Napi::Object exports);
 void registerPagedOps(Napi::Env env, Napi::Object exports);
 void registerInfo(Napi::Env env, Napi::Object exports);
+void registerMlaOps(Napi::Env env, Napi::Object exports);
 
 }  // namespace binding

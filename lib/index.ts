@@ -20,3 +20,7 @@ export { PagedKVCache } from './paged_kv_cache';
 export type { CacheUsage, PagedKVCacheOptions } from './paged_kv_cache';
 export { pagedAttention } from './paged_attention';
 export type { PagedAttentionOptions } from './paged_attention';
+export { PagedLatentCache, MLA_LATENT_DIM, MLA_ROPE_DIM, MLA_ROW_DIM } from './paged_latent_cache';
+export type { PagedLatentCacheOptions } from './paged_latent_cache';
+export { mlaDecode } from './mla_attention';
+export type { MlaDecodeOptions, MlaDecodeResult } from './mla_attention';

@@ -61,6 +61,19 @@ export interface NativePagedAttentionOptions extends NativeAttentionOptions {
   benchIters?: number;
 }
 
+/** Options of the MLA attention kernel (already validated). @internal */
+export interface NativeMlaAttentionOptions {
+  scale: number;
+  softcap: number;
+  causal: boolean;
+  rows: Int32Array;
+  seqLens: Int32Array;
+  cuSeqlensQ?: Int32Array;
+  numSplits: number;
+  /** Benchmark hook: launch this many times and return the device ms per launch (CUDA only). */
+  benchIters?: number;
+}
+
 /** @internal */
 export interface NativeAddon {
   empty(device: string, bytes: number): StorageHandle;
@@ -103,6 +116,26 @@ export interface NativeAddon {
     options: NativePagedAttentionOptions,
   ): number | undefined;
   copyPages(pool: TensorDescriptor, options: { src: Int32Array; dst: Int32Array }): void;
+  mlaAppend(
+    pool: TensorDescriptor,
+    scales: TensorDescriptor | null,
+    layer: number,
+    latent: TensorDescriptor,
+    rope: TensorDescriptor | null,
+    blockTable: TensorDescriptor,
+    options: { rows: Int32Array; cuNew: Int32Array; startPos: Int32Array },
+  ): void;
+  mlaAttention(
+    q: TensorDescriptor,
+    pool: TensorDescriptor,
+    scales: TensorDescriptor | null,
+    layer: number,
+    blockTable: TensorDescriptor,
+    out: TensorDescriptor,
+    lse: TensorDescriptor | null,
+    options: NativeMlaAttentionOptions,
+  ): number | undefined;
+  mlaCopyPages(pool: TensorDescriptor, scales: TensorDescriptor | null, options: { src: Int32Array; dst: Int32Array }): void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
