@@ -50,8 +50,8 @@ const FLOATING: readonly DType[] = ['f32', 'f16', 'bf16'];
  * All query heads of a sequence share one stream of latents, so a page holds `pageSize` rows of
  * {@link MLA_ROW_DIM} elements (per layer), read by {@link mlaDecode} with 16-byte vector loads.
  * Pages, forks (copy-on-write), freeing and accounting work exactly as in
- * {@link PagedKVCache} (both use one allocator). Running out of pages throws a RangeError and
- * leaves the cache unchanged.
+ * {@link PagedKVCache} (the allocator is {@link PageTable}, PagedKVCache's logic as a reusable class).
+ * Running out of pages throws a RangeError and leaves the cache unchanged.
  */
 export class PagedLatentCache implements Disposable {
   readonly layers: number;

@@ -1,4 +1,5 @@
-import { mlaDecode, PagedLatentCache, Tensor } from '../lib';
+import fc from 'fast-check';
+import { mlaDecode, PagedLatentCache, synchronize, Tensor } from '../lib';
 import { gaussian, makeLatentCache, MLA_SCALE, randomModel, ShadowLatentCache } from './helpers/mla';
 import { checkAccounting } from './helpers/paged';
 import { expectThrows } from './helpers/throws';
@@ -185,4 +186,47 @@ describe('MLA argument errors', () => {
     qq.dispose();
     expect((await out.toArray()).every(Number.isFinite)).toBe(true);
   });
+});
+
+describe('MLA under hostile arguments', () => {
+  // Each call returns or throws a TypeError/RangeError (by name: native errors come from another realm).
+  async function namedOrOk(fn: () => unknown): Promise<void> {
+    try {
+      fn();
+    } catch (e) {
+      if (!(typeof e === 'object' && e !== null && ['TypeError', 'RangeError'].includes((e as Error).name))) throw new Error(`expected a TypeError or RangeError, got ${String(e)}`);
+    }
+  }
+  const hostile: fc.Arbitrary<unknown> = fc.oneof(
+    fc.constantFrom(undefined, null, NaN, -1, 0, 1, 3, 1.5, 2 ** 53, '', 'bf16', 'fp8e4m3', true, [], [0], [1, 2], {}, { scale: 1 }, { scale: -1 },
+      { scale: 1, queryCounts: [9] }, { layers: 1, capacityPages: 2 }, { layers: 1, capacityPages: 2, dtype: 'fp8e4m3', pageSize: 3 }, new Int32Array(2)),
+    fc.constant(null).map(() => Tensor.randn([1, 2, 576])),
+    fc.constant(null).map(() => Tensor.randn([3, 576])),
+    fc.constant(null).map(() => Tensor.randn([2, 512])),
+    fc.constant(null).map(() => Tensor.randn([2, 64], { dtype: 'bf16' })),
+    fc.constant(null).map(() => {
+      const t = Tensor.randn([2, 576]);
+      t.dispose();
+      return t;
+    }),
+    fc.integer({ min: -3, max: 40 }),
+    fc.array(fc.integer({ min: -2, max: 5 }), { maxLength: 3 }),
+  );
+  const cache = makeLatentCache('cpu', 'fp8e4m3', { layers: 1, pageSize: 2, capacityPages: 8, maxSequences: 4 });
+  const seq = cache.addSequence();
+  cache.append(seq, 0, Tensor.randn([3, 576]));
+  const targets: Array<[string, (a: unknown[]) => unknown]> = [
+    ['PagedLatentCache', (a) => new PagedLatentCache(a[0] as never).dispose()],
+    ['append', (a) => cache.append(a[0] as never, a[1] as never, a[2] as never, a[3] as never, a[4] as never)],
+    ['append (valid seq)', (a) => cache.append(seq, 0, a[0] as never, a[1] as never, a[2] as never)],
+    ['fork/free', (a) => cache.free(cache.fork(a[0] as never))],
+    ['mlaDecode', (a) => mlaDecode(a[0] as never, cache, a[1] as never, a[2] as never, a[3] as never)],
+    ['mlaDecode (valid q)', (a) => mlaDecode(Tensor.randn([1, 2, 576]), a[0] as never, 0, [seq], a[1] as never)],
+  ];
+  test.each(targets)('%s', async (_name, call) => {
+    await fc.assert(fc.asyncProperty(fc.array(hostile, { maxLength: 5 }), async (args) => namedOrOk(() => call(args))), { numRuns: 150 });
+    await synchronize('cpu');
+    expect(cache.length(seq)).toBeGreaterThanOrEqual(3); // still consistent and usable
+    checkAccounting(cache);
+  }, 60_000);
 });

@@ -258,13 +258,15 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(const MlaArgs a) 
     float s[Cfg::kNT][4];
     float x_fp8[Cfg::kNT][2];  // fp8: the latent scale of the thread's two key columns per n-tile
     if (s_warp) {
-      float sl[Cfg::kNT][4], sr[Cfg::kNT][4];
+      // Two accumulators per part: the two n-tiles (kNT == 2), or even and odd k-steps of the one
+      // n-tile (kNT == 1), so that no single MMA dependency chain runs over all 36 k-steps.
+      float sl[2][4], sr[2][4];
 #pragma unroll
-      for (int i = 0; i < Cfg::kNT; ++i)
+      for (int i = 0; i < 2; ++i)
 #pragma unroll
         for (int e = 0; e < 4; ++e) sl[i][e] = sr[i][e] = 0.0f;
       // Two k-steps (32 columns) of S into acc.
-      auto kstep = [&](float(&acc)[Cfg::kNT][4], int ks) {
+      auto kstep = [&](float(&acc)[2][4], int ks) {
         uint32_t qa0[4], qa1[4];
         ldmatrixX4(qa0, s_q + swzRow(wm * 16 + a_lrow, 2 * ks + a_lchunk));
         ldmatrixX4(qa1, s_q + swzRow(wm * 16 + a_lrow, 2 * ks + 2 + a_lchunk));
@@ -280,7 +282,7 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(const MlaArgs a) 
           uint32_t kb[4];  // chunks 2ks .. 2ks+3 of 8 keys: two k-steps
           ldmatrixX4(kb, s_tile + swzRow(k_lrow, 2 * ks + k_lchunk));
           mma16816<T>(acc[0], qa0, kb[0], kb[1]);
-          mma16816<T>(acc[0], qa1, kb[2], kb[3]);
+          mma16816<T>(acc[1], qa1, kb[2], kb[3]);
         }
       };
 #pragma unroll
@@ -290,6 +292,13 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(const MlaArgs a) 
       for (int ks = Cfg::kLatentSteps; ks < Cfg::kKSteps; ks += 2) {
         if constexpr (kFp8) kstep(sr, ks);
         else kstep(sl, ks);
+      }
+      if constexpr (Cfg::kNT == 1) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          sl[0][e] += sl[1][e];
+          sr[0][e] += sr[1][e];
+        }
       }
       // Scores in log2 units, softcap, mask; the warp's row max.
       float mx[2] = {kNegInf, kNegInf};
