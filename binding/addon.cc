@@ -19,6 +19,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   binding::registerPagedOps(env, exports);
   binding::registerInfo(env, exports);
   binding::registerPageTopKOps(env, exports);
+  binding::registerMlaOps(env, exports);
   return exports;
 }
 

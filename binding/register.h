@@ -9,5 +9,6 @@ void registerAttentionOps(Napi::Env env, Napi::Object exports);
 void registerPagedOps(Napi::Env env, Napi::Object exports);
 void registerInfo(Napi::Env env, Napi::Object exports);
 void registerPageTopKOps(Napi::Env env, Napi::Object exports);
+void registerMlaOps(Napi::Env env, Napi::Object exports);
 
 }  // namespace binding

@@ -22,3 +22,7 @@ export { pagedAttention } from './paged_attention';
 export type { PagedAttentionOptions, TopKBudget } from './paged_attention';
 export { BlockSparseMask, SPARSE_BLOCK_SIZE } from './block_sparse';
 export type { BlockMaskGrid, BlockMaskOptions, BlockMaskShape, RadialMaskOptions, SlidingWindowMaskOptions } from './block_sparse';
+export { PagedLatentCache, MLA_LATENT_DIM, MLA_ROPE_DIM, MLA_ROW_DIM } from './paged_latent_cache';
+export type { PagedLatentCacheOptions } from './paged_latent_cache';
+export { mlaDecode } from './mla_attention';
+export type { MlaDecodeOptions, MlaDecodeResult } from './mla_attention';

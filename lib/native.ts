@@ -76,6 +76,19 @@ export interface NativePagedAttentionOptions extends NativeAttentionOptions {
   summaries?: TensorDescriptor;
 }
 
+/** Options of the MLA attention kernel (already validated). @internal */
+export interface NativeMlaAttentionOptions {
+  scale: number;
+  softcap: number;
+  causal: boolean;
+  rows: Int32Array;
+  seqLens: Int32Array;
+  cuSeqlensQ?: Int32Array;
+  numSplits: number;
+  /** Benchmark hook: launch this many times and return the device ms per launch (CUDA only). */
+  benchIters?: number;
+}
+
 /** @internal */
 export interface NativeAddon {
   empty(device: string, bytes: number): StorageHandle;
@@ -125,6 +138,26 @@ export interface NativeAddon {
     blockTable: TensorDescriptor,
     options: { rows: Int32Array; logical: Int32Array; slotBegin: Int32Array; slotEnd: Int32Array },
   ): void;
+  mlaAppend(
+    pool: TensorDescriptor,
+    scales: TensorDescriptor | null,
+    layer: number,
+    latent: TensorDescriptor,
+    rope: TensorDescriptor | null,
+    blockTable: TensorDescriptor,
+    options: { rows: Int32Array; cuNew: Int32Array; startPos: Int32Array },
+  ): void;
+  mlaAttention(
+    q: TensorDescriptor,
+    pool: TensorDescriptor,
+    scales: TensorDescriptor | null,
+    layer: number,
+    blockTable: TensorDescriptor,
+    out: TensorDescriptor,
+    lse: TensorDescriptor | null,
+    options: NativeMlaAttentionOptions,
+  ): number | undefined;
+  mlaCopyPages(pool: TensorDescriptor, scales: TensorDescriptor | null, options: { src: Int32Array; dst: Int32Array }): void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // attn-cuda's side of the GPU benchmark (scripts/gpu-check.sh runs it next to bench_torch.py).
-//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense|decode]
+//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense|decode|mla]
 // dense: the FlashAttention grid (head dim {64,128,256} x seq {512..16k} x causal, 16k tokens/batch).
 // decode: paged decode, 32 q heads / 8 kv heads, d128, bf16, batch {1,16,64,128} x context {2k,8k,32k},
 //         page size 16 and 256, timed by CUDA events around back-to-back launches (no JS overhead).
+// mla (only with --only mla): MLA decode over PagedLatentCache, batch 64, heads {16,128}, context
+//         {4k..32k}, bf16 and fp8 caches, page 64; latent cache TB/s and TFLOP/s.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
 const root = path.join(__dirname, '..');
-const { Tensor, PagedKVCache, synchronize, cuda } = require(root);
+const { Tensor, PagedKVCache, PagedLatentCache, synchronize, cuda } = require(root);
 const { benchAttention, defaultGrid } = require(path.join(root, 'dist', 'bench.js'));
 const { native } = require(path.join(root, 'dist', 'native.js'));
 
@@ -113,10 +115,57 @@ async function decode() {
   return results;
 }
 
+// MLA decode (absorbed weights): the 576-wide latent rows of every token are read once per step.
+const MLA = { batch: 64, pageSize: 64, scale: 1 / Math.sqrt(192) };
+
+async function mlaCase(heads, context, dtype) {
+  const { batch, pageSize } = MLA;
+  const cache = new PagedLatentCache({
+    layers: 1, pageSize, dtype, device, capacityPages: batch * Math.ceil(context / pageSize), maxSequences: batch, maxSequenceLength: context,
+  });
+  const rows = Tensor.randn([context, 576], { dtype: 'bf16', device });
+  const seqs = [];
+  for (let b = 0; b < batch; b++) {
+    const s = cache.addSequence();
+    cache.append(s, 0, rows);
+    seqs.push(s);
+  }
+  const q = Tensor.randn([batch, heads, 576], { dtype: 'bf16', device, std: 0.5 });
+  const out = Tensor.empty([batch, heads, 512], { dtype: 'bf16', device });
+  const { rows: tableRows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
+  const params = { scale: MLA.scale, softcap: 0, causal: true, rows: tableRows, seqLens, numSplits: 0 };
+  const launch = (iters) => native.mlaAttention(q, cache.pool, cache.scales, 0, cache.blockTable, out, null, { ...params, benchIters: iters });
+  native.mlaAttention(q, cache.pool, cache.scales, 0, cache.blockTable, out, null, params);
+  launch(10); // warm-up burst, thrown away
+  await synchronize(device);
+  const times = [];
+  for (let r = 0; r < 5; r++) times.push(launch(20));
+  times.sort((a, b) => a - b);
+  const ms = times[2];
+  for (const t of [rows, q, out]) t.dispose();
+  cache.dispose();
+  const bytes = batch * context * (dtype === 'fp8e4m3' ? 576 + 8 : 576 * 2); // rows (and fp8 scales) read once
+  const flops = 2 * (576 + 512) * heads * context * batch;
+  return { batch, heads, context, dtype, pageSize, ms, tbps: bytes / (ms * 1e-3) / 1e12, tflops: flops / (ms * 1e-3) / 1e12 };
+}
+
+async function mla() {
+  const results = [];
+  for (const heads of [16, 128])
+    for (const context of quick ? [8192] : [4096, 8192, 16384, 32768])
+      for (const dtype of ['bf16', 'fp8e4m3']) {
+        const r = await mlaCase(heads, context, dtype);
+        process.stderr.write(`mla ${dtype} heads ${heads} context ${context}: ${(r.ms * 1000).toFixed(1)} us, ${r.tbps.toFixed(2)} TB/s, ${r.tflops.toFixed(0)} TFLOP/s\n`);
+        results.push(r);
+      }
+  return results;
+}
+
 (async () => {
   const result = { device: cuda.devices()[0], date: new Date().toISOString() };
-  if (only !== 'decode') result.dense = await dense();
-  if (only !== 'dense') result.decode = await decode();
+  if (!only || only === 'dense') result.dense = await dense();
+  if (!only || only === 'decode') result.decode = await decode();
+  if (only === 'mla') result.mla = await mla();
   fs.writeFileSync(outPath, JSON.stringify(result, null, 2));
   console.error(`wrote ${outPath}`);
 })().catch((e) => {

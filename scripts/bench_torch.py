@@ -111,10 +111,50 @@ def decode():
     return res
 
 
+def mla():
+    """MLA decode with absorbed weights, the same computation as bench-gpu.js --only mla, over a
+    contiguous latent tensor kv [B, L, 576] (no paging): eager = bmm(q, kv^T) -> softmax (fp32) ->
+    bmm(p, kv[..., :512]), what a torch MLA implementation runs; sdpa-efficient = SDPA's
+    memory-efficient kernel with the heads as query rows, k = kv (576) and v = kv[..., :512]."""
+    res = []
+    B, scale = 64, 192 ** -0.5
+    for H in [16, 128]:
+        for L in [8192] if quick else [4096, 8192, 16384, 32768]:
+            q = torch.randn(B, H, 576, device=dev, dtype=torch.bfloat16) * 0.5
+            kv = torch.randn(B, L, 576, device=dev, dtype=torch.bfloat16)
+            nbytes, flops = B * L * 576 * 2, 2 * (576 + 512) * H * L * B
+            row = {"batch": B, "heads": H, "context": L}
+
+            def eager():
+                s = torch.bmm(q, kv.transpose(1, 2)).float() * scale
+                return torch.bmm(torch.softmax(s, dim=-1).to(torch.bfloat16), kv[..., :512])
+
+            def sdpa():
+                return F.scaled_dot_product_attention(q.unsqueeze(1), kv.unsqueeze(1), kv[..., :512].unsqueeze(1), scale=scale)
+
+            for name, fn, backend in [("eager", eager, None), ("sdpa-efficient", sdpa, SDPBackend.EFFICIENT_ATTENTION)]:
+                try:
+                    if backend is None:
+                        ms = graph_ms(fn)
+                    else:
+                        with sdpa_kernel([backend]):
+                            ms = graph_ms(fn)
+                    row[name] = {"ms": ms, "tbps": nbytes / (ms * 1e-3) / 1e12, "tflops": flops / (ms * 1e-3) / 1e12}
+                except Exception as ex:  # shape unsupported by the backend, or out of memory
+                    row[name] = {"error": str(ex)[:120]}
+                torch.cuda.empty_cache()
+            print(f"torch mla H{H} L{L}: " + ", ".join(f"{n} {row[n].get('tbps', float('nan')):.2f} TB/s" for n in ["eager", "sdpa-efficient"]), file=sys.stderr)
+            res.append(row)
+            del q, kv
+    return res
+
+
 only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 result = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name()}
-if only != "decode":
+if only in (None, "dense"):
     result["dense"] = dense()
-if only != "dense":
+if only in (None, "decode"):
     result["decode"] = decode()
+if only == "mla":
+    result["mla"] = mla()
 json.dump(result, open(out_path, "w"), indent=2)

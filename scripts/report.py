@@ -35,3 +35,19 @@ if ours.get("decode") and peer.get("decode"):
         cost = f"{(cont / p16 - 1) * 100:+.1f}%" if p16 and cont else "n/a"
         us = m.get("16", {}).get("ms", 0) * 1000
         print(f"| {b} | {ctx} | {us:.1f} | {fmt(p16)} | {fmt(p256)} | {fmt(cont)} | {fmt(g('flash'))} | {fmt(g('cudnn'))} | {fmt(g('efficient'))} | {ratio(g('cudnn'))} | {ratio(g('flash'))} | {cost} |")
+if ours.get("mla") and peer.get("mla"):
+    pm = {(r["heads"], r["context"]): r for r in peer["mla"]}
+    mine = {}
+    for r in ours["mla"]:
+        mine.setdefault((r["heads"], r["context"]), {})[r["dtype"]] = r
+    print("\nMLA decode (absorbed weights), batch 64, page 64; TB/s = 576-wide latent rows read once / kernel time;")
+    print("TFLOP/s = 2 * (576 + 512) per head per token; torch runs the same computation on a contiguous bf16 latent tensor.\n")
+    print("| heads | context | bf16 µs | bf16 TB/s | bf16 TFLOP/s | fp8 µs | fp8 TB/s | torch eager TB/s | SDPA-eff TB/s | bf16 vs eager | bf16 vs SDPA-eff |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (h, ctx), m in mine.items():
+        p = pm.get((h, ctx), {})
+        b, f = m.get("bf16", {}), m.get("fp8e4m3", {})
+        e, s = p.get("eager", {}).get("tbps"), p.get("sdpa-efficient", {}).get("tbps")
+        fmt = lambda x, d=2: f"{x:.{d}f}" if x else "n/a"
+        ratio = lambda x: f"{b['tbps'] / x:.2f}x" if x and b.get("tbps") else "n/a"
+        print(f"| {h} | {ctx} | {b.get('ms', 0) * 1000:.1f} | {fmt(b.get('tbps'))} | {fmt(b.get('tflops'), 0)} | {f.get('ms', 0) * 1000:.1f} | {fmt(f.get('tbps'))} | {fmt(e)} | {fmt(s)} | {ratio(e)} | {ratio(s)} |")

@@ -2,7 +2,7 @@
 // the boundary paths run, causal + window, varlen, GQA, paged decode with splits, append, fork.
 'use strict';
 const path = require('node:path');
-const { attention, Tensor, PagedKVCache, pagedAttention, synchronize } = require(path.join(__dirname, '..'));
+const { attention, Tensor, PagedKVCache, pagedAttention, synchronize, PagedLatentCache, mlaDecode } = require(path.join(__dirname, '..'));
 
 (async () => {
   const device = 'cuda:0';
@@ -23,6 +23,20 @@ const { attention, Tensor, PagedKVCache, pagedAttention, synchronize } = require
     pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { numSplits: 4 });
     pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { numSplits: 1 });
     pagedAttention(Tensor.randn([5, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { queryCounts: [2, 3] });
+    await synchronize(device);
+  }
+  // MLA: both CTA shapes (16 and 128 heads), bf16 and fp8 caches, splits, prefill, fork.
+  for (const dtype of ['bf16', 'fp8e4m3']) {
+    const cache = new PagedLatentCache({ layers: 1, pageSize: 16, capacityPages: 64, dtype, device });
+    const a = cache.addSequence();
+    cache.append(a, 0, Tensor.randn([300, 576], { dtype: 'bf16', device }));
+    const b = cache.fork(a);
+    cache.append([a, b], 0, Tensor.randn([7, 512], { dtype: 'bf16', device }), Tensor.randn([7, 64], { dtype: 'bf16', device }), [3, 4]);
+    for (const heads of [16, 128]) {
+      mlaDecode(Tensor.randn([2, heads, 576], { dtype: 'bf16', device }), cache, 0, [a, b], { scale: 0.07, numSplits: 4 });
+      mlaDecode(Tensor.randn([2, heads, 576], { dtype: 'bf16', device }), cache, 0, [a, b], { scale: 0.07, numSplits: 1 });
+      mlaDecode(Tensor.randn([5, heads, 576], { dtype: 'bf16', device }), cache, 0, [a, b], { scale: 0.07, queryCounts: [2, 3] });
+    }
     await synchronize(device);
   }
   console.log('sanitize case done');

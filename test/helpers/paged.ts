@@ -99,7 +99,7 @@ export class ShadowCache {
 }
 
 /** Verifies the page accounting: reference counts equal references, free pages are exactly the unreferenced ones. */
-export function checkAccounting(cache: PagedKVCache): void {
+export function checkAccounting(cache: Pick<PagedKVCache, 'debugState' | 'capacityPages' | 'pageSize' | 'usage'>): void {
   const st = cache.debugState();
   const refs = new Int32Array(cache.capacityPages);
   const rows = new Set<number>();

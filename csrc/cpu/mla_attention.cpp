@@ -1,0 +1,169 @@
+// MLA on the CPU. Plain code on purpose, like paged_attention.cpp: scores in float32 from the stored
+// (dequantized) values, a two-pass softmax, natural-log lse. Work is spread over the pool by new
+// token for append and by (query row, head) for attention.
+#include "mla_attention.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../common/error.h"
+#include "../common/half.h"
+#include "element_io.h"
+#include "parallel.h"
+
+namespace attn::cpu {
+namespace {
+
+bool isFloating(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+void checkCache(const MlaCacheView& c, const char* what) {
+  if (!isFloating(c.dtype) && c.dtype != DType::FP8E4M3)
+    throwRange(std::string(what) + ": unsupported cache dtype " + dtypeName(c.dtype));
+  if (!c.pages || !c.block_table) throwRange(std::string(what) + ": a required pointer is null");
+  if (c.dtype == DType::FP8E4M3 && !c.scales) throwRange(std::string(what) + ": the fp8 cache needs its scales");
+  if (c.page_size <= 0 || c.num_pages <= 0) throwRange(std::string(what) + ": page_size and num_pages must be positive");
+}
+
+// The pool index (in rows) of logical token t of the sequence whose table row is `bt`.
+int64_t rowIndex(const MlaCacheView& c, const int32_t* bt, int64_t t) {
+  const int64_t page = bt[t / c.page_size];
+  if (page < 0 || page >= c.num_pages) throwRange("mla: block table entry out of range");
+  return page * c.page_size + t % c.page_size;
+}
+
+// Every e4m3 byte decoded once.
+const std::array<float, 256>& fp8Table() {
+  static const std::array<float, 256> table = [] {
+    std::array<float, 256> t{};
+    for (int i = 0; i < 256; ++i) t[static_cast<size_t>(i)] = fp8e4m3ToFloat(static_cast<uint8_t>(i));
+    return t;
+  }();
+  return table;
+}
+
+// One cached row (576 floats), dequantized.
+void loadCacheRow(const MlaCacheView& c, int64_t row, float* out) {
+  if (c.dtype != DType::FP8E4M3) {
+    loadRow(c.pages, row * kMlaRow, c.dtype, kMlaRow, out);
+    return;
+  }
+  const auto& lut = fp8Table();
+  const uint8_t* src = static_cast<const uint8_t*>(c.pages) + row * kMlaRow;
+  const float s_lat = c.scales[row * 2], s_rope = c.scales[row * 2 + 1];
+  for (int i = 0; i < kMlaLatent; ++i) out[i] = lut[src[i]] * s_lat;
+  for (int i = kMlaLatent; i < kMlaRow; ++i) out[i] = lut[src[i]] * s_rope;
+}
+
+// Quantizes n floats with one scale (amax / 448); returns the scale.
+float quantizeFp8(const float* x, int n, uint8_t* dst) {
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float inv = amax > 0.0f ? kFp8E4m3Max / amax : 0.0f;
+  for (int i = 0; i < n; ++i) dst[i] = floatToFp8e4m3(x[i] * inv);
+  return amax / kFp8E4m3Max;
+}
+
+}  // namespace
+
+void mlaAppend(const MlaAppendParams& p) {
+  if (p.total_new <= 0 || p.batch <= 0) return;
+  checkCache(p.cache, "mlaAppend");
+  if (!isFloating(p.in_dtype)) throwRange(std::string("mlaAppend: unsupported input dtype ") + dtypeName(p.in_dtype));
+  if (p.cache.dtype != DType::FP8E4M3 && p.cache.dtype != p.in_dtype)
+    throwRange("mlaAppend: the input dtype must equal the cache dtype");
+  if (!p.latent || !p.cu_new || !p.start_pos) throwRange("mlaAppend: a required pointer is null");
+  if (p.cu_new[0] != 0 || p.cu_new[p.batch] != p.total_new) throwRange("mlaAppend: cu_new must start at 0 and end at total_new");
+
+  parallelFor(p.total_new, 16, [&](int64_t begin, int64_t end) {
+    float row[kMlaRow];
+    for (int64_t r = begin; r < end; ++r) {
+      const int32_t* it = std::upper_bound(p.cu_new, p.cu_new + p.batch + 1, static_cast<int32_t>(r));
+      const int b = static_cast<int>(it - p.cu_new) - 1;
+      const int64_t pos = static_cast<int64_t>(p.start_pos[b]) + (r - p.cu_new[b]);
+      if (pos < 0) throwRange("mlaAppend: negative position");
+      const int64_t table_row = p.cache.block_table_rows ? p.cache.block_table_rows[b] : b;
+      const int64_t dst = rowIndex(p.cache, p.cache.block_table + table_row * p.cache.block_table_stride, pos);
+      loadRow(p.latent, r * p.latent_row_stride, p.in_dtype, p.rope ? kMlaLatent : kMlaRow, row);
+      if (p.rope) loadRow(p.rope, r * p.rope_row_stride, p.in_dtype, kMlaRope, row + kMlaLatent);
+      if (p.cache.dtype == DType::FP8E4M3) {
+        uint8_t* d = static_cast<uint8_t*>(p.cache.pages) + dst * kMlaRow;
+        p.cache.scales[dst * 2] = quantizeFp8(row, kMlaLatent, d);
+        p.cache.scales[dst * 2 + 1] = quantizeFp8(row + kMlaLatent, kMlaRope, d + kMlaLatent);
+      } else {
+        storeRow(p.cache.pages, dst * kMlaRow, p.cache.dtype, kMlaRow, row);
+      }
+    }
+  });
+}
+
+void mlaAttention(const MlaAttnParams& p) {
+  if (p.batch <= 0 || p.total_q <= 0) return;
+  checkCache(p.cache, "mlaAttention");
+  if (!isFloating(p.dtype)) throwRange(std::string("mlaAttention: unsupported dtype ") + dtypeName(p.dtype));
+  if (p.heads <= 0) throwRange("mlaAttention: heads must be positive");
+  if (!p.q || !p.o || !p.seq_lens) throwRange("mlaAttention: a required pointer is null");
+  if (p.cu_seqlens_q) {
+    if (p.cu_seqlens_q[0] != 0 || p.cu_seqlens_q[p.batch] != p.total_q)
+      throwRange("mlaAttention: cu_seqlens_q must start at 0 and end at total_q");
+  } else if (p.total_q != p.batch) {
+    throwRange("mlaAttention: without cu_seqlens_q, total_q must equal batch");
+  }
+  std::vector<int> row_seq(static_cast<size_t>(p.total_q));
+  for (int b = 0; b < p.batch; ++b) {
+    const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
+    const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
+    if (r1 < r0) throwRange("mlaAttention: cu_seqlens_q must be non-decreasing");
+    for (int r = r0; r < r1; ++r) row_seq[static_cast<size_t>(r)] = b;
+  }
+
+  const int64_t items = static_cast<int64_t>(p.total_q) * p.heads;
+  parallelFor(items, 2, [&](int64_t begin, int64_t end) {
+    std::vector<float> q(kMlaRow), acc(kMlaLatent), kv(kMlaRow), scores;
+    for (int64_t item = begin; item < end; ++item) {
+      const int row = static_cast<int>(item / p.heads);
+      const int h = static_cast<int>(item % p.heads);
+      const int b = row_seq[static_cast<size_t>(row)];
+      const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
+      const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
+      const int64_t len_k = std::max(p.seq_lens[b], 0);
+      const int64_t pos = len_k - (r1 - r0) + (row - r0);  // bottom-right aligned
+      const int64_t hi = p.causal ? std::min<int64_t>(len_k, std::max<int64_t>(pos + 1, 0)) : len_k;
+      const int64_t table_row = p.cache.block_table_rows ? p.cache.block_table_rows[b] : b;
+      const int32_t* bt = p.cache.block_table + table_row * p.cache.block_table_stride;
+      loadRow(p.q, row * p.q_row_stride + h * p.q_head_stride, p.dtype, kMlaRow, q.data());
+
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      float lse = -std::numeric_limits<float>::infinity();
+      if (hi > 0) {
+        scores.assign(static_cast<size_t>(hi), 0.0f);
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < hi; ++j) {
+          loadCacheRow(p.cache, rowIndex(p.cache, bt, j), kv.data());
+          float dot = 0.0f;
+          for (int c = 0; c < kMlaRow; ++c) dot += q[c] * kv[c];
+          float s = dot * p.scale;
+          if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
+          scores[static_cast<size_t>(j)] = s;
+          mx = std::max(mx, s);
+        }
+        float sum = 0.0f;
+        for (int64_t j = 0; j < hi; ++j) {
+          const float w = std::exp(scores[static_cast<size_t>(j)] - mx);
+          sum += w;
+          loadCacheRow(p.cache, rowIndex(p.cache, bt, j), kv.data());
+          for (int c = 0; c < kMlaLatent; ++c) acc[c] += w * kv[c];  // values: the latent itself
+        }
+        for (int c = 0; c < kMlaLatent; ++c) acc[c] /= sum;
+        lse = mx + std::log(sum);
+      }
+      storeRow(p.o, row * p.o_row_stride + h * p.o_head_stride, p.dtype, kMlaLatent, acc.data());
+      if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads + h] = lse;
+    }
+  });
+}
+
+}  // namespace attn::cpu

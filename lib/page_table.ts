@@ -1,0 +1,242 @@
+/**
+ * Page allocation for paged caches: per-sequence page lists with reference counts (fork shares
+ * pages, a write into a shared page copies it first), free lists, and the device block table.
+ * It knows nothing about what a page holds; the cache that owns it moves the data.
+ * @internal
+ */
+import { Device } from './device';
+import { checkInteger, describe } from './errors';
+import { native } from './native';
+import { Tensor } from './tensor';
+
+/** Geometry of a {@link PageTable}. @internal */
+export interface PageTableOptions {
+  /** Class name used in error messages. */
+  owner: string;
+  layers: number;
+  pageSize: number;
+  capacityPages: number;
+  maxSequences: number;
+  maxPagesPerSequence: number;
+  device: Device;
+}
+
+/** One sequence's pages and per-layer lengths. @internal */
+export interface SequenceState {
+  row: number;
+  pages: number[];
+  /** Tokens written per layer. */
+  lengths: number[];
+}
+
+/** What an append needs from the allocator: the kernel's arguments and the pages to copy first. @internal */
+export interface AppendPlan {
+  states: SequenceState[];
+  counts: number[];
+  rows: Int32Array;
+  cuNew: Int32Array;
+  startPos: Int32Array;
+  /** Copy-on-write pairs: page copySrc[i] must be copied to copyDst[i] before the write. */
+  copySrc: Int32Array;
+  copyDst: Int32Array;
+}
+
+/** @internal */
+export class PageTable {
+  readonly owner: string;
+  readonly layers: number;
+  readonly pageSize: number;
+  readonly capacityPages: number;
+  readonly maxSequences: number;
+  readonly maxPagesPerSequence: number;
+  /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. */
+  readonly blockTable: Tensor;
+
+  private readonly seqs = new Map<number, SequenceState>();
+  private readonly refCount: Int32Array;
+  private readonly freePages: number[];
+  private readonly freeRows: number[];
+  private nextId = 0;
+
+  constructor(o: PageTableOptions) {
+    this.owner = o.owner;
+    this.layers = o.layers;
+    this.pageSize = o.pageSize;
+    this.capacityPages = o.capacityPages;
+    this.maxSequences = o.maxSequences;
+    this.maxPagesPerSequence = o.maxPagesPerSequence;
+    this.blockTable = Tensor.full([this.maxSequences, this.maxPagesPerSequence], 0, { dtype: 'int32', device: o.device });
+    this.refCount = new Int32Array(this.capacityPages);
+    // Stacks, popped from the end: low page numbers and rows first.
+    this.freePages = Array.from({ length: this.capacityPages }, (_, i) => this.capacityPages - 1 - i);
+    this.freeRows = Array.from({ length: this.maxSequences }, (_, i) => this.maxSequences - 1 - i);
+  }
+
+  get disposed(): boolean {
+    return this.blockTable.disposed;
+  }
+
+  addSequence(): number {
+    this.checkLive();
+    const row = this.freeRows.pop();
+    if (row === undefined) throw new RangeError(`${this.owner} holds ${this.maxSequences} sequences already (options.maxSequences)`);
+    const id = this.nextId++;
+    this.seqs.set(id, { row, pages: [], lengths: new Array<number>(this.layers).fill(0) });
+    return id;
+  }
+
+  fork(seq: number): number {
+    const src = this.state(seq, 'seq');
+    const id = this.addSequence();
+    const dst = this.seqs.get(id)!;
+    dst.pages = [...src.pages];
+    dst.lengths = [...src.lengths];
+    for (const p of dst.pages) this.refCount[p]++;
+    this.writeTableRow(dst, 0, dst.pages.length);
+    return id;
+  }
+
+  free(seq: number): void {
+    const s = this.state(seq, 'seq');
+    for (const p of s.pages) if (--this.refCount[p] === 0) this.freePages.push(p);
+    this.freeRows.push(s.row);
+    this.seqs.delete(seq);
+  }
+
+  length(seq: number, layer?: number): number {
+    const s = this.state(seq, 'seq');
+    if (layer === undefined) return Math.max(...s.lengths);
+    return s.lengths[checkInteger(layer, 'layer', 0, this.layers - 1)];
+  }
+
+  sequences(): number[] {
+    return [...this.seqs.keys()];
+  }
+
+  /** Validates the sequence argument of an append: one id or a non-empty array of distinct ids. */
+  appendStates(seq: unknown): SequenceState[] {
+    this.checkLive();
+    const ids = typeof seq === 'number' ? [seq] : Array.isArray(seq) ? (seq as unknown[]) : undefined;
+    if (ids === undefined || ids.length === 0) throw new TypeError(`seq must be a sequence id or a non-empty array of ids, got ${describe(seq)}`);
+    const states = ids.map((id, i) => this.state(id, typeof seq === 'number' ? 'seq' : `seq[${i}]`));
+    if (new Set(ids).size !== ids.length) throw new RangeError('seq lists a sequence twice');
+    return states;
+  }
+
+  /**
+   * Plans an append of `counts[i]` tokens to `states[i]` in `layer`: allocates the pages (fresh
+   * ones, and copies of shared pages about to be written) and updates the block tables. Throws a
+   * RangeError before changing anything when the pool runs out. The caller copies the pages, writes
+   * the tokens, then calls {@link PageTable.commit}.
+   */
+  planAppend(states: SequenceState[], layer: number, counts: number[]): AppendPlan {
+    const ps = this.pageSize;
+    let needed = 0;
+    states.forEach((s, i) => {
+      const start = s.lengths[layer];
+      const end = start + counts[i];
+      if (end > this.maxPagesPerSequence * ps)
+        throw new RangeError(`sequence ${this.idOf(s)} would hold ${end} tokens, more than options.maxSequenceLength (${this.maxPagesPerSequence * ps})`);
+      if (counts[i] === 0) return;
+      const last = Math.ceil(end / ps);
+      needed += Math.max(0, last - s.pages.length);
+      for (let p = Math.floor(start / ps); p < Math.min(last, s.pages.length); p++) if (this.refCount[s.pages[p]] > 1) needed++;
+    });
+    if (needed > this.freePages.length)
+      throw new RangeError(`${this.owner} is out of pages: this append needs ${needed}, ${this.freePages.length} of ${this.capacityPages} are free`);
+
+    const copySrc: number[] = [];
+    const copyDst: number[] = [];
+    states.forEach((s, i) => {
+      if (counts[i] === 0) return;
+      const start = s.lengths[layer];
+      const last = Math.ceil((start + counts[i]) / ps);
+      let lo = Infinity;
+      let hi = -1;
+      for (let p = Math.floor(start / ps); p < last; p++) {
+        if (p < s.pages.length && this.refCount[s.pages[p]] <= 1) continue;
+        const fresh = this.freePages.pop()!;
+        this.refCount[fresh] = 1;
+        if (p < s.pages.length) {
+          // Copy-on-write: this sequence writes into a page another one still reads.
+          copySrc.push(s.pages[p]);
+          copyDst.push(fresh);
+          this.refCount[s.pages[p]]--;
+          s.pages[p] = fresh;
+        } else {
+          s.pages.push(fresh);
+        }
+        lo = Math.min(lo, p);
+        hi = Math.max(hi, p);
+      }
+      if (hi >= 0) this.writeTableRow(s, lo, hi + 1);
+    });
+    const cuNew = new Int32Array(states.length + 1);
+    for (let i = 0; i < states.length; i++) cuNew[i + 1] = cuNew[i] + counts[i];
+    return {
+      states, counts, cuNew,
+      rows: Int32Array.from(states, (s) => s.row),
+      startPos: Int32Array.from(states, (s) => s.lengths[layer]),
+      copySrc: Int32Array.from(copySrc),
+      copyDst: Int32Array.from(copyDst),
+    };
+  }
+
+  /** Records the tokens of a planned append as written. */
+  commit(plan: AppendPlan, layer: number): void {
+    plan.states.forEach((s, i) => (s.lengths[layer] += plan.counts[i]));
+  }
+
+  /** Pages in use, pages referenced more than once, and tokens summed over sequences. */
+  counts(): { used: number; shared: number; free: number; sequences: number; tokens: number } {
+    let used = 0;
+    let shared = 0;
+    for (let p = 0; p < this.capacityPages; p++) {
+      if (this.refCount[p] > 0) used++;
+      if (this.refCount[p] > 1) shared++;
+    }
+    let tokens = 0;
+    for (const s of this.seqs.values()) tokens += Math.max(...s.lengths);
+    return { used, shared, free: this.freePages.length, sequences: this.seqs.size, tokens };
+  }
+
+  debugState(): { refCount: Int32Array; freePages: number[]; sequences: Map<number, { row: number; pages: number[]; lengths: number[] }> } {
+    const sequences = new Map<number, { row: number; pages: number[]; lengths: number[] }>();
+    for (const [id, s] of this.seqs) sequences.set(id, { row: s.row, pages: [...s.pages], lengths: [...s.lengths] });
+    return { refCount: Int32Array.from(this.refCount), freePages: [...this.freePages], sequences };
+  }
+
+  batchInfo(ids: readonly number[], layer: number, name: string): { rows: Int32Array; seqLens: Int32Array } {
+    this.checkLive();
+    const states = ids.map((id, i) => this.state(id, `${name}[${i}]`));
+    return { rows: Int32Array.from(states, (s) => s.row), seqLens: Int32Array.from(states, (s) => s.lengths[layer]) };
+  }
+
+  dispose(): void {
+    this.blockTable.dispose();
+    this.seqs.clear();
+  }
+
+  checkLive(): void {
+    if (this.blockTable.disposed) throw new TypeError(`the ${this.owner} has been disposed`);
+  }
+
+  private idOf(s: SequenceState): number {
+    for (const [id, t] of this.seqs) if (t === s) return id;
+    return -1;
+  }
+
+  private state(seq: unknown, name: string): SequenceState {
+    this.checkLive();
+    if (typeof seq !== 'number') throw new TypeError(`${name} must be a sequence id, got ${describe(seq)}`);
+    const s = this.seqs.get(seq);
+    if (!s) throw new RangeError(`${name} ${seq} is not a live sequence of this cache`);
+    return s;
+  }
+
+  private writeTableRow(s: SequenceState, from: number, to: number): void {
+    if (to <= from) return;
+    const view = this.blockTable.narrow(0, s.row, 1).narrow(1, from, to - from);
+    native.write(view, Int32Array.from(s.pages.slice(from, to)));
+  }
+}
