@@ -21,7 +21,9 @@ export interface BlockMaskGrid {
   batch?: number;
   /** 1 (the default) broadcasts over the query heads. */
   heads?: number;
+  /** Query blocks: `ceil(seqQ / 128)` of the attention that uses the mask. */
   numQBlocks: number;
+  /** Key blocks: `ceil(seqK / 128)`. */
   numKBlocks: number;
 }
 
@@ -132,10 +134,13 @@ export class BlockSparseMask implements Disposable {
   readonly batch: number;
   /** Head entries (1 broadcasts over the query heads). */
   readonly heads: number;
+  /** Query blocks (128 rows each). */
   readonly numQBlocks: number;
+  /** Key blocks (128 keys each). */
   readonly numKBlocks: number;
   /** Listed blocks, summed over batch, heads and rows. */
   readonly nnz: number;
+  /** Where rowPtr and colIdx live. */
   readonly device: Device;
   /** Row offsets, int32 `[batch * heads * (numQBlocks + 1)]`, absolute offsets into colIdx. Read only. */
   readonly rowPtr: Tensor;

@@ -1,16 +1,18 @@
 #!/usr/bin/env node
 // attn-cuda's side of the GPU benchmark (scripts/gpu-check.sh runs it next to bench_torch.py).
-//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense|decode|mla]
+//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense|decode|mla|sparse]
 // dense: the FlashAttention grid (head dim {64,128,256} x seq {512..16k} x causal, 16k tokens/batch).
 // decode: paged decode, 32 q heads / 8 kv heads, d128, bf16, batch {1,16,64,128} x context {2k,8k,32k},
 //         page size 16 and 256, timed by CUDA events around back-to-back launches (no JS overhead).
 // mla (only with --only mla): MLA decode over PagedLatentCache, batch 64, heads {16,128}, context
 //         {4k..32k}, bf16 and fp8 caches, page 64; latent cache TB/s and TFLOP/s.
+// sparse (only with --only sparse): block-sparse forward at 16k (d128, bf16, 16 heads) with masks of
+//         density 100/50/25/10% vs dense, and top-k decode (1/8 of the pages) vs full decode at 32k.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
 const root = path.join(__dirname, '..');
-const { Tensor, PagedKVCache, PagedLatentCache, synchronize, cuda } = require(root);
+const { Tensor, PagedKVCache, PagedLatentCache, BlockSparseMask, attention, synchronize, cuda } = require(root);
 const { benchAttention, defaultGrid } = require(path.join(root, 'dist', 'bench.js'));
 const { native } = require(path.join(root, 'dist', 'native.js'));
 
@@ -161,11 +163,105 @@ async function mla() {
   return results;
 }
 
+// ---- sparse: block-sparse forward and top-k decode (--only sparse) ----------------------------
+
+// The benchmark's block masks, rebuilt identically by scripts/bench_torch.py: row i keeps key block
+// j iff (37 j + 11 i) mod nK < count, a scattered pattern with exactly `count` blocks in every row.
+function hashedGrid(nQ, nK, count) {
+  const g = new Uint8Array(nQ * nK);
+  for (let i = 0; i < nQ; i++) for (let j = 0; j < nK; j++) g[i * nK + j] = (37 * j + 11 * i) % nK < count ? 1 : 0;
+  return g;
+}
+
+// Median ms per call over `reps` timed bursts of ~50 ms (host timed: at 16k one call is milliseconds).
+async function timeCalls(run, reps = 7) {
+  run();
+  await synchronize(device);
+  let t0 = performance.now();
+  run();
+  await synchronize(device);
+  const iters = Math.max(1, Math.min(200, Math.round(50 / Math.max(performance.now() - t0, 1e-3))));
+  const times = [];
+  for (let r = 0; r < reps; r++) {
+    t0 = performance.now();
+    for (let i = 0; i < iters; i++) run();
+    await synchronize(device);
+    times.push((performance.now() - t0) / iters);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(reps / 2)];
+}
+
+async function sparseForward() {
+  const S = 16384, H = 16, D = 128, B = 128;
+  const nb = S / B;
+  const shape = [1, S, H, D];
+  const [q, k, v] = [0, 1, 2].map(() => Tensor.randn(shape, { dtype: 'bf16', device }));
+  const out = Tensor.empty(shape, { dtype: 'bf16', device });
+  const time = (blockMask) => timeCalls(() => attention(q, k, v, { out, returnLse: false, blockMask }));
+  process.stderr.write('sparse forward: dense\n');
+  const denseMs = await time(undefined);
+  const rows = [{ mask: 'dense (no mask)', density: 1, ms: denseMs }];
+  const masks = [['all blocks', nb], ['hashed 50%', nb / 2], ['hashed 25%', nb / 4], ['hashed 10%', Math.round(nb / 10)]]
+    .map(([name, count]) => [name, BlockSparseMask.fromDense(hashedGrid(nb, nb, count), { numQBlocks: nb, numKBlocks: nb }, { device })]);
+  masks.push(['radial band 2', BlockSparseMask.radial({ seqLenQ: S, bandBlocks: 2, device })]);
+  for (const [name, mask] of masks) {
+    process.stderr.write(`sparse forward: ${name}\n`);
+    const ms = await time(mask);
+    rows.push({ mask: name, density: mask.density(), ms, vsDenseScaled: ms / (mask.density() * denseMs) });
+    mask.dispose();
+  }
+  for (const t of [q, k, v, out]) t.dispose();
+  return { seqLen: S, heads: H, headDim: D, batch: 1, dtype: 'bf16', rows };
+}
+
+async function topKDecodeCase(batch, context, pageSize) {
+  const { heads, kvHeads, headDim } = DECODE;
+  const cache = new PagedKVCache({
+    layers: 1, kvHeads, headDim, pageSize, dtype: 'bf16', device, pageSummaries: true,
+    capacityPages: batch * Math.ceil(context / pageSize), maxSequences: batch, maxSequenceLength: context,
+  });
+  const k = Tensor.randn([context, kvHeads, headDim], { dtype: 'bf16', device });
+  const v = Tensor.randn([context, kvHeads, headDim], { dtype: 'bf16', device });
+  const seqs = [];
+  for (let b = 0; b < batch; b++) {
+    const s = cache.addSequence();
+    cache.append(s, 0, k, v);
+    seqs.push(s);
+  }
+  const q = Tensor.randn([batch, heads, headDim], { dtype: 'bf16', device });
+  const out = Tensor.empty([batch, heads, headDim], { dtype: 'bf16', device });
+  const { rows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
+  const pages = Math.ceil(context / pageSize);
+  const topKPages = Math.max(2, Math.round(pages / 8));
+  const fullMs = await timeDecode(q, cache.pool, cache.blockTable, out, rows, seqLens);
+  const params = { scale: 1 / Math.sqrt(headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits: 0, topKPages, summaries: cache.summaries };
+  native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: 20 });
+  await synchronize(device);
+  const times = [];
+  for (let r = 0; r < 5; r++) times.push(native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: 20 }));
+  const topKMs = times.sort((a, b) => a - b)[2];
+  for (const t of [k, v, q, out]) t.dispose();
+  cache.dispose();
+  return { batch, context, pageSize, heads, kvHeads, headDim, pages, topKPages, fullMs, topKMs, speedup: fullMs / topKMs };
+}
+
+async function sparse() {
+  const forward = await sparseForward();
+  const decode = [];
+  for (const batch of quick ? [16] : [1, 16])
+    for (const pageSize of [64, 16]) {
+      process.stderr.write(`top-k decode batch ${batch} page ${pageSize}\n`);
+      decode.push(await topKDecodeCase(batch, 32768, pageSize));
+    }
+  return { forward, decode };
+}
+
 (async () => {
   const result = { device: cuda.devices()[0], date: new Date().toISOString() };
   if (!only || only === 'dense') result.dense = await dense();
   if (!only || only === 'decode') result.decode = await decode();
   if (only === 'mla') result.mla = await mla();
+  if (only === 'sparse') result.sparse = await sparse();
   fs.writeFileSync(outPath, JSON.stringify(result, null, 2));
   console.error(`wrote ${outPath}`);
 })().catch((e) => {

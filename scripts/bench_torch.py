@@ -149,6 +149,83 @@ def mla():
     return res
 
 
+def hashed_grid(nq, nk, count):
+    """The block mask of scripts/bench-gpu.js: row i keeps key block j iff (37 j + 11 i) mod nk < count."""
+    i = torch.arange(nq, device=dev)[:, None]
+    j = torch.arange(nk, device=dev)[None, :]
+    return (37 * j + 11 * i) % nk < count
+
+
+def radial_grid(n, band):
+    """BlockSparseMask.radial({ bandBlocks: band }) for n x n blocks (non-causal, no sinks)."""
+    i = torch.arange(n, device=dev)[:, None]
+    j = torch.arange(n, device=dev)[None, :]
+    dist = (i - j).abs()
+    s = torch.ceil(torch.log2(dist.clamp(min=1).float() / band)).clamp(min=1).long()
+    return (dist <= band) | (j % (2 ** s) == 0)
+
+
+def flex_block_mask(grid):
+    """A FlexAttention BlockMask listing grid's blocks as full blocks (no mask_mod evaluation)."""
+    from torch.nn.attention.flex_attention import BlockMask, create_block_mask
+    nq, nk = grid.shape
+    try:
+        num = grid.sum(-1).int()[None, None]
+        idx = torch.argsort((~grid).int(), dim=-1, stable=True).int()[None, None]
+        return BlockMask.from_kv_blocks(torch.zeros_like(num), idx, num, idx, BLOCK_SIZE=128)
+    except Exception:  # older signatures: build it from a mask_mod over the same grid
+        return create_block_mask(lambda b, h, q, kv: grid[q // 128, kv // 128], 1, 1, nq * 128, nk * 128, device=dev)
+
+
+def sparse():
+    """Peers of bench-gpu.js --only sparse: FlexAttention with the same block masks at 16k, SDPA
+    dense, and SDPA decode at the full (32k) and the top-k (4k) context."""
+    S, H, D = 16384, 16, 128
+    nb = S // 128
+    q, k, v = (torch.randn(1, H, S, D, device=dev, dtype=torch.bfloat16) for _ in range(3))
+    fwd = {"seqLen": S, "heads": H, "headDim": D}
+    try:
+        with sdpa_kernel([BACKENDS["flash"]]):
+            fwd["sdpaFlashMs"] = time_ms(lambda: F.scaled_dot_product_attention(q, k, v))
+    except Exception as ex:
+        fwd["sdpaFlashError"] = str(ex)[:200]
+    rows = []
+    try:
+        from torch.nn.attention.flex_attention import flex_attention
+        flex = torch.compile(flex_attention, dynamic=False)
+        masks = [("all blocks", hashed_grid(nb, nb, nb)), ("hashed 50%", hashed_grid(nb, nb, nb // 2)),
+                 ("hashed 25%", hashed_grid(nb, nb, nb // 4)), ("hashed 10%", hashed_grid(nb, nb, round(nb / 10))),
+                 ("radial band 2", radial_grid(nb, 2))]
+        for name, grid in masks:
+            row = {"mask": name, "density": grid.float().mean().item()}
+            try:
+                bm = flex_block_mask(grid)
+                row["flexMs"] = time_ms(lambda: flex(q, k, v, block_mask=bm))
+            except Exception as ex:
+                row["flexError"] = str(ex)[:200]
+            print(f"torch sparse {name}: flex {row.get('flexMs', float('nan')):.3f} ms", file=sys.stderr)
+            rows.append(row)
+    except Exception as ex:  # no FlexAttention in this torch
+        fwd["flexError"] = str(ex)[:200]
+    fwd["rows"] = rows
+    del q, k, v
+    dec = []
+    for B in ([16] if quick else [1, 16]):
+        row = {"batch": B}
+        for name, L in [("full", 32768), ("eighth", 4096)]:
+            qd = torch.randn(B, 32, 1, 128, device=dev, dtype=torch.bfloat16)
+            kd, vd = (torch.randn(B, 8, L, 128, device=dev, dtype=torch.bfloat16) for _ in range(2))
+            for backend in ["flash", "cudnn"]:
+                try:
+                    with sdpa_kernel([BACKENDS[backend]]):
+                        row[f"{backend}_{name}Ms"] = graph_ms(lambda: F.scaled_dot_product_attention(qd, kd, vd, enable_gqa=True))
+                except Exception as ex:
+                    row[f"{backend}_{name}Error"] = str(ex)[:120]
+            del qd, kd, vd
+        dec.append(row)
+    return {"forward": fwd, "decode": dec}
+
+
 only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 result = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name()}
 if only in (None, "dense"):
@@ -157,4 +234,6 @@ if only in (None, "decode"):
     result["decode"] = decode()
 if only == "mla":
     result["mla"] = mla()
+if only == "sparse":
+    result["sparse"] = sparse()
 json.dump(result, open(out_path, "w"), indent=2)

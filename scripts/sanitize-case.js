@@ -2,7 +2,7 @@
 // the boundary paths run, causal + window, varlen, GQA, paged decode with splits, append, fork.
 'use strict';
 const path = require('node:path');
-const { attention, Tensor, PagedKVCache, pagedAttention, synchronize, PagedLatentCache, mlaDecode } = require(path.join(__dirname, '..'));
+const { attention, BlockSparseMask, Tensor, PagedKVCache, pagedAttention, synchronize, PagedLatentCache, mlaDecode } = require(path.join(__dirname, '..'));
 
 (async () => {
   const device = 'cuda:0';
@@ -23,6 +23,15 @@ const { attention, Tensor, PagedKVCache, pagedAttention, synchronize, PagedLaten
     pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { numSplits: 4 });
     pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { numSplits: 1 });
     pagedAttention(Tensor.randn([5, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { queryCounts: [2, 3] });
+    // Block-sparse forward (one key block of two listed) and top-k decode over page summaries.
+    const mask = BlockSparseMask.fromDense([1, 0], { numQBlocks: 1, numKBlocks: 2 }, { device });
+    attention(q, k, v, { causal: true, blockMask: mask });
+    const sc = new PagedKVCache({ layers: 1, kvHeads: 2, headDim: d, pageSize: 16, capacityPages: 64, dtype: 'bf16', device, pageSummaries: true });
+    const c = sc.addSequence();
+    sc.append(c, 0, Tensor.randn([300, 2, d], { dtype: 'bf16', device }), Tensor.randn([300, 2, d], { dtype: 'bf16', device }));
+    const e = sc.fork(c);
+    sc.append([c, e], 0, Tensor.randn([7, 2, d], { dtype: 'bf16', device }), Tensor.randn([7, 2, d], { dtype: 'bf16', device }), [3, 4]);
+    pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), sc, 0, [c, e], { topK: { pages: 5 }, numSplits: 2 });
     await synchronize(device);
   }
   // MLA: both CTA shapes (16 and 128 heads), bf16 and fp8 caches, splits, prefill, fork.

@@ -42,7 +42,7 @@ function selectPages(kRows: number[][], q: Float64Array, heads: number, kvHeads:
   scores.sort((a, b) => b[0] - a[0] || a[1] - b[1]);
   const m = k - 2;
   const scale = Math.max(...scores.map(([s]) => Math.abs(s)), 1);
-  if (m > 0 && m < scores.length && scores[m - 1][0] - scores[m][0] < 1e-4 * scale) return null;
+  if (m > 0 && m < scores.length && scores[m - 1][0] - scores[m][0] < 2e-5 * scale) return null;
   return [0, ...scores.slice(0, m).map(([, p]) => p).sort((a, b) => a - b), n - 1];
 }
 
