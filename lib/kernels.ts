@@ -6,7 +6,7 @@ import type { DType } from './dtype';
 /** One family of compiled kernels. */
 export interface KernelFamily {
   /** The public op it serves. */
-  op: 'attention' | 'pagedAttention';
+  op: 'attention' | 'pagedAttention' | 'quantizedAttention';
   /** `cpu` or `cuda`. */
   backend: 'cpu' | 'cuda';
   /** Lowest compute capability (cuda only). */
@@ -24,6 +24,8 @@ export const KERNEL_FAMILIES: readonly KernelFamily[] = [
   { op: 'attention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [32, 64, 96, 128, 256], description: 'FlashAttention-2 forward (mma.sync, cp.async)' },
   { op: 'pagedAttention', backend: 'cpu', dtypes: ['f32', 'f16', 'bf16'], headDims: 'any', description: 'paged decode/prefill, multi-threaded' },
   { op: 'pagedAttention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [64, 128, 256], description: 'split-KV paged decode (flash-decoding), GQA-grouped' },
+  { op: 'quantizedAttention', backend: 'cpu', dtypes: ['f32', 'f16', 'bf16'], headDims: 'any', description: 'quantized forward, emulates the CUDA rounding exactly' },
+  { op: 'quantizedAttention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [64, 128], description: "SageAttention-style INT8 Q·Kᵀ + f16 P·V ('int8'), FP8 P·V on sm_89+ ('int8-fp8')" },
 ];
 
 /** The families usable on `device`. */
