@@ -22,9 +22,9 @@ export interface KvCase {
  * contract; fp8 e4m3 rounds K and V with ~2.5% rms relative error each, which bounds the output's
  * relative L2 error near 4% on zero-mean V, so it is held to 6e-2 and cosine >= 0.998.
  */
-export const KV_CONTRACT: Record<KvCase['dtype'], { cos: number; rel: number }> = {
-  int8: { cos: 0.999, rel: 3e-2 },
-  fp8: { cos: 0.998, rel: 6e-2 },
+export const KV_CONTRACT: Record<KvCase['dtype'], { cos: number; rel: number; lse: number }> = {
+  int8: { cos: 0.999, rel: 3e-2, lse: 0.1 },
+  fp8: { cos: 0.998, rel: 6e-2, lse: 0.25 },
 };
 
 /** The shapes both suites run (the GPU suite adds head dims and split counts). */
