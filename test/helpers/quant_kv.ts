@@ -47,16 +47,31 @@ async function rounded(t: Tensor): Promise<Float64Array> {
   return Float64Array.from(await t.toArray());
 }
 
+/** Host inputs of a case: K and V per sequence, all queries. */
+export interface KvData {
+  k: Float32Array[];
+  v: Float32Array[];
+  q: Float32Array;
+}
+
+export function makeKvData(c: KvCase): KvData {
+  const outliers = pickChannels(c.headDim, 4);
+  const totalQ = (c.options?.queryCounts ?? c.lens.map(() => 1)).reduce((a, b) => a + b, 0);
+  return {
+    k: c.lens.map((n) => makeValues(c.kind, 'k', n, c.kvHeads, c.headDim, outliers)),
+    v: c.lens.map((n) => makeValues(c.kind, 'v', n, c.kvHeads, c.headDim, outliers)),
+    q: makeValues(c.kind, 'q', totalQ, c.heads, c.headDim, outliers),
+  };
+}
+
 /** Fills a fresh cache with `c`'s sequences and measures pagedAttention against float64. */
-export async function runKvCase(c: KvCase): Promise<Accuracy> {
+export async function runKvCase(c: KvCase, data: KvData = makeKvData(c)): Promise<Accuracy & { out: Float64Array }> {
   const { device, headDim: D, kvHeads, heads } = c;
   const layer = 1;
   const pages = c.lens.reduce((a, n) => a + Math.ceil(n / c.pageSize) + 1, 0);
   const cache = new PagedKVCache({ layers: 2, kvHeads, headDim: D, pageSize: c.pageSize, capacityPages: pages, dtype: c.dtype, computeDtype: c.computeDtype, device });
   const seqs = c.lens.map(() => cache.addSequence());
-  const outliers = pickChannels(D, 4);
-  const k = c.lens.map((n) => makeValues(c.kind, 'k', n, kvHeads, D, outliers));
-  const v = c.lens.map((n) => makeValues(c.kind, 'v', n, kvHeads, D, outliers));
+  const { k, v } = data;
   const kHost: Float64Array[] = c.lens.map((n) => new Float64Array(n * kvHeads * D));
   const vHost: Float64Array[] = c.lens.map((n) => new Float64Array(n * kvHeads * D));
   const w = kvHeads * D;
@@ -89,7 +104,7 @@ export async function runKvCase(c: KvCase): Promise<Accuracy> {
 
   const counts = c.options?.queryCounts ?? c.lens.map(() => 1);
   const totalQ = counts.reduce((a, b) => a + b, 0);
-  const q = Tensor.fromArray(makeValues(c.kind, 'q', totalQ, heads, D, outliers), [totalQ, heads, D], { dtype: c.computeDtype, device });
+  const q = Tensor.fromArray(data.q, [totalQ, heads, D], { dtype: c.computeDtype, device });
   const out = Tensor.full([totalQ, heads, D], NaN, { dtype: c.computeDtype, device });
   const { lse } = pagedAttention(q, cache, layer, seqs, { ...c.options, out });
   const [qh, oh, lh] = await Promise.all([rounded(q), rounded(out), rounded(lse!)]);
@@ -117,5 +132,5 @@ export async function runKvCase(c: KvCase): Promise<Accuracy> {
       }
     row += nq;
   });
-  return accuracy({ out: oh, lse: Float64Array.from(gotLse) }, { out: Float64Array.from(ref), lse: Float64Array.from(refLse) });
+  return { ...accuracy({ out: oh, lse: Float64Array.from(gotLse) }, { out: Float64Array.from(ref), lse: Float64Array.from(refLse) }), out: oh };
 }

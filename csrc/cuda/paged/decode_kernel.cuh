@@ -527,6 +527,8 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
 template <typename T, int D, bool kQuant = false>
 void launchPagedDecode(const DecodeArgs& args, cudaStream_t stream) {
   using Cfg = DecodeCfg<D>;
+  static_assert(!kQuant || kDecodeWarps * kDecodeRows * Cfg::kOStride * 4 <= decodeQuantSmemBytes(D, Cfg::kStages),
+                "epilogue buffer fits the quantized layout");
   auto kernel = pagedDecodeKernel<T, D, kQuant>;
   DecodeArgs a = args;
   const dim3 grid(static_cast<unsigned>(a.batch) * a.heads_kv * a.mblocks, a.num_splits);

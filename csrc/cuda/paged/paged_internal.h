@@ -69,10 +69,11 @@ struct DecodeArgs {
 };
 
 // Shared memory of the quantized-cache kernel: Q tile, `stages` x 8-bit (K, V) tiles, one 16-bit
-// (K, V) tile pair the 8-bit tile is converted into, and `stages` x (K, V) x 64 per-key scales.
+// (K, V) tile pair the 8-bit tile is converted into, `stages` x (K, V) x 64 per-key scales and
+// the 16 rows' q . k_smooth.
 constexpr int decodeQuantSmemBytes(int head_dim, int stages) {
   return kDecodeRows * head_dim * 2 + stages * 2 * kDecodeTileKeys * head_dim + 2 * kDecodeTileKeys * head_dim * 2 +
-         stages * 2 * kDecodeTileKeys * 4;
+         stages * 2 * kDecodeTileKeys * 4 + kDecodeRows * 4;
 }
 
 // One file per head_dim (decode_hd*.cu); each dispatches F16 / BF16.
