@@ -1,4 +1,5 @@
-import { attention, QuantizedMode, Tensor } from '../lib';
+import { attention, PagedKVCache, pagedAttention, Tensor } from '../lib';
+import { ShadowCache } from './helpers/paged';
 import { accuracy, CONTRACT, LSE_TOL, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './helpers/quant';
 import { expectThrows } from './helpers/throws';
 import { KV_CONTRACT, quantKvCases, runKvCase } from './helpers/quant_kv';
@@ -66,5 +67,34 @@ describe('quantized paged KV cache on the CPU meets the accuracy contract agains
     expect(r.cos).toBeGreaterThanOrEqual(KV_CONTRACT[c.dtype].cos);
     expect(r.rel).toBeLessThanOrEqual(KV_CONTRACT[c.dtype].rel);
     expect(r.lseErr).toBeLessThan(KV_CONTRACT[c.dtype].lse);
+  });
+});
+
+describe('quantized paged KV cache: fork, copy-on-write and errors', () => {
+  test.each(['int8', 'fp8'] as const)('%s: a fork shares pages; a copied page keeps its scales', async (dtype) => {
+    const shadow = new ShadowCache(new PagedKVCache({ layers: 2, kvHeads: 2, headDim: 32, pageSize: 8, capacityPages: 32, dtype, device: 'cpu' }));
+    const a = shadow.add();
+    await shadow.append([a], 1, [20]); // pages 0, 1 full, page 2 holds 4 tokens
+    const b = shadow.fork(a);
+    await shadow.append([a], 1, [3]); // a writes into the shared partial page: copied (pages and scales) first
+    await shadow.append([b], 1, [9]);
+    for (const seqs of [[a, b], [b], [a]]) {
+      await shadow.check(seqs, 1, 4);
+      expect(shadow.lastError.out).toBeLessThan(KV_CONTRACT[dtype].rel);
+      expect(shadow.lastError.lse).toBeLessThan(1e-2);
+    }
+  });
+
+  test('options and argument errors', () => {
+    expectThrows(() => new PagedKVCache({ layers: 1, kvHeads: 1, headDim: 8, capacityPages: 4, dtype: 'int32' }), 'RangeError', /options.dtype must be f32, f16, bf16, fp8 \(fp8e4m3\) or int8/);
+    expectThrows(() => new PagedKVCache({ layers: 1, kvHeads: 1, headDim: 8, capacityPages: 4, dtype: 'fp8', computeDtype: 'int8' }), 'RangeError', /options.computeDtype must be f32, f16 or bf16/);
+    expectThrows(() => new PagedKVCache({ layers: 1, kvHeads: 1, headDim: 8, capacityPages: 4, dtype: 'f32', computeDtype: 'bf16' }), 'RangeError', /equal dtype unless/);
+    const cache = new PagedKVCache({ layers: 1, kvHeads: 1, headDim: 8, capacityPages: 4, dtype: 'int8', computeDtype: 'bf16', device: 'cpu' });
+    expect(cache.quantized).toBe(true);
+    const s = cache.addSequence();
+    expectThrows(() => cache.append(s, 0, Tensor.randn([2, 1, 8]), Tensor.randn([2, 1, 8])), 'RangeError', /k must be bf16 on cpu like the cache/);
+    cache.append(s, 0, Tensor.randn([2, 1, 8], { dtype: 'bf16' }), Tensor.randn([2, 1, 8], { dtype: 'bf16' }));
+    expectThrows(() => pagedAttention(Tensor.randn([1, 1, 8]), cache, 0, [s]), 'RangeError', /q must be bf16 on cpu like the cache/);
+    expect(cache.usage().bytesPerPage).toBe(2 * 16 * (8 + 4));
   });
 });
