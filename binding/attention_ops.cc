@@ -4,7 +4,9 @@
 #include "block_mask.h"
 #include "common/attention_params.h"
 #include "common/error.h"
+#include "common/quant.h"
 #include "cpu/attention.h"
+#include "cpu/quant_attention.h"
 #include "device_exec.h"
 #include "errors.h"
 #include "host_arrays.h"
@@ -14,6 +16,8 @@
 
 #ifdef ATTN_WITH_CUDA
 #include "cuda/flash/flash_forward.h"
+#include "cuda/quant/quant_forward.h"
+#include "cuda/timing/event_timer.h"
 #endif
 
 namespace binding {
@@ -109,6 +113,17 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     if (p.causal && (p.window_right < 0 || p.window_right > 0)) p.window_right = 0;
     std::vector<float> slopes = float32ArrayOpt(opt, "alibiSlopes");
     if (!slopes.empty() && static_cast<int>(slopes.size()) != p.heads_q) attn::throwRange("options.alibiSlopes must have one slope per q head");
+    // Quantized forward (csrc/common/quant.h): 0 off, 1 int8-fp8, 2 int8.
+    const int quantized = intOpt(opt, "quantized", 0);
+    if (quantized < 0 || quantized > 2) attn::throwRange("options.quantized must be 0, 1 or 2");
+    const attn::QuantMode mode = static_cast<attn::QuantMode>(quantized);
+    if (mode != attn::QuantMode::None && (p.softcap > 0.0f || !slopes.empty()))
+      attn::throwRange("options.quantized supports neither options.softcap nor options.alibiSlopes");
+    // Benchmark hook (scripts/, quantized CUDA only): time benchIters back-to-back calls with CUDA
+    // events; returns [ms per call with preprocessing, ms per attention kernel alone]. Blocks.
+    const int benchIters = intOpt(opt, "benchIters", 0);
+    double benchAll = -1.0, benchKernel = -1.0;
+    (void)benchIters;  // used by the CUDA path only
 
     p.q = q.data();
     p.k = k.data();
@@ -136,13 +151,42 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     holds->insert(holds->end(), maskS.begin(), maskS.end());
     if (!dev.isCuda() && p.dtype != attn::DType::F32 && p.dtype != attn::DType::F16 && p.dtype != attn::DType::BF16)
       attn::throwType(std::string("attention on cpu supports f32, f16 and bf16, not ") + attn::dtypeName(p.dtype));
-    launch(dev, [p, holds] { attn::cpu::attentionForward(p); }, [&](const CudaTarget& c) {
+    launch(dev, [p, holds, mode] {
+      if (mode == attn::QuantMode::None) attn::cpu::attentionForward(p);
+      else attn::cpu::quantAttentionForward(p, mode);
+    }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
       std::string why;
+      if (mode != attn::QuantMode::None) {
+        if (!attn::cuda::quantForwardSupported(p, mode, c.sm, &why)) attn::throwRange("attention on " + dev.str() + ": " + why);
+        const attn::cuda::QuantForwardPlan plan =
+            attn::cuda::quantForwardPlan(p, mode, varlen ? cuQ.data() : nullptr, varlen ? cuK.data() : nullptr);
+        // Stream-ordered: these blocks return to the cache after the launches and are reused in order.
+        attn::StoragePtr qs = toDevice(dev, plan.q_start), ks = toDevice(dev, plan.k_start), kps = toDevice(dev, plan.kp_start);
+        attn::StoragePtr ws = allocate(dev, plan.workspace_bytes);
+        attn::cuda::QuantForwardBuffers buf;
+        buf.q_start = static_cast<const int32_t*>(qs->data());
+        buf.k_start = static_cast<const int32_t*>(ks->data());
+        buf.kp_start = static_cast<const int32_t*>(kps->data());
+        buf.workspace = ws->data();
+        if (benchIters <= 0) {
+          attn::cuda::quantForward(p, mode, plan, buf, c.stream);
+          return;
+        }
+        benchAll = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::quantForward(p, mode, plan, buf, c.stream); });
+        benchKernel = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::quantForward(p, mode, plan, buf, c.stream, false); });
+        return;
+      }
       if (!attn::cuda::flashForwardSupported(p, c.sm, &why)) attn::throwRange("attention on " + dev.str() + ": " + why);
       attn::cuda::flashForward(p, c.sm, c.stream);
 #endif
     });
+    if (benchAll >= 0) {
+      Napi::Array r = Napi::Array::New(info.Env(), 2);
+      r.Set(0u, Napi::Number::New(info.Env(), benchAll));
+      r.Set(1u, Napi::Number::New(info.Env(), benchKernel));
+      return r;
+    }
     return info.Env().Undefined();
   });
 }

@@ -64,6 +64,29 @@ void setPoolFields(Params& p, const TensorRef& pool, const PoolGeometry& g, int 
   p.block_table_stride = static_cast<int>(table.shape[1]);
 }
 
+bool isQuantDType(attn::DType t) { return t == attn::DType::FP8E4M3 || t == attn::DType::INT8; }
+
+// A quantized pool's scale pool [layers, 2, pages, kvHeads, pageSize, 1] and smoothing vectors
+// [layers, kvHeads, headDim], both f32 on the pool's device (lib/paged_kv_cache.ts owns them).
+template <typename Params>
+void setQuantFields(Params& p, const TensorRef& pool, const PoolGeometry& g, int layer, const TensorRef& scales,
+                    const TensorRef& smooth) {
+  const std::vector<int64_t> sshape{g.layers, 2, g.pages, g.heads, g.pageSize, 1};
+  if (scales.shape != sshape || !scales.contiguous() || scales.dtype != attn::DType::F32 || !(scales.device() == pool.device()))
+    attn::throwRange("scales must be a contiguous f32 [layers, 2, pages, kvHeads, pageSize, 1] tensor on the pool's device");
+  const std::vector<int64_t> mshape{g.layers, g.heads, g.dim};
+  if (smooth.shape != mshape || !smooth.contiguous() || smooth.dtype != attn::DType::F32 || !(smooth.device() == pool.device()))
+    attn::throwRange("kSmooth must be a contiguous f32 [layers, kvHeads, headDim] tensor on the pool's device");
+  const int64_t plane = static_cast<int64_t>(g.pages) * g.heads * g.pageSize;
+  float* base = reinterpret_cast<float*>(scales.data());
+  p.cache_dtype = pool.dtype;
+  p.k_scales = base + 2 * layer * plane;
+  p.v_scales = base + (2 * layer + 1) * plane;
+  p.scale_page_stride = static_cast<int64_t>(g.heads) * g.pageSize;
+  p.scale_head_stride = g.pageSize;
+  p.k_smooth = reinterpret_cast<float*>(smooth.data()) + static_cast<int64_t>(layer) * g.heads * g.dim;
+}
+
 const TensorRef& checkTable(const TensorRef& table, const TensorRef& pool, const std::vector<int32_t>& rows) {
   if (table.shape.size() != 2 || !table.contiguous() || table.dtype != attn::DType::INT32 || !(table.device() == pool.device()))
     attn::throwRange("blockTable must be a contiguous 2-d int32 tensor on the pool's device");
@@ -82,17 +105,28 @@ Napi::Value pagedAppend(const Napi::CallbackInfo& info) {
     Napi::Object opt = info[5].As<Napi::Object>();
     std::vector<int32_t> rows = int32ArrayOpt(opt, "rows"), cuNew = int32ArrayOpt(opt, "cuNew"), startPos = int32ArrayOpt(opt, "startPos");
     checkTable(table, pool, rows);
+    const bool quant = isQuantDType(pool.dtype);
+    TensorRef scales, smooth;
+    if (quant && !(optionalTensorRef(info[6], "scales", &scales) && optionalTensorRef(info[7], "kSmooth", &smooth)))
+      attn::throwRange("a quantized pool needs its scales and kSmooth tensors");
     for (const TensorRef* t : {&k, &v}) {
       if (t->shape.size() != 3 || t->shape[1] != g.heads || t->shape[2] != g.dim || t->strides[2] != 1)
         attn::throwRange("k and v must be [tokens, kvHeads, headDim] matching the cache");
-      if (t->dtype != pool.dtype || !(t->device() == pool.device())) attn::throwRange("k and v must match the cache's dtype and device");
+      if ((quant ? isQuantDType(t->dtype) : t->dtype != pool.dtype) || !(t->device() == pool.device()))
+        attn::throwRange("k and v must match the cache's dtype and device");
     }
     if (k.shape != v.shape) attn::throwRange("k and v must have one shape");
     if (rows.empty() || cuNew.size() != rows.size() + 1 || startPos.size() != rows.size() || cuNew.back() != k.shape[0])
       attn::throwRange("rows, cuNew and startPos disagree with each other or with k");
 
     attn::PagedAppendParams p;
-    p.dtype = pool.dtype;
+    p.dtype = k.dtype;  // the pool's, or its compute dtype when the pool is quantized
+    p.cache_dtype = pool.dtype;
+    if (k.dtype != v.dtype) attn::throwRange("k and v must have one dtype");
+    if (quant) {
+      setQuantFields(p, pool, g, layer, scales, smooth);
+      p.init_smoothing = boolOpt(opt, "initSmoothing", false);
+    }
     p.k = k.data();
     p.v = v.data();
     p.k_row_stride = k.stride(0);
@@ -112,8 +146,9 @@ Napi::Value pagedAppend(const Napi::CallbackInfo& info) {
     p.block_table_rows = static_cast<const int32_t*>(rowsS->data());
     p.cu_new = static_cast<const int32_t*>(cuS->data());
     p.start_pos = static_cast<const int32_t*>(startS->data());
-    auto holds = std::make_shared<std::vector<attn::StoragePtr>>(
-        std::vector<attn::StoragePtr>{pool.storage, k.storage, v.storage, table.storage, rowsS, cuS, startS});
+    auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
+        pool.storage, k.storage, v.storage, table.storage, rowsS, cuS, startS, quant ? scales.storage : nullptr,
+        quant ? smooth.storage : nullptr});
     launch(dev, [p, holds] { attn::cpu::pagedAppend(p); }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
       attn::cuda::pagedAppend(p, c.stream);
@@ -137,7 +172,12 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     std::vector<int32_t> rows = int32ArrayOpt(opt, "rows"), seqLens = int32ArrayOpt(opt, "seqLens"), cuQ = int32ArrayOpt(opt, "cuSeqlensQ");
     checkTable(table, pool, rows);
     if (q.shape.size() != 3 || q.shape[2] != g.dim || q.strides[2] != 1) attn::throwRange("q must be [tokens, heads, headDim] matching the cache");
-    if (q.dtype != pool.dtype || !(q.device() == pool.device())) attn::throwRange("q must match the cache's dtype and device");
+    const bool quant = isQuantDType(pool.dtype);
+    TensorRef scales, smooth;
+    if (quant && !(optionalTensorRef(info[7], "scales", &scales) && optionalTensorRef(info[8], "kSmooth", &smooth)))
+      attn::throwRange("a quantized pool needs its scales and kSmooth tensors");
+    if ((quant ? isQuantDType(q.dtype) : q.dtype != pool.dtype) || !(q.device() == pool.device()))
+      attn::throwRange("q must match the cache's dtype and device");
     if (o.shape != q.shape || o.dtype != q.dtype || !(o.device() == q.device()) || o.strides[2] != 1) attn::throwRange("out must match q");
     int heads = static_cast<int>(q.shape[1]);
     if (heads % g.heads != 0) attn::throwRange("q heads must be a multiple of the cache's kv heads");
@@ -166,6 +206,7 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     p.o_row_stride = o.stride(0);
     p.o_head_stride = o.stride(1);
     setPoolFields(p, pool, g, layer, table);
+    if (quant) setQuantFields(p, pool, g, layer, scales, smooth);
     p.batch = static_cast<int>(batch);
     p.total_q = static_cast<int>(q.shape[0]);
     p.max_seqlen_q = maxQ;
@@ -207,7 +248,8 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     // Top-k sparse decode (options.topKPages): p now reads a compacted table the selection writes.
     TopKPlan topk = planTopK(opt, q, pool, layer, seqLens, !cuQ.empty(), p);
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
-        q.storage, pool.storage, table.storage, o.storage, hasLse ? lse.storage : nullptr, rowsS, lensS, cuS, slopeS});
+        q.storage, pool.storage, table.storage, o.storage, hasLse ? lse.storage : nullptr, rowsS, lensS, cuS, slopeS,
+        quant ? scales.storage : nullptr, quant ? smooth.storage : nullptr});
     holds->insert(holds->end(), topk.holds.begin(), topk.holds.end());
     const bool sparse = topk.active;
     const attn::PageTopKParams select = topk.select;

@@ -3,7 +3,7 @@
  * @packageDocumentation
  */
 export { attention } from './attention';
-export type { AttentionOptions, AttentionResult, ScoreOptions } from './attention';
+export type { AttentionOptions, AttentionResult, QuantizedMode, ScoreOptions } from './attention';
 export { cuda, defaultDevice } from './device';
 export type { CudaDeviceInfo, Device } from './device';
 export { DTYPES, dtypeSize } from './dtype';

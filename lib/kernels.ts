@@ -6,7 +6,7 @@ import type { DType } from './dtype';
 /** One family of compiled kernels. */
 export interface KernelFamily {
   /** The public op it serves. */
-  op: 'attention' | 'pagedAttention' | 'mlaDecode';
+  op: 'attention' | 'pagedAttention' | 'mlaDecode' | 'quantizedAttention';
   /** `cpu` or `cuda`. */
   backend: 'cpu' | 'cuda';
   /** Lowest compute capability (cuda only). */
@@ -27,6 +27,8 @@ export const KERNEL_FAMILIES: readonly KernelFamily[] = [
   // MLA: dtypes are the latent cache's storage types; the head dim is the 576-wide cached row.
   { op: 'mlaDecode', backend: 'cpu', dtypes: ['f32', 'f16', 'bf16', 'fp8e4m3'], headDims: [576], description: 'MLA decode/prefill over the paged latent cache (absorbed weights), multi-threaded' },
   { op: 'mlaDecode', backend: 'cuda', minSm: 80, dtypes: ['bf16', 'fp8e4m3'], headDims: [576], description: 'MLA split-KV decode/prefill, heads share each latent page read (mma.sync, cp.async)' },
+  { op: 'quantizedAttention', backend: 'cpu', dtypes: ['f32', 'f16', 'bf16'], headDims: 'any', description: 'quantized forward, emulates the CUDA rounding exactly' },
+  { op: 'quantizedAttention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [64, 128], description: "SageAttention-style INT8 Q·Kᵀ + f16 P·V ('int8'), FP8 P·V on sm_89+ ('int8-fp8')" },
 ];
 
 /** The families usable on `device`. */

@@ -51,6 +51,8 @@ export interface NativeAttentionOptions {
   cuSeqlensQ?: Int32Array;
   cuSeqlensK?: Int32Array;
   blockMask?: NativeBlockMask;
+  /** Quantized forward: 1 int8-fp8, 2 int8 (csrc/common/quant.h); absent or 0: off. */
+  quantized?: number;
 }
 
 /** A validated block-sparse mask (lib/block_sparse.ts) as the attention kernels read it. @internal */
@@ -111,15 +113,17 @@ export interface NativeAddon {
     v: TensorDescriptor,
     out: TensorDescriptor,
     lse: TensorDescriptor | null,
-    options: NativeAttentionOptions,
-  ): void;
+    options: NativeAttentionOptions & { benchIters?: number },
+  ): [number, number] | undefined;
   pagedAppend(
     pool: TensorDescriptor,
     layer: number,
     k: TensorDescriptor,
     v: TensorDescriptor,
     blockTable: TensorDescriptor,
-    options: { rows: Int32Array; cuNew: Int32Array; startPos: Int32Array },
+    options: { rows: Int32Array; cuNew: Int32Array; startPos: Int32Array; initSmoothing?: boolean },
+    scales?: TensorDescriptor | null,
+    kSmooth?: TensorDescriptor | null,
   ): void;
   pagedAttention(
     q: TensorDescriptor,
@@ -129,6 +133,8 @@ export interface NativeAddon {
     out: TensorDescriptor,
     lse: TensorDescriptor | null,
     options: NativePagedAttentionOptions,
+    scales?: TensorDescriptor | null,
+    kSmooth?: TensorDescriptor | null,
   ): number | undefined;
   copyPages(pool: TensorDescriptor, options: { src: Int32Array; dst: Int32Array }): void;
   pagedSummarize(

@@ -55,7 +55,7 @@ export function pagedAttention(
   if (!Array.isArray(seqs) || seqs.length === 0) throw new TypeError(`seqs must be a non-empty array of sequence ids, got ${describe(seqs)}`);
   const o = checkObject(options, 'options');
   checkKeys(o, KEYS, 'options');
-  if (q.device !== cache.device || q.dtype !== cache.dtype) throw new RangeError(`q must be ${cache.dtype} on ${cache.device} like the cache, got ${q}`);
+  if (q.device !== cache.device || q.dtype !== cache.computeDtype) throw new RangeError(`q must be ${cache.computeDtype} on ${cache.device} like the cache, got ${q}`);
   if (q.ndim !== 3 || q.shape[2] !== cache.headDim) throw new RangeError(`q must be [tokens, heads, ${cache.headDim}], got [${q.shape}]`);
   if (q.strides[2] !== 1) throw new RangeError('q must be contiguous in its last dimension');
   const heads = q.shape[1];
@@ -102,7 +102,7 @@ export function pagedAttention(
   }
   const returnLse = o.returnLse === undefined ? true : checkBoolean(o.returnLse, 'options.returnLse');
   const lse = returnLse ? Tensor.empty([q.shape[0], heads], { dtype: 'f32', device: q.device }) : null;
-  native.pagedAttention(q, cache.pool, layer, cache.blockTable, out, lse, params);
+  native.pagedAttention(q, cache.pool, layer, cache.blockTable, out, lse, params, cache.scales, cache.kSmooth);
   return { out, lse };
 }
 

@@ -19,8 +19,16 @@ export interface PagedKVCacheOptions {
   maxSequences?: number;
   /** Tokens per sequence at most (default: the whole pool, capped at 131072). */
   maxSequenceLength?: number;
-  /** Element type (default bf16 on CUDA, f32 on the CPU). */
-  dtype?: DType;
+  /**
+   * Storage type (default bf16 on CUDA, f32 on the CPU). `'fp8'` (= `'fp8e4m3'`) and `'int8'` make a
+   * quantized cache: each appended (token, kv head) row of K and V is stored in 8 bits with one
+   * float32 scale, K minus a per-(layer, kv head) smoothing vector that the layer's first append
+   * sets to the mean of its K rows; attention dequantizes inside the kernel. Appended K/V, queries
+   * and outputs then use {@link PagedKVCacheOptions.computeDtype}.
+   */
+  dtype?: DType | 'fp8';
+  /** Element type of appended K/V, queries and outputs of a quantized cache (default bf16 on CUDA, f32 on the CPU). */
+  computeDtype?: DType;
   /** Device of the pool (default: {@link defaultDevice}). */
   device?: Device;
   /**
@@ -55,7 +63,7 @@ interface SequenceState {
   lengths: number[];
 }
 
-const OPTION_KEYS = ['layers', 'kvHeads', 'headDim', 'capacityPages', 'pageSize', 'maxSequences', 'maxSequenceLength', 'dtype', 'device', 'pageSummaries'] as const;
+const OPTION_KEYS = ['layers', 'kvHeads', 'headDim', 'capacityPages', 'pageSize', 'maxSequences', 'maxSequenceLength', 'dtype', 'computeDtype', 'device', 'pageSummaries'] as const;
 
 /**
  * KV memory for many sequences in fixed-size pages, as in vLLM's PagedAttention.
@@ -73,10 +81,20 @@ export class PagedKVCache implements Disposable {
   readonly capacityPages: number;
   readonly maxSequences: number;
   readonly maxPagesPerSequence: number;
+  /** Storage type of the pages (`fp8e4m3` or `int8` when quantized). */
   readonly dtype: DType;
+  /** Type of appended K/V, queries and outputs (= dtype unless quantized). */
+  readonly computeDtype: DType;
+  /** Whether pages hold 8-bit values with per-token scales. */
+  readonly quantized: boolean;
   readonly device: Device;
   /** The page pool `[layers, 2, capacityPages, kvHeads, pageSize, headDim]`. @internal */
   readonly pool: Tensor;
+  /** Quantized: f32 scales `[layers, 2, capacityPages, kvHeads, pageSize, 1]`. @internal */
+  readonly scales: Tensor | null;
+  /** Quantized: f32 K smoothing vectors `[layers, kvHeads, headDim]`. @internal */
+  readonly kSmooth: Tensor | null;
+  private readonly smoothSet: boolean[];
   /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. @internal */
   readonly blockTable: Tensor;
   /**
@@ -106,12 +124,23 @@ export class PagedKVCache implements Disposable {
       : checkInteger(o.maxSequenceLength, 'options.maxSequenceLength', 1, 2 ** 31 - 1);
     this.maxPagesPerSequence = Math.ceil(maxLen / this.pageSize);
     this.device = o.device === undefined ? defaultDevice() : checkDevice(o.device, 'options.device');
-    this.dtype = o.dtype === undefined ? (this.device === 'cpu' ? 'f32' : 'bf16') : checkDType(o.dtype, 'options.dtype');
-    if (!['f32', 'f16', 'bf16'].includes(this.dtype)) throw new RangeError(`options.dtype must be f32, f16 or bf16, got ${this.dtype}`);
+    const fallback: DType = this.device === 'cpu' ? 'f32' : 'bf16';
+    this.dtype = o.dtype === undefined ? fallback : o.dtype === 'fp8' ? 'fp8e4m3' : checkDType(o.dtype, 'options.dtype');
+    if (!['f32', 'f16', 'bf16', 'fp8e4m3', 'int8'].includes(this.dtype))
+      throw new RangeError(`options.dtype must be f32, f16, bf16, fp8 (fp8e4m3) or int8, got ${this.dtype}`);
+    this.quantized = this.dtype === 'fp8e4m3' || this.dtype === 'int8';
+    const compute = o.computeDtype === undefined ? (this.quantized ? fallback : this.dtype) : checkDType(o.computeDtype, 'options.computeDtype');
+    if (this.quantized ? !['f32', 'f16', 'bf16'].includes(compute) : compute !== this.dtype)
+      throw new RangeError(`options.computeDtype must be f32, f16 or bf16 (and equal dtype unless dtype is fp8 or int8), got ${compute}`);
+    this.computeDtype = compute;
 
     this.pool = Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, this.pageSize, this.headDim], { dtype: this.dtype, device: this.device });
+    this.scales = this.quantized ? Tensor.full([this.layers, 2, this.capacityPages, this.kvHeads, this.pageSize, 1], 0, { dtype: 'f32', device: this.device }) : null;
+    this.kSmooth = this.quantized ? Tensor.full([this.layers, this.kvHeads, this.headDim], 0, { dtype: 'f32', device: this.device }) : null;
+    this.smoothSet = new Array<boolean>(this.layers).fill(false);
     this.blockTable = Tensor.full([this.maxSequences, this.maxPagesPerSequence], 0, { dtype: 'int32', device: this.device });
     const summaries = o.pageSummaries === undefined ? false : checkBoolean(o.pageSummaries, 'options.pageSummaries');
+    if (summaries && this.quantized) throw new RangeError(`options.pageSummaries needs a 16/32-bit cache, not dtype ${this.dtype}`);
     this.summaries = summaries
       ? Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, 1, this.headDim], { dtype: this.dtype, device: this.device })
       : null;
@@ -164,7 +193,7 @@ export class PagedKVCache implements Disposable {
   }
 
   /**
-   * Appends new tokens' K and V (`[tokens, kvHeads, headDim]`, the cache's dtype and device) to
+   * Appends new tokens' K and V (`[tokens, kvHeads, headDim]`, the cache's compute dtype and device) to
    * `layer` of one sequence, or of several at once with `counts[i]` tokens for `seq[i]` (rows in
    * order). One fused kernel writes all of them into their pages.
    */
@@ -178,8 +207,8 @@ export class PagedKVCache implements Disposable {
     checkTensor(k, 'k');
     checkTensor(v, 'v');
     for (const [t, name] of [[k, 'k'], [v, 'v']] as const) {
-      if (t.device !== this.device || t.dtype !== this.dtype)
-        throw new RangeError(`${name} must be ${this.dtype} on ${this.device} like the cache, got ${t}`);
+      if (t.device !== this.device || t.dtype !== this.computeDtype)
+        throw new RangeError(`${name} must be ${this.computeDtype} on ${this.device} like the cache, got ${t}`);
       if (t.ndim !== 3 || t.shape[1] !== this.kvHeads || t.shape[2] !== this.headDim)
         throw new RangeError(`${name} must be [tokens, ${this.kvHeads}, ${this.headDim}], got [${t.shape}]`);
       if (t.strides[2] !== 1) throw new RangeError(`${name} must be contiguous in its last dimension`);
@@ -244,14 +273,18 @@ export class PagedKVCache implements Disposable {
       const pairs = { src: Int32Array.from(copySrc), dst: Int32Array.from(copyDst) };
       native.copyPages(this.pool, pairs);
       if (this.summaries) native.copyPages(this.summaries, pairs);
+      if (this.scales) native.copyPages(this.scales, pairs);
     }
     const cuNew = new Int32Array(ids.length + 1);
     for (let i = 0; i < ids.length; i++) cuNew[i + 1] = cuNew[i] + n[i];
+    const initSmoothing = this.quantized && !this.smoothSet[layer] && cuNew[ids.length] > 0;
     native.pagedAppend(this.pool, layer, k, v, this.blockTable, {
       rows: Int32Array.from(states, (s) => s.row),
       cuNew,
       startPos: Int32Array.from(states, (s) => s.lengths[layer]),
-    });
+      initSmoothing,
+    }, this.scales, this.kSmooth);
+    if (initSmoothing) this.smoothSet[layer] = true;
     if (this.summaries) this.summarize(states, layer, n);
     for (let i = 0; i < ids.length; i++) states[i].lengths[layer] += n[i];
   }
@@ -266,7 +299,8 @@ export class PagedKVCache implements Disposable {
     }
     let tokens = 0;
     for (const s of this.seqs.values()) tokens += Math.max(...s.lengths);
-    const bytesPerPage = this.layers * 2 * this.kvHeads * this.pageSize * this.headDim * dtypeSize(this.dtype);
+    const scaleBytes = this.quantized ? 4 : 0;  // one f32 scale per (token, kv head)
+    const bytesPerPage = this.layers * 2 * this.kvHeads * this.pageSize * (this.headDim * dtypeSize(this.dtype) + scaleBytes);
     return {
       capacityPages: this.capacityPages, usedPages: used, freePages: this.freePages.length, sharedPages: shared,
       sequences: this.seqs.size, tokens, pageSize: this.pageSize, bytesPerPage, poolBytes: bytesPerPage * this.capacityPages,
@@ -290,6 +324,8 @@ export class PagedKVCache implements Disposable {
   /** Frees the pool and the block tables. */
   dispose(): void {
     this.pool.dispose();
+    this.scales?.dispose();
+    this.kSmooth?.dispose();
     this.blockTable.dispose();
     this.summaries?.dispose();
     this.seqs.clear();

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // attn-cuda's side of the GPU benchmark (scripts/gpu-check.sh runs it next to bench_torch.py).
-//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense|decode|mla|sparse]
+//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense|decode|mla|sparse|quant]
 // dense: the FlashAttention grid (head dim {64,128,256} x seq {512..16k} x causal, 16k tokens/batch).
 // decode: paged decode, 32 q heads / 8 kv heads, d128, bf16, batch {1,16,64,128} x context {2k,8k,32k},
 //         page size 16 and 256, timed by CUDA events around back-to-back launches (no JS overhead).
@@ -8,6 +8,9 @@
 //         {4k..32k}, bf16 and fp8 caches, page 64; latent cache TB/s and TFLOP/s.
 // sparse (only with --only sparse): block-sparse forward at 16k (d128, bf16, 16 heads) with masks of
 //         density 100/50/25/10% vs dense, and top-k decode (1/8 of the pages) vs full decode at 32k.
+// quant (only with --only quant): quantized forward ('int8-fp8' on sm_89+, 'int8') vs our bf16
+//         forward, d {128,64} x seq {4k,8k,16k} x causal, 16k tokens/batch, 2048/d heads; and
+//         fp8 / int8 KV-cache decode vs bf16 paged decode (32/8 heads, d128, page 16).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -256,12 +259,109 @@ async function sparse() {
   return { forward, decode };
 }
 
+// ---- quant: quantized forward and quantized KV-cache decode ---------------------------------
+
+// Median device ms of `call(iters)` (a benchIters hook returning ms per launch) over 5 bursts.
+async function medianOf(call) {
+  call(5);
+  await synchronize(device);
+  const ts = [];
+  for (let r = 0; r < 5; r++) ts.push(call(20));
+  ts.sort((a, b) => a - b);
+  return ts[2];
+}
+
+async function quantForward() {
+  const { attention } = require(root);
+  const modes = cuda.devices()[0].sm >= 89 ? ['int8-fp8', 'int8'] : ['int8'];
+  const results = [];
+  for (const d of dims || [128, 64])
+    for (const S of seqs || (quick ? [4096] : [4096, 8192, 16384]))
+      for (const causal of [false, true]) {
+        const B = Math.max(1, 16384 / S), H = 2048 / d;
+        process.stderr.write(`quant forward d${d} seq ${S}${causal ? ' causal' : ''}\n`);
+        const shape = [B, S, H, d];
+        const q = Tensor.randn(shape, { dtype: 'bf16', device });
+        const k = Tensor.randn(shape, { dtype: 'bf16', device });
+        const v = Tensor.randn(shape, { dtype: 'bf16', device });
+        const out = Tensor.empty(shape, { dtype: 'bf16', device });
+        const flops = (4 * B * H * S * S * d) / (causal ? 2 : 1);
+        const tflops = (ms) => flops / (ms * 1e-3) / 1e12;
+        const row = { headDim: d, seqLen: S, batch: B, heads: H, causal, modes: {} };
+        // Our bf16 forward, same run (wall clock over back-to-back calls, as benchAttention).
+        const [bf16] = await benchAttention([{ batch: B, seqLen: S, heads: H, headDim: d, causal, dtype: 'bf16' }], { device });
+        row.bf16 = { ms: bf16.ms, tflops: bf16.tflops };
+        for (const mode of modes) {
+          // CUDA-event timing through the binding hook: [with preprocessing, attention kernel alone].
+          const params = { scale: 1 / Math.sqrt(d), softcap: 0, causal, windowLeft: -1, windowRight: causal ? 0 : -1, quantized: mode === 'int8-fp8' ? 1 : 2 };
+          const all = await medianOf((n) => native.attention(q, k, v, out, null, { ...params, benchIters: n })[0]);
+          const kernel = await medianOf((n) => native.attention(q, k, v, out, null, { ...params, benchIters: n })[1]);
+          // And the public API, wall clock (JS call, workspace allocation, preprocessing, kernel).
+          const run = () => attention(q, k, v, { causal, out, quantized: mode, returnLse: false });
+          run();
+          await synchronize(device);
+          const iters = 10;
+          const t0 = performance.now();
+          for (let i = 0; i < iters; i++) run();
+          await synchronize(device);
+          const api = (performance.now() - t0) / iters;
+          row.modes[mode] = { msAll: all, msKernel: kernel, msApi: api, tflopsAll: tflops(all), tflopsKernel: tflops(kernel), tflopsApi: tflops(api) };
+        }
+        process.stderr.write(`  bf16 ${row.bf16.tflops.toFixed(0)} TFLOP/s; ${modes.map((m) => `${m} ${row.modes[m].tflopsAll.toFixed(0)} (kernel ${row.modes[m].tflopsKernel.toFixed(0)})`).join(', ')}\n`);
+        results.push(row);
+        for (const t of [q, k, v, out]) t.dispose();
+      }
+  return results;
+}
+
+// Paged decode over a cache of `dtype` (bf16, fp8, int8): batch sequences of `context` tokens.
+async function quantDecodeCase(batch, context, dtype) {
+  const { heads, kvHeads, headDim } = DECODE;
+  const pageSize = 16;
+  const cache = new PagedKVCache({
+    layers: 1, kvHeads, headDim, pageSize, dtype, computeDtype: 'bf16', device,
+    capacityPages: batch * Math.ceil(context / pageSize), maxSequences: batch, maxSequenceLength: context,
+  });
+  const k = Tensor.randn([context, kvHeads, headDim], { dtype: 'bf16', device });
+  const v = Tensor.randn([context, kvHeads, headDim], { dtype: 'bf16', device });
+  const seqs = [];
+  for (let b = 0; b < batch; b++) {
+    const s = cache.addSequence();
+    cache.append(s, 0, k, v);
+    seqs.push(s);
+  }
+  const q = Tensor.randn([batch, heads, headDim], { dtype: 'bf16', device });
+  const out = Tensor.empty([batch, heads, headDim], { dtype: 'bf16', device });
+  const { rows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
+  const params = { scale: 1 / Math.sqrt(headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits: 0 };
+  const ms = await medianOf((n) => native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: n }, cache.scales, cache.kSmooth));
+  // Bytes actually read: K and V once, plus one f32 scale per (token, kv head) each when quantized.
+  const elem = dtype === 'bf16' ? 2 : 1;
+  const bytes = batch * context * kvHeads * 2 * (headDim * elem + (elem === 1 ? 4 : 0));
+  for (const t of [k, v, q, out]) t.dispose();
+  cache.dispose();
+  return { ms, tbps: bytes / (ms * 1e-3) / 1e12 };
+}
+
+async function quantDecode() {
+  const results = [];
+  const grid = quick ? [[64, 8192]] : [[64, 8192], [1, 2048], [1, 8192], [1, 32768], [16, 8192], [64, 2048], [64, 32768], [128, 8192]];
+  for (const [batch, context] of grid) {
+    process.stderr.write(`quant decode batch ${batch} context ${context}\n`);
+    const row = { batch, context, heads: DECODE.heads, kvHeads: DECODE.kvHeads, headDim: DECODE.headDim, pageSize: 16 };
+    for (const dtype of ['bf16', 'fp8', 'int8']) row[dtype] = await quantDecodeCase(batch, context, dtype);
+    process.stderr.write(`  us: bf16 ${(row.bf16.ms * 1e3).toFixed(1)}, fp8 ${(row.fp8.ms * 1e3).toFixed(1)}, int8 ${(row.int8.ms * 1e3).toFixed(1)}\n`);
+    results.push(row);
+  }
+  return results;
+}
 (async () => {
   const result = { device: cuda.devices()[0], date: new Date().toISOString() };
   if (!only || only === 'dense') result.dense = await dense();
   if (!only || only === 'decode') result.decode = await decode();
   if (only === 'mla') result.mla = await mla();
   if (only === 'sparse') result.sparse = await sparse();
+  if (only === 'quant') result.quant = { forward: await quantForward(), decode: await quantDecode() };
   fs.writeFileSync(outPath, JSON.stringify(result, null, 2));
   console.error(`wrote ${outPath}`);
 })().catch((e) => {

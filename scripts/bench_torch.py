@@ -226,6 +226,48 @@ def sparse():
     return {"forward": fwd, "decode": dec}
 
 
+def quant_forward():
+    """SDPA peers of bench-gpu.js --only quant: bf16 flash and cuDNN on the quantized forward's shapes."""
+    res = []
+    for d in dims_only or [128, 64]:
+        for S in seqs_only or ([4096] if quick else [4096, 8192, 16384]):
+            for causal in [False, True]:
+                B, H = max(1, 16384 // S), 2048 // d
+                q, k, v = (torch.randn(B, H, S, d, device=dev, dtype=torch.bfloat16) for _ in range(3))
+                flops = 4 * B * H * S * S * d / (2 if causal else 1)
+                row = {"headDim": d, "seqLen": S, "batch": B, "heads": H, "causal": causal}
+                for name in ["flash", "cudnn"]:
+                    try:
+                        with sdpa_kernel([BACKENDS[name]]):
+                            ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+                        row[name] = {"ms": ms, "tflops": flops / (ms * 1e-3) / 1e12}
+                    except Exception as ex:
+                        row[name] = {"error": str(ex)[:120]}
+                print(f"torch quant-peer d{d} S{S} causal={causal}: " + ", ".join(f"{n} {row[n].get('tflops', float('nan')):.0f}" for n in ["flash", "cudnn"]), file=sys.stderr)
+                res.append(row)
+                del q, k, v
+    return res
+
+
+def quant_decode():
+    """bf16 SDPA decode on the quantized-decode grid of bench-gpu.js --only quant."""
+    res = []
+    grid = [(64, 8192)] if quick else [(64, 8192), (1, 2048), (1, 8192), (1, 32768), (16, 8192), (64, 2048), (64, 32768), (128, 8192)]
+    for B, L in grid:
+        q = torch.randn(B, 32, 1, 128, device=dev, dtype=torch.bfloat16)
+        k = torch.randn(B, 8, L, 128, device=dev, dtype=torch.bfloat16)
+        v = torch.randn(B, 8, L, 128, device=dev, dtype=torch.bfloat16)
+        row = {"batch": B, "context": L}
+        for name in ["flash", "cudnn"]:
+            try:
+                with sdpa_kernel([BACKENDS[name]]):
+                    row[name] = {"ms": graph_ms(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))}
+            except Exception as ex:
+                row[name] = {"error": str(ex)[:120]}
+        res.append(row)
+        del q, k, v
+    return res
+
 only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 result = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name()}
 if only in (None, "dense"):
@@ -236,4 +278,6 @@ if only == "mla":
     result["mla"] = mla()
 if only == "sparse":
     result["sparse"] = sparse()
+if only == "quant":
+    result["quant"] = {"forward": quant_forward(), "decode": quant_decode()}
 json.dump(result, open(out_path, "w"), indent=2)

@@ -77,3 +77,36 @@ if ours.get("sparse") and peer.get("sparse"):
         us = lambda k: fmt(p[k] * 1000, 1) if k in p else "n/a"
         print(f"| {r['batch']} | {r['pageSize']} | {r['pages']} | {r['topKPages']} | {r['fullMs'] * 1000:.1f} | {r['topKMs'] * 1000:.1f} | "
               f"{r['speedup']:.2f}x | {us('flash_fullMs')} | {us('flash_eighthMs')} | {us('cudnn_fullMs')} | {us('cudnn_eighthMs')} |")
+if ours.get("quant") and peer.get("quant"):
+    fmt = lambda x: f"{x:.0f}" if x else "n/a"
+    pm = {(r["headDim"], r["seqLen"], r["causal"]): r for r in peer["quant"]["forward"]}
+    modes = [m for m in ["int8-fp8", "int8"] if any(m in r["modes"] for r in ours["quant"]["forward"])]
+    print("\nQuantized forward (bf16 in/out; TFLOP/s count the bf16 FLOPs). 'all' = preprocessing (K mean, "
+          "Q/K/V quantization) + attention kernel, 'kernel' = attention kernel alone; both CUDA-event timed.\n")
+    head = "| hdim | seq | causal | ours bf16 | " + " | ".join(f"{m} all | {m} kernel" for m in modes) + " | SDPA-flash | SDPA-cuDNN | "
+    head += " | ".join(f"{m} all vs bf16 | {m} all vs cuDNN" for m in modes) + " |"
+    print(head)
+    print("|" + "---:|" * (head.count("|") - 1))
+    for r in ours["quant"]["forward"]:
+        p = pm.get((r["headDim"], r["seqLen"], r["causal"]), {})
+        f, c = p.get("flash", {}).get("tflops"), p.get("cudnn", {}).get("tflops")
+        cells = [str(r["headDim"]), str(r["seqLen"]), "yes" if r["causal"] else "no", fmt(r["bf16"]["tflops"])]
+        for m in modes:
+            x = r["modes"].get(m, {})
+            cells += [fmt(x.get("tflopsAll")), fmt(x.get("tflopsKernel"))]
+        cells += [fmt(f), fmt(c)]
+        for m in modes:
+            a = r["modes"].get(m, {}).get("tflopsAll")
+            cells += [f"{a / r['bf16']['tflops']:.2f}x" if a else "n/a", f"{a / c:.2f}x" if a and c else "n/a"]
+        print("| " + " | ".join(cells) + " |")
+    dm = {(r["batch"], r["context"]): r for r in peer["quant"]["decode"]}
+    print("\nQuantized KV-cache decode: 32 q heads / 8 kv heads, d128, page 16, bf16 queries; µs per call "
+          "(CUDA events); TB/s = bytes actually read (8-bit K/V + f32 per-token scales).\n")
+    print("| batch | context | bf16 µs | fp8 µs | int8 µs | fp8 TB/s | int8 TB/s | fp8 vs bf16 | int8 vs bf16 | SDPA-cuDNN bf16 µs | SDPA-flash bf16 µs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in ours["quant"]["decode"]:
+        p = dm.get((r["batch"], r["context"]), {})
+        us = lambda x: f"{x * 1000:.1f}" if x else "n/a"
+        b, f8, i8 = r["bf16"]["ms"], r["fp8"]["ms"], r["int8"]["ms"]
+        print(f"| {r['batch']} | {r['context']} | {us(b)} | {us(f8)} | {us(i8)} | {r['fp8']['tbps']:.2f} | {r['int8']['tbps']:.2f} | "
+              f"{b / f8:.2f}x | {b / i8:.2f}x | {us(p.get('cudnn', {}).get('ms'))} | {us(p.get('flash', {}).get('ms'))} |")

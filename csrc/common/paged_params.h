@@ -36,6 +36,19 @@ struct PagedAppendParams {
   int heads_kv = 0;
   int head_dim = 0;
   int page_size = 0;
+
+  // Quantized cache (csrc/common/quant.h): cache_dtype FP8E4M3 or INT8, k/v stay `dtype`.
+  // One scale per (page, head, slot) at scales + page * scale_page_stride + head * scale_head_stride
+  // + slot; K is stored minus the smoothing vector k_smooth [heads_kv][head_dim], which
+  // init_smoothing first sets to the mean of this call's new K rows.
+  DType cache_dtype = DType::F32;
+  float* k_scales = nullptr;
+  float* v_scales = nullptr;
+  int64_t scale_page_stride = 0, scale_head_stride = 0;
+  float* k_smooth = nullptr;
+  bool init_smoothing = false;
+
+  bool quantized() const { return cache_dtype == DType::FP8E4M3 || cache_dtype == DType::INT8; }
 };
 
 // Attention of queries against a paged cache. Decode is the case of one query per sequence;
@@ -81,6 +94,16 @@ struct PagedAttnParams {
   int num_splits = 0;
   float* workspace = nullptr;
   int64_t workspace_floats = 0;
+
+  // Quantized cache (see PagedAppendParams): the true key is stored * k_scale + k_smooth, the
+  // true value stored * v_scale. dtype stays that of q and o.
+  DType cache_dtype = DType::F32;
+  const float* k_scales = nullptr;
+  const float* v_scales = nullptr;
+  int64_t scale_page_stride = 0, scale_head_stride = 0;
+  const float* k_smooth = nullptr;
+
+  bool quantized() const { return cache_dtype == DType::FP8E4M3 || cache_dtype == DType::INT8; }
 };
 
 // Copies whole pages (every layer, K and V) src[i] -> dst[i]: copy-on-write of a shared page.

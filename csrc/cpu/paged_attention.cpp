@@ -15,6 +15,7 @@
 
 #include "../common/error.h"
 #include "../common/half.h"
+#include "../common/quant.h"
 #include "parallel.h"
 
 namespace attn::cpu {
@@ -39,6 +40,65 @@ void storeElem(DType t, void* base, int64_t i, float v) {
   }
 }
 
+// One 8-bit cache element as float (unscaled).
+float loadQuant(DType t, const void* base, int64_t i) {
+  return t == DType::FP8E4M3 ? fp8e4m3ToFloat(static_cast<const uint8_t*>(base)[i])
+                             : static_cast<float>(static_cast<const int8_t*>(base)[i]);
+}
+
+// Quantizes one row of n floats to the cache's 8-bit type with one scale (csrc/common/quant.h).
+float storeQuantRow(DType t, const float* x, int n, uint8_t* dst) {
+  const bool fp8 = t == DType::FP8E4M3;
+  float amax = 0.0f;
+  for (int c = 0; c < n; ++c) amax = std::fmax(amax, std::fabs(x[c]));
+  const float target = kvQuantTarget(fp8);
+  const float inv = quantInverse(target, amax);
+  for (int c = 0; c < n; ++c)
+    dst[c] = fp8 ? floatToFp8e4m3(x[c] * inv) : static_cast<uint8_t>(quantizeInt8(x[c], inv));
+  return quantScale(target, amax);
+}
+
+// The quantized append: smoothing vector (first call of a layer), then one scale per row and head.
+void pagedAppendQuant(const PagedAppendParams& p) {
+  if (!p.k_scales || !p.v_scales || !p.k_smooth) throwRange("pagedAppend: a quantized cache needs scales and k_smooth");
+  const int D = p.head_dim;
+  if (p.init_smoothing) {
+    for (int h = 0; h < p.heads_kv; ++h) {
+      std::vector<double> sum(static_cast<size_t>(D), 0.0);
+      std::vector<float> row(static_cast<size_t>(D));
+      for (int64_t r = 0; r < p.total_new; ++r) {
+        for (int c = 0; c < D; ++c) row[c] = loadElem(p.dtype, p.k, r * p.k_row_stride + h * p.k_head_stride + c);
+        for (int c = 0; c < D; ++c) sum[c] += row[c];
+      }
+      for (int c = 0; c < D; ++c) p.k_smooth[h * D + c] = static_cast<float>(sum[c] / static_cast<double>(p.total_new));
+    }
+  }
+  uint8_t* kp = static_cast<uint8_t*>(p.k_pages);
+  uint8_t* vp = static_cast<uint8_t*>(p.v_pages);
+  parallelFor(p.total_new, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> x(static_cast<size_t>(D));
+    for (int64_t r = begin; r < end; ++r) {
+      const int32_t* it = std::upper_bound(p.cu_new, p.cu_new + p.batch + 1, static_cast<int32_t>(r));
+      const int b = static_cast<int>(it - p.cu_new) - 1;
+      const int64_t pos = static_cast<int64_t>(p.start_pos[b]) + (r - p.cu_new[b]);
+      if (pos < 0) throwRange("pagedAppend: negative position");
+      const int64_t row = p.block_table_rows != nullptr ? p.block_table_rows[b] : b;
+      const int64_t page = p.block_table[row * p.block_table_stride + pos / p.page_size];
+      if (page < 0) throwRange("pagedAppend: negative page index in block_table");
+      const int64_t slot = pos % p.page_size;
+      for (int h = 0; h < p.heads_kv; ++h) {
+        const int64_t dst = page * p.page_stride + h * p.page_head_stride + slot * D;
+        const int64_t sidx = page * p.scale_page_stride + h * p.scale_head_stride + slot;
+        for (int c = 0; c < D; ++c)
+          x[c] = loadElem(p.dtype, p.k, r * p.k_row_stride + h * p.k_head_stride + c) - p.k_smooth[h * D + c];
+        p.k_scales[sidx] = storeQuantRow(p.cache_dtype, x.data(), D, kp + dst);
+        for (int c = 0; c < D; ++c) x[c] = loadElem(p.dtype, p.v, r * p.v_row_stride + h * p.v_head_stride + c);
+        p.v_scales[sidx] = storeQuantRow(p.cache_dtype, x.data(), D, vp + dst);
+      }
+    }
+  });
+}
+
 void checkDType(DType t, const char* what) {
   if (t != DType::F32 && t != DType::F16 && t != DType::BF16)
     throwRange(std::string(what) + ": unsupported dtype " + dtypeName(t) + " (f32, f16 or bf16)");
@@ -55,6 +115,10 @@ void pagedAppend(const PagedAppendParams& p) {
     throwRange("pagedAppend: a required pointer is null");
   if (p.cu_new[0] != 0 || p.cu_new[p.batch] != p.total_new)
     throwRange("pagedAppend: cu_new must start at 0 and end at total_new");
+  if (p.quantized()) {
+    pagedAppendQuant(p);
+    return;
+  }
 
   const size_t esz = dtypeSize(p.dtype);
   const size_t row_bytes = esz * static_cast<size_t>(p.head_dim);
@@ -139,6 +203,21 @@ void pagedAttention(const PagedAttnParams& p) {
         return page * p.page_stride + kvh * p.page_head_stride + (j % p.page_size) * D;
       };
 
+      // Cache element c of key j: stored 16/32-bit value, or the dequantized 8-bit one.
+      const bool quant = p.quantized();
+      auto keyAt = [&](int64_t j, int64_t base, int c) {
+        if (!quant) return loadElem(p.dtype, p.k_pages, base + c);
+        const int64_t page = bt[j / p.page_size];
+        const float scale = p.k_scales[page * p.scale_page_stride + kvh * p.scale_head_stride + j % p.page_size];
+        return loadQuant(p.cache_dtype, p.k_pages, base + c) * scale + p.k_smooth[kvh * D + c];
+      };
+      auto valueAt = [&](int64_t j, int64_t base, int c) {
+        if (!quant) return loadElem(p.dtype, p.v_pages, base + c);
+        const int64_t page = bt[j / p.page_size];
+        const float scale = p.v_scales[page * p.scale_page_stride + kvh * p.scale_head_stride + j % p.page_size];
+        return loadQuant(p.cache_dtype, p.v_pages, base + c) * scale;
+      };
+
       std::fill(acc.begin(), acc.end(), 0.0f);
       float lse = -std::numeric_limits<float>::infinity();
       if (hi > lo) {
@@ -148,7 +227,7 @@ void pagedAttention(const PagedAttnParams& p) {
         for (int64_t j = lo; j < hi; ++j) {
           const int64_t base = kvIndex(j);
           float s = 0.0f;
-          for (int c = 0; c < D; ++c) s += q[c] * loadElem(p.dtype, p.k_pages, base + c);
+          for (int c = 0; c < D; ++c) s += q[c] * keyAt(j, base, c);
           s *= p.scale;
           if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
           if (p.alibi_slopes) s -= slope * static_cast<float>(std::llabs(pos - j));
@@ -160,7 +239,7 @@ void pagedAttention(const PagedAttnParams& p) {
           const float w = std::exp(scores[static_cast<size_t>(j - lo)] - mx);
           sum += w;
           const int64_t base = kvIndex(j);
-          for (int c = 0; c < D; ++c) acc[c] += w * loadElem(p.dtype, p.v_pages, base + c);
+          for (int c = 0; c < D; ++c) acc[c] += w * valueAt(j, base, c);
         }
         for (int c = 0; c < D; ++c) acc[c] /= sum;
         lse = mx + std::log(sum);

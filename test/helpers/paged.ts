@@ -31,7 +31,7 @@ export class ShadowCache {
 
   /** Appends random tokens (counts[i] to seqs[i]) in one batched call; records what the cache stored. */
   async append(seqs: number[], layer: number, counts: number[]): Promise<void> {
-    const { kvHeads, headDim, dtype, device } = this.cache;
+    const { kvHeads, headDim, computeDtype: dtype, device } = this.cache;
     const total = counts.reduce((a, b) => a + b, 0);
     const k = Tensor.randn([total, kvHeads, headDim], { dtype, device });
     const v = Tensor.randn([total, kvHeads, headDim], { dtype, device });
@@ -51,7 +51,7 @@ export class ShadowCache {
 
   /** Runs pagedAttention and returns its relative L2 error against float64 on the host copy. */
   async check(seqs: number[], layer: number, heads: number, options: PagedAttentionOptions = {}): Promise<number> {
-    const { headDim, dtype, device } = this.cache;
+    const { headDim, computeDtype: dtype, device } = this.cache;
     const counts = options.queryCounts ?? seqs.map(() => 1);
     const total = counts.reduce((a, b) => a + b, 0);
     const q = Tensor.randn([total, heads, headDim], { dtype, device });
@@ -94,8 +94,12 @@ export class ShadowCache {
         }
       row += nq;
     });
-    return Math.max(relL2(got, ref), relL2(gotL, refL) * 100);
+    this.lastError = { out: relL2(got, ref), lse: relL2(gotL, refL) };
+    return Math.max(this.lastError.out, this.lastError.lse * 100);
   }
+
+  /** The two parts of the last check's error (relative L2 of the output and of the lse). */
+  lastError = { out: 0, lse: 0 };
 }
 
 /** Verifies the page accounting: reference counts equal references, free pages are exactly the unreferenced ones. */

@@ -78,6 +78,10 @@ int commonAlignment(std::initializer_list<uint64_t> values) {
 }  // namespace
 
 void pagedAppend(const PagedAppendParams& p, cudaStream_t stream) {
+  if (p.quantized()) {
+    pagedAppendQuant(p, stream);
+    return;
+  }
   if (p.dtype != DType::F32 && p.dtype != DType::F16 && p.dtype != DType::BF16)
     throwRange(std::string("pagedAppend: unsupported dtype ") + dtypeName(p.dtype) + " (f32, f16 or bf16)");
   if (p.total_new < 0 || p.batch < 0) throwRange("pagedAppend: total_new and batch must not be negative");

@@ -48,6 +48,10 @@ bool pagedAttentionSupported(const PagedAttnParams& p, std::string* why) {
     if (!p.q || !p.o || !p.k_pages || !p.v_pages || !p.block_table || !p.seq_lens)
       return fail("q, o, k_pages, v_pages, block_table and seq_lens must be set");
   }
+  if (p.quantized() && (!p.k_scales || !p.v_scales || !p.k_smooth))
+    return fail("a quantized cache needs k_scales, v_scales and k_smooth");
+  if (!p.quantized() && p.cache_dtype != p.dtype && p.cache_dtype != DType::F32)
+    return fail("the cache's dtype must equal q's unless the cache is quantized");
   if (!aligned16(p.q) || !aligned16(p.o) || !aligned16(p.k_pages) || !aligned16(p.v_pages))
     return fail("q, o, k_pages and v_pages must be 16-byte aligned");
   const int64_t strides[] = {p.q_row_stride, p.q_head_stride, p.o_row_stride, p.o_head_stride, p.page_stride,
@@ -155,12 +159,27 @@ void pagedAttention(const PagedAttnParams& p, int sms, cudaStream_t stream) {
   a.num_sms = sms;
   a.ws_o = splits > 1 ? p.workspace : nullptr;
   a.ws_lse = splits > 1 ? p.workspace + static_cast<int64_t>(splits) * p.total_q * p.heads_q * p.head_dim : nullptr;
+  a.kv_fp8 = p.cache_dtype == DType::FP8E4M3 ? 1 : 0;
+  a.k_scales = p.k_scales;
+  a.v_scales = p.v_scales;
+  a.scale_page_stride = p.scale_page_stride;
+  a.scale_head_stride = p.scale_head_stride;
+  a.k_smooth = p.k_smooth;
 
-  switch (p.head_dim) {
-    case 64: paged::launchDecodeHd64(p.dtype, a, stream); break;
-    case 128: paged::launchDecodeHd128(p.dtype, a, stream); break;
-    case 256: paged::launchDecodeHd256(p.dtype, a, stream); break;
-    default: throwRange("pagedAttention: unsupported head_dim");
+  if (p.quantized()) {
+    switch (p.head_dim) {
+      case 64: paged::launchDecodeQuantHd64(p.dtype, a, stream); break;
+      case 128: paged::launchDecodeQuantHd128(p.dtype, a, stream); break;
+      case 256: paged::launchDecodeQuantHd256(p.dtype, a, stream); break;
+      default: throwRange("pagedAttention: unsupported head_dim");
+    }
+  } else {
+    switch (p.head_dim) {
+      case 64: paged::launchDecodeHd64(p.dtype, a, stream); break;
+      case 128: paged::launchDecodeHd128(p.dtype, a, stream); break;
+      case 256: paged::launchDecodeHd256(p.dtype, a, stream); break;
+      default: throwRange("pagedAttention: unsupported head_dim");
+    }
   }
   if (splits > 1) paged::launchCombine(p.dtype, a, stream);
 }

@@ -17,6 +17,8 @@ int pagedChooseSplits(const PagedAttnParams& p, int num_sms);
 int64_t pagedWorkspaceFloats(const PagedAttnParams& p);
 
 void pagedAppend(const PagedAppendParams& p, cudaStream_t stream);
+// append_quant.cu: pagedAppend into an fp8e4m3 / int8 cache (pagedAppend dispatches to it).
+void pagedAppendQuant(const PagedAppendParams& p, cudaStream_t stream);
 // num_sms: the device's multiprocessor count (the split choice fills it).
 void pagedAttention(const PagedAttnParams& p, int num_sms, cudaStream_t stream);
 void copyPages(const PageCopyParams& p, cudaStream_t stream);

@@ -60,7 +60,21 @@ struct DecodeArgs {
   int stages;   // set by the launcher
   float* ws_o;    // [num_splits, total_q, heads_q, head_dim] (num_splits > 1)
   float* ws_lse;  // [num_splits, total_q, heads_q]
+  // Quantized cache only (see PagedAttnParams).
+  int kv_fp8;  // 1: e4m3 pages, 0: int8 pages
+  const float* k_scales;
+  const float* v_scales;
+  int64_t scale_page_stride, scale_head_stride;
+  const float* k_smooth;  // [heads_kv][head_dim]
 };
+
+// Shared memory of the quantized-cache kernel: Q tile, `stages` x 8-bit (K, V) tiles, one 16-bit
+// (K, V) tile pair the 8-bit tile is converted into, `stages` x (K, V) x 64 per-key scales and
+// the 16 rows' q . k_smooth.
+constexpr int decodeQuantSmemBytes(int head_dim, int stages) {
+  return kDecodeRows * head_dim * 2 + stages * 2 * kDecodeTileKeys * head_dim + 2 * kDecodeTileKeys * head_dim * 2 +
+         stages * 2 * kDecodeTileKeys * 4 + kDecodeRows * 4;
+}
 
 // One file per head_dim (decode_hd*.cu); each dispatches F16 / BF16.
 void launchDecodeHd64(DType dtype, const DecodeArgs& a, cudaStream_t stream);
@@ -69,5 +83,11 @@ void launchDecodeHd256(DType dtype, const DecodeArgs& a, cudaStream_t stream);
 
 // combine.cu: merges the num_splits partial outputs into o (and lse).
 void launchCombine(DType dtype, const DecodeArgs& a, cudaStream_t stream);
+
+// Quantized cache (fp8e4m3 / int8 pages): decode_quant_hd*.cu, one file per head dim, each
+// dispatching the q dtype (F16 / BF16); the 8-bit type is a runtime argument.
+void launchDecodeQuantHd64(DType dtype, const DecodeArgs& a, cudaStream_t stream);
+void launchDecodeQuantHd128(DType dtype, const DecodeArgs& a, cudaStream_t stream);
+void launchDecodeQuantHd256(DType dtype, const DecodeArgs& a, cudaStream_t stream);
 
 }  // namespace attn::cuda::paged

@@ -1,0 +1,54 @@
+// Quantization rules shared bit for bit by the CPU emulation (csrc/cpu/quant_attention.cpp,
+// csrc/cpu/paged_attention.cpp) and the CUDA kernels (csrc/cuda/quant, csrc/cuda/paged).
+//
+// Quantized forward (SageAttention-style), per sequence b and kv head:
+//   K is smoothed: k'[j] = k[j] - mean_j(k) (float32 mean over the sequence's keys). Softmax is
+//   invariant to it (each row's scores shift by the constant q . mean), the returned lse adds
+//   scale * q . mean back.
+//   Q: int8 with one scale per (token, head): s = amax / 127, q8 = rne(q * (127 / amax)).
+//   K': int8 with one scale per (block of kQuantKeyBlock keys, kv head), blocks aligned to key 0.
+//   V: one scale per (sequence, kv head, channel): vs = amax / kQuantVTarget, stored
+//      v * (kQuantVTarget / amax) as fp8 e4m3 (mode int8-fp8) or f16 (mode int8).
+//   Scores: float(int32 dot) * (q_scale * k_scale); online softmax over key blocks of
+//   kQuantKeyBlock keys, last block first (the order the CUDA kernel walks them); P = exp(s - m)
+//   with m the running max after the block, stored as fp8(P * kQuantPScale) (int8-fp8) or f16(P)
+//   (int8); the row sum uses the unquantized P; o = acc * vs / (P scale * sum).
+// A zero amax gives scale 0 and quantized zeros (never a division by zero).
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+namespace attn {
+
+constexpr int kQuantKeyBlock = 64;      // keys per K scale (= the CUDA kernel's key tile)
+constexpr float kQuantVTarget = 448.0f;  // |v| max per channel maps here (e4m3 max)
+constexpr float kQuantPScaleFp8 = 448.0f;
+constexpr float kInt8Max = 127.0f;
+constexpr float kFp8Max = 448.0f;
+
+// The `quantized` option of attention(): 0 = off.
+enum class QuantMode : int32_t { None = 0, Int8Fp8 = 1, Int8 = 2 };
+
+// Quantization multiplier `target / amax` (0 when amax is 0), as both backends compute it.
+inline float quantInverse(float target, float amax) { return amax > 0.0f ? target / amax : 0.0f; }
+// Dequantization scale `amax / target`.
+inline float quantScale(float target, float amax) { return amax / target; }
+
+// Round to nearest even and clamp to [-127, 127].
+inline int8_t quantizeInt8(float x, float inv) {
+  float r = std::nearbyint(x * inv);
+  r = std::fmin(std::fmax(r, -kInt8Max), kInt8Max);
+  return static_cast<int8_t>(r);
+}
+
+}  // namespace attn
+
+// Quantized paged KV cache (PagedKVCache dtype fp8e4m3 / int8): one float32 scale per
+// (token, kv head) for K and for V, in a scale pool beside the pages. Quantized on append:
+//   fp8e4m3: scale = amax / 448, stored e4m3(x * (448 / amax));
+//   int8:    scale = amax / 127, stored rne(x * (127 / amax)) clamped to +-127.
+// Dequantized inside attention as stored * scale (the CUDA decode kernel converts the 8-bit
+// values exactly to 16 bits and folds the K scale into the score, the V scale into P).
+namespace attn {
+constexpr float kvQuantTarget(bool fp8) { return fp8 ? kFp8Max : kInt8Max; }
+}  // namespace attn

@@ -1,0 +1,189 @@
+// Quantized attention forward on the CPU. Plain code that follows the rules of
+// csrc/common/quant.h step by step, in the order the CUDA kernel does them, so that the two agree
+// up to accumulation order and the device's exp2 approximation.
+#include "quant_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "../common/half.h"
+#include "element_io.h"
+#include "parallel.h"
+
+namespace attn::cpu {
+namespace {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr int kB = kQuantKeyBlock;
+
+struct SeqBounds {
+  int64_t q_row0, k_row0, len_q, len_k;
+};
+
+SeqBounds bounds(const AttnParams& p, int b) {
+  if (p.cu_seqlens_q) {
+    return {p.cu_seqlens_q[b], p.cu_seqlens_k[b], p.cu_seqlens_q[b + 1] - p.cu_seqlens_q[b],
+            p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b]};
+  }
+  return {0, 0, p.seqlen_q, p.seqlen_k};
+}
+
+inline int64_t rowOffset(const AttnParams& p, int64_t batch_stride, int64_t row_stride, int64_t head_stride, int b,
+                         int64_t row0, int64_t r, int h) {
+  const int64_t base = p.cu_seqlens_q ? 0 : b * batch_stride;
+  return base + (row0 + r) * row_stride + h * head_stride;
+}
+
+// One (sequence, kv head) after preprocessing.
+struct QuantKv {
+  std::vector<float> mean;    // [D]
+  std::vector<int8_t> k8;     // [len_k][D]
+  std::vector<float> kscale;  // [blocks]
+  std::vector<float> vq;      // [len_k][D], the stored fp8/f16 value as float
+  std::vector<float> vscale;  // [D]
+};
+
+float storedV(float x, bool fp8) { return fp8 ? fp8e4m3ToFloat(floatToFp8e4m3(x)) : f16ToFloat(floatToF16(x)); }
+
+void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, QuantKv* out) {
+  const int D = p.head_dim;
+  const SeqBounds sb = bounds(p, b);
+  const int64_t n = sb.len_k;
+  std::vector<float> k(static_cast<size_t>(n * D)), v(static_cast<size_t>(n * D));
+  for (int64_t j = 0; j < n; ++j) {
+    loadRow(p.k, rowOffset(p, p.k_batch_stride, p.k_row_stride, p.k_head_stride, b, sb.k_row0, j, hk), p.dtype, D, &k[j * D]);
+    loadRow(p.v, rowOffset(p, p.v_batch_stride, p.v_row_stride, p.v_head_stride, b, sb.k_row0, j, hk), p.dtype, D, &v[j * D]);
+  }
+  const int64_t blocks = (n + kB - 1) / kB;
+  // Mean: per block a sequential float sum over its keys, then the blocks in order (the CUDA
+  // stats kernel and finalize kernel sum in exactly this order).
+  out->mean.assign(D, 0.0f);
+  std::vector<float> vmax(D, 0.0f);
+  for (int c = 0; c < D; ++c) {
+    float total = 0.0f;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      float part = 0.0f;
+      for (int64_t j = blk * kB; j < std::min(n, (blk + 1) * kB); ++j) {
+        part += k[j * D + c];
+        vmax[c] = std::fmax(vmax[c], std::fabs(v[j * D + c]));
+      }
+      total += part;
+    }
+    out->mean[c] = n > 0 ? total / static_cast<float>(n) : 0.0f;
+  }
+  out->k8.assign(static_cast<size_t>(n * D), 0);
+  out->kscale.assign(static_cast<size_t>(blocks), 0.0f);
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t j0 = blk * kB, j1 = std::min(n, j0 + kB);
+    float amax = 0.0f;
+    for (int64_t j = j0; j < j1; ++j)
+      for (int c = 0; c < D; ++c) {
+        k[j * D + c] -= out->mean[c];
+        amax = std::fmax(amax, std::fabs(k[j * D + c]));
+      }
+    const float inv = quantInverse(kInt8Max, amax);
+    out->kscale[blk] = quantScale(kInt8Max, amax);
+    for (int64_t j = j0; j < j1; ++j)
+      for (int c = 0; c < D; ++c) out->k8[j * D + c] = quantizeInt8(k[j * D + c], inv);
+  }
+  out->vscale.resize(D);
+  out->vq.resize(static_cast<size_t>(n * D));
+  for (int c = 0; c < D; ++c) {
+    const float inv = quantInverse(kQuantVTarget, vmax[c]);
+    out->vscale[c] = quantScale(kQuantVTarget, vmax[c]);
+    for (int64_t j = 0; j < n; ++j) out->vq[j * D + c] = storedV(v[j * D + c] * inv, fp8);
+  }
+}
+
+}  // namespace
+
+void quantAttentionForward(const AttnParams& p, QuantMode mode) {
+  const int D = p.head_dim;
+  const int group = p.heads_q / p.heads_kv;
+  const bool fp8 = mode == QuantMode::Int8Fp8;
+  const float p_scale = fp8 ? kQuantPScaleFp8 : 1.0f;
+  const float mult = p.scale * kLog2e;  // scores in log2 units, as the kernel's exp2 softmax
+
+  std::vector<QuantKv> kv(static_cast<size_t>(p.batch) * p.heads_kv);
+  parallelFor(static_cast<int64_t>(kv.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) quantizeKv(p, static_cast<int>(u / p.heads_kv), static_cast<int>(u % p.heads_kv), fp8, &kv[u]);
+  });
+
+  std::vector<int64_t> q_base(p.batch + 1, 0);
+  for (int b = 0; b < p.batch; ++b) q_base[b + 1] = q_base[b] + bounds(p, b).len_q;
+  const int64_t items = q_base[p.batch] * p.heads_q;
+
+  parallelFor(items, 8, [&](int64_t begin, int64_t end) {
+    std::vector<float> q(D), acc(D), part(D), x(kB), pq(kB);
+    std::vector<int8_t> q8(D);
+    int b = 0;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t row = item / p.heads_q;
+      const int h = static_cast<int>(item % p.heads_q);
+      while (q_base[b + 1] <= row) ++b;
+      while (q_base[b] > row) --b;
+      const SeqBounds sb = bounds(p, b);
+      const int64_t i = row - q_base[b];
+      const int hk = h / group;
+      const QuantKv& s = kv[static_cast<size_t>(b) * p.heads_kv + hk];
+
+      loadRow(p.q, rowOffset(p, p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, sb.q_row0, i, h), p.dtype, D, q.data());
+      float amax = 0.0f, qm = 0.0f;
+      for (int c = 0; c < D; ++c) {
+        amax = std::fmax(amax, std::fabs(q[c]));
+        qm += q[c] * s.mean[c];
+      }
+      const float qinv = quantInverse(kInt8Max, amax);
+      for (int c = 0; c < D; ++c) q8[c] = quantizeInt8(q[c], qinv);
+      const float row_mult = quantScale(kInt8Max, amax) * mult;
+
+      // Visible keys [lo, hi): the mask of csrc/common/attention_params.h.
+      const int64_t offset = sb.len_k - sb.len_q;
+      int64_t lo = 0, hi = sb.len_k;
+      if (p.window_left >= 0) lo = std::max<int64_t>(lo, i + offset - p.window_left);
+      if (p.window_right >= 0) hi = std::min<int64_t>(hi, i + offset + p.window_right + 1);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      float m = -INFINITY, l = 0.0f;
+      if (lo < hi) {
+        for (int64_t blk = (hi - 1) / kB; blk >= lo / kB; --blk) {
+          const int64_t j0 = std::max(lo, blk * kB), j1 = std::min(hi, (blk + 1) * kB);
+          const float bm = row_mult * s.kscale[blk];
+          float mx = m;
+          for (int64_t j = j0; j < j1; ++j) {
+            int32_t dot = 0;
+            const int8_t* kj = &s.k8[j * D];
+            for (int c = 0; c < D; ++c) dot += static_cast<int32_t>(q8[c]) * kj[c];
+            x[j - j0] = static_cast<float>(dot) * bm;
+            mx = std::fmax(mx, x[j - j0]);
+          }
+          const float corr = std::exp2(m - mx);  // m == -inf -> 0
+          m = mx;
+          float sum = 0.0f;
+          std::fill(part.begin(), part.end(), 0.0f);
+          for (int64_t j = j0; j < j1; ++j) {
+            const float pr = std::exp2(x[j - j0] - mx);
+            sum += pr;
+            const float pv = fp8 ? fp8e4m3ToFloat(floatToFp8e4m3(pr * p_scale)) : f16ToFloat(floatToF16(pr));
+            const float* vj = &s.vq[j * D];
+            for (int c = 0; c < D; ++c) part[c] += pv * vj[c];
+          }
+          l = l * corr + sum;
+          for (int c = 0; c < D; ++c) acc[c] = acc[c] * corr + part[c];
+        }
+      }
+      const float inv_l = l > 0.0f ? 1.0f / (l * p_scale) : 0.0f;
+      for (int c = 0; c < D; ++c) acc[c] *= s.vscale[c] * inv_l;
+      storeRow(p.o, rowOffset(p, p.o_batch_stride, p.o_row_stride, p.o_head_stride, b, sb.q_row0, i, h), p.dtype, D, acc.data());
+      if (p.lse) {
+        const int64_t idx = p.cu_seqlens_q ? static_cast<int64_t>(h) * p.total_q + sb.q_row0 + i
+                                           : (static_cast<int64_t>(b) * p.heads_q + h) * p.seqlen_q + i;
+        p.lse[idx] = l > 0.0f ? (m + std::log2(l)) * kLn2 + p.scale * qm : -INFINITY;
+      }
+    }
+  });
+}
+
+}  // namespace attn::cpu

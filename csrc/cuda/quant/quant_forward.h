@@ -1,0 +1,40 @@
+// Quantized dense attention forward on CUDA (SageAttention-style: int8 Q.K^T on smoothed K,
+// fp8 e4m3 or f16 P.V; rules in csrc/common/quant.h). Head dims 64 and 128, f16/bf16 tensors;
+// QuantMode::Int8Fp8 needs sm_89+ (FP8 mma), QuantMode::Int8 runs on sm_80+.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../../common/attention_params.h"
+#include "../../common/quant.h"
+
+namespace attn::cuda {
+
+// Host-side plan of one call: per-sequence token starts ([batch + 1] each; kp_start padded to key
+// blocks) and the workspace size. cu_q / cu_k: host copies of the cu_seqlens (null when dense).
+struct QuantForwardPlan {
+  std::vector<int32_t> q_start, k_start, kp_start;
+  size_t workspace_bytes = 0;
+};
+
+bool quantForwardSupported(const AttnParams& p, QuantMode mode, int sm, std::string* why);
+QuantForwardPlan quantForwardPlan(const AttnParams& p, QuantMode mode, const int32_t* cu_q, const int32_t* cu_k);
+
+// Device buffers for one call: the plan's three start arrays and a workspace of
+// plan.workspace_bytes (stream-ordered, 256-byte aligned).
+struct QuantForwardBuffers {
+  const int32_t* q_start = nullptr;
+  const int32_t* k_start = nullptr;
+  const int32_t* kp_start = nullptr;
+  void* workspace = nullptr;
+};
+
+// Enqueues preprocessing then attention (prep = false: attention only, reusing a workspace a
+// previous call of the same shapes filled; for the benchmark hook).
+void quantForward(const AttnParams& p, QuantMode mode, const QuantForwardPlan& plan, const QuantForwardBuffers& buf,
+                  cudaStream_t stream, bool prep = true);
+
+}  // namespace attn::cuda

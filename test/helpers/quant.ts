@@ -1,0 +1,216 @@
+/** Inputs and accuracy measures for the quantized attention and quantized KV cache tests. */
+import { attention, AttentionOptions, Device, DType, QuantizedMode, Tensor } from '../../lib';
+import { referenceAttention, relL2 } from './reference';
+
+/** Standard normal samples (Box-Muller on Math.random: fresh every call). */
+export function gaussian(n: number): Float64Array {
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(1 - Math.random()));
+    const a = 2 * Math.PI * Math.random();
+    out[i] = r * Math.cos(a);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(a);
+  }
+  return out;
+}
+
+export type InputKind = 'random' | 'heavy';
+
+/**
+ * `rows` x `heads` x `dim` values of one of q, k or v. 'random': N(0, 1). 'heavy': the outliers of
+ * real K/Q/V activations: K gets a large common offset (+20 on every channel) and a few outlier
+ * channels whose values sit 10-50x away from zero (a per-channel bias) with twice the spread; Q
+ * gets two channels 4x wider; V gets the same outlier channels 10-50x wider. `outliers` picks the
+ * channels (shared by q, k and v of one case).
+ */
+export function makeValues(kind: InputKind, role: 'q' | 'k' | 'v', rows: number, heads: number, dim: number, outliers: number[]): Float32Array {
+  const x = gaussian(rows * heads * dim);
+  if (kind === 'heavy') {
+    const mags = outliers.map((_, i) => 10 + (40 * i) / Math.max(1, outliers.length - 1)); // 10 .. 50
+    for (let r = 0; r < rows * heads; r++) {
+      const row = x.subarray(r * dim, (r + 1) * dim);
+      if (role === 'k') {
+        for (let c = 0; c < dim; c++) row[c] += 20;
+        outliers.forEach((c, i) => (row[c] = (row[c] + (i % 2 ? -mags[i] : mags[i])) * 2));
+      } else if (role === 'q') {
+        for (const c of outliers.slice(0, 2)) row[c] *= 4;
+      } else {
+        outliers.forEach((c, i) => (row[c] *= mags[i]));
+      }
+    }
+  }
+  return Float32Array.from(x);
+}
+
+/** Distinct random channels of [0, dim). */
+export function pickChannels(dim: number, n: number): number[] {
+  const all = Array.from({ length: dim }, (_, i) => i);
+  for (let i = dim - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [all[i], all[j]] = [all[j], all[i]];
+  }
+  return all.slice(0, n);
+}
+
+/** Cosine similarity of two vectors (NaN anywhere: -1). */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (Number.isNaN(a[i]) || Number.isNaN(b[i])) return -1;
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  return aa === 0 && bb === 0 ? 1 : ab / Math.sqrt(aa * bb);
+}
+
+/** A quantized-forward case: dense [batch, seq, heads, dim] or varlen (lenQ/lenK per sequence). */
+export interface QuantCase {
+  lenQ: number[];
+  lenK: number[];
+  headsQ: number;
+  headsKv: number;
+  dim: number;
+  varlen?: boolean;
+  options?: Omit<AttentionOptions, 'out' | 'cuSeqlensQ' | 'cuSeqlensK' | 'quantized'>;
+}
+
+/** Host inputs of one case (rounded to the dtype by the tensors built from them). */
+export interface QuantInputs {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+}
+
+export function makeInputs(c: QuantCase, kind: InputKind): QuantInputs {
+  const tq = c.lenQ.reduce((a, b) => a + b, 0);
+  const tk = c.lenK.reduce((a, b) => a + b, 0);
+  const outliers = pickChannels(c.dim, 4);
+  return {
+    q: makeValues(kind, 'q', tq, c.headsQ, c.dim, outliers),
+    k: makeValues(kind, 'k', tk, c.headsKv, c.dim, outliers),
+    v: makeValues(kind, 'v', tk, c.headsKv, c.dim, outliers),
+  };
+}
+
+function cumsum(xs: number[]): number[] {
+  const out = [0];
+  for (const x of xs) out.push(out[out.length - 1] + x);
+  return out;
+}
+
+export interface QuantRun {
+  /** Output and lse in reference order ([tokens, heads, dim] per sequence; [heads, lenQ] per sequence). */
+  out: Float64Array;
+  lse: Float64Array;
+}
+
+/** Runs attention (quantized or not) on `device`; outputs poisoned with NaN first. */
+export async function runQuant(c: QuantCase, x: QuantInputs, dtype: DType, device: Device, mode?: QuantizedMode): Promise<QuantRun> {
+  const batch = c.lenQ.length;
+  const shape = (rows: number[], heads: number): number[] =>
+    c.varlen ? [rows.reduce((a, b) => a + b, 0), heads, c.dim] : [batch, rows[0], heads, c.dim];
+  const q = Tensor.fromArray(x.q, shape(c.lenQ, c.headsQ), { dtype, device });
+  const k = Tensor.fromArray(x.k, shape(c.lenK, c.headsKv), { dtype, device });
+  const v = Tensor.fromArray(x.v, shape(c.lenK, c.headsKv), { dtype, device });
+  const out = Tensor.full(q.shape, NaN, { dtype, device });
+  const opts: AttentionOptions = { ...c.options, out, quantized: mode };
+  if (c.varlen) {
+    opts.cuSeqlensQ = cumsum(c.lenQ);
+    opts.cuSeqlensK = cumsum(c.lenK);
+  }
+  const { lse } = attention(q, k, v, opts);
+  const [oh, lh] = await Promise.all([out.toArray(), lse!.toArray()]);
+  for (const t of [q, k, v, out, lse!]) t.dispose();
+  // lse to [sequence][head][row] order.
+  const cuQ = cumsum(c.lenQ);
+  const total = cuQ[batch];
+  const lseOrdered = new Float64Array(total * c.headsQ);
+  let at = 0;
+  for (let b = 0; b < batch; b++)
+    for (let h = 0; h < c.headsQ; h++)
+      for (let i = 0; i < c.lenQ[b]; i++) lseOrdered[at++] = c.varlen ? lh[h * total + cuQ[b] + i] : lh[(b * c.headsQ + h) * c.lenQ[b] + i];
+  return { out: Float64Array.from(oh), lse: lseOrdered };
+}
+
+/** The float64 reference of a case on the dtype-rounded inputs. */
+export async function referenceOf(c: QuantCase, x: QuantInputs, dtype: DType): Promise<QuantRun> {
+  const round = async (a: Float32Array): Promise<Float64Array> => {
+    const t = Tensor.fromArray(a, [a.length], { dtype });
+    const r = Float64Array.from(await t.toArray());
+    t.dispose();
+    return r;
+  };
+  const [q, k, v] = await Promise.all([round(x.q), round(x.k), round(x.v)]);
+  const cuQ = cumsum(c.lenQ);
+  const cuK = cumsum(c.lenK);
+  const D = c.dim;
+  const out: number[] = [];
+  const lse: number[] = [];
+  for (let b = 0; b < c.lenQ.length; b++) {
+    const r = referenceAttention(
+      {
+        q: q.subarray(cuQ[b] * c.headsQ * D, cuQ[b + 1] * c.headsQ * D),
+        k: k.subarray(cuK[b] * c.headsKv * D, cuK[b + 1] * c.headsKv * D),
+        v: v.subarray(cuK[b] * c.headsKv * D, cuK[b + 1] * c.headsKv * D),
+        lenQ: c.lenQ[b],
+        lenK: c.lenK[b],
+      },
+      {
+        headsQ: c.headsQ, headsKv: c.headsKv, dim: D, scale: c.options?.scale ?? 1 / Math.sqrt(D),
+        causal: c.options?.causal, windowLeft: c.options?.window?.[0], windowRight: c.options?.window?.[1],
+      },
+    );
+    for (const x of r.out) out.push(x);
+    for (const x of r.lse) lse.push(x);
+  }
+  return { out: Float64Array.from(out), lse: Float64Array.from(lse) };
+}
+
+export interface Accuracy {
+  cos: number;
+  rel: number;
+  /** Largest |lse - reference lse| over rows that see a key; Infinity when a -inf differs. */
+  lseErr: number;
+}
+
+export function accuracy(got: QuantRun, want: QuantRun): Accuracy {
+  let lseErr = 0;
+  for (let i = 0; i < want.lse.length; i++) {
+    if (want.lse[i] === -Infinity || got.lse[i] === -Infinity) {
+      if (want.lse[i] !== got.lse[i]) lseErr = Infinity;
+    } else {
+      lseErr = Math.max(lseErr, Number.isNaN(got.lse[i]) ? Infinity : Math.abs(got.lse[i] - want.lse[i]));
+    }
+  }
+  return { cos: cosine(got.out, want.out), rel: relL2(got.out, want.out), lseErr };
+}
+
+/**
+ * Accuracy contract of the quantized modes against float64 attention, on random and heavy-tailed
+ * inputs. 'int8' (f16 P.V) meets cosine >= 0.999 and relative L2 <= 3e-2. 'int8-fp8' rounds P and
+ * V to e4m3 (3 mantissa bits: ~2.5% rms relative error each), which on zero-mean V bounds its
+ * relative L2 error near 4% whatever the kernel does; it is held to cosine >= 0.999 and 5e-2.
+ */
+export const CONTRACT: Record<QuantizedMode, { cos: number; rel: number }> = {
+  int8: { cos: 0.999, rel: 3e-2 },
+  'int8-fp8': { cos: 0.999, rel: 5e-2 },
+};
+/** lse is exact up to the int8 score error (largest where a row sees few keys). */
+export const LSE_TOL = 0.15;
+
+/** Shapes shared by the CPU and GPU suites. */
+export function quantCases(dims: number[]): Array<[string, QuantCase]> {
+  const cases: Array<[string, QuantCase]> = [];
+  for (const dim of dims) {
+    cases.push([`d${dim} L300`, { lenQ: [300, 300], lenK: [300, 300], headsQ: 2, headsKv: 2, dim }]);
+    cases.push([`d${dim} L300 causal GQA 2:1`, { lenQ: [300], lenK: [300], headsQ: 4, headsKv: 2, dim, options: { causal: true } }]);
+    cases.push([`d${dim} q 70 < k 333 causal`, { lenQ: [70], lenK: [333], headsQ: 2, headsKv: 1, dim, options: { causal: true } }]);
+    cases.push([`d${dim} q 150 > k 100 causal (empty rows)`, { lenQ: [150], lenK: [100], headsQ: 2, headsKv: 2, dim, options: { causal: true } }]);
+    cases.push([`d${dim} window + scale`, { lenQ: [260], lenK: [260], headsQ: 2, headsKv: 1, dim, options: { window: [70, 10], scale: 0.09 } }]);
+    cases.push([`d${dim} varlen`, { lenQ: [130, 0, 200], lenK: [190, 5, 200], headsQ: 2, headsKv: 1, dim, varlen: true, options: { causal: true } }]);
+  }
+  return cases;
+}

@@ -1,0 +1,100 @@
+import { attention, PagedKVCache, pagedAttention, Tensor } from '../lib';
+import { ShadowCache } from './helpers/paged';
+import { accuracy, CONTRACT, LSE_TOL, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './helpers/quant';
+import { expectThrows } from './helpers/throws';
+import { KV_CONTRACT, quantKvCases, runKvCase } from './helpers/quant_kv';
+
+describe('quantized attention on the CPU meets the accuracy contract against float64', () => {
+  for (const mode of ['int8', 'int8-fp8'] as const) {
+    describe(mode, () => {
+      for (const kind of ['random', 'heavy'] as const) {
+        test.each(quantCases([64]).concat(quantCases([40]).slice(0, 2)))(`${kind} %s`, async (_name, c) => {
+          const x = makeInputs(c, kind);
+          const [got, want] = await Promise.all([runQuant(c, x, 'bf16', 'cpu', mode), referenceOf(c, x, 'bf16')]);
+          const a = accuracy(got, want);
+          expect(a.cos).toBeGreaterThanOrEqual(CONTRACT[mode].cos);
+          expect(a.rel).toBeLessThanOrEqual(CONTRACT[mode].rel);
+          expect(a.lseErr).toBeLessThan(LSE_TOL);
+        });
+      }
+    });
+  }
+
+  test('f32 and f16 inputs, head dim 128, long causal sequence', async () => {
+    const c: QuantCase = { lenQ: [700], lenK: [700], headsQ: 1, headsKv: 1, dim: 128, options: { causal: true } };
+    for (const dtype of ['f32', 'f16'] as const) {
+      const x = makeInputs(c, 'heavy');
+      const [got, want] = await Promise.all([runQuant(c, x, dtype, 'cpu', 'int8'), referenceOf(c, x, dtype)]);
+      const a = accuracy(got, want);
+      expect(a.cos).toBeGreaterThanOrEqual(CONTRACT.int8.cos);
+      expect(a.rel).toBeLessThanOrEqual(CONTRACT.int8.rel);
+    }
+  });
+
+  test('K smoothing: a per-channel K offset changes the output by nothing and the lse by scale * q . offset', async () => {
+    // Without smoothing, a +-40 offset would take the int8 K scale with it and wreck the scores.
+    const c: QuantCase = { lenQ: [200], lenK: [200], headsQ: 1, headsKv: 1, dim: 64 };
+    const x = makeInputs(c, 'random');
+    const offset = Array.from({ length: 64 }, (_, i) => (i % 3 === 0 ? 40 : -15) + i * 0.25);
+    const shifted = { ...x, k: x.k.map((v, i) => v + offset[i % 64]) };
+    for (const mode of ['int8', 'int8-fp8'] as const) {
+      const [a, b] = await Promise.all([runQuant(c, x, 'f32', 'cpu', mode), runQuant(c, shifted, 'f32', 'cpu', mode)]);
+      expect(accuracy(b, a).cos).toBeGreaterThan(0.99999);
+      for (let i = 0; i < 200; i++) {
+        let qo = 0;
+        for (let d = 0; d < 64; d++) qo += x.q[i * 64 + d] * offset[d];
+        expect(Math.abs(b.lse[i] - a.lse[i] - qo / 8)).toBeLessThan(1e-2 * (1 + Math.abs(qo / 8)));
+      }
+    }
+  });
+});
+
+describe('quantized attention argument errors', () => {
+  const q = Tensor.randn([1, 8, 2, 16]);
+  const k = Tensor.randn([1, 8, 2, 16]);
+  test.each([
+    ['unknown mode', () => attention(q, k, k, { quantized: 'int4' as never }), 'RangeError', /options.quantized must be 'int8-fp8' or 'int8', got 'int4'/],
+    ['mode type', () => attention(q, k, k, { quantized: 1 as never }), 'TypeError', /options.quantized must be 'int8-fp8' or 'int8'/],
+    ['softcap', () => attention(q, k, k, { quantized: 'int8', softcap: 5 }), 'RangeError', /does not support options.softcap/],
+    ['alibi', () => attention(q, k, k, { quantized: 'int8-fp8', alibiSlopes: [0.1, 0.2] }), 'RangeError', /does not support options.alibiSlopes/],
+    ['int dtype', () => attention(Tensor.full([1, 8, 2, 16], 1, { dtype: 'int8' }), Tensor.full([1, 8, 2, 16], 1, { dtype: 'int8' }), Tensor.full([1, 8, 2, 16], 1, { dtype: 'int8' }), { quantized: 'int8' }), 'RangeError', /quantizedAttention on cpu has no kernel for dtype int8/],
+  ] as const)('%s', (_n, fn, cls, msg) => expectThrows(fn, cls, msg));
+});
+
+describe('quantized paged KV cache on the CPU meets the accuracy contract against float64', () => {
+  test.each(quantKvCases('cpu'))('%s', async (_name, c) => {
+    const r = await runKvCase(c);
+    expect(r.cos).toBeGreaterThanOrEqual(KV_CONTRACT[c.dtype].cos);
+    expect(r.rel).toBeLessThanOrEqual(KV_CONTRACT[c.dtype].rel);
+    expect(r.lseErr).toBeLessThan(KV_CONTRACT[c.dtype].lse);
+  });
+});
+
+describe('quantized paged KV cache: fork, copy-on-write and errors', () => {
+  test.each(['int8', 'fp8'] as const)('%s: a fork shares pages; a copied page keeps its scales', async (dtype) => {
+    const shadow = new ShadowCache(new PagedKVCache({ layers: 2, kvHeads: 2, headDim: 32, pageSize: 8, capacityPages: 32, dtype, device: 'cpu' }));
+    const a = shadow.add();
+    await shadow.append([a], 1, [20]); // pages 0, 1 full, page 2 holds 4 tokens
+    const b = shadow.fork(a);
+    await shadow.append([a], 1, [3]); // a writes into the shared partial page: copied (pages and scales) first
+    await shadow.append([b], 1, [9]);
+    for (const seqs of [[a, b], [b], [a]]) {
+      await shadow.check(seqs, 1, 4);
+      expect(shadow.lastError.out).toBeLessThan(KV_CONTRACT[dtype].rel);
+      expect(shadow.lastError.lse).toBeLessThan(1e-2);
+    }
+  });
+
+  test('options and argument errors', () => {
+    expectThrows(() => new PagedKVCache({ layers: 1, kvHeads: 1, headDim: 8, capacityPages: 4, dtype: 'int32' }), 'RangeError', /options.dtype must be f32, f16, bf16, fp8 \(fp8e4m3\) or int8/);
+    expectThrows(() => new PagedKVCache({ layers: 1, kvHeads: 1, headDim: 8, capacityPages: 4, dtype: 'fp8', computeDtype: 'int8' }), 'RangeError', /options.computeDtype must be f32, f16 or bf16/);
+    expectThrows(() => new PagedKVCache({ layers: 1, kvHeads: 1, headDim: 8, capacityPages: 4, dtype: 'f32', computeDtype: 'bf16' }), 'RangeError', /equal dtype unless/);
+    const cache = new PagedKVCache({ layers: 1, kvHeads: 1, headDim: 8, capacityPages: 4, dtype: 'int8', computeDtype: 'bf16', device: 'cpu' });
+    expect(cache.quantized).toBe(true);
+    const s = cache.addSequence();
+    expectThrows(() => cache.append(s, 0, Tensor.randn([2, 1, 8]), Tensor.randn([2, 1, 8])), 'RangeError', /k must be bf16 on cpu like the cache/);
+    cache.append(s, 0, Tensor.randn([2, 1, 8], { dtype: 'bf16' }), Tensor.randn([2, 1, 8], { dtype: 'bf16' }));
+    expectThrows(() => pagedAttention(Tensor.randn([1, 1, 8]), cache, 0, [s]), 'RangeError', /q must be bf16 on cpu like the cache/);
+    expect(cache.usage().bytesPerPage).toBe(2 * 16 * (8 + 4));
+  });
+});

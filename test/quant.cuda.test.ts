@@ -1,0 +1,71 @@
+import { attention, cuda, DType, QuantizedMode, Tensor } from '../lib';
+import { accuracy, CONTRACT, LSE_TOL, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './helpers/quant';
+import { KV_CONTRACT, KvCase, makeKvData, quantKvCases, runKvCase } from './helpers/quant_kv';
+import { maxAbsDiff, relL2 } from './helpers/reference';
+import { expectThrows } from './helpers/throws';
+
+const describeCuda = cuda.isAvailable() ? describe : describe.skip;
+const sm = cuda.isAvailable() ? cuda.devices()[0].sm : 0;
+/** FP8 P.V needs sm_89+; on older GPUs the int8-fp8 mode must refuse with a RangeError instead. */
+const modes: QuantizedMode[] = sm >= 89 ? ['int8', 'int8-fp8'] : ['int8'];
+
+/** CUDA vs the CPU emulation on the same inputs: the same quantized values, so only accumulation
+ * order, exp2 approximation and the output rounding differ. */
+const AGREE: Record<string, number> = { bf16: 5e-3, f16: 2e-3 };
+
+describeCuda('CUDA quantized attention', () => {
+  const long: Array<[string, QuantCase]> = [
+    ['d128 L1500 causal GQA 4:1', { lenQ: [1500], lenK: [1500], headsQ: 4, headsKv: 1, dim: 128, options: { causal: true } }],
+    ['d64 q 300 < k 2100 causal', { lenQ: [300], lenK: [2100], headsQ: 2, headsKv: 2, dim: 64, options: { causal: true } }],
+    ['d128 varlen long', { lenQ: [700, 1, 260], lenK: [700, 900, 1], headsQ: 4, headsKv: 2, dim: 128, varlen: true, options: { causal: true } }],
+  ];
+  for (const mode of modes) {
+    for (const dtype of ['bf16', 'f16'] as DType[]) {
+      describe(`${mode} ${dtype}`, () => {
+        for (const kind of ['random', 'heavy'] as const) {
+          test.each([...quantCases([64, 128]), ...long])(`${kind} %s: contract vs float64, agreement with the CPU emulation`, async (_n, c) => {
+            const x = makeInputs(c, kind);
+            const [got, cpu, want] = await Promise.all([
+              runQuant(c, x, dtype, 'cuda:0', mode), runQuant(c, x, dtype, 'cpu', mode), referenceOf(c, x, dtype),
+            ]);
+            const a = accuracy(got, want);
+            expect(a.cos).toBeGreaterThanOrEqual(CONTRACT[mode].cos);
+            expect(a.rel).toBeLessThanOrEqual(CONTRACT[mode].rel);
+            expect(a.lseErr).toBeLessThan(LSE_TOL);
+            expect(relL2(got.out, cpu.out)).toBeLessThan(AGREE[dtype]);
+            const finite = (r: typeof got): number[] => Array.from(r.lse, (v) => (v === -Infinity ? -1e30 : v));
+            expect(maxAbsDiff(finite(got), finite(cpu))).toBeLessThan(2e-3);
+          });
+        }
+      });
+    }
+  }
+
+  test('errors: head dim without a quantized kernel, fp8 on a GPU without FP8 tensor cores', () => {
+    const q = Tensor.randn([1, 64, 2, 96], { dtype: 'bf16', device: 'cuda:0' });
+    expectThrows(() => attention(q, q, q, { quantized: 'int8' }), 'RangeError', /quantizedAttention on cuda:0 has no kernel for dtype bf16 and head dim 96/);
+    if (sm < 89) {
+      const q64 = Tensor.randn([1, 64, 2, 64], { dtype: 'bf16', device: 'cuda:0' });
+      expectThrows(() => attention(q64, q64, q64, { quantized: 'int8-fp8' }), 'RangeError', /compute capability 8.9/);
+    }
+  });
+});
+
+describeCuda('CUDA quantized paged KV cache', () => {
+  const cases: Array<[string, KvCase]> = quantKvCases('cuda:0', [64, 128, 256]);
+  for (const dtype of ['int8', 'fp8'] as const)
+    for (const pageSize of [1, 64])
+      for (const numSplits of [1, 5]) {
+        cases.push([`${dtype} heavy d128 page ${pageSize} splits ${numSplits}`, {
+          device: 'cuda:0', dtype, computeDtype: 'f16', headDim: 128, pageSize, kvHeads: 1, heads: 4, lens: [3000, 129, 64], kind: 'heavy', options: { numSplits },
+        }]);
+      }
+  test.each(cases)('%s: contract vs float64, agreement with the CPU cache', async (_n, c) => {
+    const data = makeKvData(c);
+    const [r, cpu] = await Promise.all([runKvCase(c, data), runKvCase({ ...c, device: 'cpu' }, data)]);
+    expect(r.cos).toBeGreaterThanOrEqual(KV_CONTRACT[c.dtype].cos);
+    expect(r.rel).toBeLessThanOrEqual(KV_CONTRACT[c.dtype].rel);
+    expect(r.lseErr).toBeLessThan(KV_CONTRACT[c.dtype].lse);
+    expect(relL2(r.out, cpu.out)).toBeLessThan(1e-2);
+  });
+});
