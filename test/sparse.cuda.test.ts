@@ -26,7 +26,10 @@ describeCuda('CUDA block-sparse attention equals dense attention with the explic
     });
   }
 
-  test.each([64, 128, 256])('d%i: a mask listing every block gives exactly the dense result', async (dim) => {
+  // On Hopper the dense d256 call runs the sm_90a kernel (80-key blocks), which cannot walk 128-key
+  // mask blocks, so a masked d256 call runs the sm_80 kernel: equal up to accumulation order only.
+  const sameKernel = (dim: number): boolean => !(dim === 256 && cuda.devices()[0]?.sm === 90);
+  test.each([64, 128, 256])('d%i: a mask listing every block gives the dense result (bit-exact on one kernel)', async (dim) => {
     const q = Tensor.randn([2, 700, 4, dim], { dtype: 'bf16', device });
     const k = Tensor.randn([2, 900, 2, dim], { dtype: 'bf16', device });
     const v = Tensor.randn([2, 900, 2, dim], { dtype: 'bf16', device });
@@ -34,8 +37,19 @@ describeCuda('CUDA block-sparse attention equals dense attention with the explic
     for (const options of [{}, { causal: true }, { window: [300, 100] as [number, number] }]) {
       const a = attention(q, k, v, options);
       const b = attention(q, k, v, { ...options, blockMask: full });
-      expect(Array.from(await b.out.toArray())).toEqual(Array.from(await a.out.toArray()));
-      expect(Array.from(await b.lse!.toArray())).toEqual(Array.from(await a.lse!.toArray()));
+      const [ao, bo, al, bl] = await Promise.all([a.out.toArray(), b.out.toArray(), a.lse!.toArray(), b.lse!.toArray()]);
+      if (sameKernel(dim)) {
+        // Compared as one boolean: a mismatch of ~1e6 elements would make jest's diff run for minutes.
+        expect(ao.every((x, i) => Object.is(x, bo[i]))).toBe(true);
+        expect(al.every((x, i) => Object.is(x, bl[i]))).toBe(true);
+      } else {
+        let worst = 0;
+        for (let i = 0; i < ao.length; i++) worst = Math.max(worst, Math.abs(ao[i] - bo[i]));
+        expect(worst).toBeLessThan(2e-2);  // bf16 output of two kernels (|out| < ~4)
+        let worstLse = 0;
+        for (let i = 0; i < al.length; i++) if (al[i] !== bl[i]) worstLse = Math.max(worstLse, Math.abs(al[i] - bl[i]));  // equal infinities: 0
+        expect(worstLse).toBeLessThan(1e-3);
+      }
       for (const t of [a.out, a.lse!, b.out, b.lse!]) t.dispose();
     }
     for (const t of [q, k, v]) t.dispose();
