@@ -1,8 +1,9 @@
 /** A paged KV cache: fixed-size pages in one device pool, per-sequence block tables, copy-on-write forks. */
 import { checkDevice, defaultDevice, Device } from './device';
 import { checkDType, DType, dtypeSize } from './dtype';
-import { checkBoolean, checkInteger, checkKeys, checkObject, describe } from './errors';
+import { checkBoolean, checkInteger, checkKeys, checkObject } from './errors';
 import { native } from './native';
+import { PageTable, SequenceState } from './page_table';
 import { checkTensor, Tensor } from './tensor';
 
 /** Options of {@link PagedKVCache}. */
@@ -56,13 +57,6 @@ export interface CacheUsage {
   poolBytes: number;
 }
 
-interface SequenceState {
-  row: number;
-  pages: number[];
-  /** Tokens written per layer. */
-  lengths: number[];
-}
-
 const OPTION_KEYS = ['layers', 'kvHeads', 'headDim', 'capacityPages', 'pageSize', 'maxSequences', 'maxSequenceLength', 'dtype', 'computeDtype', 'device', 'pageSummaries'] as const;
 
 /**
@@ -95,19 +89,13 @@ export class PagedKVCache implements Disposable {
   /** Quantized: f32 K smoothing vectors `[layers, kvHeads, headDim]`. @internal */
   readonly kSmooth: Tensor | null;
   private readonly smoothSet: boolean[];
-  /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. @internal */
-  readonly blockTable: Tensor;
   /**
    * Page key summaries `[layers, 2 (min, max), capacityPages, kvHeads, 1, headDim]` (the pool's
    * layout with one slot per page, so page copies move them alike), or null. @internal
    */
   readonly summaries: Tensor | null;
 
-  private readonly seqs = new Map<number, SequenceState>();
-  private readonly refCount: Int32Array;
-  private readonly freePages: number[];
-  private readonly freeRows: number[];
-  private nextId = 0;
+  private readonly table: PageTable;
 
   constructor(options: PagedKVCacheOptions) {
     const o = checkObject(options, 'options');
@@ -138,58 +126,49 @@ export class PagedKVCache implements Disposable {
     this.scales = this.quantized ? Tensor.full([this.layers, 2, this.capacityPages, this.kvHeads, this.pageSize, 1], 0, { dtype: 'f32', device: this.device }) : null;
     this.kSmooth = this.quantized ? Tensor.full([this.layers, this.kvHeads, this.headDim], 0, { dtype: 'f32', device: this.device }) : null;
     this.smoothSet = new Array<boolean>(this.layers).fill(false);
-    this.blockTable = Tensor.full([this.maxSequences, this.maxPagesPerSequence], 0, { dtype: 'int32', device: this.device });
     const summaries = o.pageSummaries === undefined ? false : checkBoolean(o.pageSummaries, 'options.pageSummaries');
     if (summaries && this.quantized) throw new RangeError(`options.pageSummaries needs a 16/32-bit cache, not dtype ${this.dtype}`);
     this.summaries = summaries
       ? Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, 1, this.headDim], { dtype: this.dtype, device: this.device })
       : null;
-    this.refCount = new Int32Array(this.capacityPages);
-    // Stacks, popped from the end: low page numbers and rows first.
-    this.freePages = Array.from({ length: this.capacityPages }, (_, i) => this.capacityPages - 1 - i);
-    this.freeRows = Array.from({ length: this.maxSequences }, (_, i) => this.maxSequences - 1 - i);
+    this.table = new PageTable({
+      owner: 'PagedKVCache', layers: this.layers, pageSize: this.pageSize, capacityPages: this.capacityPages,
+      maxSequences: this.maxSequences, maxPagesPerSequence: this.maxPagesPerSequence, device: this.device,
+    });
+  }
+
+  /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. @internal */
+  get blockTable(): Tensor {
+    return this.table.blockTable;
   }
 
   /** Starts an empty sequence and returns its id. */
   addSequence(): number {
     this.checkLive();
-    const row = this.freeRows.pop();
-    if (row === undefined) throw new RangeError(`PagedKVCache holds ${this.maxSequences} sequences already (options.maxSequences)`);
-    const id = this.nextId++;
-    this.seqs.set(id, { row, pages: [], lengths: new Array<number>(this.layers).fill(0) });
-    return id;
+    return this.table.addSequence();
   }
 
   /** A new sequence with the same tokens, sharing every page until either side writes into one. */
   fork(seq: number): number {
-    const src = this.state(seq, 'seq');
-    const id = this.addSequence();
-    const dst = this.seqs.get(id)!;
-    dst.pages = [...src.pages];
-    dst.lengths = [...src.lengths];
-    for (const p of dst.pages) this.refCount[p]++;
-    this.writeTableRow(dst, 0, dst.pages.length);
-    return id;
+    this.checkLive();
+    return this.table.fork(seq);
   }
 
   /** Ends a sequence; pages nobody else references return to the pool. */
   free(seq: number): void {
-    const s = this.state(seq, 'seq');
-    for (const p of s.pages) if (--this.refCount[p] === 0) this.freePages.push(p);
-    this.freeRows.push(s.row);
-    this.seqs.delete(seq);
+    this.checkLive();
+    this.table.free(seq);
   }
 
   /** Tokens of `seq` in `layer` (omitted: the most over layers). */
   length(seq: number, layer?: number): number {
-    const s = this.state(seq, 'seq');
-    if (layer === undefined) return Math.max(...s.lengths);
-    return s.lengths[checkInteger(layer, 'layer', 0, this.layers - 1)];
+    this.checkLive();
+    return this.table.length(seq, layer);
   }
 
   /** Live sequence ids. */
   sequences(): number[] {
-    return [...this.seqs.keys()];
+    return this.table.sequences();
   }
 
   /**
@@ -199,10 +178,7 @@ export class PagedKVCache implements Disposable {
    */
   append(seq: number | readonly number[], layer: number, k: Tensor, v: Tensor, counts?: readonly number[]): void {
     this.checkLive();
-    const ids = typeof seq === 'number' ? [seq] : Array.isArray(seq) ? seq : undefined;
-    if (ids === undefined || ids.length === 0) throw new TypeError(`seq must be a sequence id or a non-empty array of ids, got ${describe(seq)}`);
-    const states = ids.map((id, i) => this.state(id, typeof seq === 'number' ? 'seq' : `seq[${i}]`));
-    if (new Set(ids).size !== ids.length) throw new RangeError('seq lists a sequence twice');
+    const states = this.table.appendStates(seq);
     checkInteger(layer, 'layer', 0, this.layers - 1);
     checkTensor(k, 'k');
     checkTensor(v, 'v');
@@ -216,109 +192,55 @@ export class PagedKVCache implements Disposable {
     if (v.shape[0] !== k.shape[0]) throw new RangeError(`v has ${v.shape[0]} tokens, k ${k.shape[0]}`);
     let n: number[];
     if (counts === undefined) {
-      if (ids.length !== 1) throw new TypeError('counts is required when appending to several sequences');
+      if (states.length !== 1) throw new TypeError('counts is required when appending to several sequences');
       n = [k.shape[0]];
     } else {
-      if (!Array.isArray(counts) || counts.length !== ids.length) throw new RangeError(`counts must have one entry per sequence (${ids.length})`);
+      if (!Array.isArray(counts) || counts.length !== states.length) throw new RangeError(`counts must have one entry per sequence (${states.length})`);
       n = counts.map((c, i) => checkInteger(c, `counts[${i}]`));
       const total = n.reduce((a, b) => a + b, 0);
       if (total !== k.shape[0]) throw new RangeError(`counts sum to ${total} but k has ${k.shape[0]} tokens`);
     }
 
-    // Plan first, so running out of pages changes nothing.
-    const ps = this.pageSize;
-    let needed = 0;
-    for (let i = 0; i < ids.length; i++) {
-      const s = states[i];
-      const start = s.lengths[layer];
-      const end = start + n[i];
-      if (end > this.maxPagesPerSequence * ps)
-        throw new RangeError(`sequence ${ids[i]} would hold ${end} tokens, more than options.maxSequenceLength (${this.maxPagesPerSequence * ps})`);
-      if (n[i] === 0) continue;
-      const last = Math.ceil(end / ps);
-      needed += Math.max(0, last - s.pages.length);
-      for (let p = Math.floor(start / ps); p < Math.min(last, s.pages.length); p++) if (this.refCount[s.pages[p]] > 1) needed++;
-    }
-    if (needed > this.freePages.length)
-      throw new RangeError(`PagedKVCache is out of pages: this append needs ${needed}, ${this.freePages.length} of ${this.capacityPages} are free`);
-
-    const copySrc: number[] = [];
-    const copyDst: number[] = [];
-    for (let i = 0; i < ids.length; i++) {
-      const s = states[i];
-      if (n[i] === 0) continue;
-      const start = s.lengths[layer];
-      const last = Math.ceil((start + n[i]) / ps);
-      let lo = Infinity;
-      let hi = -1;
-      for (let p = Math.floor(start / ps); p < last; p++) {
-        if (p < s.pages.length && this.refCount[s.pages[p]] <= 1) continue;
-        const fresh = this.freePages.pop()!;
-        this.refCount[fresh] = 1;
-        if (p < s.pages.length) {
-          // Copy-on-write: this sequence writes into a page another one still reads.
-          copySrc.push(s.pages[p]);
-          copyDst.push(fresh);
-          this.refCount[s.pages[p]]--;
-          s.pages[p] = fresh;
-        } else {
-          s.pages.push(fresh);
-        }
-        lo = Math.min(lo, p);
-        hi = Math.max(hi, p);
-      }
-      if (hi >= 0) this.writeTableRow(s, lo, hi + 1);
-    }
-    if (copySrc.length) {
-      const pairs = { src: Int32Array.from(copySrc), dst: Int32Array.from(copyDst) };
+    // Plan first (the table throws before changing anything when the pool runs out).
+    const plan = this.table.planAppend(states, layer, n);
+    if (plan.copySrc.length) {
+      const pairs = { src: plan.copySrc, dst: plan.copyDst };
       native.copyPages(this.pool, pairs);
       if (this.summaries) native.copyPages(this.summaries, pairs);
       if (this.scales) native.copyPages(this.scales, pairs);
     }
-    const cuNew = new Int32Array(ids.length + 1);
-    for (let i = 0; i < ids.length; i++) cuNew[i + 1] = cuNew[i] + n[i];
-    const initSmoothing = this.quantized && !this.smoothSet[layer] && cuNew[ids.length] > 0;
+    const initSmoothing = this.quantized && !this.smoothSet[layer] && plan.cuNew[states.length] > 0;
     native.pagedAppend(this.pool, layer, k, v, this.blockTable, {
-      rows: Int32Array.from(states, (s) => s.row),
-      cuNew,
-      startPos: Int32Array.from(states, (s) => s.lengths[layer]),
+      rows: plan.rows,
+      cuNew: plan.cuNew,
+      startPos: plan.startPos,
       initSmoothing,
     }, this.scales, this.kSmooth);
     if (initSmoothing) this.smoothSet[layer] = true;
     if (this.summaries) this.summarize(states, layer, n);
-    for (let i = 0; i < ids.length; i++) states[i].lengths[layer] += n[i];
+    this.table.commit(plan, layer);
   }
 
   /** Page accounting. */
   usage(): CacheUsage {
-    let used = 0;
-    let shared = 0;
-    for (let p = 0; p < this.capacityPages; p++) {
-      if (this.refCount[p] > 0) used++;
-      if (this.refCount[p] > 1) shared++;
-    }
-    let tokens = 0;
-    for (const s of this.seqs.values()) tokens += Math.max(...s.lengths);
+    const c = this.table.counts();
     const scaleBytes = this.quantized ? 4 : 0;  // one f32 scale per (token, kv head)
     const bytesPerPage = this.layers * 2 * this.kvHeads * this.pageSize * (this.headDim * dtypeSize(this.dtype) + scaleBytes);
     return {
-      capacityPages: this.capacityPages, usedPages: used, freePages: this.freePages.length, sharedPages: shared,
-      sequences: this.seqs.size, tokens, pageSize: this.pageSize, bytesPerPage, poolBytes: bytesPerPage * this.capacityPages,
+      capacityPages: this.capacityPages, usedPages: c.used, freePages: c.free, sharedPages: c.shared,
+      sequences: c.sequences, tokens: c.tokens, pageSize: this.pageSize, bytesPerPage, poolBytes: bytesPerPage * this.capacityPages,
     };
   }
 
   /** Pages and reference counts, for tests of the accounting. @internal */
-  debugState(): { refCount: Int32Array; freePages: number[]; sequences: Map<number, { row: number; pages: number[]; lengths: number[] }> } {
-    const sequences = new Map<number, { row: number; pages: number[]; lengths: number[] }>();
-    for (const [id, s] of this.seqs) sequences.set(id, { row: s.row, pages: [...s.pages], lengths: [...s.lengths] });
-    return { refCount: Int32Array.from(this.refCount), freePages: [...this.freePages], sequences };
+  debugState(): ReturnType<PageTable['debugState']> {
+    return this.table.debugState();
   }
 
   /** Block-table row and lengths of sequences for a kernel call. @internal */
   batchInfo(ids: readonly number[], layer: number, name: string): { rows: Int32Array; seqLens: Int32Array } {
     this.checkLive();
-    const states = ids.map((id, i) => this.state(id, `${name}[${i}]`));
-    return { rows: Int32Array.from(states, (s) => s.row), seqLens: Int32Array.from(states, (s) => s.lengths[layer]) };
+    return this.table.batchInfo(ids, layer, name);
   }
 
   /** Frees the pool and the block tables. */
@@ -326,9 +248,8 @@ export class PagedKVCache implements Disposable {
     this.pool.dispose();
     this.scales?.dispose();
     this.kSmooth?.dispose();
-    this.blockTable.dispose();
+    this.table.dispose();
     this.summaries?.dispose();
-    this.seqs.clear();
   }
 
   [Symbol.dispose](): void {
@@ -337,14 +258,6 @@ export class PagedKVCache implements Disposable {
 
   private checkLive(): void {
     if (this.pool.disposed) throw new TypeError('the PagedKVCache has been disposed');
-  }
-
-  private state(seq: unknown, name: string): SequenceState {
-    this.checkLive();
-    if (typeof seq !== 'number') throw new TypeError(`${name} must be a sequence id, got ${describe(seq)}`);
-    const s = this.seqs.get(seq);
-    if (!s) throw new RangeError(`${name} ${seq} is not a live sequence of this cache`);
-    return s;
   }
 
   /** Updates the summaries of the pages an append of n[i] tokens to states[i] (lengths not yet advanced) wrote. */
@@ -368,11 +281,5 @@ export class PagedKVCache implements Disposable {
     native.pagedSummarize(this.pool, this.summaries!, layer, this.blockTable, {
       rows: Int32Array.from(rows), logical: Int32Array.from(logical), slotBegin: Int32Array.from(slotBegin), slotEnd: Int32Array.from(slotEnd),
     });
-  }
-
-  private writeTableRow(s: SequenceState, from: number, to: number): void {
-    if (to <= from) return;
-    const view = this.blockTable.narrow(0, s.row, 1).narrow(1, from, to - from);
-    native.write(view, Int32Array.from(s.pages.slice(from, to)));
   }
 }
