@@ -4,7 +4,7 @@
  * It knows nothing about what a page holds; the cache that owns it moves the data.
  * @internal
  */
-import { Device } from './device';
+import { checkDevice, defaultDevice, Device } from './device';
 import { checkInteger, describe } from './errors';
 import { native } from './native';
 import { Tensor } from './tensor';
@@ -239,4 +239,93 @@ export class PageTable {
     const view = this.blockTable.narrow(0, s.row, 1).narrow(1, from, to - from);
     native.write(view, Int32Array.from(s.pages.slice(from, to)));
   }
+}
+
+/**
+ * Validates the page geometry options every paged cache takes (`layers`, `capacityPages`,
+ * `pageSize` (a power of two), `maxSequences`, `maxSequenceLength`, `device`). @internal
+ */
+export function checkPageGeometry(o: Record<string, unknown>, owner: string, defaultPageSize: number): PageTableOptions {
+  const layers = checkInteger(o.layers, 'options.layers', 1, 4096);
+  const capacityPages = checkInteger(o.capacityPages, 'options.capacityPages', 1, 2 ** 31 - 1);
+  const pageSize = o.pageSize === undefined ? defaultPageSize : checkInteger(o.pageSize, 'options.pageSize', 1, 256);
+  if ((pageSize & (pageSize - 1)) !== 0) throw new RangeError(`options.pageSize must be a power of two, got ${pageSize}`);
+  const maxSequences = o.maxSequences === undefined ? 256 : checkInteger(o.maxSequences, 'options.maxSequences', 1, 1 << 20);
+  const maxLen = o.maxSequenceLength === undefined
+    ? Math.min(capacityPages * pageSize, 131072)
+    : checkInteger(o.maxSequenceLength, 'options.maxSequenceLength', 1, 2 ** 31 - 1);
+  const device = o.device === undefined ? defaultDevice() : checkDevice(o.device, 'options.device');
+  return { owner, layers, pageSize, capacityPages, maxSequences, maxPagesPerSequence: Math.ceil(maxLen / pageSize), device };
+}
+
+/**
+ * What every paged cache does with its sequences and pages, through one {@link PageTable}: the
+ * caches add only what their pages hold. @internal
+ */
+export abstract class PagedSequences {
+  readonly layers: number;
+  readonly pageSize: number;
+  readonly capacityPages: number;
+  readonly maxSequences: number;
+  readonly maxPagesPerSequence: number;
+  readonly device: Device;
+  protected readonly table: PageTable;
+
+  protected constructor(geometry: PageTableOptions) {
+    this.layers = geometry.layers;
+    this.pageSize = geometry.pageSize;
+    this.capacityPages = geometry.capacityPages;
+    this.maxSequences = geometry.maxSequences;
+    this.maxPagesPerSequence = geometry.maxPagesPerSequence;
+    this.device = geometry.device;
+    this.table = new PageTable(geometry);
+  }
+
+  /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. @internal */
+  get blockTable(): Tensor {
+    return this.table.blockTable;
+  }
+
+  /** Starts an empty sequence and returns its id. */
+  addSequence(): number {
+    this.checkLive();
+    return this.table.addSequence();
+  }
+
+  /** A new sequence with the same tokens, sharing every page until either side writes into one. */
+  fork(seq: number): number {
+    this.checkLive();
+    return this.table.fork(seq);
+  }
+
+  /** Ends a sequence; pages nobody else references return to the pool. */
+  free(seq: number): void {
+    this.checkLive();
+    this.table.free(seq);
+  }
+
+  /** Tokens of `seq` in `layer` (omitted: the most over layers). */
+  length(seq: number, layer?: number): number {
+    this.checkLive();
+    return this.table.length(seq, layer);
+  }
+
+  /** Live sequence ids. */
+  sequences(): number[] {
+    return this.table.sequences();
+  }
+
+  /** Pages and reference counts, for tests of the accounting. @internal */
+  debugState(): ReturnType<PageTable['debugState']> {
+    return this.table.debugState();
+  }
+
+  /** Block-table row and lengths of sequences for a kernel call. @internal */
+  batchInfo(ids: readonly number[], layer: number, name: string): { rows: Int32Array; seqLens: Int32Array } {
+    this.checkLive();
+    return this.table.batchInfo(ids, layer, name);
+  }
+
+  /** Throws a TypeError once the cache is disposed. */
+  protected abstract checkLive(): void;
 }

@@ -1,9 +1,9 @@
 /** A paged KV cache: fixed-size pages in one device pool, per-sequence block tables, copy-on-write forks. */
-import { checkDevice, defaultDevice, Device } from './device';
+import type { Device } from './device';
 import { checkDType, DType, dtypeSize } from './dtype';
 import { checkBoolean, checkInteger, checkKeys, checkObject } from './errors';
 import { native } from './native';
-import { PageTable, SequenceState } from './page_table';
+import { checkPageGeometry, PagedSequences, SequenceState } from './page_table';
 import { checkTensor, Tensor } from './tensor';
 
 /** Options of {@link PagedKVCache}. */
@@ -67,21 +67,15 @@ const OPTION_KEYS = ['layers', 'kvHeads', 'headDim', 'capacityPages', 'pageSize'
  * The block tables live on the device and change only when pages do, never with a host round trip
  * per step. Running out of pages throws a RangeError and leaves the cache unchanged.
  */
-export class PagedKVCache implements Disposable {
-  readonly layers: number;
+export class PagedKVCache extends PagedSequences implements Disposable {
   readonly kvHeads: number;
   readonly headDim: number;
-  readonly pageSize: number;
-  readonly capacityPages: number;
-  readonly maxSequences: number;
-  readonly maxPagesPerSequence: number;
   /** Storage type of the pages (`fp8e4m3` or `int8` when quantized). */
   readonly dtype: DType;
   /** Type of appended K/V, queries and outputs (= dtype unless quantized). */
   readonly computeDtype: DType;
   /** Whether pages hold 8-bit values with per-token scales. */
   readonly quantized: boolean;
-  readonly device: Device;
   /** The page pool `[layers, 2, capacityPages, kvHeads, pageSize, headDim]`. @internal */
   readonly pool: Tensor;
   /** Quantized: f32 scales `[layers, 2, capacityPages, kvHeads, pageSize, 1]`. @internal */
@@ -95,23 +89,15 @@ export class PagedKVCache implements Disposable {
    */
   readonly summaries: Tensor | null;
 
-  private readonly table: PageTable;
 
   constructor(options: PagedKVCacheOptions) {
     const o = checkObject(options, 'options');
     checkKeys(o, OPTION_KEYS, 'options');
-    this.layers = checkInteger(o.layers, 'options.layers', 1, 4096);
-    this.kvHeads = checkInteger(o.kvHeads, 'options.kvHeads', 1, 4096);
-    this.headDim = checkInteger(o.headDim, 'options.headDim', 1, 1024);
-    this.capacityPages = checkInteger(o.capacityPages, 'options.capacityPages', 1, 2 ** 31 - 1);
-    this.pageSize = o.pageSize === undefined ? 16 : checkInteger(o.pageSize, 'options.pageSize', 1, 256);
-    if ((this.pageSize & (this.pageSize - 1)) !== 0) throw new RangeError(`options.pageSize must be a power of two, got ${this.pageSize}`);
-    this.maxSequences = o.maxSequences === undefined ? 256 : checkInteger(o.maxSequences, 'options.maxSequences', 1, 1 << 20);
-    const maxLen = o.maxSequenceLength === undefined
-      ? Math.min(this.capacityPages * this.pageSize, 131072)
-      : checkInteger(o.maxSequenceLength, 'options.maxSequenceLength', 1, 2 ** 31 - 1);
-    this.maxPagesPerSequence = Math.ceil(maxLen / this.pageSize);
-    this.device = o.device === undefined ? defaultDevice() : checkDevice(o.device, 'options.device');
+    const kvHeads = checkInteger(o.kvHeads, 'options.kvHeads', 1, 4096);
+    const headDim = checkInteger(o.headDim, 'options.headDim', 1, 1024);
+    super(checkPageGeometry(o, 'PagedKVCache', 16));
+    this.kvHeads = kvHeads;
+    this.headDim = headDim;
     const fallback: DType = this.device === 'cpu' ? 'f32' : 'bf16';
     this.dtype = o.dtype === undefined ? fallback : o.dtype === 'fp8' ? 'fp8e4m3' : checkDType(o.dtype, 'options.dtype');
     if (!['f32', 'f16', 'bf16', 'fp8e4m3', 'int8'].includes(this.dtype))
@@ -131,44 +117,6 @@ export class PagedKVCache implements Disposable {
     this.summaries = summaries
       ? Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, 1, this.headDim], { dtype: this.dtype, device: this.device })
       : null;
-    this.table = new PageTable({
-      owner: 'PagedKVCache', layers: this.layers, pageSize: this.pageSize, capacityPages: this.capacityPages,
-      maxSequences: this.maxSequences, maxPagesPerSequence: this.maxPagesPerSequence, device: this.device,
-    });
-  }
-
-  /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. @internal */
-  get blockTable(): Tensor {
-    return this.table.blockTable;
-  }
-
-  /** Starts an empty sequence and returns its id. */
-  addSequence(): number {
-    this.checkLive();
-    return this.table.addSequence();
-  }
-
-  /** A new sequence with the same tokens, sharing every page until either side writes into one. */
-  fork(seq: number): number {
-    this.checkLive();
-    return this.table.fork(seq);
-  }
-
-  /** Ends a sequence; pages nobody else references return to the pool. */
-  free(seq: number): void {
-    this.checkLive();
-    this.table.free(seq);
-  }
-
-  /** Tokens of `seq` in `layer` (omitted: the most over layers). */
-  length(seq: number, layer?: number): number {
-    this.checkLive();
-    return this.table.length(seq, layer);
-  }
-
-  /** Live sequence ids. */
-  sequences(): number[] {
-    return this.table.sequences();
   }
 
   /**
@@ -232,17 +180,6 @@ export class PagedKVCache implements Disposable {
     };
   }
 
-  /** Pages and reference counts, for tests of the accounting. @internal */
-  debugState(): ReturnType<PageTable['debugState']> {
-    return this.table.debugState();
-  }
-
-  /** Block-table row and lengths of sequences for a kernel call. @internal */
-  batchInfo(ids: readonly number[], layer: number, name: string): { rows: Int32Array; seqLens: Int32Array } {
-    this.checkLive();
-    return this.table.batchInfo(ids, layer, name);
-  }
-
   /** Frees the pool and the block tables. */
   dispose(): void {
     this.pool.dispose();
@@ -256,7 +193,7 @@ export class PagedKVCache implements Disposable {
     this.dispose();
   }
 
-  private checkLive(): void {
+  protected checkLive(): void {
     if (this.pool.disposed) throw new TypeError('the PagedKVCache has been disposed');
   }
 

@@ -1,10 +1,10 @@
 /** A paged cache of MLA latents: per token one 576-wide row (latent 512, then rope key 64). */
-import { checkDevice, defaultDevice, Device } from './device';
+import type { Device } from './device';
 import { checkDType, DType, dtypeSize } from './dtype';
 import { checkInteger, checkKeys, checkObject } from './errors';
 import { selectKernel } from './kernels';
 import { native } from './native';
-import { PageTable } from './page_table';
+import { checkPageGeometry, PagedSequences } from './page_table';
 import type { CacheUsage } from './paged_kv_cache';
 import { checkTensor, Tensor } from './tensor';
 
@@ -50,44 +50,27 @@ const FLOATING: readonly DType[] = ['f32', 'f16', 'bf16'];
  * All query heads of a sequence share one stream of latents, so a page holds `pageSize` rows of
  * {@link MLA_ROW_DIM} elements (per layer), read by {@link mlaDecode} with 16-byte vector loads.
  * Pages, forks (copy-on-write), freeing and accounting work exactly as in
- * {@link PagedKVCache} (the allocator is {@link PageTable}, PagedKVCache's logic as a reusable class).
+ * {@link PagedKVCache} (both extend the same page bookkeeping).
  * Running out of pages throws a RangeError and leaves the cache unchanged.
  */
-export class PagedLatentCache implements Disposable {
-  readonly layers: number;
+export class PagedLatentCache extends PagedSequences implements Disposable {
   /** {@link MLA_LATENT_DIM}. */
   readonly latentDim = MLA_LATENT_DIM;
   /** {@link MLA_ROPE_DIM}. */
   readonly ropeDim = MLA_ROPE_DIM;
-  readonly pageSize: number;
-  readonly capacityPages: number;
-  readonly maxSequences: number;
-  readonly maxPagesPerSequence: number;
   /** Storage type of the rows. */
   readonly dtype: DType;
   /** Type of appended latents, queries and outputs. */
   readonly computeDtype: DType;
-  readonly device: Device;
   /** Rows `[layers, capacityPages, pageSize, 576]`. @internal */
   readonly pool: Tensor;
   /** fp8 only: per-token scales `[layers, capacityPages, pageSize, 2]` f32 (latent, rope), else null. @internal */
   readonly scales: Tensor | null;
 
-  private readonly table: PageTable;
-
   constructor(options: PagedLatentCacheOptions) {
     const o = checkObject(options, 'options');
     checkKeys(o, OPTION_KEYS, 'options');
-    this.layers = checkInteger(o.layers, 'options.layers', 1, 4096);
-    this.capacityPages = checkInteger(o.capacityPages, 'options.capacityPages', 1, 2 ** 31 - 1);
-    this.pageSize = o.pageSize === undefined ? 64 : checkInteger(o.pageSize, 'options.pageSize', 1, 256);
-    if ((this.pageSize & (this.pageSize - 1)) !== 0) throw new RangeError(`options.pageSize must be a power of two, got ${this.pageSize}`);
-    this.maxSequences = o.maxSequences === undefined ? 256 : checkInteger(o.maxSequences, 'options.maxSequences', 1, 1 << 20);
-    const maxLen = o.maxSequenceLength === undefined
-      ? Math.min(this.capacityPages * this.pageSize, 131072)
-      : checkInteger(o.maxSequenceLength, 'options.maxSequenceLength', 1, 2 ** 31 - 1);
-    this.maxPagesPerSequence = Math.ceil(maxLen / this.pageSize);
-    this.device = o.device === undefined ? defaultDevice() : checkDevice(o.device, 'options.device');
+    super(checkPageGeometry(o, 'PagedLatentCache', 64));
     this.dtype = o.dtype === undefined ? (this.device === 'cpu' ? 'f32' : 'bf16') : checkDType(o.dtype, 'options.dtype');
     if (![...FLOATING, 'fp8e4m3'].includes(this.dtype)) throw new RangeError(`options.dtype must be f32, f16, bf16 or fp8e4m3, got ${this.dtype}`);
     const fp8 = this.dtype === 'fp8e4m3';
@@ -102,44 +85,6 @@ export class PagedLatentCache implements Disposable {
 
     this.pool = Tensor.empty([this.layers, this.capacityPages, this.pageSize, MLA_ROW_DIM], { dtype: this.dtype, device: this.device });
     this.scales = fp8 ? Tensor.empty([this.layers, this.capacityPages, this.pageSize, 2], { dtype: 'f32', device: this.device }) : null;
-    this.table = new PageTable({
-      owner: 'PagedLatentCache', layers: this.layers, pageSize: this.pageSize, capacityPages: this.capacityPages,
-      maxSequences: this.maxSequences, maxPagesPerSequence: this.maxPagesPerSequence, device: this.device,
-    });
-  }
-
-  /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. @internal */
-  get blockTable(): Tensor {
-    return this.table.blockTable;
-  }
-
-  /** Starts an empty sequence and returns its id. */
-  addSequence(): number {
-    this.checkLive();
-    return this.table.addSequence();
-  }
-
-  /** A new sequence with the same tokens, sharing every page until either side writes into one. */
-  fork(seq: number): number {
-    this.checkLive();
-    return this.table.fork(seq);
-  }
-
-  /** Ends a sequence; pages nobody else references return to the pool. */
-  free(seq: number): void {
-    this.checkLive();
-    this.table.free(seq);
-  }
-
-  /** Tokens of `seq` in `layer` (omitted: the most over layers). */
-  length(seq: number, layer?: number): number {
-    this.checkLive();
-    return this.table.length(seq, layer);
-  }
-
-  /** Live sequence ids. */
-  sequences(): number[] {
-    return this.table.sequences();
   }
 
   /**
@@ -194,17 +139,6 @@ export class PagedLatentCache implements Disposable {
     };
   }
 
-  /** Pages and reference counts, for tests of the accounting. @internal */
-  debugState(): ReturnType<PageTable['debugState']> {
-    return this.table.debugState();
-  }
-
-  /** Block-table rows and lengths of sequences for a kernel call. @internal */
-  batchInfo(ids: readonly number[], layer: number, name: string): { rows: Int32Array; seqLens: Int32Array } {
-    this.checkLive();
-    return this.table.batchInfo(ids, layer, name);
-  }
-
   /** Frees the pool, the scales and the block tables. */
   dispose(): void {
     this.pool.dispose();
@@ -216,7 +150,7 @@ export class PagedLatentCache implements Disposable {
     this.dispose();
   }
 
-  private checkLive(): void {
+  protected checkLive(): void {
     if (this.pool.disposed || this.table.disposed) throw new TypeError('the PagedLatentCache has been disposed');
   }
 }
