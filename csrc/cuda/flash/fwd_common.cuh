@@ -244,8 +244,10 @@ struct KeyBlocks {
 
 // Rows are i in [m0, m_last]; query i sees keys [i + offset - window_left, i + offset +
 // window_right] clipped to [0, len_k). 64-bit because the caller may pass "huge" windows.
-// Blocks between the two mask thresholds are fully visible to every row of the tile.
-__device__ __forceinline__ KeyBlocks keyBlocks(const FwdParams& p, int m0, int block_m, int block_n, int len_q,
+// Blocks between the two mask thresholds are fully visible to every row of the tile. Params: any
+// kernel argument struct with window_left / window_right (< 0: unbounded).
+template <typename Params>
+__device__ __forceinline__ KeyBlocks keyBlocks(const Params& p, int m0, int block_m, int block_n, int len_q,
                                                int len_k) {
   KeyBlocks kb;
   kb.offset = len_k - len_q;
@@ -272,8 +274,8 @@ __device__ __forceinline__ KeyBlocks keyBlocks(const FwdParams& p, int m0, int b
 
 // Sets the scores of keys a row may not see to -inf. row_diag = i + offset of the thread's first
 // row, n0 = the block's first key, t = lane % 4.
-template <int kMT, int kNT>
-__device__ __forceinline__ void maskScores(float (&s)[kMT][kNT][4], const FwdParams& p, int row_diag, int n0, int t,
+template <int kMT, int kNT, typename Params>
+__device__ __forceinline__ void maskScores(float (&s)[kMT][kNT][4], const Params& p, int row_diag, int n0, int t,
                                            int len_k) {
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)

@@ -81,17 +81,8 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
   const int m0 = m_block * kBlockM;
   if (m0 >= len_q) return;
 
-  const int offset = len_k - len_q;
-  const int m_last = min(m0 + kBlockM, len_q) - 1;
-  const int64_t diag_first = static_cast<int64_t>(m0) + offset;
-  const int64_t diag_last = static_cast<int64_t>(m_last) + offset;
-  const int64_t key_lo = p.window_left >= 0 ? flash::max64(0, diag_first - p.window_left) : 0;
-  const int64_t key_hi = p.window_right >= 0 ? flash::min64(len_k, diag_last + p.window_right + 1) : len_k;
-  int n_block_min = 0, n_block_max = 0;
-  if (key_lo < key_hi) {
-    n_block_min = static_cast<int>(key_lo / kBlockN);
-    n_block_max = static_cast<int>((key_hi + kBlockN - 1) / kBlockN);
-  }
+  const flash::KeyBlocks keys = flash::keyBlocks(p, m0, kBlockM, kBlockN, len_q, len_k);
+  const int n_block_min = keys.n_min, n_block_max = keys.n_max;
 
   // Workspace rows in 16-bit units (the tile copies move 16-byte chunks of uint16_t).
   const uint16_t* qg = reinterpret_cast<const uint16_t*>(p.q8 + (static_cast<int64_t>(h) * p.total_q + q0) * D);
@@ -149,16 +140,7 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
       row_sum[mt][hh] = 0.0f;
     }
 
-  int mask_right_from, mask_left_below = 0;
-  {
-    const int64_t right = p.window_right >= 0 ? flash::min64(len_k, flash::max64(0, diag_first + p.window_right + 1)) : len_k;
-    mask_right_from = static_cast<int>(right / kBlockN);
-    if (p.window_left >= 0) {
-      const int64_t left = flash::max64(0, static_cast<int64_t>(m0 + kBlockM - 1) + offset - p.window_left);
-      mask_left_below = static_cast<int>(flash::min64(left, len_k) + kBlockN - 1) / kBlockN;
-    }
-  }
-  const int row_diag = m0 + warp_row0 + g + offset;
+  const int row_diag = m0 + warp_row0 + g + keys.offset;
 
   int stage = 0;
   for (int n_block = n_block_max - 1; n_block >= n_block_min; --n_block) {
@@ -214,58 +196,13 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
           for (int e = 0; e < 2; ++e) s[mt][nt][2 * hh + e] = static_cast<float>(si[mt][nt][2 * hh + e]) * bm;
       }
 
-    const bool need_mask = n_block >= mask_right_from || n_block < mask_left_below;
-    if (need_mask) {
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          const int64_t diag = static_cast<int64_t>(row_diag) + mt * 16 + 8 * hh;
-          const int lo = p.window_left >= 0 ? static_cast<int>(flash::min64(len_k, flash::max64(0, diag - p.window_left))) : 0;
-          const int hi = p.window_right >= 0 ? static_cast<int>(flash::min64(len_k, flash::max64(0, diag + p.window_right + 1)))
-                                             : len_k;
-#pragma unroll
-          for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int j = n0 + nt * 8 + 2 * t + e;
-              if (j < lo || j >= hi) s[mt][nt][2 * hh + e] = -INFINITY;
-            }
-        }
-    }
+    if (n_block >= keys.mask_right_from || n_block < keys.mask_left_below)
+      flash::maskScores<kMT, kNT>(s, p, row_diag, n0, t, len_k);
 
-    // Online softmax (see flash_kernel.cuh: a row with max -inf uses 0 as the subtrahend).
+    // Online softmax on log2-unit scores (multiplier 1); the fp8 path folds corr into its P V below.
     float corr[kMT][2];
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt)
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        float mx = row_max[mt][hh];
-#pragma unroll
-        for (int nt = 0; nt < kNT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hh], s[mt][nt][2 * hh + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_use = mx == -INFINITY ? 0.0f : mx;
-        corr[mt][hh] = exp2Approx(row_max[mt][hh] - m_use);
-        row_max[mt][hh] = mx;
-        float sum = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const float pr = exp2Approx(s[mt][nt][2 * hh + e] - m_use);
-            s[mt][nt][2 * hh + e] = pr;
-            sum += pr;
-          }
-        row_sum[mt][hh] = fmaf(row_sum[mt][hh], corr[mt][hh], sum);
-        if constexpr (!kFp8) {
-#pragma unroll
-          for (int dt = 0; dt < kDT; ++dt) {
-            acc_o[mt][dt][2 * hh] *= corr[mt][hh];
-            acc_o[mt][dt][2 * hh + 1] *= corr[mt][hh];
-          }
-        }
-      }
+    flash::softmaxStep<kMT, kNT>(s, row_max, row_sum, corr, 1.0f);
+    if constexpr (!kFp8) flash::rescaleRows<kMT, kDT>(acc_o, corr);
 
     cpAsyncWait<1>();  // V_j (K_{j-1}, committed after it, may still be in flight)
     __syncthreads();
@@ -318,12 +255,7 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
       for (int kk = 0; kk < kNT / 2; ++kk) {
         uint32_t pa[kMT][4];
 #pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) {
-          pa[mt][0] = ElemTraits<__half>::pack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-          pa[mt][1] = ElemTraits<__half>::pack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-          pa[mt][2] = ElemTraits<__half>::pack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-          pa[mt][3] = ElemTraits<__half>::pack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-        }
+        for (int mt = 0; mt < kMT; ++mt) flash::packP<__half>(pa[mt], s, mt, kk);
 #pragma unroll
         for (int dp = 0; dp < kDT / 2; ++dp) {
           uint32_t bv[4];
