@@ -2,6 +2,7 @@
 import { checkBoolean, checkFinite, checkInteger, checkKeys, checkObject, describe } from './errors';
 import { selectKernel } from './kernels';
 import { native, NativeMlaAttentionOptions } from './native';
+import { queryOffsets } from './paged_attention';
 import { MLA_LATENT_DIM, MLA_ROW_DIM, PagedLatentCache } from './paged_latent_cache';
 import { checkTensor, Tensor } from './tensor';
 
@@ -81,22 +82,8 @@ export function mlaDecode(q: Tensor, cache: PagedLatentCache, layer: number, seq
   const { rows, seqLens } = cache.batchInfo(seqs, layer, 'seqs');
   params.rows = rows;
   params.seqLens = seqLens;
-  if (o.queryCounts !== undefined) {
-    const counts = o.queryCounts;
-    if (!Array.isArray(counts) || counts.length !== seqs.length) throw new RangeError(`options.queryCounts must have one entry per sequence (${seqs.length})`);
-    const cu = new Int32Array(seqs.length + 1);
-    for (let i = 0; i < counts.length; i++) {
-      const c = checkInteger(counts[i], `options.queryCounts[${i}]`);
-      if (c > seqLens[i]) throw new RangeError(`options.queryCounts[${i}] = ${c} exceeds the ${seqLens[i]} tokens cached for sequence ${seqs[i]} in layer ${layer}`);
-      cu[i + 1] = cu[i] + c;
-    }
-    if (cu[seqs.length] !== q.shape[0]) throw new RangeError(`options.queryCounts sum to ${cu[seqs.length]} but q has ${q.shape[0]} tokens`);
-    params.cuSeqlensQ = cu;
-  } else {
-    if (q.shape[0] !== seqs.length) throw new RangeError(`q has ${q.shape[0]} tokens but ${seqs.length} sequences were given (one query each; use options.queryCounts for more)`);
-    for (let i = 0; i < seqs.length; i++)
-      if (seqLens[i] < 1) throw new RangeError(`sequence ${seqs[i]} has no tokens in layer ${layer}; append the query token's latent first`);
-  }
+  const cuQ = queryOffsets(o.queryCounts, q.shape[0], seqs, seqLens, layer, "the query token's latent");
+  if (cuQ) params.cuSeqlensQ = cuQ;
   const outShape = [q.shape[0], heads, MLA_LATENT_DIM];
   let out: Tensor;
   if (o.out !== undefined) {

@@ -76,22 +76,8 @@ export function pagedAttention(
     if (o.window !== undefined || o.alibiSlopes !== undefined) throw new RangeError('options.topK cannot be combined with options.window or options.alibiSlopes (positions change when pages are skipped)');
     params.summaries = cache.summaries;
   }
-  if (o.queryCounts !== undefined) {
-    const counts = o.queryCounts;
-    if (!Array.isArray(counts) || counts.length !== seqs.length) throw new RangeError(`options.queryCounts must have one entry per sequence (${seqs.length})`);
-    const cu = new Int32Array(seqs.length + 1);
-    for (let i = 0; i < counts.length; i++) {
-      const c = checkInteger(counts[i], `options.queryCounts[${i}]`);
-      if (c > seqLens[i]) throw new RangeError(`options.queryCounts[${i}] = ${c} exceeds the ${seqLens[i]} tokens cached for sequence ${seqs[i]} in layer ${layer}`);
-      cu[i + 1] = cu[i] + c;
-    }
-    if (cu[seqs.length] !== q.shape[0]) throw new RangeError(`options.queryCounts sum to ${cu[seqs.length]} but q has ${q.shape[0]} tokens`);
-    params.cuSeqlensQ = cu;
-  } else {
-    if (q.shape[0] !== seqs.length) throw new RangeError(`q has ${q.shape[0]} tokens but ${seqs.length} sequences were given (one query each; use options.queryCounts for more)`);
-    for (let i = 0; i < seqs.length; i++)
-      if (seqLens[i] < 1) throw new RangeError(`sequence ${seqs[i]} has no tokens in layer ${layer}; append the query's K/V first`);
-  }
+  const cuQ = queryOffsets(o.queryCounts, q.shape[0], seqs, seqLens, layer, "the query's K/V");
+  if (cuQ) params.cuSeqlensQ = cuQ;
   let out: Tensor;
   if (o.out !== undefined) {
     out = checkTensor(o.out, 'options.out');
@@ -113,4 +99,28 @@ function topKPages(value: unknown, pageSize: number): number {
     throw new TypeError('options.topK must be { pages } or { tokens }');
   if (keys[0] === 'pages') return checkInteger(t.pages, 'options.topK.pages', 2, 2 ** 31 - 1);
   return Math.max(2, Math.floor(checkInteger(t.tokens, 'options.topK.tokens', 1, 2 ** 31 - 1) / pageSize));
+}
+
+/**
+ * Query rows per sequence of a paged call: with `queryCounts`, their cumulative offsets (each count
+ * at most the sequence's cached tokens, summing to q's rows); without, one query per sequence, each
+ * sequence holding at least one token (`what` names what must be appended first). @internal
+ */
+export function queryOffsets(queryCounts: unknown, qRows: number, seqs: readonly number[], seqLens: Int32Array, layer: number,
+  what: string): Int32Array | undefined {
+  if (queryCounts === undefined) {
+    if (qRows !== seqs.length) throw new RangeError(`q has ${qRows} tokens but ${seqs.length} sequences were given (one query each; use options.queryCounts for more)`);
+    for (let i = 0; i < seqs.length; i++)
+      if (seqLens[i] < 1) throw new RangeError(`sequence ${seqs[i]} has no tokens in layer ${layer}; append ${what} first`);
+    return undefined;
+  }
+  if (!Array.isArray(queryCounts) || queryCounts.length !== seqs.length) throw new RangeError(`options.queryCounts must have one entry per sequence (${seqs.length})`);
+  const cu = new Int32Array(seqs.length + 1);
+  for (let i = 0; i < queryCounts.length; i++) {
+    const c = checkInteger(queryCounts[i], `options.queryCounts[${i}]`);
+    if (c > seqLens[i]) throw new RangeError(`options.queryCounts[${i}] = ${c} exceeds the ${seqLens[i]} tokens cached for sequence ${seqs[i]} in layer ${layer}`);
+    cu[i + 1] = cu[i] + c;
+  }
+  if (cu[seqs.length] !== qRows) throw new RangeError(`options.queryCounts sum to ${cu[seqs.length]} but q has ${qRows} tokens`);
+  return cu;
 }

@@ -1,6 +1,6 @@
 import { attention, cuda, DType, QuantizedMode, Tensor } from '../lib';
 import { accuracy, CONTRACT, LSE_TOL, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './helpers/quant';
-import { KV_CONTRACT, KvCase, makeKvData, quantKvCases, runKvCase } from './helpers/quant_kv';
+import { KV_CONTRACT, kvContract, KvCase, makeKvData, quantKvCases, runKvCase } from './helpers/quant_kv';
 import { maxAbsDiff, relL2 } from './helpers/reference';
 import { expectThrows } from './helpers/throws';
 
@@ -63,9 +63,9 @@ describeCuda('CUDA quantized paged KV cache', () => {
   test.each(cases)('%s: contract vs float64, agreement with the CPU cache', async (_n, c) => {
     const data = makeKvData(c);
     const [r, cpu] = await Promise.all([runKvCase(c, data), runKvCase({ ...c, device: 'cpu' }, data)]);
-    expect(r.cos).toBeGreaterThanOrEqual(KV_CONTRACT[c.dtype].cos);
-    expect(r.rel).toBeLessThanOrEqual(KV_CONTRACT[c.dtype].rel);
-    expect(r.lseErr).toBeLessThan(KV_CONTRACT[c.dtype].lse);
+    expect(r.cos).toBeGreaterThanOrEqual(kvContract(_n, c).cos);
+    expect(r.rel).toBeLessThanOrEqual(kvContract(_n, c).rel);
+    expect(r.lseErr).toBeLessThan(kvContract(_n, c).lse);
     expect(relL2(r.out, cpu.out)).toBeLessThan(1e-2);
   });
 });
