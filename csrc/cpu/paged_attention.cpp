@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../common/error.h"
@@ -58,6 +59,19 @@ float storeQuantRow(DType t, const float* x, int n, uint8_t* dst) {
   return quantScale(target, amax);
 }
 
+// Where new row r of an append lands: its page and the slot in it. Sequence b owns new rows
+// [cu_new[b], cu_new[b+1]): the last b with cu_new[b] <= r.
+std::pair<int64_t, int64_t> appendSlot(const PagedAppendParams& p, int64_t r) {
+  const int32_t* it = std::upper_bound(p.cu_new, p.cu_new + p.batch + 1, static_cast<int32_t>(r));
+  const int b = static_cast<int>(it - p.cu_new) - 1;
+  const int64_t pos = static_cast<int64_t>(p.start_pos[b]) + (r - p.cu_new[b]);
+  if (pos < 0) throwRange("pagedAppend: negative position");
+  const int64_t row = p.block_table_rows != nullptr ? p.block_table_rows[b] : b;
+  const int64_t page = p.block_table[row * p.block_table_stride + pos / p.page_size];
+  if (page < 0) throwRange("pagedAppend: negative page index in block_table");
+  return {page, pos % p.page_size};
+}
+
 // The quantized append: smoothing vector (first call of a layer), then one scale per row and head.
 void pagedAppendQuant(const PagedAppendParams& p) {
   if (!p.k_scales || !p.v_scales || !p.k_smooth) throwRange("pagedAppend: a quantized cache needs scales and k_smooth");
@@ -78,14 +92,7 @@ void pagedAppendQuant(const PagedAppendParams& p) {
   parallelFor(p.total_new, 16, [&](int64_t begin, int64_t end) {
     std::vector<float> x(static_cast<size_t>(D));
     for (int64_t r = begin; r < end; ++r) {
-      const int32_t* it = std::upper_bound(p.cu_new, p.cu_new + p.batch + 1, static_cast<int32_t>(r));
-      const int b = static_cast<int>(it - p.cu_new) - 1;
-      const int64_t pos = static_cast<int64_t>(p.start_pos[b]) + (r - p.cu_new[b]);
-      if (pos < 0) throwRange("pagedAppend: negative position");
-      const int64_t row = p.block_table_rows != nullptr ? p.block_table_rows[b] : b;
-      const int64_t page = p.block_table[row * p.block_table_stride + pos / p.page_size];
-      if (page < 0) throwRange("pagedAppend: negative page index in block_table");
-      const int64_t slot = pos % p.page_size;
+      const auto [page, slot] = appendSlot(p, r);
       for (int h = 0; h < p.heads_kv; ++h) {
         const int64_t dst = page * p.page_stride + h * p.page_head_stride + slot * D;
         const int64_t sidx = page * p.scale_page_stride + h * p.scale_head_stride + slot;
@@ -129,15 +136,7 @@ void pagedAppend(const PagedAppendParams& p) {
 
   parallelFor(p.total_new, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      // Sequence b owns new rows [cu_new[b], cu_new[b+1]): the last b with cu_new[b] <= r.
-      const int32_t* it = std::upper_bound(p.cu_new, p.cu_new + p.batch + 1, static_cast<int32_t>(r));
-      const int b = static_cast<int>(it - p.cu_new) - 1;
-      const int64_t pos = static_cast<int64_t>(p.start_pos[b]) + (r - p.cu_new[b]);
-      if (pos < 0) throwRange("pagedAppend: negative position");
-      const int64_t row = p.block_table_rows != nullptr ? p.block_table_rows[b] : b;
-      const int64_t page = p.block_table[row * p.block_table_stride + pos / p.page_size];
-      if (page < 0) throwRange("pagedAppend: negative page index in block_table");
-      const int64_t slot = pos % p.page_size;
+      const auto [page, slot] = appendSlot(p, r);
       for (int h = 0; h < p.heads_kv; ++h) {
         const int64_t dst = page * p.page_stride + h * p.page_head_stride + slot * p.head_dim;
         std::memcpy(kp + dst * esz, k + (r * p.k_row_stride + h * p.k_head_stride) * esz, row_bytes);
