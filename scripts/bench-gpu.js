@@ -63,11 +63,12 @@ function decodeResult(batch, context, pageSize, ms) {
   return { batch, context, pageSize, heads, kvHeads, headDim, ms, tbps: bytes / (ms * 1e-3) / 1e12 };
 }
 
-// Through PagedKVCache: tokens appended by the append kernel, the cache's own block table.
-async function decodeCase(batch, context, pageSize) {
+// A one-layer PagedKVCache (32/8 heads, d128, plus `cacheOptions`) holding `batch` sequences of
+// `context` tokens, written by the append kernel, with a decode query and output per sequence.
+function filledDecodeCache(batch, context, pageSize, cacheOptions) {
   const { heads, kvHeads, headDim } = DECODE;
   const cache = new PagedKVCache({
-    layers: 1, kvHeads, headDim, pageSize, dtype: 'bf16', device,
+    layers: 1, kvHeads, headDim, pageSize, device, ...cacheOptions,
     capacityPages: batch * Math.ceil(context / pageSize), maxSequences: batch, maxSequenceLength: context,
   });
   const k = Tensor.randn([context, kvHeads, headDim], { dtype: 'bf16', device });
@@ -81,6 +82,16 @@ async function decodeCase(batch, context, pageSize) {
   const q = Tensor.randn([batch, heads, headDim], { dtype: 'bf16', device });
   const out = Tensor.empty([batch, heads, headDim], { dtype: 'bf16', device });
   const { rows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
+  const dispose = () => {
+    for (const t of [k, v, q, out]) t.dispose();
+    cache.dispose();
+  };
+  return { cache, q, out, rows, seqLens, dispose };
+}
+
+// Through PagedKVCache: tokens appended by the append kernel, the cache's own block table.
+async function decodeCase(batch, context, pageSize) {
+  const { cache, q, out, rows, seqLens, dispose } = filledDecodeCache(batch, context, pageSize, { dtype: 'bf16' });
   const ms = await timeDecode(q, cache.pool, cache.blockTable, out, rows, seqLens);
   const result = decodeResult(batch, context, pageSize, ms);
   if (sweepSplits && batch <= 16) {
@@ -88,8 +99,7 @@ async function decodeCase(batch, context, pageSize) {
     for (const n of sweepSplits) result.splits[n] = await timeDecode(q, cache.pool, cache.blockTable, out, rows, seqLens, n);
     process.stderr.write(`  splits (us): ${Object.entries(result.splits).map(([n, t]) => `${n}:${(t * 1000).toFixed(1)}`).join(' ')}\n`);
   }
-  for (const t of [k, v, q, out]) t.dispose();
-  cache.dispose();
+  dispose();
   return result;
 }
 
@@ -219,21 +229,7 @@ async function sparseForward() {
 
 async function topKDecodeCase(batch, context, pageSize) {
   const { heads, kvHeads, headDim } = DECODE;
-  const cache = new PagedKVCache({
-    layers: 1, kvHeads, headDim, pageSize, dtype: 'bf16', device, pageSummaries: true,
-    capacityPages: batch * Math.ceil(context / pageSize), maxSequences: batch, maxSequenceLength: context,
-  });
-  const k = Tensor.randn([context, kvHeads, headDim], { dtype: 'bf16', device });
-  const v = Tensor.randn([context, kvHeads, headDim], { dtype: 'bf16', device });
-  const seqs = [];
-  for (let b = 0; b < batch; b++) {
-    const s = cache.addSequence();
-    cache.append(s, 0, k, v);
-    seqs.push(s);
-  }
-  const q = Tensor.randn([batch, heads, headDim], { dtype: 'bf16', device });
-  const out = Tensor.empty([batch, heads, headDim], { dtype: 'bf16', device });
-  const { rows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
+  const { cache, q, out, rows, seqLens, dispose } = filledDecodeCache(batch, context, pageSize, { dtype: 'bf16', pageSummaries: true });
   const pages = Math.ceil(context / pageSize);
   const topKPages = Math.max(2, Math.round(pages / 8));
   const fullMs = await timeDecode(q, cache.pool, cache.blockTable, out, rows, seqLens);
@@ -243,8 +239,7 @@ async function topKDecodeCase(batch, context, pageSize) {
   const times = [];
   for (let r = 0; r < 5; r++) times.push(native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: 20 }));
   const topKMs = times.sort((a, b) => a - b)[2];
-  for (const t of [k, v, q, out]) t.dispose();
-  cache.dispose();
+  dispose();
   return { batch, context, pageSize, heads, kvHeads, headDim, pages, topKPages, fullMs, topKMs, speedup: fullMs / topKMs };
 }
 
@@ -316,30 +311,15 @@ async function quantForward() {
 
 // Paged decode over a cache of `dtype` (bf16, fp8, int8): batch sequences of `context` tokens.
 async function quantDecodeCase(batch, context, dtype) {
-  const { heads, kvHeads, headDim } = DECODE;
+  const { kvHeads, headDim } = DECODE;
   const pageSize = 16;
-  const cache = new PagedKVCache({
-    layers: 1, kvHeads, headDim, pageSize, dtype, computeDtype: 'bf16', device,
-    capacityPages: batch * Math.ceil(context / pageSize), maxSequences: batch, maxSequenceLength: context,
-  });
-  const k = Tensor.randn([context, kvHeads, headDim], { dtype: 'bf16', device });
-  const v = Tensor.randn([context, kvHeads, headDim], { dtype: 'bf16', device });
-  const seqs = [];
-  for (let b = 0; b < batch; b++) {
-    const s = cache.addSequence();
-    cache.append(s, 0, k, v);
-    seqs.push(s);
-  }
-  const q = Tensor.randn([batch, heads, headDim], { dtype: 'bf16', device });
-  const out = Tensor.empty([batch, heads, headDim], { dtype: 'bf16', device });
-  const { rows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
+  const { cache, q, out, rows, seqLens, dispose } = filledDecodeCache(batch, context, pageSize, { dtype, computeDtype: 'bf16' });
   const params = { scale: 1 / Math.sqrt(headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits: 0 };
   const ms = await medianOf((n) => native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: n }, cache.scales, cache.kSmooth));
   // Bytes actually read: K and V once, plus one f32 scale per (token, kv head) each when quantized.
   const elem = dtype === 'bf16' ? 2 : 1;
   const bytes = batch * context * kvHeads * 2 * (headDim * elem + (elem === 1 ? 4 : 0));
-  for (const t of [k, v, q, out]) t.dispose();
-  cache.dispose();
+  dispose();
   return { ms, tbps: bytes / (ms * 1e-3) / 1e12 };
 }
 
