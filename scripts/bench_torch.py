@@ -63,11 +63,11 @@ def graph_ms(fn, reps=5, inner=20):
 BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}
 
 
-def dense():
-    seqs = [1024, 4096] if quick else [512, 1024, 2048, 4096, 8192, 16384]
+def sdpa_grid(dims, seqs, label):
+    """SDPA flash and cuDNN over head dims x seqs x causal, 16k tokens per batch, 2048 / d heads."""
     res = []
-    for d in dims_only or [64, 128, 256]:
-        for S in seqs_only or seqs:
+    for d in dims:
+        for S in seqs:
             for causal in [False, True]:
                 B, H = max(1, 16384 // S), 2048 // d
                 q, k, v = (torch.randn(B, H, S, d, device=dev, dtype=torch.bfloat16) for _ in range(3))
@@ -80,10 +80,15 @@ def dense():
                         row[name] = {"ms": ms, "tflops": flops / (ms * 1e-3) / 1e12}
                     except Exception as ex:  # backend unavailable for this shape
                         row[name] = {"error": str(ex)[:120]}
-                print(f"torch dense d{d} S{S} causal={causal}: " + ", ".join(f"{n} {row[n].get('tflops', float('nan')):.0f}" for n in ["flash", "cudnn"]), file=sys.stderr)
+                print(f"torch {label} d{d} S{S} causal={causal}: " + ", ".join(f"{n} {row[n].get('tflops', float('nan')):.0f}" for n in ["flash", "cudnn"]), file=sys.stderr)
                 res.append(row)
                 del q, k, v
     return res
+
+
+def dense():
+    seqs = [1024, 4096] if quick else [512, 1024, 2048, 4096, 8192, 16384]
+    return sdpa_grid(dims_only or [64, 128, 256], seqs_only or seqs, "dense")
 
 
 def decode():
@@ -228,25 +233,7 @@ def sparse():
 
 def quant_forward():
     """SDPA peers of bench-gpu.js --only quant: bf16 flash and cuDNN on the quantized forward's shapes."""
-    res = []
-    for d in dims_only or [128, 64]:
-        for S in seqs_only or ([4096] if quick else [4096, 8192, 16384]):
-            for causal in [False, True]:
-                B, H = max(1, 16384 // S), 2048 // d
-                q, k, v = (torch.randn(B, H, S, d, device=dev, dtype=torch.bfloat16) for _ in range(3))
-                flops = 4 * B * H * S * S * d / (2 if causal else 1)
-                row = {"headDim": d, "seqLen": S, "batch": B, "heads": H, "causal": causal}
-                for name in ["flash", "cudnn"]:
-                    try:
-                        with sdpa_kernel([BACKENDS[name]]):
-                            ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
-                        row[name] = {"ms": ms, "tflops": flops / (ms * 1e-3) / 1e12}
-                    except Exception as ex:
-                        row[name] = {"error": str(ex)[:120]}
-                print(f"torch quant-peer d{d} S{S} causal={causal}: " + ", ".join(f"{n} {row[n].get('tflops', float('nan')):.0f}" for n in ["flash", "cudnn"]), file=sys.stderr)
-                res.append(row)
-                del q, k, v
-    return res
+    return sdpa_grid(dims_only or [128, 64], seqs_only or ([4096] if quick else [4096, 8192, 16384]), "quant-peer")
 
 
 def quant_decode():
