@@ -10,6 +10,7 @@
 #include "../../common/error.h"
 #include "../check.h"
 #include "../paged/paged_internal.h"
+#include "../paged/split_workspace.h"
 #include "mla.h"
 #include "mla_internal.h"
 
@@ -122,22 +123,8 @@ void mlaAttention(const MlaAttnParams& p, cudaStream_t stream) {
   const bool fp8 = isFp8(p);
 
   const int64_t per_split = static_cast<int64_t>(p.total_q) * p.heads * (kMlaLatent + 1);
-  int splits = p.num_splits;
-  if (splits <= 0) {
-    // The backend picks; it uses no more splits than the given workspace holds.
-    splits = mlaChooseSplits(p, d.sms);
-    if (splits > 1) {
-      const int64_t fit = p.workspace ? p.workspace_floats / per_split : 0;
-      splits = static_cast<int>(std::min<int64_t>(splits, fit));
-      if (splits < 2) splits = 1;
-    }
-  } else if (splits > 1) {
-    const int64_t need = static_cast<int64_t>(splits) * per_split;
-    if (!p.workspace || p.workspace_floats < need)
-      throwRange("mlaDecode: num_splits = " + std::to_string(splits) + " needs a workspace of " + std::to_string(need) + " floats, got " +
-                 std::to_string(p.workspace ? p.workspace_floats : 0));
-  }
-  if (splits > 1 && !aligned(p.workspace, 16)) throwRange("mlaDecode: the workspace must be 16-byte aligned");
+  const int splits = paged::resolveSplits("mlaDecode", p.num_splits, [&] { return mlaChooseSplits(p, d.sms); }, per_split, p.workspace,
+                                           p.workspace_floats);
 
   const int m = rowsPerCta(p, d.optin);
   mla::MlaArgs a{};

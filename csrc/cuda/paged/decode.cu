@@ -10,6 +10,7 @@
 #include "../check.h"
 #include "paged_attention.h"
 #include "paged_internal.h"
+#include "split_workspace.h"
 
 namespace attn::cuda {
 namespace {
@@ -103,22 +104,8 @@ void pagedAttention(const PagedAttnParams& p, int sms, cudaStream_t stream) {
   if (p.batch == 0 || p.total_q == 0) return;
 
   const int64_t per_split = static_cast<int64_t>(p.total_q) * p.heads_q * (p.head_dim + 1);
-  int splits = p.num_splits;
-  if (splits <= 0) {
-    // The backend picks; it uses no more splits than the given workspace holds.
-    splits = pagedChooseSplits(p, sms);
-    if (splits > 1) {
-      const int64_t fit = p.workspace ? p.workspace_floats / per_split : 0;
-      splits = static_cast<int>(std::min<int64_t>(splits, fit));
-      if (splits < 2) splits = 1;
-    }
-  } else if (splits > 1) {
-    const int64_t need = static_cast<int64_t>(splits) * per_split;
-    if (!p.workspace || p.workspace_floats < need)
-      throwRange("pagedAttention: num_splits = " + std::to_string(splits) + " needs a workspace of " +
-                 std::to_string(need) + " floats, got " + std::to_string(p.workspace ? p.workspace_floats : 0));
-  }
-  if (splits > 1 && !aligned16(p.workspace)) throwRange("pagedAttention: the workspace must be 16-byte aligned");
+  const int splits = paged::resolveSplits("pagedAttention", p.num_splits, [&] { return pagedChooseSplits(p, sms); }, per_split, p.workspace,
+                                           p.workspace_floats);
 
   paged::DecodeArgs a{};
   a.q = p.q;
