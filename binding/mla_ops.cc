@@ -229,12 +229,9 @@ Napi::Value mlaAttention(const Napi::CallbackInfo& info) {
 Napi::Value mlaCopyPages(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     LatentPool g = latentPool(info[0], info[1]);
-    if (!info[2].IsObject()) attn::throwType("options must be an object");
-    Napi::Object opt = info[2].As<Napi::Object>();
-    std::vector<int32_t> src = int32ArrayOpt(opt, "src"), dst = int32ArrayOpt(opt, "dst");
-    if (src.size() != dst.size()) attn::throwRange("src and dst must have one length");
-    for (size_t i = 0; i < src.size(); ++i)
-      if (src[i] < 0 || src[i] >= g.pages || dst[i] < 0 || dst[i] >= g.pages) attn::throwRange("page index out of range");
+    const PagePairs pairs = pagePairsOpt(info[2], g.pages);
+    const std::vector<int32_t>& src = pairs.src;
+    const std::vector<int32_t>& dst = pairs.dst;
     if (src.empty()) return info.Env().Undefined();
     const attn::Device& dev = g.pool.device();
     attn::StoragePtr srcS = toDevice(dev, src), dstS = toDevice(dev, dst);

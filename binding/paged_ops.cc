@@ -290,12 +290,9 @@ Napi::Value copyPages(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     TensorRef pool = tensorRef(info[0], "pool");
     PoolGeometry g = poolGeometry(pool);
-    if (!info[1].IsObject()) attn::throwType("options must be an object");
-    Napi::Object opt = info[1].As<Napi::Object>();
-    std::vector<int32_t> src = int32ArrayOpt(opt, "src"), dst = int32ArrayOpt(opt, "dst");
-    if (src.size() != dst.size()) attn::throwRange("src and dst must have one length");
-    for (size_t i = 0; i < src.size(); ++i)
-      if (src[i] < 0 || src[i] >= g.pages || dst[i] < 0 || dst[i] >= g.pages) attn::throwRange("page index out of range");
+    const PagePairs pairs = pagePairsOpt(info[1], g.pages);
+    const std::vector<int32_t>& src = pairs.src;
+    const std::vector<int32_t>& dst = pairs.dst;
     if (src.empty()) return info.Env().Undefined();
     size_t es = attn::dtypeSize(pool.dtype);
     attn::PageCopyParams p;

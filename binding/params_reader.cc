@@ -50,4 +50,13 @@ std::vector<float> float32ArrayOpt(Napi::Object o, const char* key) {
   return typedOpt<float, napi_float32_array>(o, key, "Float32Array");
 }
 
+PagePairs pagePairsOpt(Napi::Value o, int64_t pages) {
+  if (!o.IsObject()) attn::throwType("options must be an object");
+  PagePairs pp{int32ArrayOpt(o.As<Napi::Object>(), "src"), int32ArrayOpt(o.As<Napi::Object>(), "dst")};
+  if (pp.src.size() != pp.dst.size()) attn::throwRange("src and dst must have one length");
+  for (size_t i = 0; i < pp.src.size(); ++i)
+    if (pp.src[i] < 0 || pp.src[i] >= pages || pp.dst[i] < 0 || pp.dst[i] >= pages) attn::throwRange("page index out of range");
+  return pp;
+}
+
 }  // namespace binding

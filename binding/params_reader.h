@@ -16,4 +16,11 @@ bool boolOpt(Napi::Object o, const char* key, bool fallback);
 std::vector<int32_t> int32ArrayOpt(Napi::Object o, const char* key);
 std::vector<float> float32ArrayOpt(Napi::Object o, const char* key);
 
+// The `src` / `dst` page lists of a page-copy call (options object `o`), checked to pair up and to
+// lie in [0, pages).
+struct PagePairs {
+  std::vector<int32_t> src, dst;
+};
+PagePairs pagePairsOpt(Napi::Value o, int64_t pages);
+
 }  // namespace binding
