@@ -112,6 +112,13 @@ __device__ __forceinline__ void cpAsyncWaitDyn(int n) {
     case 5: cpAsyncWait<5>(); break;
     case 6: cpAsyncWait<6>(); break;
     case 7: cpAsyncWait<7>(); break;
+    case 8: cpAsyncWait<8>(); break;
+    case 9: cpAsyncWait<9>(); break;
+    case 10: cpAsyncWait<10>(); break;
+    case 11: cpAsyncWait<11>(); break;
+    case 12: cpAsyncWait<12>(); break;
+    case 13: cpAsyncWait<13>(); break;
+    case 14: cpAsyncWait<14>(); break;
     default: cpAsyncWait<0>(); break;
   }
 }

@@ -79,7 +79,8 @@ int pagedChooseSplits(const PagedAttnParams& p, int num_sms) {
   if (units < num_sms) return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_splits, num_sms / units)));
   // Otherwise CTAs share SMs (decodeCtasPerSm each): the smallest split count whose last wave is
   // nearly as full as the best one (wave efficiency = waves / ceil(waves), as in FlashAttention).
-  const int64_t slots = static_cast<int64_t>(num_sms) * paged::decodeCtasPerSm(p.head_dim);
+  const int per_sm = p.quantized() ? paged::decodeQuantCtasPerSm(p.head_dim) : paged::decodeCtasPerSm(p.head_dim);
+  const int64_t slots = static_cast<int64_t>(num_sms) * per_sm;
   double best = 0.0;
   double eff[paged::kMaxAutoSplits + 1] = {};
   for (int s = 1; s <= max_splits; ++s) {

@@ -11,13 +11,6 @@
 // and its own online softmax (base 2, log2(e) folded into the scale); the warps' states are merged
 // through shared memory at the end. num_splits == 1 writes o (and lse); otherwise the normalized
 // partial output and its natural-log lse go to the workspace for combine.cu.
-//
-// kQuant (an fp8e4m3 / int8 cache, csrc/common/quant.h): the pipeline moves 8-bit tiles (half the
-// bytes) plus each key's K and V scale; after a tile lands, the CTA converts it exactly to 16 bits
-// into one (K, V) tile pair with the usual swizzle, and the MMAs run as above. The K scale and the
-// smoothing term q . k_smooth (computed once per CTA) are folded into each score before the
-// score transform, so scores are the true ones; the V scale multiplies P before P V (the row sum
-// uses the unscaled P). The 16-bit path compiles exactly as before (kQuant = false).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -27,35 +20,10 @@
 #include <cstdint>
 
 #include "../check.h"
-#include <cuda_fp8.h>
-
-#include <type_traits>
-
 #include "../common/ptx.cuh"
 #include "paged_internal.h"
 
 namespace attn::cuda::paged {
-
-// 4-byte cp.async (through L1); valid = false writes zeros without reading src.
-__device__ __forceinline__ void cpAsync4(uint32_t smem_addr, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr), "l"(src), "r"(valid ? 4 : 0) : "memory");
-}
-
-// Two 8-bit cache values (low byte first) -> two T in one register, exactly (e4m3 and int8 fit).
-template <typename T>
-__device__ __forceinline__ uint32_t widen2(uint32_t two, bool fp8) {
-  float lo, hi;
-  if (fp8) {
-    const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(two), __NV_E4M3);
-    if constexpr (std::is_same<T, __half>::value) return static_cast<uint32_t>(h.x) | (static_cast<uint32_t>(h.y) << 16);
-    lo = __half2float(__ushort_as_half(h.x));
-    hi = __half2float(__ushort_as_half(h.y));
-  } else {
-    lo = static_cast<float>(static_cast<int8_t>(two & 0xffu));
-    hi = static_cast<float>(static_cast<int8_t>((two >> 8) & 0xffu));
-  }
-  return ElemTraits<T>::pack(lo, hi);
-}
 
 template <int D>
 struct DecodeCfg {
@@ -88,17 +56,14 @@ __device__ __forceinline__ uint32_t swz(int row, int chunk) {
   return static_cast<uint32_t>((row * (D / 8) + (chunk ^ (row & 7))) * 16);
 }
 
-template <typename T, int D, bool kQuant = false>
+template <typename T, int D>
 __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) pagedDecodeKernel(const DecodeArgs a) {
   using Cfg = DecodeCfg<D>;
   constexpr int kN = Cfg::kN;
   const int stages = a.stages;  // >= 2
-  // Loads move 16-byte chunks of K/V rows: D * 2 bytes per row, or D bytes for an 8-bit cache.
-  using KvElem = std::conditional_t<kQuant, uint8_t, T>;
-  constexpr int kElemsPerChunk = 16 / static_cast<int>(sizeof(KvElem));
-  constexpr int kLdChunks = D / kElemsPerChunk;
-  constexpr int kLdRows = Cfg::kThreads / kLdChunks;
-  constexpr int kKPT = kN / kLdRows;
+  constexpr int kLdChunks = Cfg::kChunks;
+  constexpr int kLdRows = Cfg::kLoadRows;
+  constexpr int kKPT = Cfg::kKeysPerThread;
   constexpr float kLog2e = 1.4426950408889634f;
   constexpr float kLn2 = 0.6931471805599453f;
   const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
@@ -171,18 +136,12 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   const int ntiles = kend > kbeg ? (kend - kbeg + kN - 1) / kN : 0;
   const int tile_hi = min(min_hi, kend);  // keys below this are visible to every row (if >= max_lo)
 
-  // Shared memory: Q tile, then kStages x (K tile, V tile); kQuant: the stage tiles are 8-bit,
-  // followed by the 16-bit (K, V) pair, the per-key scales [stage][K, V][kN] and q . k_smooth [16].
-  constexpr int kStageTile = kQuant ? kN * D : Cfg::kTileBytes;
+  // Shared memory: Q tile, then kStages x (K tile, V tile).
+  constexpr int kStageTile = Cfg::kTileBytes;
   const uint32_t s_base = smemAddr(smem);
   const uint32_t s_q = s_base;
   auto sK = [&](int stage) { return s_base + Cfg::kQBytes + stage * 2 * kStageTile; };
   auto sV = [&](int stage) { return s_base + Cfg::kQBytes + stage * 2 * kStageTile + kStageTile; };
-  const uint32_t s_k16 = s_base + Cfg::kQBytes + stages * 2 * kStageTile;  // kQuant only
-  const uint32_t s_v16 = s_k16 + Cfg::kTileBytes;
-  const int sc_off = Cfg::kQBytes + stages * 2 * kStageTile + 2 * Cfg::kTileBytes;  // bytes
-  [[maybe_unused]] const float* s_sc = reinterpret_cast<const float*>(smem + sc_off);
-  [[maybe_unused]] float* s_qmu = reinterpret_cast<float*>(smem + sc_off + stages * 2 * kN * 4);
 
   // Q: rows m < mrows from global, the rest zero. Part of the first cp.async group.
   {
@@ -201,29 +160,11 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
     }
   }
 
-  // kQuant: q . k_smooth of each row (8 threads per row), for the scores.
-  if constexpr (kQuant) {
-    const int r = tid >> 3, part = tid & 7;
-    float acc = 0.0f;
-    if (r < mrows) {
-      const int m = m0 + r;
-      const int qi = m / a.group, gq = m - qi * a.group;
-      const T* qrow = static_cast<const T*>(a.q) + static_cast<int64_t>(q0 + qi) * a.q_row_stride +
-                      static_cast<int64_t>(kvh * a.group + gq) * a.q_head_stride;
-      const float* mu = a.k_smooth + static_cast<int64_t>(kvh) * D;
-      for (int c = part; c < D; c += 8) acc = fmaf(static_cast<float>(qrow[c]), __ldg(mu + c), acc);
-    }
-    acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-    acc += __shfl_xor_sync(0xffffffffu, acc, 4);
-    if (part == 0) s_qmu[r] = acc;  // made visible by the prologue's barrier
-  }
-
   // K/V loads: thread handles chunk ld_chunk of rows ld_row0 + i * kLdRows of each tile.
   const int ld_chunk = tid % kLdChunks;
   const int ld_row0 = tid / kLdChunks;
-  const KvElem* kbase = static_cast<const KvElem*>(a.k_pages) + static_cast<int64_t>(kvh) * a.page_head_stride + ld_chunk * kElemsPerChunk;
-  const KvElem* vbase = static_cast<const KvElem*>(a.v_pages) + static_cast<int64_t>(kvh) * a.page_head_stride + ld_chunk * kElemsPerChunk;
+  const T* kbase = static_cast<const T*>(a.k_pages) + static_cast<int64_t>(kvh) * a.page_head_stride + ld_chunk * 8;
+  const T* vbase = static_cast<const T*>(a.v_pages) + static_cast<int64_t>(kvh) * a.page_head_stride + ld_chunk * 8;
   const int row = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + b) : b;
   const int32_t* bt = a.block_table + static_cast<int64_t>(row) * a.block_table_stride;
   const int page_mask = (1 << a.page_shift) - 1;
@@ -243,18 +184,9 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
       const int key = kbeg + tile * kN + row;
       const bool ok = pg[i] >= 0;  // false past kend (or for a negative table entry): zero fill
       const int64_t off = ok ? static_cast<int64_t>(pg[i]) * a.page_stride + static_cast<int64_t>(key & page_mask) * D : 0;
-      // 8-bit stage tiles are plain row-major: only the conversion reads them, row by row.
-      const uint32_t so = kQuant ? static_cast<uint32_t>(row * D + ld_chunk * 16) : swz<D>(row, ld_chunk);
+      const uint32_t so = swz<D>(row, ld_chunk);
       cpAsync16(dk + so, kbase + off, ok);
       cpAsync16(dv + so, vbase + off, ok);
-      if constexpr (kQuant) {
-        if (ld_chunk == 0) {
-          const int64_t si = ok ? static_cast<int64_t>(pg[i]) * a.scale_page_stride + static_cast<int64_t>(kvh) * a.scale_head_stride + (key & page_mask) : 0;
-          const uint32_t ss = smemAddr(s_sc) + static_cast<uint32_t>(((stage * 2) * kN + row) * 4);
-          cpAsync4(ss, a.k_scales + si, ok);
-          cpAsync4(ss + kN * 4, a.v_scales + si, ok);
-        }
-      }
     }
   };
 
@@ -311,11 +243,6 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   const int k_lrow = warp * 16 + (lane & 7) + (lane >> 4) * 8, k_lchunk = (lane >> 3) & 1;
   const int v_lrow = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, v_lchunk = lane >> 4;
   const bool transform = a.has_softcap || a.alibi != nullptr;
-  [[maybe_unused]] float row_qmu[2] = {0.0f, 0.0f};
-  if constexpr (kQuant) {
-    row_qmu[0] = s_qmu[g];
-    row_qmu[1] = s_qmu[g + 8];
-  }
 
   int stage = 0;                // stage of tile it
   int load_stage = stages - 1;  // stage of tile it + stages - 1 (= the one tile it-1 used)
@@ -329,29 +256,7 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
       if (nt + 1 < ntiles) lookup(nt + 1, pg);
     }
 
-    [[maybe_unused]] const int cur = stage;
-    if constexpr (kQuant) {
-      // Widen the 8-bit tile pair of this stage into the 16-bit pair (exact), then make it visible.
-      const bool fp8 = a.kv_fp8 != 0;
-      for (int u = tid; u < 2 * kN * (D / 16); u += Cfg::kThreads) {
-        const bool is_v = u >= kN * (D / 16);
-        const int w = is_v ? u - kN * (D / 16) : u;
-        const int r = w / (D / 16), c = w % (D / 16);
-        const uint4 x = ldShared128((is_v ? sV(cur) : sK(cur)) + static_cast<uint32_t>(r * D + c * 16));
-        const uint32_t words[4] = {x.x, x.y, x.z, x.w};
-        uint32_t y[8];
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          y[2 * e] = widen2<T>(words[e] & 0xffffu, fp8);
-          y[2 * e + 1] = widen2<T>(words[e] >> 16, fp8);
-        }
-        const uint32_t dst = is_v ? s_v16 : s_k16;
-        stShared128(dst + swz<D>(r, 2 * c), make_uint4(y[0], y[1], y[2], y[3]));
-        stShared128(dst + swz<D>(r, 2 * c + 1), make_uint4(y[4], y[5], y[6], y[7]));
-      }
-      __syncthreads();
-    }
-    const uint32_t sk = kQuant ? s_k16 : sK(stage), sv = kQuant ? s_v16 : sV(stage);
+    const uint32_t sk = sK(stage), sv = sV(stage);
     stage = stage + 1 == stages ? 0 : stage + 1;
     load_stage = load_stage + 1 == stages ? 0 : load_stage + 1;
     const int ts = kbeg + it * kN;
@@ -367,14 +272,6 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
       ldmatrixX4(kb, sk + swz<D>(k_lrow, 2 * ks + k_lchunk));
       mma16816<T>(s[0], qa, kb[0], kb[1]);
       mma16816<T>(s[1], qa, kb[2], kb[3]);
-    }
-
-    if constexpr (kQuant) {  // true raw scores: K scale and the smoothing term back in
-      const float* ksc = s_sc + (cur * 2) * kN + warp * 16 + 2 * t4;
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[nt][e] = fmaf(s[nt][e], ksc[nt * 8 + (e & 1)], row_qmu[e >> 1]);
     }
 
     // Scores in log2 units, then the mask.
@@ -425,13 +322,6 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
       }
     }
 
-    if constexpr (kQuant) {  // V scales into P (after the row sums, which use P itself)
-      const float* vsc = s_sc + (cur * 2 + 1) * kN + warp * 16 + 2 * t4;
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[nt][e] *= vsc[nt * 8 + (e & 1)];
-    }
 
     // O += P V: the S accumulators are the A fragment of a 16x16 P tile.
     uint32_t pa[4];
@@ -524,18 +414,16 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   }
 }
 
-template <typename T, int D, bool kQuant = false>
+template <typename T, int D>
 void launchPagedDecode(const DecodeArgs& args, cudaStream_t stream) {
   using Cfg = DecodeCfg<D>;
-  static_assert(!kQuant || kDecodeWarps * kDecodeRows * Cfg::kOStride * 4 <= decodeQuantSmemBytes(D, Cfg::kStages),
-                "epilogue buffer fits the quantized layout");
-  auto kernel = pagedDecodeKernel<T, D, kQuant>;
+  auto kernel = pagedDecodeKernel<T, D>;
   DecodeArgs a = args;
   const dim3 grid(static_cast<unsigned>(a.batch) * a.heads_kv * a.mblocks, a.num_splits);
   // A CTA alone on its SM takes the deep pipeline; otherwise CTAs share SMs.
   const bool alone = static_cast<int64_t>(grid.x) * grid.y <= a.num_sms;
   a.stages = alone ? Cfg::kMaxStages : Cfg::kStages;
-  const int smem = kQuant ? decodeQuantSmemBytes(D, a.stages) : decodeSmemBytes(D, a.stages);
+  const int smem = decodeSmemBytes(D, a.stages);
   if (smem > 48 * 1024) {
     ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   }

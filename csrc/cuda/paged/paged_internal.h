@@ -68,12 +68,13 @@ struct DecodeArgs {
   const float* k_smooth;  // [heads_kv][head_dim]
 };
 
-// Shared memory of the quantized-cache kernel: Q tile, `stages` x 8-bit (K, V) tiles, one 16-bit
-// (K, V) tile pair the 8-bit tile is converted into, `stages` x (K, V) x 64 per-key scales and
-// the 16 rows' q . k_smooth.
+// The quantized-cache kernel (decode_quant_kernel.cuh): per stage and warp, 16 keys of 8-bit K and
+// V plus their 32 scales; the f16 Q tile first. Stages as above (shared SM / SM alone).
+constexpr int decodeQuantStages(int head_dim) { return head_dim == 64 ? 5 : head_dim == 128 ? 4 : 3; }
+constexpr int decodeQuantMaxStages(int head_dim) { return head_dim == 64 ? 14 : head_dim == 128 ? 12 : 6; }
+constexpr int decodeQuantCtasPerSm(int head_dim) { return head_dim == 64 ? 4 : head_dim == 128 ? 3 : 2; }
 constexpr int decodeQuantSmemBytes(int head_dim, int stages) {
-  return kDecodeRows * head_dim * 2 + stages * 2 * kDecodeTileKeys * head_dim + 2 * kDecodeTileKeys * head_dim * 2 +
-         stages * 2 * kDecodeTileKeys * 4 + kDecodeRows * 4;
+  return kDecodeRows * (head_dim + 8) * 2 + stages * kDecodeWarps * (2 * 16 * head_dim + 2 * 16 * 4);
 }
 
 // One file per head_dim (decode_hd*.cu); each dispatches F16 / BF16.
