@@ -38,6 +38,14 @@ attn::StoragePtr allocate(const attn::Device& d, size_t bytes) {
 #endif
 }
 
+unsigned* splitCounters(const attn::Device& d, size_t n) {
+#ifdef ATTN_WITH_CUDA
+  return ctx(d).splitCounters(n);
+#else
+  noCuda(d);
+#endif
+}
+
 attn::FencePtr fence(const attn::Device& d) {
   if (!d.isCuda()) return attn::cpuFence();
 #ifdef ATTN_WITH_CUDA

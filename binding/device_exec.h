@@ -30,6 +30,8 @@ std::string cudaUnavailableReason();  // empty when usable
 int cudaDeviceCount();
 
 attn::StoragePtr allocate(const attn::Device& d, size_t bytes);
+// CUDA devices only: the device's split counters, at least n (see attn::cuda::Context::splitCounters).
+unsigned* splitCounters(const attn::Device& d, size_t n);
 attn::FencePtr fence(const attn::Device& d);
 attn::MemoryStats memoryStats(const attn::Device& d);
 void emptyCache(const attn::Device& d);

@@ -66,17 +66,18 @@ void setPoolFields(Params& p, const TensorRef& pool, const PoolGeometry& g, int 
 
 bool isQuantDType(attn::DType t) { return t == attn::DType::FP8E4M3 || t == attn::DType::INT8; }
 
-// A quantized pool's scale pool [layers, 2, pages, kvHeads, pageSize, 1] and smoothing vectors
-// [layers, kvHeads, headDim], both f32 on the pool's device (lib/paged_kv_cache.ts owns them).
+// A quantized pool's scale pool [layers, 2, pages, kvHeads, pageSize, 1] and channel vectors
+// [layers, 3 (K mean, K channel scale, V channel scale), kvHeads, headDim], both f32 on the pool's
+// device (lib/paged_kv_cache.ts owns them).
 template <typename Params>
 void setQuantFields(Params& p, const TensorRef& pool, const PoolGeometry& g, int layer, const TensorRef& scales,
                     const TensorRef& smooth) {
   const std::vector<int64_t> sshape{g.layers, 2, g.pages, g.heads, g.pageSize, 1};
   if (scales.shape != sshape || !scales.contiguous() || scales.dtype != attn::DType::F32 || !(scales.device() == pool.device()))
     attn::throwRange("scales must be a contiguous f32 [layers, 2, pages, kvHeads, pageSize, 1] tensor on the pool's device");
-  const std::vector<int64_t> mshape{g.layers, g.heads, g.dim};
+  const std::vector<int64_t> mshape{g.layers, 3, g.heads, g.dim};
   if (smooth.shape != mshape || !smooth.contiguous() || smooth.dtype != attn::DType::F32 || !(smooth.device() == pool.device()))
-    attn::throwRange("kSmooth must be a contiguous f32 [layers, kvHeads, headDim] tensor on the pool's device");
+    attn::throwRange("kSmooth must be a contiguous f32 [layers, 3, kvHeads, headDim] tensor on the pool's device");
   const int64_t plane = static_cast<int64_t>(g.pages) * g.heads * g.pageSize;
   float* base = reinterpret_cast<float*>(scales.data());
   p.cache_dtype = pool.dtype;
@@ -84,7 +85,11 @@ void setQuantFields(Params& p, const TensorRef& pool, const PoolGeometry& g, int
   p.v_scales = base + (2 * layer + 1) * plane;
   p.scale_page_stride = static_cast<int64_t>(g.heads) * g.pageSize;
   p.scale_head_stride = g.pageSize;
-  p.k_smooth = reinterpret_cast<float*>(smooth.data()) + static_cast<int64_t>(layer) * g.heads * g.dim;
+  const int64_t vec = static_cast<int64_t>(g.heads) * g.dim;
+  float* chans = reinterpret_cast<float*>(smooth.data()) + 3 * layer * vec;
+  p.k_smooth = chans;
+  p.k_chan = chans + vec;
+  p.v_chan = chans + 2 * vec;
 }
 
 const TensorRef& checkTable(const TensorRef& table, const TensorRef& pool, const std::vector<int32_t>& rows) {
@@ -269,6 +274,7 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
         ws = allocate(dev, static_cast<size_t>(floats) * sizeof(float));
         pc.workspace = static_cast<float*>(ws->data());
         pc.workspace_floats = floats;
+        pc.split_counters = splitCounters(dev, static_cast<size_t>(attn::cuda::pagedCounterSlots(pc)));
       }
       if (benchIters <= 0) {
         if (sparse) attn::cuda::pageTopK(select, c.stream);

@@ -23,9 +23,11 @@ export interface PagedKVCacheOptions {
   /**
    * Storage type (default bf16 on CUDA, f32 on the CPU). `'fp8'` (= `'fp8e4m3'`) and `'int8'` make a
    * quantized cache: each appended (token, kv head) row of K and V is stored in 8 bits with one
-   * float32 scale, K minus a per-(layer, kv head) smoothing vector that the layer's first append
-   * sets to the mean of its K rows; attention dequantizes inside the kernel. Appended K/V, queries
-   * and outputs then use {@link PagedKVCacheOptions.computeDtype}.
+   * float32 scale, after K has been smoothed (minus a per-(layer, kv head) mean) and both K and V
+   * have been channel-equalized (divided per channel by its max |.|), both set from the layer's
+   * first append, so that outlier channels do not coarsen the others; attention dequantizes
+   * inside the kernel (on CUDA the P·V product runs in f16: |v| must stay below 65504). Appended
+   * K/V, queries and outputs then use {@link PagedKVCacheOptions.computeDtype}.
    */
   dtype?: DType | 'fp8';
   /** Element type of appended K/V, queries and outputs of a quantized cache (default bf16 on CUDA, f32 on the CPU). */
@@ -80,7 +82,7 @@ export class PagedKVCache extends PagedSequences implements Disposable {
   readonly pool: Tensor;
   /** Quantized: f32 scales `[layers, 2, capacityPages, kvHeads, pageSize, 1]`. @internal */
   readonly scales: Tensor | null;
-  /** Quantized: f32 K smoothing vectors `[layers, kvHeads, headDim]`. @internal */
+  /** Quantized: f32 channel vectors `[layers, 3 (K mean, K channel scale, V channel scale), kvHeads, headDim]`. @internal */
   readonly kSmooth: Tensor | null;
   private readonly smoothSet: boolean[];
   /**
@@ -110,7 +112,7 @@ export class PagedKVCache extends PagedSequences implements Disposable {
 
     this.pool = Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, this.pageSize, this.headDim], { dtype: this.dtype, device: this.device });
     this.scales = this.quantized ? Tensor.full([this.layers, 2, this.capacityPages, this.kvHeads, this.pageSize, 1], 0, { dtype: 'f32', device: this.device }) : null;
-    this.kSmooth = this.quantized ? Tensor.full([this.layers, this.kvHeads, this.headDim], 0, { dtype: 'f32', device: this.device }) : null;
+    this.kSmooth = this.quantized ? Tensor.full([this.layers, 3, this.kvHeads, this.headDim], 1, { dtype: 'f32', device: this.device }) : null;
     this.smoothSet = new Array<boolean>(this.layers).fill(false);
     const summaries = o.pageSummaries === undefined ? false : checkBoolean(o.pageSummaries, 'options.pageSummaries');
     if (summaries && this.quantized) throw new RangeError(`options.pageSummaries needs a 16/32-bit cache, not dtype ${this.dtype}`);

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // attn-cuda's side of the GPU benchmark (scripts/gpu-check.sh runs it next to bench_torch.py).
-//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense|decode|mla|sparse|quant]
+//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense,decode,mla,sparse,quant,quantkv] (a comma list)
 // dense: the FlashAttention grid (head dim {64,128,256} x seq {512..16k} x causal, 16k tokens/batch).
 // decode: paged decode, 32 q heads / 8 kv heads, d128, bf16, batch {1,16,64,128} x context {2k,8k,32k},
 //         page size 16 and 256, timed by CUDA events around back-to-back launches (no JS overhead).
@@ -11,6 +11,7 @@
 // quant (only with --only quant): quantized forward ('int8-fp8' on sm_89+, 'int8') vs our bf16
 //         forward, d {128,64} x seq {4k,8k,16k} x causal, 16k tokens/batch, 2048/d heads; and
 //         fp8 / int8 KV-cache decode vs bf16 paged decode (32/8 heads, d128, page 16).
+// quantkv (only with --only quantkv): that KV-cache decode part alone.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -23,7 +24,8 @@ const args = process.argv.slice(2);
 const outPath = args.find((a) => !a.startsWith('--')) || 'bench-attn.json';
 const quick = args.includes('--quick');
 const argOf = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
-const only = argOf('--only');
+const only = argOf('--only') ? new Set(argOf('--only').split(',')) : null;
+const want = (name, byDefault) => (only ? only.has(name) : byDefault);
 const listOf = (name) => (argOf(name) ? argOf(name).split(',').map(Number) : undefined);
 const dims = listOf('--dims'); // dense: only these head dims
 const seqs = listOf('--seqs'); // dense: only these sequence lengths
@@ -337,11 +339,12 @@ async function quantDecode() {
 }
 (async () => {
   const result = { device: cuda.devices()[0], date: new Date().toISOString() };
-  if (!only || only === 'dense') result.dense = await dense();
-  if (!only || only === 'decode') result.decode = await decode();
-  if (only === 'mla') result.mla = await mla();
-  if (only === 'sparse') result.sparse = await sparse();
-  if (only === 'quant') result.quant = { forward: await quantForward(), decode: await quantDecode() };
+  if (want('dense', true)) result.dense = await dense();
+  if (want('decode', true)) result.decode = await decode();
+  if (want('mla', false)) result.mla = await mla();
+  if (want('sparse', false)) result.sparse = await sparse();
+  if (want('quant', false)) result.quant = { forward: await quantForward(), decode: await quantDecode() };
+  else if (want('quantkv', false)) result.quant = { decode: await quantDecode() };
   fs.writeFileSync(outPath, JSON.stringify(result, null, 2));
   console.error(`wrote ${outPath}`);
 })().catch((e) => {

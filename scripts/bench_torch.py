@@ -255,16 +255,24 @@ def quant_decode():
         del q, k, v
     return res
 
-only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+only = set(sys.argv[sys.argv.index("--only") + 1].split(",")) if "--only" in sys.argv else None
+
+
+def want(name, by_default):
+    return name in only if only is not None else by_default
+
+
 result = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name()}
-if only in (None, "dense"):
+if want("dense", True):
     result["dense"] = dense()
-if only in (None, "decode"):
+if want("decode", True):
     result["decode"] = decode()
-if only == "mla":
+if want("mla", False):
     result["mla"] = mla()
-if only == "sparse":
+if want("sparse", False):
     result["sparse"] = sparse()
-if only == "quant":
+if want("quant", False):
     result["quant"] = {"forward": quant_forward(), "decode": quant_decode()}
+elif want("quantkv", False):
+    result["quant"] = {"decode": quant_decode()}
 json.dump(result, open(out_path, "w"), indent=2)

@@ -77,7 +77,7 @@ if ours.get("sparse") and peer.get("sparse"):
         us = lambda k: fmt(p[k] * 1000, 1) if k in p else "n/a"
         print(f"| {r['batch']} | {r['pageSize']} | {r['pages']} | {r['topKPages']} | {r['fullMs'] * 1000:.1f} | {r['topKMs'] * 1000:.1f} | "
               f"{r['speedup']:.2f}x | {us('flash_fullMs')} | {us('flash_eighthMs')} | {us('cudnn_fullMs')} | {us('cudnn_eighthMs')} |")
-if ours.get("quant") and peer.get("quant"):
+if ours.get("quant", {}).get("forward") and peer.get("quant", {}).get("forward"):
     fmt = lambda x: f"{x:.0f}" if x else "n/a"
     pm = {(r["headDim"], r["seqLen"], r["causal"]): r for r in peer["quant"]["forward"]}
     modes = [m for m in ["int8-fp8", "int8"] if any(m in r["modes"] for r in ours["quant"]["forward"])]
@@ -99,6 +99,7 @@ if ours.get("quant") and peer.get("quant"):
             a = r["modes"].get(m, {}).get("tflopsAll")
             cells += [f"{a / r['bf16']['tflops']:.2f}x" if a else "n/a", f"{a / c:.2f}x" if a and c else "n/a"]
         print("| " + " | ".join(cells) + " |")
+if ours.get("quant", {}).get("decode") and peer.get("quant", {}).get("decode"):
     dm = {(r["batch"], r["context"]): r for r in peer["quant"]["decode"]}
     print("\nQuantized KV-cache decode: 32 q heads / 8 kv heads, d128, page 16, bf16 queries; µs per call "
           "(CUDA events); TB/s = bytes actually read (8-bit K/V + f32 per-token scales).\n")

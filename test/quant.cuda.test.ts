@@ -1,6 +1,5 @@
 import { attention, cuda, DType, QuantizedMode, Tensor } from '../lib';
 import { accuracy, CONTRACT, LSE_TOL, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './helpers/quant';
-import { KV_CONTRACT, kvContract, KvCase, makeKvData, quantKvCases, runKvCase } from './helpers/quant_kv';
 import { maxAbsDiff, relL2 } from './helpers/reference';
 import { expectThrows } from './helpers/throws';
 
@@ -48,24 +47,5 @@ describeCuda('CUDA quantized attention', () => {
       const q64 = Tensor.randn([1, 64, 2, 64], { dtype: 'bf16', device: 'cuda:0' });
       expectThrows(() => attention(q64, q64, q64, { quantized: 'int8-fp8' }), 'RangeError', /compute capability 8.9/);
     }
-  });
-});
-
-describeCuda('CUDA quantized paged KV cache', () => {
-  const cases: Array<[string, KvCase]> = quantKvCases('cuda:0', [64, 128, 256]);
-  for (const dtype of ['int8', 'fp8'] as const)
-    for (const pageSize of [1, 64])
-      for (const numSplits of [1, 5]) {
-        cases.push([`${dtype} heavy d128 page ${pageSize} splits ${numSplits}`, {
-          device: 'cuda:0', dtype, computeDtype: 'f16', headDim: 128, pageSize, kvHeads: 1, heads: 4, lens: [3000, 129, 64], kind: 'heavy', options: { numSplits },
-        }]);
-      }
-  test.each(cases)('%s: contract vs float64, agreement with the CPU cache', async (_n, c) => {
-    const data = makeKvData(c);
-    const [r, cpu] = await Promise.all([runKvCase(c, data), runKvCase({ ...c, device: 'cpu' }, data)]);
-    expect(r.cos).toBeGreaterThanOrEqual(kvContract(_n, c).cos);
-    expect(r.rel).toBeLessThanOrEqual(kvContract(_n, c).rel);
-    expect(r.lseErr).toBeLessThan(kvContract(_n, c).lse);
-    expect(relL2(r.out, cpu.out)).toBeLessThan(1e-2);
   });
 });

@@ -39,13 +39,18 @@ struct PagedAppendParams {
 
   // Quantized cache (csrc/common/quant.h): cache_dtype FP8E4M3 or INT8, k/v stay `dtype`.
   // One scale per (page, head, slot) at scales + page * scale_page_stride + head * scale_head_stride
-  // + slot; K is stored minus the smoothing vector k_smooth [heads_kv][head_dim], which
-  // init_smoothing first sets to the mean of this call's new K rows.
+  // + slot. Channels are equalized before the per-row scale is taken: K is stored as
+  // (k - k_smooth) / k_chan and V as v / v_chan (each [heads_kv][head_dim]), so that outlier
+  // channels do not set the step of every other channel. init_smoothing first sets k_smooth to
+  // the mean of this call's new K rows and k_chan / v_chan to the channels' max |k - mean| / |v|
+  // over them (1 where that is 0).
   DType cache_dtype = DType::F32;
   float* k_scales = nullptr;
   float* v_scales = nullptr;
   int64_t scale_page_stride = 0, scale_head_stride = 0;
   float* k_smooth = nullptr;
+  float* k_chan = nullptr;
+  float* v_chan = nullptr;
   bool init_smoothing = false;
 
   bool quantized() const { return cache_dtype == DType::FP8E4M3 || cache_dtype == DType::INT8; }
@@ -94,14 +99,19 @@ struct PagedAttnParams {
   int num_splits = 0;
   float* workspace = nullptr;
   int64_t workspace_floats = 0;
+  // CUDA, optional: pagedCounterSlots(p) zeroed counters that stay zero between launches (the
+  // device context owns them); with them a split decode merges its splits in the same kernel.
+  unsigned* split_counters = nullptr;
 
-  // Quantized cache (see PagedAppendParams): the true key is stored * k_scale + k_smooth, the
-  // true value stored * v_scale. dtype stays that of q and o.
+  // Quantized cache (see PagedAppendParams): the true key is stored * k_scale * k_chan + k_smooth,
+  // the true value stored * v_scale * v_chan. dtype stays that of q and o.
   DType cache_dtype = DType::F32;
   const float* k_scales = nullptr;
   const float* v_scales = nullptr;
   int64_t scale_page_stride = 0, scale_head_stride = 0;
   const float* k_smooth = nullptr;
+  const float* k_chan = nullptr;
+  const float* v_chan = nullptr;
 
   bool quantized() const { return cache_dtype == DType::FP8E4M3 || cache_dtype == DType::INT8; }
 };

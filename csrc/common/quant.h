@@ -49,6 +49,13 @@ inline int8_t quantizeInt8(float x, float inv) {
 //   int8:    scale = amax / 127, stored rne(x * (127 / amax)) clamped to +-127.
 // Dequantized inside attention as stored * scale (the CUDA decode kernel converts the 8-bit
 // values exactly to 16 bits and folds the K scale into the score, the V scale into P).
+// Before that, channels are equalized (see PagedAppendParams): K by (k - mean) / k_chan, V by
+// v / v_chan, the channel scales being the channels' max |.| over the layer's first append.
 namespace attn {
 constexpr float kvQuantTarget(bool fp8) { return fp8 ? kFp8Max : kInt8Max; }
+// Channel scale from a channel's max |x|: 1 for an all-zero channel (nothing to equalize).
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+inline float channelScale(float amax) { return amax > 0.0f ? amax : 1.0f; }
 }  // namespace attn

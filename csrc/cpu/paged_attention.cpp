@@ -74,17 +74,25 @@ std::pair<int64_t, int64_t> appendSlot(const PagedAppendParams& p, int64_t r) {
 
 // The quantized append: smoothing vector (first call of a layer), then one scale per row and head.
 void pagedAppendQuant(const PagedAppendParams& p) {
-  if (!p.k_scales || !p.v_scales || !p.k_smooth) throwRange("pagedAppend: a quantized cache needs scales and k_smooth");
+  if (!p.k_scales || !p.v_scales || !p.k_smooth || !p.k_chan || !p.v_chan)
+    throwRange("pagedAppend: a quantized cache needs scales, k_smooth, k_chan and v_chan");
   const int D = p.head_dim;
   if (p.init_smoothing) {
     for (int h = 0; h < p.heads_kv; ++h) {
       std::vector<double> sum(static_cast<size_t>(D), 0.0);
-      std::vector<float> row(static_cast<size_t>(D));
-      for (int64_t r = 0; r < p.total_new; ++r) {
-        for (int c = 0; c < D; ++c) row[c] = loadElem(p.dtype, p.k, r * p.k_row_stride + h * p.k_head_stride + c);
-        for (int c = 0; c < D; ++c) sum[c] += row[c];
-      }
+      for (int64_t r = 0; r < p.total_new; ++r)
+        for (int c = 0; c < D; ++c) sum[c] += loadElem(p.dtype, p.k, r * p.k_row_stride + h * p.k_head_stride + c);
       for (int c = 0; c < D; ++c) p.k_smooth[h * D + c] = static_cast<float>(sum[c] / static_cast<double>(p.total_new));
+      std::vector<float> kmax(static_cast<size_t>(D), 0.0f), vmax(static_cast<size_t>(D), 0.0f);
+      for (int64_t r = 0; r < p.total_new; ++r)
+        for (int c = 0; c < D; ++c) {
+          kmax[c] = std::fmax(kmax[c], std::fabs(loadElem(p.dtype, p.k, r * p.k_row_stride + h * p.k_head_stride + c) - p.k_smooth[h * D + c]));
+          vmax[c] = std::fmax(vmax[c], std::fabs(loadElem(p.dtype, p.v, r * p.v_row_stride + h * p.v_head_stride + c)));
+        }
+      for (int c = 0; c < D; ++c) {
+        p.k_chan[h * D + c] = channelScale(kmax[c]);
+        p.v_chan[h * D + c] = channelScale(vmax[c]);
+      }
     }
   }
   uint8_t* kp = static_cast<uint8_t*>(p.k_pages);
@@ -97,9 +105,9 @@ void pagedAppendQuant(const PagedAppendParams& p) {
         const int64_t dst = page * p.page_stride + h * p.page_head_stride + slot * D;
         const int64_t sidx = page * p.scale_page_stride + h * p.scale_head_stride + slot;
         for (int c = 0; c < D; ++c)
-          x[c] = loadElem(p.dtype, p.k, r * p.k_row_stride + h * p.k_head_stride + c) - p.k_smooth[h * D + c];
+          x[c] = (loadElem(p.dtype, p.k, r * p.k_row_stride + h * p.k_head_stride + c) - p.k_smooth[h * D + c]) / p.k_chan[h * D + c];
         p.k_scales[sidx] = storeQuantRow(p.cache_dtype, x.data(), D, kp + dst);
-        for (int c = 0; c < D; ++c) x[c] = loadElem(p.dtype, p.v, r * p.v_row_stride + h * p.v_head_stride + c);
+        for (int c = 0; c < D; ++c) x[c] = loadElem(p.dtype, p.v, r * p.v_row_stride + h * p.v_head_stride + c) / p.v_chan[h * D + c];
         p.v_scales[sidx] = storeQuantRow(p.cache_dtype, x.data(), D, vp + dst);
       }
     }
@@ -208,13 +216,13 @@ void pagedAttention(const PagedAttnParams& p) {
         if (!quant) return loadElem(p.dtype, p.k_pages, base + c);
         const int64_t page = bt[j / p.page_size];
         const float scale = p.k_scales[page * p.scale_page_stride + kvh * p.scale_head_stride + j % p.page_size];
-        return loadQuant(p.cache_dtype, p.k_pages, base + c) * scale + p.k_smooth[kvh * D + c];
+        return loadQuant(p.cache_dtype, p.k_pages, base + c) * scale * p.k_chan[kvh * D + c] + p.k_smooth[kvh * D + c];
       };
       auto valueAt = [&](int64_t j, int64_t base, int c) {
         if (!quant) return loadElem(p.dtype, p.v_pages, base + c);
         const int64_t page = bt[j / p.page_size];
         const float scale = p.v_scales[page * p.scale_page_stride + kvh * p.scale_head_stride + j % p.page_size];
-        return loadQuant(p.cache_dtype, p.v_pages, base + c) * scale;
+        return loadQuant(p.cache_dtype, p.v_pages, base + c) * scale * p.v_chan[kvh * D + c];
       };
 
       std::fill(acc.begin(), acc.end(), 0.0f);

@@ -2,7 +2,8 @@
 // head; rules in csrc/common/quant.h). One CTA per new-token row: it finds the row's page like
 // append.cu, then each warp takes (K or V, head) pairs: the lanes load the row (f32/f16/bf16),
 // subtract the smoothing vector (K), reduce |x| to the scale, and write the 8-bit row and scale.
-// init_smoothing first runs smoothMeanKernel: one CTA per kv head averages the call's new K rows.
+// init_smoothing first runs smoothMeanKernel: one CTA per kv head sets the K mean and the K and V
+// channel scales from the call's new rows, with the CPU's arithmetic (double sum, sequential).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -32,9 +33,18 @@ __global__ void __launch_bounds__(kThreads) smoothMeanKernel(const PagedAppendPa
   const int h = blockIdx.x;
   const int dtype = static_cast<int>(p.dtype);
   for (int c = threadIdx.x; c < p.head_dim; c += kThreads) {
-    float sum = 0.0f;
-    for (int r = 0; r < p.total_new; ++r) sum += loadIn(p.k, static_cast<int64_t>(r) * p.k_row_stride + static_cast<int64_t>(h) * p.k_head_stride + c, dtype);
-    p.k_smooth[h * p.head_dim + c] = __fdiv_rn(sum, static_cast<float>(p.total_new));
+    const int64_t k0 = static_cast<int64_t>(h) * p.k_head_stride + c, v0 = static_cast<int64_t>(h) * p.v_head_stride + c;
+    double sum = 0.0;
+    for (int r = 0; r < p.total_new; ++r) sum += loadIn(p.k, r * p.k_row_stride + k0, dtype);
+    const float mean = static_cast<float>(sum / static_cast<double>(p.total_new));
+    float kmax = 0.0f, vmax = 0.0f;
+    for (int r = 0; r < p.total_new; ++r) {
+      kmax = fmaxf(kmax, fabsf(__fsub_rn(loadIn(p.k, r * p.k_row_stride + k0, dtype), mean)));
+      vmax = fmaxf(vmax, fabsf(loadIn(p.v, r * p.v_row_stride + v0, dtype)));
+    }
+    p.k_smooth[h * p.head_dim + c] = mean;
+    p.k_chan[h * p.head_dim + c] = channelScale(kmax);
+    p.v_chan[h * p.head_dim + c] = channelScale(vmax);
   }
 }
 
@@ -72,6 +82,7 @@ __global__ void __launch_bounds__(kThreads) appendQuantKernel(const PagedAppendP
       if (c < p.head_dim) {
         x[i] = loadIn(src, src0 + c, dtype);
         if (!is_v) x[i] = __fsub_rn(x[i], p.k_smooth[h * p.head_dim + c]);
+        x[i] = __fdiv_rn(x[i], (is_v ? p.v_chan : p.k_chan)[h * p.head_dim + c]);
         amax = fmaxf(amax, fabsf(x[i]));
       }
     }
@@ -102,7 +113,8 @@ void pagedAppendQuant(const PagedAppendParams& p, cudaStream_t stream) {
   if (p.dtype != DType::F32 && p.dtype != DType::F16 && p.dtype != DType::BF16)
     throwRange(std::string("pagedAppend: unsupported input dtype ") + dtypeName(p.dtype) + " (f32, f16 or bf16)");
   if (p.head_dim > 32 * kMaxPerLane) throwRange("pagedAppend: a quantized cache supports head_dim up to 256");
-  if (!p.k_scales || !p.v_scales || !p.k_smooth) throwRange("pagedAppend: a quantized cache needs scales and k_smooth");
+  if (!p.k_scales || !p.v_scales || !p.k_smooth || !p.k_chan || !p.v_chan)
+    throwRange("pagedAppend: a quantized cache needs scales, k_smooth, k_chan and v_chan");
   if (p.total_new <= 0 || p.batch <= 0) return;
   if (p.init_smoothing) {
     smoothMeanKernel<<<p.heads_kv, kThreads, 0, stream>>>(p);

@@ -49,8 +49,8 @@ bool pagedAttentionSupported(const PagedAttnParams& p, std::string* why) {
     if (!p.q || !p.o || !p.k_pages || !p.v_pages || !p.block_table || !p.seq_lens)
       return fail("q, o, k_pages, v_pages, block_table and seq_lens must be set");
   }
-  if (p.quantized() && (!p.k_scales || !p.v_scales || !p.k_smooth))
-    return fail("a quantized cache needs k_scales, v_scales and k_smooth");
+  if (p.quantized() && (!p.k_scales || !p.v_scales || !p.k_smooth || !p.k_chan || !p.v_chan))
+    return fail("a quantized cache needs k_scales, v_scales, k_smooth, k_chan and v_chan");
   if (!p.quantized() && p.cache_dtype != p.dtype && p.cache_dtype != DType::F32)
     return fail("the cache's dtype must equal q's unless the cache is quantized");
   if (!aligned16(p.q) || !aligned16(p.o) || !aligned16(p.k_pages) || !aligned16(p.v_pages))
@@ -92,6 +92,10 @@ int pagedChooseSplits(const PagedAttnParams& p, int num_sms) {
     if (eff[s] >= 0.85 * best) return s;
   }
   return 1;
+}
+
+int64_t pagedCounterSlots(const PagedAttnParams& p) {
+  return static_cast<int64_t>(std::max(p.batch, 0)) * std::max(p.heads_kv, 0) * mblocksOf(p);
 }
 
 int64_t pagedWorkspaceFloats(const PagedAttnParams& p) {
@@ -147,12 +151,15 @@ void pagedAttention(const PagedAttnParams& p, int sms, cudaStream_t stream) {
   a.num_sms = sms;
   a.ws_o = splits > 1 ? p.workspace : nullptr;
   a.ws_lse = splits > 1 ? p.workspace + static_cast<int64_t>(splits) * p.total_q * p.heads_q * p.head_dim : nullptr;
+  a.counters = splits > 1 && splits <= paged::kFusedMaxSplits ? p.split_counters : nullptr;
   a.kv_fp8 = p.cache_dtype == DType::FP8E4M3 ? 1 : 0;
   a.k_scales = p.k_scales;
   a.v_scales = p.v_scales;
   a.scale_page_stride = p.scale_page_stride;
   a.scale_head_stride = p.scale_head_stride;
   a.k_smooth = p.k_smooth;
+  a.k_chan = p.k_chan;
+  a.v_chan = p.v_chan;
 
   if (p.quantized()) {
     switch (p.head_dim) {
@@ -169,7 +176,7 @@ void pagedAttention(const PagedAttnParams& p, int sms, cudaStream_t stream) {
       default: throwRange("pagedAttention: unsupported head_dim");
     }
   }
-  if (splits > 1) paged::launchCombine(p.dtype, a, stream);
+  if (splits > 1 && a.counters == nullptr) paged::launchCombine(p.dtype, a, stream);
 }
 
 }  // namespace attn::cuda

@@ -22,6 +22,7 @@
 #include "../check.h"
 #include "../common/ptx.cuh"
 #include "paged_internal.h"
+#include "split_combine.cuh"
 
 namespace attn::cuda::paged {
 
@@ -412,6 +413,8 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
       store8<T>(dst, v);
     }
   }
+  if (split_out && a.counters != nullptr && lastSplitArrived(a))
+    combineSplitRows<T, D>(a, m0, mrows, kvh, q0, reinterpret_cast<float*>(smem));
 }
 
 template <typename T, int D>

@@ -18,7 +18,8 @@
 //     of channels 16 g + [0, 16) (the output channels are permuted instead, undone in the
 //     epilogue), byte-permutes key pairs together and converts; the V scale multiplies V there
 //     (f16, per key), so P stays in [0, 1] and the row sums use P itself.
-//   * The K scale and the smoothing term q . k_smooth are folded into each score in fp32.
+//   * The K scale and the smoothing term q . k_smooth are folded into each score in fp32; K's
+//     channel scales multiply q once per CTA, V's the output channels in the epilogue.
 // f16 P V requires |v| < 65504, which f16 and bf16 models meet (documented on PagedKVCache).
 #pragma once
 #include <cuda_bf16.h>
@@ -32,6 +33,7 @@
 #include "../check.h"
 #include "../common/ptx.cuh"
 #include "paged_internal.h"
+#include "split_combine.cuh"
 
 namespace attn::cuda::paged {
 
@@ -269,7 +271,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
   }
   if (stages - 1 < ntiles) lookup(stages - 1, pg);
 
-  // ---- Q: f16, scaled by a power of two; q . k_smooth per row. ----
+  // ---- Q: times K's channel scales, then f16 scaled by a power of two; q . k_smooth per row. ----
+  const float* k_chan = a.k_chan + static_cast<int64_t>(kvh) * D;
   {
     const T* q = static_cast<const T*>(a.q);
     float mx = 0.0f;
@@ -279,7 +282,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
         const int m = m0 + r;
         const int qi = m / a.group, gq = m - qi * a.group;
         const float x = static_cast<float>(q[static_cast<int64_t>(q0 + qi) * a.q_row_stride + static_cast<int64_t>(kvh * a.group + gq) * a.q_head_stride + c]);
-        mx = fmaxf(mx, fabsf(x));
+        mx = fmaxf(mx, fabsf(x * __ldg(k_chan + c)));
       }
     }
 #pragma unroll
@@ -317,8 +320,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
         const int m = m0 + r;
         const int qi = m / a.group, gq = m - qi * a.group;
         const T* src = q + static_cast<int64_t>(q0 + qi) * a.q_row_stride + static_cast<int64_t>(kvh * a.group + gq) * a.q_head_stride + c;
-        x0 = static_cast<float>(src[0]) * q_mul;
-        x1 = static_cast<float>(src[1]) * q_mul;
+        x0 = static_cast<float>(src[0]) * __ldg(k_chan + c) * q_mul;
+        x1 = static_cast<float>(src[1]) * __ldg(k_chan + c + 1) * q_mul;
       }
       stShared32(s_q + (r * Cfg::kQStride + c) * 2, ElemTraits<__half>::pack(x0, x1));
     }
@@ -526,6 +529,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
   __syncthreads();
 
   float* s_o = reinterpret_cast<float*>(smem + Cfg::kQBytes);  // [kWarps][16][kOStride]
+  const float* v_chan = a.v_chan + static_cast<int64_t>(kvh) * D;
   const bool split_out = a.num_splits > 1;
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
@@ -547,7 +551,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
       for (int e = 0; e < 2; ++e) {
         const int n = 2 * t4 + e;
         const int ch = D == 64 ? 8 * n + np : 128 * (np / 16) + 16 * n + np % 16;
-        dst[ch] = o_acc[np][2 * rr + e] * fac;
+        dst[ch] = o_acc[np][2 * rr + e] * fac * __ldg(v_chan + ch);
       }
     }
     if (warp == 0 && t4 == 0 && row < mrows) {
@@ -590,6 +594,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
       store8<T>(dst, v);
     }
   }
+  if (split_out && a.counters != nullptr && lastSplitArrived(a))
+    combineSplitRows<T, D>(a, m0, mrows, kvh, q0, s_o);
 }
 
 template <typename T, int D>

@@ -13,6 +13,9 @@ bool pagedAttentionSupported(const PagedAttnParams& p, std::string* why);
 // Picks the number of KV splits for flash-decoding so that the grid fills `num_sms` SMs.
 int pagedChooseSplits(const PagedAttnParams& p, int num_sms);
 
+// Counters (PagedAttnParams::split_counters) a launch of p may use: one per CTA row of its grid.
+int64_t pagedCounterSlots(const PagedAttnParams& p);
+
 // Floats of workspace pagedAttention needs for p.num_splits splits (0 when num_splits == 1).
 int64_t pagedWorkspaceFloats(const PagedAttnParams& p);
 

@@ -19,6 +19,7 @@ constexpr int kDecodeTileKeys = 64;
 constexpr int kMinKeysPerSplit = 128;
 constexpr int kMaxAutoSplits = 64;
 constexpr int kMaxSplits = 65535;  // grid.y
+constexpr int kFusedMaxSplits = kMaxAutoSplits;  // splits the in-kernel combine takes (weights in smem)
 
 // Pipeline stages (a runtime kernel argument). With more CTAs than SMs the kernel runs
 // decodeStages(d) stages so that decodeCtasPerSm(d) CTAs share an SM; with at most one CTA per SM
@@ -60,12 +61,15 @@ struct DecodeArgs {
   int stages;   // set by the launcher
   float* ws_o;    // [num_splits, total_q, heads_q, head_dim] (num_splits > 1)
   float* ws_lse;  // [num_splits, total_q, heads_q]
+  unsigned* counters;  // per CTA row (grid.x), zero between launches: fused combine (split_combine.cuh); null: combine.cu
   // Quantized cache only (see PagedAttnParams).
   int kv_fp8;  // 1: e4m3 pages, 0: int8 pages
   const float* k_scales;
   const float* v_scales;
   int64_t scale_page_stride, scale_head_stride;
   const float* k_smooth;  // [heads_kv][head_dim]
+  const float* k_chan;    // [heads_kv][head_dim]: q is multiplied by it
+  const float* v_chan;    // [heads_kv][head_dim]: the output is multiplied by it
 };
 
 // The quantized-cache kernel (decode_quant_kernel.cuh): per stage and warp, 16 keys of 8-bit K and

@@ -1,5 +1,7 @@
 #include "cuda_context.h"
 
+#include <algorithm>
+
 #include <cstring>
 #include <map>
 #include <memory>
@@ -65,6 +67,8 @@ struct Context::Impl {
   std::unordered_map<void*, size_t> blockSizes;    // every block obtained from cudaMalloc
   MemoryStats stats;
   std::vector<std::unique_ptr<PinnedBlock>> pinned;
+  std::vector<unsigned*> counters;  // newest last; process lifetime like the context
+  size_t counterCap = 0;
 };
 
 int deviceCount() { return availability().count; }
@@ -141,6 +145,20 @@ StoragePtr Context::allocate(size_t bytes) {
       impl_->stats.peakAllocatedBytes = impl_->stats.allocatedBytes;
   }
   return std::make_shared<DeviceStorage>(this, ptr, bytes, index_);
+}
+
+unsigned* Context::splitCounters(size_t n) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (n > impl_->counterCap) {
+    const size_t cap = std::max<size_t>({n, 2 * impl_->counterCap, 4096});
+    activate();
+    void* p = nullptr;
+    ATTN_CUDA_CHECK(cudaMalloc(&p, cap * sizeof(unsigned)));
+    impl_->counters.push_back(static_cast<unsigned*>(p));
+    ATTN_CUDA_CHECK(cudaMemsetAsync(p, 0, cap * sizeof(unsigned), stream_));
+    impl_->counterCap = cap;
+  }
+  return impl_->counters.back();
 }
 
 void Context::release(void* ptr, size_t bytes) noexcept {

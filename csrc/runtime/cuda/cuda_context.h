@@ -50,6 +50,11 @@ class Context {
   // A fence after everything enqueued on the stream so far.
   FencePtr fence();
 
+  // At least n uint32 counters, zero whenever the stream is idle, owned by the context: split-KV
+  // kernels count finished splits in them and the last split resets its counter. Growing keeps
+  // the old buffers (a few KB; a launch may still use them) and zeroes the new one on the stream.
+  unsigned* splitCounters(size_t n);
+
   // Called by device storages on destruction: the block goes back to the cache.
   void release(void* ptr, size_t bytes) noexcept;
 

@@ -1,0 +1,123 @@
+// The split-KV combine fused into the paged decode kernels: the last CTA of a (sequence, kv head,
+// row block) to finish its split merges every split's partial output for its 16 rows, so a split
+// decode is one kernel (no combine launch and no wait for the whole grid at batch 1, where the
+// call's fixed cost dominates). Same math as combine.cu:
+//   o = sum_s exp(lse_s - lse) * O_s,  lse = log(sum_s exp(lse_s)),
+// splits with lse_s = -inf weigh 0; a row with no visible key gets o = 0 and lse = -inf.
+// Arrival is counted in a.counters[blockIdx.x] (zeroed once by the device context); the last CTA
+// resets it, so the counters are zero again for the next launch on the stream.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "../common/ptx.cuh"
+#include "paged_internal.h"
+
+namespace attn::cuda::paged {
+
+// Called by every thread of the CTA after it wrote its partial (ws_o, ws_lse). True in the CTA
+// that completes the count: every other split's partial is then visible to it.
+__device__ __forceinline__ bool lastSplitArrived(const DecodeArgs& a) {
+  __shared__ int s_last;
+  __threadfence();  // this thread's partial writes before the arrival below
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned* counter = a.counters + blockIdx.x;
+    const unsigned before = atomicAdd(counter, 1u);
+    const bool last = before == static_cast<unsigned>(a.num_splits) - 1u;
+    if (last) *counter = 0u;  // every split has arrived: ready for the next launch
+    s_last = last ? 1 : 0;
+  }
+  __syncthreads();
+  if (s_last) __threadfence();  // the other splits' writes before the reads below
+  return s_last != 0;
+}
+
+// Merges the splits of local rows [0, mrows) (pair m0 + r -> query row q0 + m / group, head
+// kvh * group + m % group). s_w: kDecodeRows * num_splits floats of free shared memory. Partials
+// are read with ld.global.cg: other SMs wrote them during this kernel, so this SM's L1 must not
+// answer.
+template <typename T, int D>
+__device__ void combineSplitRows(const DecodeArgs& a, int m0, int mrows, int kvh, int q0, float* s_w) {
+  constexpr int kBatch = 8;  // partial-output loads in flight per thread
+  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+  const int S = a.num_splits;
+  const int64_t pairs = static_cast<int64_t>(a.total_q) * a.heads_q;
+  auto pairOf = [&](int r, int& h, int& row) {
+    const int m = m0 + r;
+    const int qi = m / a.group;
+    h = kvh * a.group + (m - qi * a.group);
+    row = q0 + qi;
+    return static_cast<int64_t>(row) * a.heads_q + h;
+  };
+
+  // Weights exp(lse_s - lse) per row (a warp per row, lanes over the splits) and the final lse.
+  for (int r = warp; r < mrows; r += kDecodeWarps) {
+    int h, row;
+    const int64_t idx = pairOf(r, h, row);
+    float l[(kFusedMaxSplits + 31) / 32];
+    float mx = kNegInf;
+#pragma unroll
+    for (int i = 0; i < (kFusedMaxSplits + 31) / 32; ++i) {
+      const int s = lane + 32 * i;
+      l[i] = s < S ? __ldcg(a.ws_lse + s * pairs + idx) : kNegInf;
+      mx = fmaxf(mx, l[i]);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < (kFusedMaxSplits + 31) / 32; ++i) {
+      l[i] = (mx == kNegInf || l[i] == kNegInf) ? 0.0f : __expf(l[i] - mx);
+      sum += l[i];
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+#pragma unroll
+    for (int i = 0; i < (kFusedMaxSplits + 31) / 32; ++i) {
+      const int s = lane + 32 * i;
+      if (s < S) s_w[r * S + s] = l[i] * inv;
+    }
+    if (lane == 0 && a.lse) a.lse[idx] = mx == kNegInf ? kNegInf : mx + __logf(sum);
+  }
+  __syncthreads();
+
+  // Output: a thread per (row, 8 channels), kBatch splits' loads in flight at a time.
+  for (int u = threadIdx.x; u < mrows * (D / 8); u += kDecodeThreads) {
+    const int r = u / (D / 8), c = u % (D / 8);
+    int h, row;
+    const int64_t idx = pairOf(r, h, row);
+    const float* w = s_w + r * S;
+    const float4* src = reinterpret_cast<const float4*>(a.ws_o + idx * D + c * 8);
+    const int64_t step = pairs * D / 4;  // float4s between splits
+    float v[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] = 0.0f;
+    for (int s0 = 0; s0 < S; s0 += kBatch) {
+      float4 x[kBatch][2];
+#pragma unroll
+      for (int k = 0; k < kBatch; ++k) {
+        if (s0 + k < S) {
+          x[k][0] = __ldcg(src + (s0 + k) * step);
+          x[k][1] = __ldcg(src + (s0 + k) * step + 1);
+        } else {
+          x[k][0] = x[k][1] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kBatch; ++k) {
+        const float wk = s0 + k < S ? w[s0 + k] : 0.0f;
+        v[0] += wk * x[k][0].x; v[1] += wk * x[k][0].y; v[2] += wk * x[k][0].z; v[3] += wk * x[k][0].w;
+        v[4] += wk * x[k][1].x; v[5] += wk * x[k][1].y; v[6] += wk * x[k][1].z; v[7] += wk * x[k][1].w;
+      }
+    }
+    T* dst = static_cast<T*>(a.o) + static_cast<int64_t>(row) * a.o_row_stride + static_cast<int64_t>(h) * a.o_head_stride + c * 8;
+    store8<T>(dst, v);
+  }
+}
+
+}  // namespace attn::cuda::paged

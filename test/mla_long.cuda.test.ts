@@ -1,0 +1,28 @@
+import { cuda } from '../lib';
+import { makeLatentCache, ShadowLatentCache } from './helpers/mla';
+
+const describeCuda = cuda.isAvailable() ? describe : describe.skip;
+
+// Against float64 (see test/mla.cpu.test.ts for the fp8 figures): bf16 rows, queries, P and output.
+const TOL = { bf16: { out: 1e-2, lse: 5e-2 }, fp8e4m3: { out: 5e-2, lse: 0.15 } } as const;
+
+function expectWithin(err: { out: number; lse: number }, dtype: keyof typeof TOL): void {
+  expect(err.out).toBeLessThan(TOL[dtype].out);
+  expect(err.lse).toBeLessThan(TOL[dtype].lse);
+}
+
+describeCuda('CUDA MLA matches float64 in latent space: long contexts, pages, splits', () => {
+  for (const dtype of ['bf16', 'fp8e4m3'] as const) {
+    for (const pageSize of [1, 16, 64]) {
+      for (const heads of pageSize === 16 ? [16, 20, 128] : [16, 128]) {
+        test(`${dtype} page ${pageSize}, ${heads} heads: decode over 34, 700, 2105 keys, every split count`, async () => {
+          const shadow = new ShadowLatentCache(makeLatentCache('cuda:0', dtype, { pageSize, layers: 1, capacityPages: Math.ceil(3000 / pageSize) + 64 }));
+          const seqs = [shadow.add(), shadow.add(), shadow.add()];
+          await shadow.append(seqs, 0, [1, 700, 2100]);
+          await shadow.append(seqs, 0, [33, 0, 5], { splitRope: true });
+          for (const numSplits of [undefined, 1, 3, 16]) expectWithin(await shadow.checkAbsorbed(seqs, 0, heads, { numSplits }), dtype);
+        }, 180_000);
+      }
+    }
+  }
+});
