@@ -28,7 +28,7 @@ fi
 
 if want test; then
   note "GPU tests"
-  node --expose-gc node_modules/jest/bin/jest.js --verbose ${GPU_TESTS:-test/*.cuda.test.ts test/tensor.test.ts test/async.test.ts} > "$OUT/test.log" 2>&1 || status=1
+  node --expose-gc node_modules/jest/bin/jest.js --verbose --maxWorkers=${JEST_WORKERS:-12} ${GPU_TESTS:-test/*.cuda.test.ts test/tensor.test.ts test/async.test.ts} > "$OUT/test.log" 2>&1 || status=1
   grep -E "Tests:|✕|●.*›" "$OUT/test.log" | head -40 | tee -a "$OUT/summary.txt"
 fi
 

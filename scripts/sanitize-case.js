@@ -32,6 +32,18 @@ const { attention, BlockSparseMask, Tensor, PagedKVCache, pagedAttention, synchr
     const e = sc.fork(c);
     sc.append([c, e], 0, Tensor.randn([7, 2, d], { dtype: 'bf16', device }), Tensor.randn([7, 2, d], { dtype: 'bf16', device }), [3, 4]);
     pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), sc, 0, [c, e], { topK: { pages: 5 }, numSplits: 2 });
+    // Quantized KV caches: decode with fused and separate split combines, prefill.
+    for (const dtype of ['fp8', 'int8']) {
+      const qc = new PagedKVCache({ layers: 1, kvHeads: 2, headDim: d, pageSize: 16, capacityPages: 64, dtype, computeDtype: 'bf16', device });
+      const s0 = qc.addSequence();
+      qc.append(s0, 0, Tensor.randn([300, 2, d], { dtype: 'bf16', device }), Tensor.randn([300, 2, d], { dtype: 'bf16', device }));
+      const s1 = qc.fork(s0);
+      qc.append([s0, s1], 0, Tensor.randn([7, 2, d], { dtype: 'bf16', device }), Tensor.randn([7, 2, d], { dtype: 'bf16', device }), [3, 4]);
+      for (const numSplits of [1, 4, 70]) pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), qc, 0, [s0, s1], { numSplits });
+      pagedAttention(Tensor.randn([5, 8, d], { dtype: 'bf16', device }), qc, 0, [s0, s1], { queryCounts: [2, 3], softcap: 20 });
+    }
+    // Quantized forward (head dims 64 and 128 have kernels).
+    if (d !== 256) for (const quantized of ['int8', 'int8-fp8']) attention(q, k, v, { causal: true, quantized });
     await synchronize(device);
   }
   // MLA: both CTA shapes (16 and 128 heads), bf16 and fp8 caches, splits, prefill, fork.
