@@ -23,8 +23,8 @@ export interface PagedKVCacheOptions {
   /**
    * Storage type (default bf16 on CUDA, f32 on the CPU). `'fp8'` (= `'fp8e4m3'`) and `'int8'` make a
    * quantized cache: each appended (token, kv head) row of K and V is stored in 8 bits with one
-   * float32 scale, after K has been smoothed (minus a per-(layer, kv head) mean) and both K and V
-   * have been channel-equalized (divided per channel by its max |.|), both set from the layer's
+   * float32 scale, after K has been smoothed (minus a per-(layer, kv head) mean) and, for int8,
+   * both K and V channel-equalized (divided per channel by its max |.|), both set from the layer's
    * first append, so that outlier channels do not coarsen the others; attention dequantizes
    * inside the kernel (on CUDA the P·V product runs in f16: |v| must stay below 65504). Appended
    * K/V, queries and outputs then use {@link PagedKVCacheOptions.computeDtype}.

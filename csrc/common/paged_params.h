@@ -39,11 +39,11 @@ struct PagedAppendParams {
 
   // Quantized cache (csrc/common/quant.h): cache_dtype FP8E4M3 or INT8, k/v stay `dtype`.
   // One scale per (page, head, slot) at scales + page * scale_page_stride + head * scale_head_stride
-  // + slot. Channels are equalized before the per-row scale is taken: K is stored as
-  // (k - k_smooth) / k_chan and V as v / v_chan (each [heads_kv][head_dim]), so that outlier
-  // channels do not set the step of every other channel. init_smoothing first sets k_smooth to
-  // the mean of this call's new K rows and k_chan / v_chan to the channels' max |k - mean| / |v|
-  // over them (1 where that is 0).
+  // + slot. K is stored as (k - k_smooth) / k_chan and V as v / v_chan (each [heads_kv][head_dim]):
+  // init_smoothing first sets k_smooth to the mean of this call's new K rows and, for an int8
+  // cache, k_chan / v_chan to the channels' max |k - mean| / |v| over them so that outlier channels
+  // do not set the step of every other channel (1 where that is 0, and always 1 for fp8: see
+  // channelScale in quant.h).
   DType cache_dtype = DType::F32;
   float* k_scales = nullptr;
   float* v_scales = nullptr;

@@ -90,8 +90,8 @@ void pagedAppendQuant(const PagedAppendParams& p) {
           vmax[c] = std::fmax(vmax[c], std::fabs(loadElem(p.dtype, p.v, r * p.v_row_stride + h * p.v_head_stride + c)));
         }
       for (int c = 0; c < D; ++c) {
-        p.k_chan[h * D + c] = channelScale(kmax[c]);
-        p.v_chan[h * D + c] = channelScale(vmax[c]);
+        p.k_chan[h * D + c] = channelScale(p.cache_dtype, kmax[c]);
+        p.v_chan[h * D + c] = channelScale(p.cache_dtype, vmax[c]);
       }
     }
   }

@@ -43,8 +43,8 @@ __global__ void __launch_bounds__(kThreads) smoothMeanKernel(const PagedAppendPa
       vmax = fmaxf(vmax, fabsf(loadIn(p.v, r * p.v_row_stride + v0, dtype)));
     }
     p.k_smooth[h * p.head_dim + c] = mean;
-    p.k_chan[h * p.head_dim + c] = channelScale(kmax);
-    p.v_chan[h * p.head_dim + c] = channelScale(vmax);
+    p.k_chan[h * p.head_dim + c] = channelScale(p.cache_dtype, kmax);
+    p.v_chan[h * p.head_dim + c] = channelScale(p.cache_dtype, vmax);
   }
 }
 
