@@ -170,11 +170,11 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
         buf.kp_start = static_cast<const int32_t*>(kps->data());
         buf.workspace = ws->data();
         if (benchIters <= 0) {
-          attn::cuda::quantForward(p, mode, plan, buf, c.stream);
+          attn::cuda::quantForward(p, mode, c.sm, plan, buf, c.stream);
           return;
         }
-        benchAll = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::quantForward(p, mode, plan, buf, c.stream); });
-        benchKernel = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::quantForward(p, mode, plan, buf, c.stream, false); });
+        benchAll = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::quantForward(p, mode, c.sm, plan, buf, c.stream); });
+        benchKernel = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::quantForward(p, mode, c.sm, plan, buf, c.stream, false); });
         return;
       }
       if (!attn::cuda::flashForwardSupported(p, c.sm, &why)) attn::throwRange("attention on " + dev.str() + ": " + why);

@@ -27,7 +27,7 @@ constexpr float kInt8Max = 127.0f;
 constexpr float kFp8Max = 448.0f;
 
 // The `quantized` option of attention(): 0 = off.
-enum class QuantMode : int32_t { None = 0, Int8Fp8 = 1, Int8 = 2 };
+enum class QuantMode : int32_t { None = 0, Int8Fp8 = 1, Int8 = 2, Fp8 = 3 };
 
 // Quantization multiplier `target / amax` (0 when amax is 0), as both backends compute it.
 inline float quantInverse(float target, float amax) { return amax > 0.0f ? target / amax : 0.0f; }
