@@ -131,6 +131,17 @@ function checkCuSeqlens(value: unknown, name: string, total: number, batch?: num
  * const { out, lse } = attention(q, k, v, { causal: true });
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): AttentionResult {
+  return attentionWith(q, k, v, options, {});
+}
+
+/** Kernel selection hooks for tests and benchmarks, not part of the public API. @internal */
+export interface AttentionInternals {
+  /** Quantized CUDA forward: the sm_80 kernel even on a Hopper GPU (to test and time both there). */
+  forceSm80?: boolean;
+}
+
+/** {@link attention} with internal kernel-selection hooks. @internal */
+export function attentionWith(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, internals: AttentionInternals): AttentionResult {
   checkTensor(q, 'q');
   checkTensor(k, 'k');
   checkTensor(v, 'v');
@@ -192,6 +203,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   const returnLse = o.returnLse === undefined ? true : checkBoolean(o.returnLse, 'options.returnLse');
   const lseShape = varlen ? [headsQ, q.shape[0]] : [q.shape[0], headsQ, q.shape[1]];
   const lse = returnLse ? Tensor.empty(lseShape, { dtype: 'f32', device: q.device }) : null;
+  if (internals.forceSm80) params.forceSm80 = true;
   native.attention(q, k, v, out, lse, params);
   return { out, lse };
 }

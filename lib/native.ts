@@ -53,6 +53,8 @@ export interface NativeAttentionOptions {
   blockMask?: NativeBlockMask;
   /** Quantized forward: 1 int8-fp8, 2 int8 (csrc/common/quant.h); absent or 0: off. */
   quantized?: number;
+  /** Quantized CUDA forward: run the sm_80 kernel even on a Hopper GPU (tests, benchmarks). */
+  forceSm80?: boolean;
 }
 
 /** A validated block-sparse mask (lib/block_sparse.ts) as the attention kernels read it. @internal */

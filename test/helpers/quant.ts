@@ -1,5 +1,6 @@
 /** Inputs and accuracy measures for the quantized attention and quantized KV cache tests. */
-import { attention, AttentionOptions, Device, DType, QuantizedMode, Tensor } from '../../lib';
+import { AttentionOptions, Device, DType, QuantizedMode, Tensor } from '../../lib';
+import { AttentionInternals, attentionWith } from '../../lib/attention';
 import { referenceAttention, relL2 } from './reference';
 
 /** Standard normal samples (Box-Muller on Math.random: fresh every call). */
@@ -107,8 +108,12 @@ export interface QuantRun {
   lse: Float64Array;
 }
 
-/** Runs attention (quantized or not) on `device`; outputs poisoned with NaN first. */
-export async function runQuant(c: QuantCase, x: QuantInputs, dtype: DType, device: Device, mode?: QuantizedMode): Promise<QuantRun> {
+/**
+ * Runs attention (quantized or not) on `device`; outputs poisoned with NaN first. `internals` picks
+ * a kernel (e.g. the sm_80 quantized kernel on a Hopper GPU).
+ */
+export async function runQuant(c: QuantCase, x: QuantInputs, dtype: DType, device: Device, mode?: QuantizedMode,
+  internals: AttentionInternals = {}): Promise<QuantRun> {
   const batch = c.lenQ.length;
   const shape = (rows: number[], heads: number): number[] =>
     c.varlen ? [rows.reduce((a, b) => a + b, 0), heads, c.dim] : [batch, rows[0], heads, c.dim];
@@ -121,7 +126,7 @@ export async function runQuant(c: QuantCase, x: QuantInputs, dtype: DType, devic
     opts.cuSeqlensQ = cumsum(c.lenQ);
     opts.cuSeqlensK = cumsum(c.lenK);
   }
-  const { lse } = attention(q, k, v, opts);
+  const { lse } = attentionWith(q, k, v, opts, internals);
   const [oh, lh] = await Promise.all([out.toArray(), lse!.toArray()]);
   for (const t of [q, k, v, out, lse!]) t.dispose();
   // lse to [sequence][head][row] order.
