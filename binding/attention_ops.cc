@@ -113,9 +113,9 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     if (p.causal && (p.window_right < 0 || p.window_right > 0)) p.window_right = 0;
     std::vector<float> slopes = float32ArrayOpt(opt, "alibiSlopes");
     if (!slopes.empty() && static_cast<int>(slopes.size()) != p.heads_q) attn::throwRange("options.alibiSlopes must have one slope per q head");
-    // Quantized forward (csrc/common/quant.h): 0 off, 1 int8-fp8, 2 int8.
+    // Quantized forward (csrc/common/quant.h): 0 off, 1 int8-fp8, 2 int8, 3 fp8.
     const int quantized = intOpt(opt, "quantized", 0);
-    if (quantized < 0 || quantized > 2) attn::throwRange("options.quantized must be 0, 1 or 2");
+    if (quantized < 0 || quantized > 3) attn::throwRange("options.quantized must be 0, 1, 2 or 3");
     const attn::QuantMode mode = static_cast<attn::QuantMode>(quantized);
     // Tests and benchmarks: the quantized forward's sm_80 kernel on a Hopper GPU (as the environment
     // variable ATTN_CUDA_FORCE_SM80, which jest's sandboxed process.env cannot reach).

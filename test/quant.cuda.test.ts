@@ -1,13 +1,13 @@
 import { attention, cuda, DType, QuantizedMode, Tensor } from '../lib';
-import { accuracy, CONTRACT, LSE_TOL, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './helpers/quant';
+import { accuracy, CONTRACT, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './helpers/quant';
 import { KV_CONTRACT, kvContract, KvCase, makeKvData, quantKvCases, runKvCase } from './helpers/quant_kv';
 import { maxAbsDiff, relL2 } from './helpers/reference';
 import { expectThrows } from './helpers/throws';
 
 const describeCuda = cuda.isAvailable() ? describe : describe.skip;
 const sm = cuda.isAvailable() ? cuda.devices()[0].sm : 0;
-/** FP8 P.V needs sm_89+; on older GPUs the int8-fp8 mode must refuse with a RangeError instead. */
-const modes: QuantizedMode[] = sm >= 89 ? ['int8', 'int8-fp8'] : ['int8'];
+/** FP8 needs sm_89+; on older GPUs the int8-fp8 and fp8 modes must refuse with a RangeError instead. */
+const modes: QuantizedMode[] = sm >= 89 ? ['int8', 'int8-fp8', 'fp8'] : ['int8'];
 
 /** CUDA vs the CPU emulation on the same inputs: the same quantized values, so only accumulation
  * order, exp2 approximation and the output rounding differ. */
@@ -20,9 +20,9 @@ async function checkCase(c: QuantCase, kind: 'random' | 'heavy', dtype: DType, m
     runQuant(c, x, dtype, 'cuda:0', mode, { forceSm80 }), runQuant(c, x, dtype, 'cpu', mode), referenceOf(c, x, dtype),
   ]);
   const a = accuracy(got, want);
-  expect(a.cos).toBeGreaterThanOrEqual(CONTRACT[mode].cos);
-  expect(a.rel).toBeLessThanOrEqual(CONTRACT[mode].rel);
-  expect(a.lseErr).toBeLessThan(LSE_TOL);
+  expect(a.cos).toBeGreaterThanOrEqual(CONTRACT[mode][kind].cos);
+  expect(a.rel).toBeLessThanOrEqual(CONTRACT[mode][kind].rel);
+  expect(a.lseErr).toBeLessThan(CONTRACT[mode][kind].lse);
   expect(relL2(got.out, cpu.out)).toBeLessThan(AGREE[dtype]);
   const finite = (r: typeof got): number[] => Array.from(r.lse, (v) => (v === -Infinity ? -1e30 : v));
   expect(maxAbsDiff(finite(got), finite(cpu))).toBeLessThan(2e-3);
@@ -53,6 +53,7 @@ describeCuda('CUDA quantized attention', () => {
     if (sm < 89) {
       const q64 = Tensor.randn([1, 64, 2, 64], { dtype: 'bf16', device: 'cuda:0' });
       expectThrows(() => attention(q64, q64, q64, { quantized: 'int8-fp8' }), 'RangeError', /compute capability 8.9/);
+      expectThrows(() => attention(q64, q64, q64, { quantized: 'fp8' }), 'RangeError', /'fp8' needs FP8 tensor cores/);
     }
   });
 });

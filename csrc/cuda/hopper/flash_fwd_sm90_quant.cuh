@@ -52,7 +52,8 @@ struct QuantSm90Traits {
   static constexpr int kStages = 4;
   static constexpr int kConsumers = 2;
   static constexpr int kThreads = 128 * (kConsumers + 1);
-  static constexpr bool kPvFp8 = kMode != QuantMode::Int8;  // e4m3 P and V (else f16)
+  static constexpr bool kPvFp8 = quantPvFp8(kMode);  // e4m3 P and V (else f16)
+  static constexpr bool kQkFp8 = quantQkFp8(kMode);  // e4m3 Q and K (else int8)
   static constexpr int kVElem = kPvFp8 ? 1 : 2;
   static constexpr int kKSwizzle = kHeadDim;          // bytes per K8 row
   static constexpr int kVSwizzle = kBlockN * kVElem;  // bytes per V^T row of one key block
@@ -98,7 +99,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
   constexpr int kStages = T::kStages;
   constexpr int kNT = T::kNT;
   constexpr int kDT = T::kDT;
-  constexpr bool kQkFp8 = T::kMode == QuantMode::Fp8;
+  constexpr bool kQkFp8 = T::kQkFp8;
   constexpr bool kPvFp8 = T::kPvFp8;
   constexpr float kPScale = kPvFp8 ? kQuantPScaleFp8 : 1.0f;
   const quant::QuantArgs& p = args.p;
@@ -454,6 +455,7 @@ void launchQuantFwdSm90ForMode(const quant::QuantArgs& a, QuantMode mode, cudaSt
   switch (mode) {
     case QuantMode::Int8Fp8: launchQuantFwdSm90<D, QuantMode::Int8Fp8>(a, stream); break;
     case QuantMode::Int8: launchQuantFwdSm90<D, QuantMode::Int8>(a, stream); break;
+    case QuantMode::Fp8: launchQuantFwdSm90<D, QuantMode::Fp8>(a, stream); break;
     default: throwRange("quantized forward: unknown mode");
   }
 }

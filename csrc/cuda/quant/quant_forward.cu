@@ -30,8 +30,9 @@ bool aligned(const void* base, int64_t batch_stride, bool batch_used, int64_t ro
 }  // namespace
 
 bool quantForwardSupported(const AttnParams& p, QuantMode mode, int sm, std::string* why) {
-  if (mode == QuantMode::Int8Fp8 && sm < 89)
-    return fail(why, "quantized 'int8-fp8' needs FP8 tensor cores (compute capability 8.9+, got " + std::to_string(sm) +
+  if (quantPvFp8(mode) && sm < 89)
+    return fail(why, std::string("quantized '") + (mode == QuantMode::Fp8 ? "fp8" : "int8-fp8") +
+                         "' needs FP8 tensor cores (compute capability 8.9+, got " + std::to_string(sm) +
                          "); use quantized: 'int8' (f16 P.V) on this device");
   if (sm < 80) return fail(why, "quantized attention needs compute capability 8.0+ (got " + std::to_string(sm) + ")");
   if (p.dtype != DType::F16 && p.dtype != DType::BF16)
