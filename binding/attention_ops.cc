@@ -113,10 +113,13 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     if (p.causal && (p.window_right < 0 || p.window_right > 0)) p.window_right = 0;
     std::vector<float> slopes = float32ArrayOpt(opt, "alibiSlopes");
     if (!slopes.empty() && static_cast<int>(slopes.size()) != p.heads_q) attn::throwRange("options.alibiSlopes must have one slope per q head");
-    // Quantized forward (csrc/common/quant.h): 0 off, 1 int8-fp8, 2 int8.
+    // Quantized forward (csrc/common/quant.h): 0 off, 1 int8-fp8, 2 int8, 3 fp8.
     const int quantized = intOpt(opt, "quantized", 0);
-    if (quantized < 0 || quantized > 2) attn::throwRange("options.quantized must be 0, 1 or 2");
+    if (quantized < 0 || quantized > 3) attn::throwRange("options.quantized must be 0, 1, 2 or 3");
     const attn::QuantMode mode = static_cast<attn::QuantMode>(quantized);
+    // Tests and benchmarks: the quantized forward's sm_80 kernel on a Hopper GPU (as the environment
+    // variable ATTN_CUDA_FORCE_SM80, which jest's sandboxed process.env cannot reach).
+    const bool forceSm80 = boolOpt(opt, "forceSm80", false);
     if (mode != attn::QuantMode::None && (p.softcap > 0.0f || !slopes.empty()))
       attn::throwRange("options.quantized supports neither options.softcap nor options.alibiSlopes");
     // Benchmark hook (scripts/, quantized CUDA only): time benchIters back-to-back calls with CUDA
@@ -124,6 +127,7 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     const int benchIters = intOpt(opt, "benchIters", 0);
     double benchAll = -1.0, benchKernel = -1.0;
     (void)benchIters;  // used by the CUDA path only
+    (void)forceSm80;
 
     p.q = q.data();
     p.k = k.data();
@@ -169,12 +173,13 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
         buf.k_start = static_cast<const int32_t*>(ks->data());
         buf.kp_start = static_cast<const int32_t*>(kps->data());
         buf.workspace = ws->data();
+        const int kernelSm = forceSm80 ? 80 : c.sm;  // picks the kernel only (support was checked above)
         if (benchIters <= 0) {
-          attn::cuda::quantForward(p, mode, plan, buf, c.stream);
+          attn::cuda::quantForward(p, mode, kernelSm, plan, buf, c.stream);
           return;
         }
-        benchAll = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::quantForward(p, mode, plan, buf, c.stream); });
-        benchKernel = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::quantForward(p, mode, plan, buf, c.stream, false); });
+        benchAll = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::quantForward(p, mode, kernelSm, plan, buf, c.stream); });
+        benchKernel = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::quantForward(p, mode, kernelSm, plan, buf, c.stream, false); });
         return;
       }
       if (!attn::cuda::flashForwardSupported(p, c.sm, &why)) attn::throwRange("attention on " + dev.str() + ": " + why);

@@ -47,16 +47,19 @@ export interface AttentionOptions extends ScoreOptions {
    *   capability 8.9+ on CUDA. The e4m3 rounding of P and V costs ~2.5% relative error each, so
    *   on zero-mean random V the output's relative L2 error is ~4% (cosine ≥ 0.999).
    * - `'int8'`: P and V in f16 for P·V (runs on sm_80+); relative L2 error ≤ 3e-2, cosine ≥ 0.999.
-   * CUDA kernels exist for head dims 64 and 128 (f16/bf16); the CPU backend emulates the same
-   * quantization for any head dim. The returned lse is the exact one (the smoothing is added back).
+   * - `'fp8'`: Q and K in FP8 e4m3 instead of INT8 (same per-token / per-64-key-block scales), P and
+   *   V as `'int8-fp8'`: every product on FP8 tensor cores (compute capability 8.9+).
+   * CUDA kernels exist for head dims 64 and 128 (f16/bf16); on compute capability 9.0 they run on
+   * Hopper's wgmma/TMA. The CPU backend emulates the same quantization for any head dim. The
+   * returned lse is the exact one (the smoothing is added back).
    */
   quantized?: QuantizedMode;
 }
 
 /** Precision modes of {@link AttentionOptions.quantized}. */
-export type QuantizedMode = 'int8-fp8' | 'int8';
+export type QuantizedMode = 'int8-fp8' | 'int8' | 'fp8';
 
-const QUANT_CODES: Record<QuantizedMode, number> = { 'int8-fp8': 1, int8: 2 };
+const QUANT_CODES: Record<QuantizedMode, number> = { 'int8-fp8': 1, int8: 2, fp8: 3 };
 
 /** Output of {@link attention}. */
 export interface AttentionResult {
@@ -97,14 +100,14 @@ export function scoreParams(o: Record<string, unknown>, headDim: number, headsQ:
 
 /** Validates options.quantized against the other options and the device. */
 function quantizedCode(value: unknown, params: NativeAttentionOptions, device: string): number {
-  if (typeof value !== 'string') throw new TypeError(`options.quantized must be 'int8-fp8' or 'int8', got ${describe(value)}`);
-  if (!(value in QUANT_CODES)) throw new RangeError(`options.quantized must be 'int8-fp8' or 'int8', got '${value}'`);
+  if (typeof value !== 'string') throw new TypeError(`options.quantized must be 'int8-fp8', 'int8' or 'fp8', got ${describe(value)}`);
+  if (!Object.prototype.hasOwnProperty.call(QUANT_CODES, value)) throw new RangeError(`options.quantized must be 'int8-fp8', 'int8' or 'fp8', got '${value}'`);
   if (params.softcap > 0) throw new RangeError('options.quantized does not support options.softcap');
   if (params.alibiSlopes !== undefined) throw new RangeError('options.quantized does not support options.alibiSlopes');
-  if (value === 'int8-fp8' && device !== 'cpu') {
+  if ((value === 'int8-fp8' || value === 'fp8') && device !== 'cpu') {
     const sm = cuda.devices()[Number(device.slice(5))]?.sm ?? 0;
     if (sm < 89)
-      throw new RangeError(`options.quantized 'int8-fp8' needs FP8 tensor cores (compute capability 8.9+); ${device} is ${sm / 10}: use quantized: 'int8'`);
+      throw new RangeError(`options.quantized '${value}' needs FP8 tensor cores (compute capability 8.9+); ${device} is ${sm / 10}: use quantized: 'int8'`);
   }
   return QUANT_CODES[value as QuantizedMode];
 }
@@ -131,6 +134,17 @@ function checkCuSeqlens(value: unknown, name: string, total: number, batch?: num
  * const { out, lse } = attention(q, k, v, { causal: true });
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): AttentionResult {
+  return attentionWith(q, k, v, options, {});
+}
+
+/** Kernel selection hooks for tests and benchmarks, not part of the public API. @internal */
+export interface AttentionInternals {
+  /** Quantized CUDA forward: the sm_80 kernel even on a Hopper GPU (to test and time both there). */
+  forceSm80?: boolean;
+}
+
+/** {@link attention} with internal kernel-selection hooks. @internal */
+export function attentionWith(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions, internals: AttentionInternals): AttentionResult {
   checkTensor(q, 'q');
   checkTensor(k, 'k');
   checkTensor(v, 'v');
@@ -192,6 +206,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   const returnLse = o.returnLse === undefined ? true : checkBoolean(o.returnLse, 'options.returnLse');
   const lseShape = varlen ? [headsQ, q.shape[0]] : [q.shape[0], headsQ, q.shape[1]];
   const lse = returnLse ? Tensor.empty(lseShape, { dtype: 'f32', device: q.device }) : null;
+  if (internals.forceSm80) params.forceSm80 = true;
   native.attention(q, k, v, out, lse, params);
   return { out, lse };
 }

@@ -28,7 +28,7 @@ export const KERNEL_FAMILIES: readonly KernelFamily[] = [
   { op: 'mlaDecode', backend: 'cpu', dtypes: ['f32', 'f16', 'bf16', 'fp8e4m3'], headDims: [576], description: 'MLA decode/prefill over the paged latent cache (absorbed weights), multi-threaded' },
   { op: 'mlaDecode', backend: 'cuda', minSm: 80, dtypes: ['bf16', 'fp8e4m3'], headDims: [576], description: 'MLA split-KV decode/prefill, heads share each latent page read (mma.sync, cp.async)' },
   { op: 'quantizedAttention', backend: 'cpu', dtypes: ['f32', 'f16', 'bf16'], headDims: 'any', description: 'quantized forward, emulates the CUDA rounding exactly' },
-  { op: 'quantizedAttention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [64, 128], description: "SageAttention-style INT8 Q·Kᵀ + f16 P·V ('int8'), FP8 P·V on sm_89+ ('int8-fp8')" },
+  { op: 'quantizedAttention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [64, 128], description: "SageAttention-style INT8 Q·Kᵀ + f16 P·V ('int8'), FP8 P·V on sm_89+ ('int8-fp8'), FP8 Q·Kᵀ and P·V on sm_89+ ('fp8'); wgmma/TMA on sm_90" },
 ];
 
 /** The families usable on `device`. */

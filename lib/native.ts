@@ -51,8 +51,10 @@ export interface NativeAttentionOptions {
   cuSeqlensQ?: Int32Array;
   cuSeqlensK?: Int32Array;
   blockMask?: NativeBlockMask;
-  /** Quantized forward: 1 int8-fp8, 2 int8 (csrc/common/quant.h); absent or 0: off. */
+  /** Quantized forward: 1 int8-fp8, 2 int8, 3 fp8 (csrc/common/quant.h); absent or 0: off. */
   quantized?: number;
+  /** Quantized CUDA forward: run the sm_80 kernel even on a Hopper GPU (tests, benchmarks). */
+  forceSm80?: boolean;
 }
 
 /** A validated block-sparse mask (lib/block_sparse.ts) as the attention kernels read it. @internal */

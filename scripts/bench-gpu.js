@@ -8,8 +8,9 @@
 //         {4k..32k}, bf16 and fp8 caches, page 64; latent cache TB/s and TFLOP/s.
 // sparse (only with --only sparse): block-sparse forward at 16k (d128, bf16, 16 heads) with masks of
 //         density 100/50/25/10% vs dense, and top-k decode (1/8 of the pages) vs full decode at 32k.
-// quant (only with --only quant): quantized forward ('int8-fp8' on sm_89+, 'int8') vs our bf16
-//         forward, d {128,64} x seq {4k,8k,16k} x causal, 16k tokens/batch, 2048/d heads; and
+// quant (only with --only quant): quantized forward ('int8-fp8' and 'fp8' on sm_89+, 'int8') vs our
+//         bf16 forward in the same run, d {128,64} x seq {4k,8k,16k} x causal, 16k tokens/batch,
+//         2048/d heads (on sm_90 also the sm_80 kernel of each mode, as 'MODE@sm80'); and
 //         fp8 / int8 KV-cache decode vs bf16 paged decode (32/8 heads, d128, page 16).
 // quantkv (only with --only quantkv): that KV-cache decode part alone.
 'use strict';
@@ -270,7 +271,11 @@ async function medianOf(call) {
 
 async function quantForward() {
   const { attention } = require(root);
-  const modes = cuda.devices()[0].sm >= 89 ? ['int8-fp8', 'int8'] : ['int8'];
+  const sm = cuda.devices()[0].sm;
+  const codes = { 'int8-fp8': 1, int8: 2, fp8: 3 };
+  const modes = sm >= 89 ? ['int8-fp8', 'fp8', 'int8'] : ['int8'];
+  // On Hopper the sm_90a kernel serves these; 'MODE@sm80' times the sm_80 kernel on the same GPU.
+  const variants = modes.flatMap((m) => (sm === 90 ? [m, `${m}@sm80`] : [m]));
   const results = [];
   for (const d of dims || [128, 64])
     for (const S of seqs || (quick ? [4096] : [4096, 8192, 16384]))
@@ -288,23 +293,30 @@ async function quantForward() {
         // Our bf16 forward, same run (wall clock over back-to-back calls, as benchAttention).
         const [bf16] = await benchAttention([{ batch: B, seqLen: S, heads: H, headDim: d, causal, dtype: 'bf16' }], { device });
         row.bf16 = { ms: bf16.ms, tflops: bf16.tflops };
-        for (const mode of modes) {
+        for (const variant of variants) {
+          const [mode, kernel80] = variant.split('@');
           // CUDA-event timing through the binding hook: [with preprocessing, attention kernel alone].
-          const params = { scale: 1 / Math.sqrt(d), softcap: 0, causal, windowLeft: -1, windowRight: causal ? 0 : -1, quantized: mode === 'int8-fp8' ? 1 : 2 };
+          const params = { scale: 1 / Math.sqrt(d), softcap: 0, causal, windowLeft: -1, windowRight: causal ? 0 : -1, quantized: codes[mode], forceSm80: kernel80 !== undefined };
           const all = await medianOf((n) => native.attention(q, k, v, out, null, { ...params, benchIters: n })[0]);
           const kernel = await medianOf((n) => native.attention(q, k, v, out, null, { ...params, benchIters: n })[1]);
           // And the public API, wall clock (JS call, workspace allocation, preprocessing, kernel).
-          const run = () => attention(q, k, v, { causal, out, quantized: mode, returnLse: false });
-          run();
-          await synchronize(device);
-          const iters = 10;
-          const t0 = performance.now();
-          for (let i = 0; i < iters; i++) run();
-          await synchronize(device);
-          const api = (performance.now() - t0) / iters;
-          row.modes[mode] = { msAll: all, msKernel: kernel, msApi: api, tflopsAll: tflops(all), tflopsKernel: tflops(kernel), tflopsApi: tflops(api) };
+          let api = null;
+          if (kernel80 === undefined) {
+            const run = () => attention(q, k, v, { causal, out, quantized: mode, returnLse: false });
+            run();
+            await synchronize(device);
+            const iters = 10;
+            const t0 = performance.now();
+            for (let i = 0; i < iters; i++) run();
+            await synchronize(device);
+            api = (performance.now() - t0) / iters;
+          }
+          row.modes[variant] = {
+            msAll: all, msKernel: kernel, msApi: api, tflopsAll: tflops(all), tflopsKernel: tflops(kernel), tflopsApi: api && tflops(api),
+            allVsBf16: bf16.ms / all, kernelVsBf16: bf16.ms / kernel,
+          };
         }
-        process.stderr.write(`  bf16 ${row.bf16.tflops.toFixed(0)} TFLOP/s; ${modes.map((m) => `${m} ${row.modes[m].tflopsAll.toFixed(0)} (kernel ${row.modes[m].tflopsKernel.toFixed(0)})`).join(', ')}\n`);
+        process.stderr.write(`  bf16 ${row.bf16.tflops.toFixed(0)} TFLOP/s; ${variants.map((m) => `${m} ${row.modes[m].tflopsAll.toFixed(0)} (kernel ${row.modes[m].tflopsKernel.toFixed(0)}, ${row.modes[m].kernelVsBf16.toFixed(2)}x bf16)`).join(', ')}\n`);
         results.push(row);
         for (const t of [q, k, v, out]) t.dispose();
       }

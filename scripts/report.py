@@ -80,11 +80,13 @@ if ours.get("sparse") and peer.get("sparse"):
 if ours.get("quant", {}).get("forward") and peer.get("quant", {}).get("forward"):
     fmt = lambda x: f"{x:.0f}" if x else "n/a"
     pm = {(r["headDim"], r["seqLen"], r["causal"]): r for r in peer["quant"]["forward"]}
-    modes = [m for m in ["int8-fp8", "int8"] if any(m in r["modes"] for r in ours["quant"]["forward"])]
+    order = ["int8-fp8", "fp8", "int8", "int8-fp8@sm80", "fp8@sm80", "int8@sm80"]
+    modes = [m for m in order if any(m in r["modes"] for r in ours["quant"]["forward"])]
     print("\nQuantized forward (bf16 in/out; TFLOP/s count the bf16 FLOPs). 'all' = preprocessing (K mean, "
-          "Q/K/V quantization) + attention kernel, 'kernel' = attention kernel alone; both CUDA-event timed.\n")
+          "Q/K/V quantization) + attention kernel, 'kernel' = attention kernel alone; both CUDA-event timed. "
+          "On sm_90 a plain mode runs the sm_90a kernel, 'MODE@sm80' the sm_80 kernel on the same GPU.\n")
     head = "| hdim | seq | causal | ours bf16 | " + " | ".join(f"{m} all | {m} kernel" for m in modes) + " | SDPA-flash | SDPA-cuDNN | "
-    head += " | ".join(f"{m} all vs bf16 | {m} all vs cuDNN" for m in modes) + " |"
+    head += " | ".join(f"{m} all vs bf16 | {m} kernel vs bf16 | {m} all vs cuDNN" for m in modes) + " |"
     print(head)
     print("|" + "---:|" * (head.count("|") - 1))
     for r in ours["quant"]["forward"]:
@@ -97,7 +99,9 @@ if ours.get("quant", {}).get("forward") and peer.get("quant", {}).get("forward")
         cells += [fmt(f), fmt(c)]
         for m in modes:
             a = r["modes"].get(m, {}).get("tflopsAll")
-            cells += [f"{a / r['bf16']['tflops']:.2f}x" if a else "n/a", f"{a / c:.2f}x" if a and c else "n/a"]
+            kt = r["modes"].get(m, {}).get("tflopsKernel")
+            cells += [f"{a / r['bf16']['tflops']:.2f}x" if a else "n/a", f"{kt / r['bf16']['tflops']:.2f}x" if kt else "n/a",
+                      f"{a / c:.2f}x" if a and c else "n/a"]
         print("| " + " | ".join(cells) + " |")
 if ours.get("quant", {}).get("decode") and peer.get("quant", {}).get("decode"):
     dm = {(r["batch"], r["context"]): r for r in peer["quant"]["decode"]}

@@ -2,7 +2,7 @@
 // the boundary paths run, causal + window, varlen, GQA, paged decode with splits, append, fork.
 'use strict';
 const path = require('node:path');
-const { attention, BlockSparseMask, Tensor, PagedKVCache, pagedAttention, synchronize, PagedLatentCache, mlaDecode } = require(path.join(__dirname, '..'));
+const { attention, BlockSparseMask, Tensor, PagedKVCache, pagedAttention, synchronize, PagedLatentCache, mlaDecode, cuda } = require(path.join(__dirname, '..'));
 
 (async () => {
   const device = 'cuda:0';
@@ -26,6 +26,13 @@ const { attention, BlockSparseMask, Tensor, PagedKVCache, pagedAttention, synchr
     // Block-sparse forward (one key block of two listed) and top-k decode over page summaries.
     const mask = BlockSparseMask.fromDense([1, 0], { numQBlocks: 1, numKBlocks: 2 }, { device });
     attention(q, k, v, { causal: true, blockMask: mask });
+    // Quantized forward (on Hopper: the sm_90a kernel, TMA + wgmma), dense causal and varlen window.
+    if (d !== 256) {
+      for (const quantized of cuda.devices()[0].sm >= 89 ? ['int8', 'int8-fp8', 'fp8'] : ['int8']) {
+        attention(q, k, v, { causal: true, quantized });
+        attention(tq, tk, tk, { cuSeqlensQ: [0, 13, 90], cuSeqlensK: [0, 40, 100], window: [30, 3], quantized });
+      }
+    }
     const sc = new PagedKVCache({ layers: 1, kvHeads: 2, headDim: d, pageSize: 16, capacityPages: 64, dtype: 'bf16', device, pageSummaries: true });
     const c = sc.addSequence();
     sc.append(c, 0, Tensor.randn([300, 2, d], { dtype: 'bf16', device }), Tensor.randn([300, 2, d], { dtype: 'bf16', device }));
@@ -42,8 +49,6 @@ const { attention, BlockSparseMask, Tensor, PagedKVCache, pagedAttention, synchr
       for (const numSplits of [1, 4, 70]) pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), qc, 0, [s0, s1], { numSplits });
       pagedAttention(Tensor.randn([5, 8, d], { dtype: 'bf16', device }), qc, 0, [s0, s1], { queryCounts: [2, 3], softcap: 20 });
     }
-    // Quantized forward (head dims 64 and 128 have kernels).
-    if (d !== 256) for (const quantized of ['int8', 'int8-fp8']) attention(q, k, v, { causal: true, quantized });
     await synchronize(device);
   }
   // MLA: both CTA shapes (16 and 128 heads), bf16 and fp8 caches, splits, prefill, fork.

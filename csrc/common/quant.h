@@ -9,10 +9,13 @@
 //   K': int8 with one scale per (block of kQuantKeyBlock keys, kv head), blocks aligned to key 0.
 //   V: one scale per (sequence, kv head, channel): vs = amax / kQuantVTarget, stored
 //      v * (kQuantVTarget / amax) as fp8 e4m3 (mode int8-fp8) or f16 (mode int8).
-//   Scores: float(int32 dot) * (q_scale * k_scale); online softmax over key blocks of
+//   Mode fp8: Q and K' in fp8 e4m3 instead, same granularity: s = amax / 448, stored
+//      e4m3(x * (448 / amax)) (round to nearest even, saturating); P and V as int8-fp8.
+//   Scores: float(int32 dot) * (q_scale * k_scale) (fp8: the dot of the e4m3 values, summed in
+//   float32 by the tensor cores, in double by the CPU emulation); online softmax over key blocks of
 //   kQuantKeyBlock keys, last block first (the order the CUDA kernel walks them); P = exp(s - m)
-//   with m the running max after the block, stored as fp8(P * kQuantPScale) (int8-fp8) or f16(P)
-//   (int8); the row sum uses the unquantized P; o = acc * vs / (P scale * sum).
+//   with m the running max after the block, stored as fp8(P * kQuantPScale)
+//   (int8-fp8, fp8) or f16(P) (int8); the row sum uses the unquantized P; o = acc * vs / (P scale * sum).
 // A zero amax gives scale 0 and quantized zeros (never a division by zero).
 #pragma once
 #include <cmath>
@@ -29,7 +32,11 @@ constexpr float kInt8Max = 127.0f;
 constexpr float kFp8Max = 448.0f;
 
 // The `quantized` option of attention(): 0 = off.
-enum class QuantMode : int32_t { None = 0, Int8Fp8 = 1, Int8 = 2 };
+enum class QuantMode : int32_t { None = 0, Int8Fp8 = 1, Int8 = 2, Fp8 = 3 };
+
+// Whether P and V are e4m3 (else f16), and whether Q and K are e4m3 (else int8).
+constexpr bool quantPvFp8(QuantMode m) { return m == QuantMode::Int8Fp8 || m == QuantMode::Fp8; }
+constexpr bool quantQkFp8(QuantMode m) { return m == QuantMode::Fp8; }
 
 // Quantization multiplier `target / amax` (0 when amax is 0), as both backends compute it.
 inline float quantInverse(float target, float amax) { return amax > 0.0f ? target / amax : 0.0f; }

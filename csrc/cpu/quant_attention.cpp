@@ -40,15 +40,17 @@ inline int64_t rowOffset(const AttnParams& p, int64_t batch_stride, int64_t row_
 // One (sequence, kv head) after preprocessing.
 struct QuantKv {
   std::vector<float> mean;    // [D]
-  std::vector<int8_t> k8;     // [len_k][D]
+  std::vector<int8_t> k8;     // [len_k][D] (int8 modes)
+  std::vector<float> kf;      // [len_k][D] the stored e4m3 value as float (mode fp8)
   std::vector<float> kscale;  // [blocks]
   std::vector<float> vq;      // [len_k][D], the stored fp8/f16 value as float
   std::vector<float> vscale;  // [D]
 };
 
 float storedV(float x, bool fp8) { return fp8 ? fp8e4m3ToFloat(floatToFp8e4m3(x)) : f16ToFloat(floatToF16(x)); }
+float storedFp8(float x, float inv) { return fp8e4m3ToFloat(floatToFp8e4m3(x * inv)); }
 
-void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, QuantKv* out) {
+void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, bool qk_fp8, QuantKv* out) {
   const int D = p.head_dim;
   const SeqBounds sb = bounds(p, b);
   const int64_t n = sb.len_k;
@@ -74,7 +76,12 @@ void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, QuantKv* out) {
     }
     out->mean[c] = n > 0 ? total / static_cast<float>(n) : 0.0f;
   }
-  out->k8.assign(static_cast<size_t>(n * D), 0);
+  const float k_target = qk_fp8 ? kFp8Max : kInt8Max;
+  if (qk_fp8) {
+    out->kf.assign(static_cast<size_t>(n * D), 0.0f);
+  } else {
+    out->k8.assign(static_cast<size_t>(n * D), 0);
+  }
   out->kscale.assign(static_cast<size_t>(blocks), 0.0f);
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t j0 = blk * kB, j1 = std::min(n, j0 + kB);
@@ -84,10 +91,16 @@ void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, QuantKv* out) {
         k[j * D + c] -= out->mean[c];
         amax = std::fmax(amax, std::fabs(k[j * D + c]));
       }
-    const float inv = quantInverse(kInt8Max, amax);
-    out->kscale[blk] = quantScale(kInt8Max, amax);
+    const float inv = quantInverse(k_target, amax);
+    out->kscale[blk] = quantScale(k_target, amax);
     for (int64_t j = j0; j < j1; ++j)
-      for (int c = 0; c < D; ++c) out->k8[j * D + c] = quantizeInt8(k[j * D + c], inv);
+      for (int c = 0; c < D; ++c) {
+        if (qk_fp8) {
+          out->kf[j * D + c] = storedFp8(k[j * D + c], inv);
+        } else {
+          out->k8[j * D + c] = quantizeInt8(k[j * D + c], inv);
+        }
+      }
   }
   out->vscale.resize(D);
   out->vq.resize(static_cast<size_t>(n * D));
@@ -103,13 +116,15 @@ void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, QuantKv* out) {
 void quantAttentionForward(const AttnParams& p, QuantMode mode) {
   const int D = p.head_dim;
   const int group = p.heads_q / p.heads_kv;
-  const bool fp8 = mode == QuantMode::Int8Fp8;
+  const bool fp8 = quantPvFp8(mode);
+  const bool qk_fp8 = quantQkFp8(mode);
+  const float q_target = qk_fp8 ? kFp8Max : kInt8Max;
   const float p_scale = fp8 ? kQuantPScaleFp8 : 1.0f;
   const float mult = p.scale * kLog2e;  // scores in log2 units, as the kernel's exp2 softmax
 
   std::vector<QuantKv> kv(static_cast<size_t>(p.batch) * p.heads_kv);
   parallelFor(static_cast<int64_t>(kv.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t u = begin; u < end; ++u) quantizeKv(p, static_cast<int>(u / p.heads_kv), static_cast<int>(u % p.heads_kv), fp8, &kv[u]);
+    for (int64_t u = begin; u < end; ++u) quantizeKv(p, static_cast<int>(u / p.heads_kv), static_cast<int>(u % p.heads_kv), fp8, qk_fp8, &kv[u]);
   });
 
   std::vector<int64_t> q_base(p.batch + 1, 0);
@@ -117,7 +132,7 @@ void quantAttentionForward(const AttnParams& p, QuantMode mode) {
   const int64_t items = q_base[p.batch] * p.heads_q;
 
   parallelFor(items, 8, [&](int64_t begin, int64_t end) {
-    std::vector<float> q(D), acc(D), part(D), x(kB), pq(kB);
+    std::vector<float> q(D), acc(D), part(D), x(kB), pq(kB), qf(D);
     std::vector<int8_t> q8(D);
     int b = 0;
     for (int64_t item = begin; item < end; ++item) {
@@ -136,9 +151,15 @@ void quantAttentionForward(const AttnParams& p, QuantMode mode) {
         amax = std::fmax(amax, std::fabs(q[c]));
         qm += q[c] * s.mean[c];
       }
-      const float qinv = quantInverse(kInt8Max, amax);
-      for (int c = 0; c < D; ++c) q8[c] = quantizeInt8(q[c], qinv);
-      const float row_mult = quantScale(kInt8Max, amax) * mult;
+      const float qinv = quantInverse(q_target, amax);
+      for (int c = 0; c < D; ++c) {
+        if (qk_fp8) {
+          qf[c] = storedFp8(q[c], qinv);
+        } else {
+          q8[c] = quantizeInt8(q[c], qinv);
+        }
+      }
+      const float row_mult = quantScale(q_target, amax) * mult;
 
       // Visible keys [lo, hi): the mask of csrc/common/attention_params.h.
       const int64_t offset = sb.len_k - sb.len_q;
@@ -153,10 +174,20 @@ void quantAttentionForward(const AttnParams& p, QuantMode mode) {
           const float bm = row_mult * s.kscale[blk];
           float mx = m;
           for (int64_t j = j0; j < j1; ++j) {
-            int32_t dot = 0;
-            const int8_t* kj = &s.k8[j * D];
-            for (int c = 0; c < D; ++c) dot += static_cast<int32_t>(q8[c]) * kj[c];
-            x[j - j0] = static_cast<float>(dot) * bm;
+            float dot;
+            if (qk_fp8) {
+              // The e4m3 products are exact in double; the tensor cores sum them in about float32.
+              double d = 0.0;
+              const float* kj = &s.kf[j * D];
+              for (int c = 0; c < D; ++c) d += static_cast<double>(qf[c]) * kj[c];
+              dot = static_cast<float>(d);
+            } else {
+              int32_t di = 0;
+              const int8_t* kj = &s.k8[j * D];
+              for (int c = 0; c < D; ++c) di += static_cast<int32_t>(q8[c]) * kj[c];
+              dot = static_cast<float>(di);
+            }
+            x[j - j0] = dot * bm;
             mx = std::fmax(mx, x[j - j0]);
           }
           const float corr = std::exp2(m - mx);  // m == -inf -> 0

@@ -1,5 +1,6 @@
 /** Inputs and accuracy measures for the quantized attention and quantized KV cache tests. */
-import { attention, AttentionOptions, Device, DType, QuantizedMode, Tensor } from '../../lib';
+import { AttentionOptions, Device, DType, QuantizedMode, Tensor } from '../../lib';
+import { AttentionInternals, attentionWith } from '../../lib/attention';
 import { referenceAttention, relL2 } from './reference';
 
 /** Standard normal samples (Box-Muller on Math.random: fresh every call). */
@@ -107,8 +108,12 @@ export interface QuantRun {
   lse: Float64Array;
 }
 
-/** Runs attention (quantized or not) on `device`; outputs poisoned with NaN first. */
-export async function runQuant(c: QuantCase, x: QuantInputs, dtype: DType, device: Device, mode?: QuantizedMode): Promise<QuantRun> {
+/**
+ * Runs attention (quantized or not) on `device`; outputs poisoned with NaN first. `internals` picks
+ * a kernel (e.g. the sm_80 quantized kernel on a Hopper GPU).
+ */
+export async function runQuant(c: QuantCase, x: QuantInputs, dtype: DType, device: Device, mode?: QuantizedMode,
+  internals: AttentionInternals = {}): Promise<QuantRun> {
   const batch = c.lenQ.length;
   const shape = (rows: number[], heads: number): number[] =>
     c.varlen ? [rows.reduce((a, b) => a + b, 0), heads, c.dim] : [batch, rows[0], heads, c.dim];
@@ -121,7 +126,7 @@ export async function runQuant(c: QuantCase, x: QuantInputs, dtype: DType, devic
     opts.cuSeqlensQ = cumsum(c.lenQ);
     opts.cuSeqlensK = cumsum(c.lenK);
   }
-  const { lse } = attention(q, k, v, opts);
+  const { lse } = attentionWith(q, k, v, opts, internals);
   const [oh, lh] = await Promise.all([out.toArray(), lse!.toArray()]);
   for (const t of [q, k, v, out, lse!]) t.dispose();
   // lse to [sequence][head][row] order.
@@ -195,13 +200,17 @@ export function accuracy(got: QuantRun, want: QuantRun): Accuracy {
  * rms relative error each) and does NOT meet it (issue 8, open): on heavy-tailed inputs its cosine
  * sits at 0.999 with a tail below (seen 0.99891) and its relative L2 reaches 0.047. It is held to
  * that measured envelope (0.998 / 6e-2) so the suite is deterministic and a regression still fails.
+ * 'fp8' also rounds Q and K to e4m3, whose relative step is ~4x coarser than INT8's on the bulk of
+ * a channel: fine on random inputs (worst of 84 CPU draws: cosine 0.9985, relative L2 0.054, lse
+ * 0.094), but on heavy-tailed ones the scores of peaked rows move (worst: cosine 0.9925, relative L2
+ * 0.133, lse 0.47) - the reason SageAttention keeps Q.K in INT8. Held to those envelopes with margin.
+ * lse is exact up to the score error (largest where a row sees few keys).
  */
-export const CONTRACT: Record<QuantizedMode, { cos: number; rel: number }> = {
-  int8: { cos: 0.999, rel: 3e-2 },
-  'int8-fp8': { cos: 0.998, rel: 6e-2 },
+export const CONTRACT: Record<QuantizedMode, Record<InputKind, { cos: number; rel: number; lse: number }>> = {
+  int8: { random: { cos: 0.999, rel: 3e-2, lse: 0.15 }, heavy: { cos: 0.999, rel: 3e-2, lse: 0.15 } },
+  'int8-fp8': { random: { cos: 0.998, rel: 6e-2, lse: 0.15 }, heavy: { cos: 0.998, rel: 6e-2, lse: 0.15 } },
+  fp8: { random: { cos: 0.997, rel: 7e-2, lse: 0.15 }, heavy: { cos: 0.985, rel: 0.2, lse: 0.8 } },
 };
-/** lse is exact up to the int8 score error (largest where a row sees few keys). */
-export const LSE_TOL = 0.15;
 
 /** Shapes shared by the CPU and GPU suites. */
 export function quantCases(dims: number[]): Array<[string, QuantCase]> {

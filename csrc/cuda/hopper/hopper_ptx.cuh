@@ -54,6 +54,14 @@ __device__ __forceinline__ void tmaLoad4d(uint32_t dst, const CUtensorMap* map, 
       : "memory");
 }
 
+__device__ __forceinline__ void tmaLoad3d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
+      "[%2];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
 __device__ __forceinline__ void prefetchTensorMap(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
@@ -74,6 +82,11 @@ __device__ __forceinline__ void fenceRegs(float (&d)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
+template <int N>
+__device__ __forceinline__ void fenceRegs(int32_t (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(d[i])::"memory");
+}
 
 // Shared-memory matrix descriptor for a 128-byte-swizzled operand (layout type 1). The tile is
 // stored as TMA writes it with CU_TENSOR_MAP_SWIZZLE_128B: 64-element (128-byte) column chunks,
@@ -85,6 +98,20 @@ __device__ __forceinline__ uint64_t smemDesc(uint32_t addr, uint32_t lbo_bytes, 
   d |= static_cast<uint64_t>((lbo_bytes >> 4) & 0x3FFF) << 16;
   d |= static_cast<uint64_t>((sbo_bytes >> 4) & 0x3FFF) << 32;
   d |= static_cast<uint64_t>(1) << 62;
+  return d;
+}
+
+// K-major operand with rows of kSwizzle (64 or 128) bytes, as TMA writes a box of that inner width
+// with the same swizzle: 8-row atoms of 8 * kSwizzle bytes (bases aligned to them), sbo = one atom,
+// lbo unused (1); start moves 32 bytes per k step (k32 of 8-bit, k16 of 16-bit elements) inside
+// a row. Layout type: 1 = 128-byte swizzle, 2 = 64-byte swizzle.
+template <int kSwizzle>
+__device__ __forceinline__ uint64_t smemDescK(uint32_t addr) {
+  static_assert(kSwizzle == 64 || kSwizzle == 128, "64- or 128-byte swizzle");
+  uint64_t d = static_cast<uint64_t>((addr & 0x3FFFF) >> 4);
+  d |= static_cast<uint64_t>(1) << 16;
+  d |= static_cast<uint64_t>((8 * kSwizzle) >> 4) << 32;
+  d |= static_cast<uint64_t>(kSwizzle == 128 ? 1 : 2) << 62;
   return d;
 }
 

@@ -54,4 +54,27 @@ CUtensorMap makeTileMap(const void* base, int dim, int64_t rows, int heads, int 
   return map;
 }
 
+CUtensorMap makeBoxMap3d(const void* base, int elem_bytes, int64_t inner, int64_t rows, int64_t planes,
+                         int64_t row_bytes, int64_t plane_bytes, int box_inner, int box_rows, int swizzle_bytes) {
+  CUtensorMap map;
+  const cuuint64_t sizes[3] = {static_cast<cuuint64_t>(inner), static_cast<cuuint64_t>(rows),
+                               static_cast<cuuint64_t>(planes)};
+  // A plane stride is never stepped when there is one plane, but must still be a multiple of 16.
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(row_bytes),
+                                 static_cast<cuuint64_t>(planes == 1 && plane_bytes % 16 != 0 ? 16 : plane_bytes)};
+  const cuuint32_t box[3] = {static_cast<cuuint32_t>(box_inner), static_cast<cuuint32_t>(box_rows), 1};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  const CUtensorMapDataType type = elem_bytes == 1 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_UINT16;
+  const CUtensorMapSwizzle swizzle = swizzle_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B;
+  const CUresult r = encoder()(&map, type, 3, const_cast<void*>(base), sizes, strides, box, elem_strides,
+                               CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) {
+    throw Error(ErrorKind::Error, "CUDA error: cuTensorMapEncodeTiled failed with code " + std::to_string(r) +
+                                      " (inner " + std::to_string(inner) + ", rows " + std::to_string(rows) +
+                                      ", planes " + std::to_string(planes) + ")");
+  }
+  return map;
+}
+
 }  // namespace attn::cuda::hopper

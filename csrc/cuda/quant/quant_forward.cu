@@ -1,10 +1,13 @@
 // Capability check, plan and dispatch of the quantized forward: preprocessing (quant_prep.cu),
-// then the attention kernel of the head dim (quant_fwd_hd*.cu).
+// then the attention kernel of the head dim: the sm_90a one (../hopper/flash_fwd_sm90_quant_hd*.cu)
+// on compute capability 9.0, else the sm_80 one (quant_fwd_hd*.cu).
 #include "quant_forward.h"
 
+#include <cstdlib>
 #include <string>
 
 #include "../../common/error.h"
+#include "../hopper/flash_fwd_sm90_quant.h"
 #include "quant_internal.h"
 
 namespace attn::cuda {
@@ -27,8 +30,9 @@ bool aligned(const void* base, int64_t batch_stride, bool batch_used, int64_t ro
 }  // namespace
 
 bool quantForwardSupported(const AttnParams& p, QuantMode mode, int sm, std::string* why) {
-  if (mode == QuantMode::Int8Fp8 && sm < 89)
-    return fail(why, "quantized 'int8-fp8' needs FP8 tensor cores (compute capability 8.9+, got " + std::to_string(sm) +
+  if (quantPvFp8(mode) && sm < 89)
+    return fail(why, std::string("quantized '") + (mode == QuantMode::Fp8 ? "fp8" : "int8-fp8") +
+                         "' needs FP8 tensor cores (compute capability 8.9+, got " + std::to_string(sm) +
                          "); use quantized: 'int8' (f16 P.V) on this device");
   if (sm < 80) return fail(why, "quantized attention needs compute capability 8.0+ (got " + std::to_string(sm) + ")");
   if (p.dtype != DType::F16 && p.dtype != DType::BF16)
@@ -73,8 +77,16 @@ QuantForwardPlan quantForwardPlan(const AttnParams& p, QuantMode mode, const int
   return plan;
 }
 
-void quantForward(const AttnParams& p, QuantMode mode, const QuantForwardPlan& plan, const QuantForwardBuffers& buf,
-                  cudaStream_t stream, bool prep) {
+bool quantForwardSm90Applies(const AttnParams& p, int sm, int64_t total_kp) {
+  // Read on every call (unlike the dense dispatch): tests and benchmarks switch kernels in-process.
+  const char* v = std::getenv("ATTN_CUDA_FORCE_SM80");
+  const bool forced_off = v != nullptr && v[0] != '\0' && v[0] != '0';
+  // The key / V^T tensor maps need at least one (padded) key block.
+  return sm == 90 && !forced_off && (p.head_dim == 64 || p.head_dim == 128) && total_kp > 0;
+}
+
+void quantForward(const AttnParams& p, QuantMode mode, int sm, const QuantForwardPlan& plan,
+                  const QuantForwardBuffers& buf, cudaStream_t stream, bool prep) {
   const int B = p.batch;
   const int64_t total_q = plan.q_start[B];
   const int64_t total_kp = plan.kp_start[B];
@@ -128,7 +140,13 @@ void quantForward(const AttnParams& p, QuantMode mode, const QuantForwardPlan& p
   a.k_part = reinterpret_cast<float*>(ws + w.k_part);
   a.v_part = reinterpret_cast<float*>(ws + w.v_part);
   if (prep) quant::launchQuantPrep(a, mode, stream);
-  if (p.head_dim == 64) {
+  if (quantForwardSm90Applies(p, sm, total_kp)) {
+    if (p.head_dim == 64) {
+      hopper::launchQuantFwdSm90Hd64(a, mode, stream);
+    } else {
+      hopper::launchQuantFwdSm90Hd128(a, mode, stream);
+    }
+  } else if (p.head_dim == 64) {
     quant::launchQuantFwdHd64(a, mode, stream);
   } else {
     quant::launchQuantFwdHd128(a, mode, stream);

@@ -32,9 +32,15 @@ struct QuantForwardBuffers {
   void* workspace = nullptr;
 };
 
+// True when the sm_90a kernel serves the call on a device of compute capability `sm` (the sm_80
+// kernel takes every other one): sm 9.0, head dim 64/128, at least one key, and the environment
+// variable ATTN_CUDA_FORCE_SM80 unset or "0" (read per call, so one process can compare both).
+bool quantForwardSm90Applies(const AttnParams& p, int sm, int64_t total_kp);
+
 // Enqueues preprocessing then attention (prep = false: attention only, reusing a workspace a
-// previous call of the same shapes filled; for the benchmark hook).
-void quantForward(const AttnParams& p, QuantMode mode, const QuantForwardPlan& plan, const QuantForwardBuffers& buf,
-                  cudaStream_t stream, bool prep = true);
+// previous call of the same shapes filled; for the benchmark hook). sm: the device's compute
+// capability (major * 10 + minor), which picks the attention kernel.
+void quantForward(const AttnParams& p, QuantMode mode, int sm, const QuantForwardPlan& plan,
+                  const QuantForwardBuffers& buf, cudaStream_t stream, bool prep = true);
 
 }  // namespace attn::cuda

@@ -50,10 +50,10 @@ struct QuantArgs {
   int lpt_group;    // see flash::tileOfBlock
 
   // Workspace (device), written by the preprocessing kernels.
-  int8_t* q8;       // [heads_q][total_q][D]
+  int8_t* q8;       // [heads_q][total_q][D] int8, or e4m3 bytes (mode fp8)
   float* q_scale;   // [heads_q][total_q]
   float* q_mean;    // [heads_q][total_q]  scale * q . mean_k, added to lse
-  int8_t* k8;       // [heads_kv][total_kp][D]
+  int8_t* k8;       // [heads_kv][total_kp][D] int8, or e4m3 bytes (mode fp8)
   float* k_scale;   // [heads_kv][total_kp / kBlockN]
   void* vt;         // [heads_kv][D][total_kp] fp8 e4m3 or f16 (V^T, keys permuted for fp8)
   float* v_scale;   // [batch][heads_kv][D]
@@ -80,7 +80,7 @@ inline QuantWorkspace quantWorkspaceLayout(const AttnParams& p, QuantMode mode, 
   const size_t hq = static_cast<size_t>(p.heads_q), hk = static_cast<size_t>(p.heads_kv);
   const size_t tq = static_cast<size_t>(total_q), tk = static_cast<size_t>(total_kp);
   const size_t blocks = tk / kBlockN;
-  const size_t vbytes = mode == QuantMode::Int8Fp8 ? 1 : 2;
+  const size_t vbytes = quantPvFp8(mode) ? 1 : 2;
   w.q8 = take(hq * tq * D);
   w.q_scale = take(hq * tq * 4);
   w.q_mean = take(hq * tq * 4);

@@ -1,5 +1,6 @@
 // The quantized attention forward kernel (SageAttention-style), templated on head dim and on the
-// P.V precision only (kFp8: e4m3 P and V, sm_89+; else f16 P and V, sm_80+). Everything else
+// precisions only (kFp8: e4m3 P and V, sm_89+; else f16 P and V, sm_80+; kQkFp8: e4m3 Q and K,
+// sm_89+, mode fp8; else int8). Everything else
 // (masking, GQA, varlen, scale, lse, output dtype) is runtime, as in the flash kernel whose
 // structure, tile copies and scheduling (flash_kernel.cuh) it reuses.
 //
@@ -23,6 +24,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../flash/flash_kernel.cuh"
 #include "quant_internal.h"
@@ -54,7 +56,7 @@ __device__ __forceinline__ uint32_t packOut(float lo, float hi, bool bf16) {
   return bf16 ? ElemTraits<__nv_bfloat16>::pack(lo, hi) : ElemTraits<__half>::pack(lo, hi);
 }
 
-template <int D, bool kFp8>
+template <int D, bool kFp8, bool kQkFp8>
 __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p) {
   using T = QuantTraits<D, kFp8>;
   using TileQ = typename T::TileQ;
@@ -157,8 +159,9 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
     }
     cpAsyncCommit();
 
-    // S = Q8 K8^T (int32, exact)
-    int32_t si[kMT][kNT][4];
+    // S = Q8 K8^T (int32, exact; fp8: f32)
+    using SAcc = std::conditional_t<kQkFp8, float, int32_t>;
+    SAcc si[kMT][kNT][4];
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
@@ -177,8 +180,13 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
         ldmatrixX4(bk, TileK::subtileAddr(lKj, np * 16, 2 * ks));
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
-          mmaS8(si[mt][2 * np], a[mt], bk[0], bk[1]);
-          mmaS8(si[mt][2 * np + 1], a[mt], bk[2], bk[3]);
+          if constexpr (kQkFp8) {
+            mmaE4m3(si[mt][2 * np], a[mt], bk[0], bk[1]);
+            mmaE4m3(si[mt][2 * np + 1], a[mt], bk[2], bk[3]);
+          } else {
+            mmaS8(si[mt][2 * np], a[mt], bk[0], bk[1]);
+            mmaS8(si[mt][2 * np + 1], a[mt], bk[2], bk[3]);
+          }
         }
       }
     }
@@ -307,13 +315,13 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
   flash::storeTile<TileO, kThreads>(sQ, og + m0 * p.o_row_stride, p.o_row_stride, len_q - m0, tid);
 }
 
-template <int D, bool kFp8>
+template <int D, bool kFp8, bool kQkFp8 = false>
 void launchQuantFwd(const QuantArgs& args, cudaStream_t stream) {
   using T = QuantTraits<D, kFp8>;
   QuantArgs p = args;
   const int num_m = (p.seqlen_q + kBlockM - 1) / kBlockM;
   const dim3 grid(num_m, p.heads_q, p.batch);
-  auto kernel = quantFwdKernel<D, kFp8>;
+  auto kernel = quantFwdKernel<D, kFp8, kQkFp8>;
   if (T::kSmemBytes > 48 * 1024) {
     ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
   }

@@ -1,9 +1,10 @@
 // Preprocessing of the quantized forward (rules: csrc/common/quant.h). Four launches:
 //   stats:    per (key block, kv head): the block's per-channel K sum and |V| max;
 //   finalize: per (sequence, kv head): K mean (blocks summed in order), V scale and inverse;
-//   kv:       per (key block, kv head): smoothed K -> int8 with the block scale; V -> fp8 / f16
-//             with the channel scales, written transposed (V^T [D][keys], keys permuted for fp8);
-//   q:        one warp per (token, head): int8 with the token scale, and scale * q . mean_k.
+//   kv:       per (key block, kv head): smoothed K -> int8 (e4m3 in mode fp8) with the block scale;
+//             V -> fp8 / f16 with the channel scales, written transposed (V^T [D][keys], keys
+//             permuted for fp8);
+//   q:        one warp per (token, head): int8 (e4m3) with the token scale, and scale * q . mean_k.
 // Sums run in the order the CPU emulation uses, and every division is correctly rounded
 // (__fdiv_rn: --use_fast_math would otherwise approximate it), so the quantized values match it.
 #include <cuda_bf16.h>
@@ -104,7 +105,19 @@ __device__ __forceinline__ int fp8KeySlot(int jj) {
   return (jj & ~15) + slot;
 }
 
-template <int D, bool kFp8>
+// One 8-bit code of x * inv: int8 (round to nearest even, clamped to +-127) or e4m3 (saturating).
+template <bool kFp8>
+__device__ __forceinline__ uint32_t quantCode(float x, float inv) {
+  const float y = __fmul_rn(x, inv);
+  if constexpr (kFp8) {
+    return static_cast<uint32_t>(__nv_cvt_float_to_fp8(y, __NV_SATFINITE, __NV_E4M3));
+  } else {
+    return static_cast<uint32_t>(max(-127, min(127, __float2int_rn(y)))) & 0xffu;
+  }
+}
+
+// kFp8: V (and P) in e4m3, else f16; kKFp8: K in e4m3 (mode fp8), else int8.
+template <int D, bool kFp8, bool kKFp8>
 __global__ void __launch_bounds__(kThreads) quantKvKernel(const QuantArgs a) {
   constexpr int kChunks = D / 8;                       // 8-element chunks per key row
   constexpr int kUnits = kBlockN * kChunks / kThreads;  // chunks per thread
@@ -154,18 +167,16 @@ __global__ void __launch_bounds__(kThreads) quantKvKernel(const QuantArgs a) {
   if ((tid & 31) == 0) s_red[tid >> 5] = amax;
   __syncthreads();
   amax = fmaxf(fmaxf(s_red[0], s_red[1]), fmaxf(s_red[2], s_red[3]));
-  const float inv = amax > 0.0f ? __fdiv_rn(kInt8Max, amax) : 0.0f;
-  if (tid == 0) a.k_scale[static_cast<int64_t>(hk) * blocks + blk] = __fdiv_rn(amax, kInt8Max);
+  constexpr float kKTarget = kKFp8 ? kFp8Max : kInt8Max;
+  const float inv = amax > 0.0f ? __fdiv_rn(kKTarget, amax) : 0.0f;
+  if (tid == 0) a.k_scale[static_cast<int64_t>(hk) * blocks + blk] = __fdiv_rn(amax, kKTarget);
 #pragma unroll
   for (int i = 0; i < kUnits; ++i) {
     const int u = tid + i * kThreads;
     const int jj = u / kChunks, cc = u % kChunks;
     uint32_t w[2] = {0u, 0u};
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const int q = max(-127, min(127, __float2int_rn(__fmul_rn(x[i][e], inv))));
-      w[e >> 2] |= (static_cast<uint32_t>(q) & 0xffu) << (8 * (e & 3));
-    }
+    for (int e = 0; e < 8; ++e) w[e >> 2] |= quantCode<kKFp8>(x[i][e], inv) << (8 * (e & 3));
     int8_t* dst = a.k8 + (static_cast<int64_t>(hk) * a.total_kp + key0 + jj) * D + cc * 8;
     *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
   }
@@ -204,7 +215,7 @@ __global__ void __launch_bounds__(kThreads) quantKvKernel(const QuantArgs a) {
   }
 }
 
-template <int D>
+template <int D, bool kFp8>
 __global__ void __launch_bounds__(kThreads) quantQKernel(const QuantArgs a) {
   constexpr int kPer = D / 32;  // channels per lane
   const int lane = threadIdx.x & 31;
@@ -233,13 +244,11 @@ __global__ void __launch_bounds__(kThreads) quantQKernel(const QuantArgs a) {
     amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
     dot += __shfl_xor_sync(0xffffffffu, dot, o);
   }
-  const float inv = amax > 0.0f ? __fdiv_rn(kInt8Max, amax) : 0.0f;
+  constexpr float kTarget = kFp8 ? kFp8Max : kInt8Max;
+  const float inv = amax > 0.0f ? __fdiv_rn(kTarget, amax) : 0.0f;
   uint32_t packed = 0;
 #pragma unroll
-  for (int e = 0; e < kPer; ++e) {
-    const int q = max(-127, min(127, __float2int_rn(__fmul_rn(x[e], inv))));
-    packed |= (static_cast<uint32_t>(q) & 0xffu) << (8 * e);
-  }
+  for (int e = 0; e < kPer; ++e) packed |= quantCode<kFp8>(x[e], inv) << (8 * e);
   const int64_t row = static_cast<int64_t>(h) * a.total_q + t;
   int8_t* dst = a.q8 + row * D + lane * kPer;
   if constexpr (kPer == 4) {
@@ -248,7 +257,7 @@ __global__ void __launch_bounds__(kThreads) quantQKernel(const QuantArgs a) {
     *reinterpret_cast<uint16_t*>(dst) = static_cast<uint16_t>(packed);
   }
   if (lane == 0) {
-    a.q_scale[row] = __fdiv_rn(amax, kInt8Max);
+    a.q_scale[row] = __fdiv_rn(amax, kTarget);
     a.q_mean[row] = a.scale * dot;
   }
 }
@@ -263,16 +272,23 @@ void launchPrepForDim(const QuantArgs& a, QuantMode mode, cudaStream_t stream) {
   finalizeKernel<<<dim3(a.batch, a.heads_kv), kThreads, 0, stream>>>(a);
   ATTN_CUDA_CHECK_LAUNCH();
   if (blocks > 0) {
-    if (mode == QuantMode::Int8Fp8) {
-      quantKvKernel<D, true><<<dim3(blocks, a.heads_kv), kThreads, 0, stream>>>(a);
+    if (mode == QuantMode::Fp8) {
+      quantKvKernel<D, true, true><<<dim3(blocks, a.heads_kv), kThreads, 0, stream>>>(a);
+    } else if (mode == QuantMode::Int8Fp8) {
+      quantKvKernel<D, true, false><<<dim3(blocks, a.heads_kv), kThreads, 0, stream>>>(a);
     } else {
-      quantKvKernel<D, false><<<dim3(blocks, a.heads_kv), kThreads, 0, stream>>>(a);
+      quantKvKernel<D, false, false><<<dim3(blocks, a.heads_kv), kThreads, 0, stream>>>(a);
     }
     ATTN_CUDA_CHECK_LAUNCH();
   }
   const int64_t warps = static_cast<int64_t>(a.total_q) * a.heads_q;
   if (warps > 0) {
-    quantQKernel<D><<<static_cast<unsigned>((warps + kWarps - 1) / kWarps), kThreads, 0, stream>>>(a);
+    const unsigned grid = static_cast<unsigned>((warps + kWarps - 1) / kWarps);
+    if (quantQkFp8(mode)) {
+      quantQKernel<D, true><<<grid, kThreads, 0, stream>>>(a);
+    } else {
+      quantQKernel<D, false><<<grid, kThreads, 0, stream>>>(a);
+    }
     ATTN_CUDA_CHECK_LAUNCH();
   }
 }
