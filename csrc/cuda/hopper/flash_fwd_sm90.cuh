@@ -42,6 +42,9 @@ using flash::FwdParams;
 
 template <typename Elem_, int kHeadDim_, int kBlockN_, int kStages_>
 struct Sm90Traits {
+  // Persistent grid (see the kernel). Head dim 256 runs one tile per CTA: with the tile loop its
+  // consumers spill (104 bytes at 240 registers), without it none.
+  static constexpr bool kPersistent = kHeadDim_ != 256;
   using Elem = Elem_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockM = 128;  // two consumer warpgroups x 64 rows
@@ -173,7 +176,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
       prefetchTensorMap(&args.v);
       int it = 0;      // K/V blocks loaded so far (all tiles): ring stage and phase
       int q_iter = 0;  // tiles loaded so far
-      for (int round = 0;; ++round) {
+      for (int round = 0; T::kPersistent || round < 1; ++round) {
         const int linear = tileOfRound(round, args.num_tiles);
         if (linear < 0) break;
         Tile tl;
@@ -262,19 +265,20 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
 
     int it = 0;      // K/V blocks consumed so far (all tiles), as the producer counts them
     int q_iter = 0;  // tiles so far
-    for (int round = 0;; ++round) {
+    for (int round = 0; T::kPersistent || round < 1; ++round) {
       const int linear = tileOfRound(round, args.num_tiles);
       if (linear < 0) break;
       Tile tl;
       if (!tileAt(linear, tl)) continue;
       const int h = tl.h, m0 = tl.m0;
       const int row_diag = m0 + row0 + g + tl.kb.offset;
+      const int n_min = tl.kb.n_min, mask_rf = tl.kb.mask_right_from, mask_lb = tl.kb.mask_left_below, len_k = tl.seq.len_k;
       // Scores of block n_block (in sc) -> probabilities; the O rescale factor goes to corr.
       const auto scoresToP = [&](int n_block) {
         const int n0 = n_block * kBlockN;
         if (p.transform) transformScores<1, kNT>(sc, p, h, row_diag, n0 + 2 * t);
-        if (n_block >= tl.kb.mask_right_from || n_block < tl.kb.mask_left_below)
-          maskScores<1, kNT>(sc, p, row_diag, n0, t, tl.seq.len_k);
+        if (n_block >= mask_rf || n_block < mask_lb)
+          maskScores<1, kNT>(sc, p, row_diag, n0, t, len_k);
         softmaxStep<1, kNT>(sc, row_max, row_sum, corr, mult);
       };
       const auto packAll = [&]() {
@@ -291,7 +295,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
       mbarWait(barQ, q_iter & 1);
       ++q_iter;
       int n_block = nextBlock(tl, tl.kb.n_max);
-      if (n_block >= tl.kb.n_min) {
+      if (n_block >= n_min) {
         if (cw == 1) turnEnd();
         {
           const int s = it % kStages;
@@ -306,7 +310,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
         scoresToP(n_block);  // O is still 0: no rescale
         packAll();
         ++it;
-        for (int n_next = nextBlock(tl, n_block); n_next >= tl.kb.n_min; n_next = nextBlock(tl, n_block), ++it) {
+        for (int n_next = nextBlock(tl, n_block); n_next >= n_min; n_next = nextBlock(tl, n_block), ++it) {
           const int s = it % kStages, prev = (it - 1) % kStages;
           mbarWait(barFullK(s), (it / kStages) & 1);
           mbarWait(barFullV(prev), ((it - 1) / kStages) & 1);
@@ -409,7 +413,7 @@ void launchFlashFwdSm90(const AttnParams& a, cudaStream_t stream) {
   int device = 0, sms = 0;
   ATTN_CUDA_CHECK(cudaGetDevice(&device));
   ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int grid = static_cast<int>(std::min<int64_t>(tiles, static_cast<int64_t>(sms) * per_sm));
+  const int grid = T::kPersistent ? static_cast<int>(std::min<int64_t>(tiles, static_cast<int64_t>(sms) * per_sm)) : args.num_tiles;
   kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(args);
   ATTN_CUDA_CHECK_LAUNCH();
 }
