@@ -56,5 +56,5 @@ if want bench; then
   python3 scripts/report.py "$OUT/bench-attn.json" "$OUT/bench-torch.json" | tee "$OUT/report.md"
 fi
 # The lease returns at most 8 files: logs travel as one archive.
-(cd "$OUT" && ls *.log >/dev/null 2>&1 && tar czf logs.tgz *.log && rm -f *.log)
+(cd "$OUT" && ls *.log >/dev/null 2>&1 && tar czf "logs-$(IFS=-; echo "${steps[*]}").tgz" *.log && rm -f *.log)
 exit $status
