@@ -15,18 +15,11 @@
 // softmax lines up with the other's matrix products ("ping-pong").
 // Tiles land in shared memory as TMA writes them with the 128-byte swizzle: per 64-column chunk,
 // rows of 128 bytes; the wgmma descriptors (hopper_ptx.cuh) describe exactly that layout.
-// Persistent: the grid is one CTA per SM slot and each CTA walks its tiles (tileOfRound); the
-// K/V ring and its barrier phases continue from tile to tile, the consumers release Q after the
-// tile's last S, so the producer loads the next tile's Q and first K/V blocks during the last
-// P V and the epilogue (O goes from registers straight to global memory, leaving Q's buffer free).
 // Everything per call (masks, window, softcap, ALiBi, GQA, varlen, scale, lse) is runtime, as in
 // the sm_80 kernel: instantiations stay at dtype x head dim.
 #pragma once
 #include <cuda.h>
 #include <cuda_runtime.h>
-
-#include <algorithm>
-#include <climits>
 
 #include "../../common/attention_params.h"
 #include "../check.h"
@@ -42,9 +35,6 @@ using flash::FwdParams;
 
 template <typename Elem_, int kHeadDim_, int kBlockN_, int kStages_>
 struct Sm90Traits {
-  // Persistent grid (see the kernel). Head dim 256 runs one tile per CTA: with the tile loop its
-  // consumers spill (104 bytes at 240 registers), without it none.
-  static constexpr bool kPersistent = kHeadDim_ != 256;
   using Elem = Elem_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlockM = 128;  // two consumer warpgroups x 64 rows
@@ -60,7 +50,7 @@ struct Sm90Traits {
   static constexpr int kOffK = kQBytes;
   static constexpr int kOffV = kOffK + kStages * kKVBytes;
   static constexpr int kOffBar = kOffV + kStages * kKVBytes;
-  static constexpr int kBars = 2 + 4 * kStages;  // Q full, Q empty; full K, full V, empty K, empty V per stage
+  static constexpr int kBars = 1 + 4 * kStages;  // Q; full K, full V, empty K, empty V per stage
   static constexpr int kSmemBytes = kOffBar + 8 * kBars + 1024;  // + room to align the base to 1024
   static_assert(kHeadDim % 64 == 0 && kBlockN % 16 == 0, "tile shape");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
@@ -69,32 +59,7 @@ struct Sm90Traits {
 struct Sm90Args {
   FwdParams p;
   CUtensorMap q, k, v;  // 4-D maps {head dim, rows, heads, batch}, box {64, tile rows, 1, 1}
-  int num_m;            // query tiles per (sequence, head)
-  int num_tiles;        // num_m * heads * batch
-  int batch;
 };
-
-// Tile `linear` of the launch order of flash::tileOfBlock (same grouping, without a grid of tiles).
-__device__ __forceinline__ void tileOfIndex(int linear, int num_m, int heads, int pairs, int group, int& m_block, int& h,
-                                            int& b) {
-  const int g = linear / (group * num_m);
-  const int first_pair = g * group;
-  const int size = min(group, pairs - first_pair);
-  const int in_group = linear - first_pair * num_m;
-  m_block = num_m - 1 - in_group / size;
-  const int pair = first_pair + in_group % size;
-  h = pair % heads;
-  b = pair / heads;
-}
-
-// Persistent schedule: CTA c takes tile c of each round of gridDim.x tiles, the order reversed every
-// other round (c, then 2G-1-c, ...), so that under the longest-first order of a causal grid a CTA
-// that drew a long tile draws a short one next. -1: no tile in this round.
-__device__ __forceinline__ int tileOfRound(int round, int num_tiles) {
-  const int G = gridDim.x;
-  const int t = round * G + ((round & 1) ? G - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x));
-  return t < num_tiles ? t : -1;
-}
 
 template <typename T>
 __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __grid_constant__ Sm90Args args) {
@@ -119,47 +84,33 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
   const auto barEmptyV = [&](int s) { return barQ + 8 * (1 + 3 * kStages + s); };
 
   const int tid = threadIdx.x;
-  const uint32_t barQEmpty = barQ + 8 * (1 + 4 * kStages);
-  const int pairs = p.heads_q * args.batch;
-
-  // Everything a tile needs, computed alike by the producer and the consumers.
-  struct Tile {
-    int m_block, h, b, m0;
-    SeqInfo seq;
-    KeyBlocks kb;
-    int sp_begin, sp_e;
-  };
+  int m_block, h, b;
+  tileOfBlock(p.lpt_group, m_block, h, b);
+  const SeqInfo seq = seqInfo(p, b);
+  const int m0 = m_block * kBlockM;
+  if (m0 >= seq.len_q) return;  // varlen: this sequence is shorter than the longest one
+  const KeyBlocks kb = keyBlocks(p, m0, kBlockM, kBlockN, seq.len_q, seq.len_k);
+  // Visited key blocks, from the last down: every block of [n_min, n_max), or with a block-sparse
+  // mask the listed ones (the host sends sparse calls here only when kBlockN divides the mask
+  // block). Producer and consumers walk the same sequence, each with its own cursor.
+  int sp_begin = 0, sp_e = -1;
   const bool sparse = p.block_col_idx != nullptr;
-  const auto tileAt = [&](int linear, Tile& tl) {
-    tileOfIndex(linear, args.num_m, p.heads_q, pairs, p.lpt_group, tl.m_block, tl.h, tl.b);
-    tl.seq = seqInfo(p, tl.b);
-    tl.m0 = tl.m_block * kBlockM;
-    if (tl.m0 >= tl.seq.len_q) return false;  // varlen: this sequence is shorter than the longest one
-    tl.kb = keyBlocks(p, tl.m0, kBlockM, kBlockN, tl.seq.len_q, tl.seq.len_k);
-    // Visited key blocks, from the last down: every block of [n_min, n_max), or with a block-sparse
-    // mask the listed ones (the host sends sparse calls here only when kBlockN divides the mask
-    // block). Producer and consumers walk the same sequence, each with its own cursor.
-    tl.sp_begin = 0;
-    tl.sp_e = -1;
+  if constexpr (kSparseBlock % kBlockN == 0) {
+    if (sparse) sparseMaskRow(p, b, h, m0, sp_begin, sp_e);
+  }
+  const auto nextBlock = [&](int n) {
     if constexpr (kSparseBlock % kBlockN == 0) {
-      if (sparse) sparseMaskRow(p, tl.b, tl.h, tl.m0, tl.sp_begin, tl.sp_e);
-    }
-    return true;
-  };
-  const auto nextBlock = [&](Tile& tl, int n) {
-    if constexpr (kSparseBlock % kBlockN == 0) {
-      if (sparse) return sparseBlockBelow<kBlockN>(p.block_col_idx, tl.sp_e, tl.sp_begin, n, tl.kb.n_min, tl.kb.n_max);
+      if (sparse) return sparseBlockBelow<kBlockN>(p.block_col_idx, sp_e, sp_begin, n, kb.n_min, kb.n_max);
     }
     return n - 1;
   };
 
   if (tid == 0) {
     mbarInit(barQ, 1);
-    mbarInit(barQEmpty, T::kConsumers * 4);  // one arrival per consumer warp
     for (int s = 0; s < kStages; ++s) {
       mbarInit(barFullK(s), 1);
       mbarInit(barFullV(s), 1);
-      mbarInit(barEmptyK(s), T::kConsumers * 4);
+      mbarInit(barEmptyK(s), T::kConsumers * 4);  // one arrival per consumer warp
       mbarInit(barEmptyV(s), T::kConsumers * 4);
     }
     fenceBarrierInit();
@@ -174,38 +125,29 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
       prefetchTensorMap(&args.q);
       prefetchTensorMap(&args.k);
       prefetchTensorMap(&args.v);
-      int it = 0;      // K/V blocks loaded so far (all tiles): ring stage and phase
-      int q_iter = 0;  // tiles loaded so far
-      for (int round = 0; T::kPersistent || round < 1; ++round) {
-        const int linear = tileOfRound(round, args.num_tiles);
-        if (linear < 0) break;
-        Tile tl;
-        if (!tileAt(linear, tl)) continue;
-        // Varlen maps are {dim, total rows, heads, 1}: a sequence starts at its cumulative offset.
-        const int q_row = tl.seq.q_start + tl.m0;
-        const int k_row0 = tl.seq.k_start;
-        const int bb = tl.seq.varlen ? 0 : tl.b;
-        const int hk = tl.h / p.kv_group;
-        if (q_iter > 0) mbarWait(barQEmpty, (q_iter - 1) & 1);  // the previous tile's S are done
-        mbarArriveExpectTx(barQ, T::kQBytes);
+      // Varlen maps are {dim, total rows, heads, 1}: a sequence starts at its cumulative offset.
+      const int q_row = seq.q_start + m0;
+      const int k_row0 = seq.k_start;
+      const int bb = seq.varlen ? 0 : b;
+      const int hk = h / p.kv_group;
+      mbarArriveExpectTx(barQ, T::kQBytes);
 #pragma unroll
-        for (int c = 0; c < T::kChunks; ++c) tmaLoad4d(sQ + c * kBlockM * 128, &args.q, barQ, c * 64, q_row, tl.h, bb);
-        ++q_iter;
-        for (int n_block = nextBlock(tl, tl.kb.n_max); n_block >= tl.kb.n_min; n_block = nextBlock(tl, n_block), ++it) {
-          const int s = it % kStages;
-          const uint32_t free_parity = ((it / kStages) - 1) & 1;
-          const int row = k_row0 + n_block * kBlockN;
-          if (it >= kStages) mbarWait(barEmptyK(s), free_parity);
-          mbarArriveExpectTx(barFullK(s), T::kKVBytes);
+      for (int c = 0; c < T::kChunks; ++c) tmaLoad4d(sQ + c * kBlockM * 128, &args.q, barQ, c * 64, q_row, h, bb);
+      int it = 0;
+      for (int n_block = nextBlock(kb.n_max); n_block >= kb.n_min; n_block = nextBlock(n_block), ++it) {
+        const int s = it % kStages;
+        const uint32_t free_parity = ((it / kStages) - 1) & 1;
+        const int row = k_row0 + n_block * kBlockN;
+        if (it >= kStages) mbarWait(barEmptyK(s), free_parity);
+        mbarArriveExpectTx(barFullK(s), T::kKVBytes);
 #pragma unroll
-          for (int c = 0; c < T::kChunks; ++c)
-            tmaLoad4d(sK + s * T::kKVBytes + c * kBlockN * 128, &args.k, barFullK(s), c * 64, row, hk, bb);
-          if (it >= kStages) mbarWait(barEmptyV(s), free_parity);
-          mbarArriveExpectTx(barFullV(s), T::kKVBytes);
+        for (int c = 0; c < T::kChunks; ++c)
+          tmaLoad4d(sK + s * T::kKVBytes + c * kBlockN * 128, &args.k, barFullK(s), c * 64, row, hk, bb);
+        if (it >= kStages) mbarWait(barEmptyV(s), free_parity);
+        mbarArriveExpectTx(barFullV(s), T::kKVBytes);
 #pragma unroll
-          for (int c = 0; c < T::kChunks; ++c)
-            tmaLoad4d(sV + s * T::kKVBytes + c * kBlockN * 128, &args.v, barFullV(s), c * 64, row, hk, bb);
-        }
+        for (int c = 0; c < T::kChunks; ++c)
+          tmaLoad4d(sV + s * T::kKVBytes + c * kBlockN * 128, &args.v, barFullV(s), c * 64, row, hk, bb);
       }
     }
   } else {
@@ -217,11 +159,16 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
     const int g = lane >> 2;
     const int t = lane & 3;
     const int row0 = cw * 64 + warp * 16;  // this warp's first row in the tile
+    const int row_diag = m0 + row0 + g + kb.offset;
     const float mult = p.softmax_mult;
 
     float acc_o[1][kDT][4];
-    float row_max[1][2];
-    float row_sum[1][2];
+#pragma unroll
+    for (int dt = 0; dt < kDT; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc_o[0][dt][e] = 0.0f;
+    float row_max[1][2] = {{-INFINITY, -INFINITY}};
+    float row_sum[1][2] = {{0.0f, 0.0f}};
     float(&o_flat)[kDT * 4] = *reinterpret_cast<float(*)[kDT * 4]>(&acc_o[0][0][0]);
 
     const uint32_t q_base = sQ + cw * 64 * 128;  // this warpgroup's 64 rows of every chunk
@@ -255,112 +202,96 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
       __syncwarp();
       if (lane == 0) mbarArrive(bar);
     };
+    // Scores of block n_block (in sc) -> probabilities; the O rescale factor goes to corr.
+    const auto scoresToP = [&](int n_block) {
+      const int n0 = n_block * kBlockN;
+      if (p.transform) transformScores<1, kNT>(sc, p, h, row_diag, n0 + 2 * t);
+      if (n_block >= kb.mask_right_from || n_block < kb.mask_left_below)
+        maskScores<1, kNT>(sc, p, row_diag, n0, t, seq.len_k);
+      softmaxStep<1, kNT>(sc, row_max, row_sum, corr, mult);
+    };
+    const auto packAll = [&]() {
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) packP<Elem>(pa[kk], sc, 0, kk);
+    };
     // Ping-pong: warpgroup w issues only between bar.sync(kTurn + w) and its bar.arrive on the
-    // other's barrier; consumer 1 opens consumer 0's first turn. Both take (blocks + 1) turns per
-    // tile, and consumer 1 skips its last arrive, so every barrier completes exactly as often as it
-    // is waited on and the next tile starts from the same state.
-    constexpr int kTurn = 3;
+    // other's barrier; consumer 1 opens consumer 0's first turn. Both take (blocks + 1) turns, and
+    // consumer 1 skips its last arrive so every barrier completes exactly as often as it is waited on.
+    constexpr int kTurn = 3;  // ids 1, 2: the epilogue's per-warpgroup barriers
     const auto turnBegin = [&]() { namedBarrierSync(kTurn + cw, 256); };
     const auto turnEnd = [&]() { namedBarrierArrive(kTurn + (1 - cw), 256); };
 
-    int it = 0;      // K/V blocks consumed so far (all tiles), as the producer counts them
-    int q_iter = 0;  // tiles so far
-    for (int round = 0; T::kPersistent || round < 1; ++round) {
-      const int linear = tileOfRound(round, args.num_tiles);
-      if (linear < 0) break;
-      Tile tl;
-      if (!tileAt(linear, tl)) continue;
-      const int h = tl.h, m0 = tl.m0;
-      const int row_diag = m0 + row0 + g + tl.kb.offset;
-      const int n_min = tl.kb.n_min, mask_rf = tl.kb.mask_right_from, mask_lb = tl.kb.mask_left_below, len_k = tl.seq.len_k;
-      // Scores of block n_block (in sc) -> probabilities; the O rescale factor goes to corr.
-      const auto scoresToP = [&](int n_block) {
-        const int n0 = n_block * kBlockN;
-        if (p.transform) transformScores<1, kNT>(sc, p, h, row_diag, n0 + 2 * t);
-        if (n_block >= mask_rf || n_block < mask_lb)
-          maskScores<1, kNT>(sc, p, row_diag, n0, t, len_k);
-        softmaxStep<1, kNT>(sc, row_max, row_sum, corr, mult);
-      };
-      const auto packAll = [&]() {
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk) packP<Elem>(pa[kk], sc, 0, kk);
-      };
-#pragma unroll
-      for (int dt = 0; dt < kDT; ++dt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc_o[0][dt][e] = 0.0f;
-      row_max[0][0] = row_max[0][1] = -INFINITY;
-      row_sum[0][0] = row_sum[0][1] = 0.0f;
-
-      mbarWait(barQ, q_iter & 1);
-      ++q_iter;
-      int n_block = nextBlock(tl, tl.kb.n_max);
-      if (n_block >= n_min) {
-        if (cw == 1) turnEnd();
-        {
-          const int s = it % kStages;
-          mbarWait(barFullK(s), (it / kStages) & 1);
-          turnBegin();
-          issueS(s);
-          turnEnd();
-          wgmmaWait<0>();
-          fenceRegs(s_flat);
-          release(barEmptyK(s));
-        }
-        scoresToP(n_block);  // O is still 0: no rescale
-        packAll();
-        ++it;
-        for (int n_next = nextBlock(tl, n_block); n_next >= n_min; n_next = nextBlock(tl, n_block), ++it) {
-          const int s = it % kStages, prev = (it - 1) % kStages;
-          mbarWait(barFullK(s), (it / kStages) & 1);
-          mbarWait(barFullV(prev), ((it - 1) / kStages) & 1);
-          turnBegin();
-          issueS(s);
-          issuePV(prev);
-          turnEnd();
-          wgmmaWait<1>();  // S of n_next
-          fenceRegs(s_flat);
-          release(barEmptyK(s));
-          scoresToP(n_next);
-          wgmmaWait<0>();  // P V of n_block
-          fenceRegs(o_flat);
-          release(barEmptyV(prev));
-          rescaleRows<1, kDT>(acc_o, corr);
-          packAll();
-          n_block = n_next;
-        }
-        release(barQEmpty);  // every S of this tile has completed: Q's buffer is free
-        const int last = (it - 1) % kStages;
-        mbarWait(barFullV(last), ((it - 1) / kStages) & 1);
+    mbarWait(barQ, 0);
+    int n_block = nextBlock(kb.n_max);
+    if (n_block >= kb.n_min) {
+      if (cw == 1) turnEnd();
+      mbarWait(barFullK(0), 0);
+      turnBegin();
+      issueS(0);
+      turnEnd();
+      wgmmaWait<0>();
+      fenceRegs(s_flat);
+      release(barEmptyK(0));
+      scoresToP(n_block);  // O is still 0: no rescale
+      packAll();
+      int it = 1;
+      for (int n_next = nextBlock(n_block); n_next >= kb.n_min; n_next = nextBlock(n_block), ++it) {
+        const int s = it % kStages, prev = (it - 1) % kStages;
+        mbarWait(barFullK(s), (it / kStages) & 1);
+        mbarWait(barFullV(prev), ((it - 1) / kStages) & 1);
         turnBegin();
-        issuePV(last);
-        if (cw == 0) turnEnd();
-        wgmmaWait<0>();
+        issueS(s);
+        issuePV(prev);
+        turnEnd();
+        wgmmaWait<1>();  // S of n_next
+        fenceRegs(s_flat);
+        release(barEmptyK(s));
+        scoresToP(n_next);
+        wgmmaWait<0>();  // P V of n_block
         fenceRegs(o_flat);
-        release(barEmptyV(last));
-      } else {
-        release(barQEmpty);
+        release(barEmptyV(prev));
+        rescaleRows<1, kDT>(acc_o, corr);
+        packAll();
+        n_block = n_next;
       }
+      const int last = (it - 1) % kStages;
+      mbarWait(barFullV(last), ((it - 1) / kStages) & 1);
+      turnBegin();
+      issuePV(last);
+      if (cw == 0) turnEnd();
+      wgmmaWait<0>();
+      fenceRegs(o_flat);
+    }
 
-      // Epilogue: normalize, write lse and O straight from the accumulators (4 bytes per lane, a
-      // quad covering 16 contiguous bytes of a row), so Q's buffer is never touched.
-      float* lse_row0 = lseRow0(p, tl.seq, tl.b, h, m0);
-      Elem* og = reinterpret_cast<Elem*>(p.o) + tl.seq.rowOffset(p.o_batch_stride, p.o_row_stride, tl.b) +
-                 h * p.o_head_stride;
+    // Epilogue: normalize and write lse; stage O through this warpgroup's own rows of the Q tile
+    // (same swizzled layout) so the global stores are 16-byte rows.
+    float* lse_row0 = lseRow0(p, seq, b, h, m0);
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        float lse;
-        const float inv = finishRow(row_max[0][hh], row_sum[0][hh], mult, &lse);
-        const int r = row0 + g + 8 * hh;
-        if (m0 + r < tl.seq.len_q) {
-          if (lse_row0 != nullptr && t == 0) lse_row0[r] = lse;
-          Elem* orow = og + static_cast<int64_t>(m0 + r) * p.o_row_stride + 2 * t;
+    for (int hh = 0; hh < 2; ++hh) {
+      float lse;
+      const float inv = finishRow(row_max[0][hh], row_sum[0][hh], mult, &lse);
+      const int r = row0 + g + 8 * hh;
+      if (lse_row0 != nullptr && t == 0 && m0 + r < seq.len_q) lse_row0[r] = lse;
 #pragma unroll
-          for (int dt = 0; dt < kDT; ++dt) {
-            const uint32_t v = ElemTraits<Elem>::pack(acc_o[0][dt][2 * hh] * inv, acc_o[0][dt][2 * hh + 1] * inv);
-            *reinterpret_cast<uint32_t*>(orow + dt * 8) = v;
-          }
-        }
+      for (int dt = 0; dt < kDT; ++dt) {
+        const uint32_t v = ElemTraits<Elem>::pack(acc_o[0][dt][2 * hh] * inv, acc_o[0][dt][2 * hh + 1] * inv);
+        const int chunk = dt / 8, unit = dt % 8;
+        stShared32(sQ + chunk * kBlockM * 128 + r * 128 + ((unit ^ (r & 7)) * 16) + 4 * t, v);
+      }
+    }
+    namedBarrierSync(1 + cw, 128);
+    Elem* og = reinterpret_cast<Elem*>(p.o) + seq.rowOffset(p.o_batch_stride, p.o_row_stride, b) +
+               h * p.o_head_stride;
+    constexpr int kUnits = T::kHeadDim / 8;  // 16-byte units per row
+    const int ctid = tid - 128 * wg;
+#pragma unroll
+    for (int i = 0; i < 64 * kUnits / 128; ++i) {
+      const int idx = ctid + 128 * i;
+      const int r = cw * 64 + idx / kUnits;
+      const int u = idx % kUnits;
+      if (m0 + r < seq.len_q) {
+        const uint4 v = ldShared128(sQ + (u / 8) * kBlockM * 128 + r * 128 + (((u % 8) ^ (r & 7)) * 16));
+        *reinterpret_cast<uint4*>(og + static_cast<int64_t>(m0 + r) * p.o_row_stride + u * 8) = v;
       }
     }
   }
@@ -397,24 +328,9 @@ void launchFlashFwdSm90(const AttnParams& a, cudaStream_t stream) {
                        a.v_head_stride, a.v_batch_stride, T::kBlockN);
   const int num_m = (a.seqlen_q + T::kBlockM - 1) / T::kBlockM;
   args.p.lpt_group = flash::lptGroup(a, num_m, 1);
-  args.num_m = num_m;
-  args.batch = a.batch;
-  const int64_t tiles = static_cast<int64_t>(num_m) * a.heads_q * a.batch;
-  if (tiles > INT_MAX) throwRange("attention: too many query tiles for one launch");
-  args.num_tiles = static_cast<int>(tiles);
   auto kernel = flashFwdSm90Kernel<T>;
   ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
-  // One CTA per SM slot (the persistent schedule), never more than the tiles.
-  static const int per_sm = [] {
-    int n = 0;
-    ATTN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, flashFwdSm90Kernel<T>, T::kThreads, T::kSmemBytes));
-    return std::max(n, 1);
-  }();
-  int device = 0, sms = 0;
-  ATTN_CUDA_CHECK(cudaGetDevice(&device));
-  ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int grid = T::kPersistent ? static_cast<int>(std::min<int64_t>(tiles, static_cast<int64_t>(sms) * per_sm)) : args.num_tiles;
-  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(args);
+  kernel<<<dim3(num_m, a.heads_q, a.batch), T::kThreads, T::kSmemBytes, stream>>>(args);
   ATTN_CUDA_CHECK_LAUNCH();
 }
 
