@@ -2,7 +2,7 @@
 # One call on any CUDA machine: build (with the ptxas report), GPU tests, compute-sanitizer,
 # SASS check, and the benchmark against torch SDPA in the same run. Results go to $OUT (or ./out).
 #   scripts/gpu-check.sh [build|test|xcheck|sanitize|bench|all]... [--quick]
-# GPU_TESTS overrides the jest files of the test step; BENCH_ARGS (e.g. "--only dense --dims 128") goes
+# GPU_TESTS overrides the jest files of the test step, TEST_TIMEOUT (s) bounds it (its log is kept); BENCH_ARGS (e.g. "--only dense --dims 128") goes
 # to both benchmark sides.
 # 'all' builds only when no addon is built yet (a carried build/ is reused); name 'build' to force it.
 set -uo pipefail
@@ -28,7 +28,7 @@ fi
 
 if want test; then
   note "GPU tests"
-  node --expose-gc node_modules/jest/bin/jest.js --verbose --maxWorkers=${JEST_WORKERS:-12} ${GPU_TESTS:-test/*.cuda.test.ts test/tensor.test.ts test/async.test.ts} > "$OUT/test.log" 2>&1 || status=1
+  timeout "${TEST_TIMEOUT:-3000}" node --expose-gc node_modules/jest/bin/jest.js --verbose --maxWorkers=${JEST_WORKERS:-12} ${GPU_TESTS:-test/*.cuda.test.ts test/tensor.test.ts test/async.test.ts} > "$OUT/test.log" 2>&1 || status=1
   grep -E "Tests:|✕|●.*›" "$OUT/test.log" | head -40 | tee -a "$OUT/summary.txt"
 fi
 
