@@ -1,52 +1,12 @@
-import { attention, cuda, DType, QuantizedMode, Tensor } from '../lib';
-import { accuracy, CONTRACT, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './helpers/quant';
-import { maxAbsDiff, relL2 } from './helpers/reference';
+import { attention, Tensor } from '../lib';
+import { describeCuda, quantModeSuite, sm } from './helpers/quant_cuda';
 import { expectThrows } from './helpers/throws';
 
-const describeCuda = cuda.isAvailable() ? describe : describe.skip;
-const sm = cuda.isAvailable() ? cuda.devices()[0].sm : 0;
-/** FP8 needs sm_89+; on older GPUs the int8-fp8 and fp8 modes must refuse with a RangeError instead. */
-const modes: QuantizedMode[] = sm >= 89 ? ['int8', 'int8-fp8', 'fp8'] : ['int8'];
+// The other modes: quant_fp8pv.cuda.test.ts ('int8-fp8'), quant_fp8.cuda.test.ts ('fp8'), and the
+// sm_80 kernel on Hopper in quant_sm80.cuda.test.ts.
+quantModeSuite('int8');
 
-/** CUDA vs the CPU emulation on the same inputs: the same quantized values, so only accumulation
- * order, exp2 approximation and the output rounding differ. */
-const AGREE: Record<string, number> = { bf16: 5e-3, f16: 2e-3 };
-
-/** One case on the GPU: the accuracy contract against float64 and agreement with the CPU emulation. */
-async function checkCase(c: QuantCase, kind: 'random' | 'heavy', dtype: DType, mode: QuantizedMode, forceSm80 = false): Promise<void> {
-  const x = makeInputs(c, kind);
-  const [got, cpu, want] = await Promise.all([
-    runQuant(c, x, dtype, 'cuda:0', mode, { forceSm80 }), runQuant(c, x, dtype, 'cpu', mode), referenceOf(c, x, dtype),
-  ]);
-  const a = accuracy(got, want);
-  expect(a.cos).toBeGreaterThanOrEqual(CONTRACT[mode][kind].cos);
-  expect(a.rel).toBeLessThanOrEqual(CONTRACT[mode][kind].rel);
-  expect(a.lseErr).toBeLessThan(CONTRACT[mode][kind].lse);
-  expect(relL2(got.out, cpu.out)).toBeLessThan(AGREE[dtype]);
-  const finite = (r: typeof got): number[] => Array.from(r.lse, (v) => (v === -Infinity ? -1e30 : v));
-  expect(maxAbsDiff(finite(got), finite(cpu))).toBeLessThan(2e-3);
-}
-
-describeCuda('CUDA quantized attention', () => {
-  // On compute capability 9.0 these run the sm_90a kernel (csrc/cuda/hopper/flash_fwd_sm90_quant.cuh);
-  // L1500 and k 2100 walk more key blocks than its 4-stage ring holds.
-  const long: Array<[string, QuantCase]> = [
-    ['d128 L1500 causal GQA 4:1', { lenQ: [1500], lenK: [1500], headsQ: 4, headsKv: 1, dim: 128, options: { causal: true } }],
-    ['d64 q 300 < k 2100 causal', { lenQ: [300], lenK: [2100], headsQ: 2, headsKv: 2, dim: 64, options: { causal: true } }],
-    ['d128 varlen long', { lenQ: [700, 1, 260], lenK: [700, 900, 1], headsQ: 4, headsKv: 2, dim: 128, varlen: true, options: { causal: true } }],
-  ];
-  for (const mode of modes) {
-    // fp8 shares every path but Q.K with int8-fp8 (f16 output included): bf16 only keeps the suite short.
-    for (const dtype of (mode === 'fp8' ? ['bf16'] : ['bf16', 'f16']) as DType[]) {
-      describe(`${mode} ${dtype}`, () => {
-        for (const kind of ['random', 'heavy'] as const) {
-          test.each([...quantCases([64, 128]), ...long])(`${kind} %s: contract vs float64, agreement with the CPU emulation`, (_n, c) =>
-            checkCase(c, kind, dtype, mode));
-        }
-      });
-    }
-  }
-
+describeCuda('CUDA quantized attention: errors', () => {
   test('errors: head dim without a quantized kernel, fp8 on a GPU without FP8 tensor cores', () => {
     const q = Tensor.randn([1, 64, 2, 96], { dtype: 'bf16', device: 'cuda:0' });
     expectThrows(() => attention(q, q, q, { quantized: 'int8' }), 'RangeError', /quantizedAttention on cuda:0 has no kernel for dtype bf16 and head dim 96/);
@@ -56,13 +16,4 @@ describeCuda('CUDA quantized attention', () => {
       expectThrows(() => attention(q64, q64, q64, { quantized: 'fp8' }), 'RangeError', /'fp8' needs FP8 tensor cores/);
     }
   });
-});
-
-// On a Hopper GPU the suite above runs the sm_90a kernel; this one keeps the sm_80 kernel (which
-// every other GPU runs) covered there too.
-(sm === 90 ? describe : describe.skip)('CUDA quantized attention, sm_80 kernel on Hopper', () => {
-  for (const mode of modes) {
-    test.each([...quantCases([64, 128])])(`${mode} bf16 random %s`, (_n, c) => checkCase(c, 'random', 'bf16', mode, true));
-    test.each([...quantCases([128])])(`${mode} f16 heavy %s`, (_n, c) => checkCase(c, 'heavy', 'f16', mode, true));
-  }
 });

@@ -1,0 +1,3 @@
+import { quantModeSuite } from './helpers/quant_cuda';
+
+quantModeSuite('int8-fp8');
