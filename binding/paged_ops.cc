@@ -3,6 +3,7 @@
 // the page bookkeeping and guarantees that every block-table entry a call touches is a live page.
 #include <memory>
 
+#include "block_mask.h"
 #include "common/error.h"
 #include "common/paged_params.h"
 #include "cpu/page_topk.h"
@@ -230,6 +231,11 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     if (!slopes.empty() && static_cast<int>(slopes.size()) != heads) attn::throwRange("options.alibiSlopes must have one slope per q head");
     int requestedSplits = intOpt(opt, "numSplits", 0);
     (void)requestedSplits;  // used by the CUDA path only
+    // Benchmark / test hook (scripts/): which CUDA kernel runs the call, 0 the usual choice
+    // (attn::cuda::pagedKernelFor), 1 the decode kernel, 2 the prefill kernel. Never used by lib/.
+    const int forceKernel = intOpt(opt, "pagedKernel", 0);
+    if (forceKernel < 0 || forceKernel > 2) attn::throwRange("options.pagedKernel must be 0, 1 or 2");
+    (void)forceKernel;
     // Benchmark hook (scripts/): launch the kernel benchIters times back to back and return the
     // device time in ms measured by CUDA events, free of JS call overhead. Blocks; never used by lib/.
     int benchIters = intOpt(opt, "benchIters", 0);
@@ -250,12 +256,18 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
       slopeS = toDevice(dev, slopes);
       p.alibi_slopes = static_cast<const float*>(slopeS->data());
     }
+    // Block-sparse mask over each sequence's (query rows x cached keys), lib/paged_attention.ts.
+    std::vector<attn::StoragePtr> maskS = readBlockMask(opt, dev, p);
+    const bool masked = !maskS.empty();
+    if (masked && quant) attn::throwRange("options.blockMask needs a 16/32-bit cache, not a quantized one");
+    if (masked && intOpt(opt, "topKPages", 0) != 0) attn::throwRange("options.blockMask cannot be combined with options.topKPages");
     // Top-k sparse decode (options.topKPages): p now reads a compacted table the selection writes.
     TopKPlan topk = planTopK(opt, q, pool, layer, seqLens, !cuQ.empty(), p);
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
         q.storage, pool.storage, table.storage, o.storage, hasLse ? lse.storage : nullptr, rowsS, lensS, cuS, slopeS,
         quant ? scales.storage : nullptr, quant ? smooth.storage : nullptr});
     holds->insert(holds->end(), topk.holds.begin(), topk.holds.end());
+    holds->insert(holds->end(), maskS.begin(), maskS.end());
     const bool sparse = topk.active;
     const attn::PageTopKParams select = topk.select;
     launch(dev, [p, holds, sparse, select] {
@@ -264,27 +276,39 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
       std::string why;
-      if (!attn::cuda::pagedAttentionSupported(p, &why)) attn::throwRange("pagedAttention on " + dev.str() + ": " + why);
+      using attn::cuda::PagedKernel;
+      const PagedKernel kernel = forceKernel == 1   ? PagedKernel::Decode
+                                 : forceKernel == 2 ? PagedKernel::Prefill
+                                                    : attn::cuda::pagedKernelFor(p);
       attn::PagedAttnParams pc = p;
-      pc.num_splits = requestedSplits > 0 ? requestedSplits : attn::cuda::pagedChooseSplits(pc, c.multiprocessors);
-      int64_t floats = attn::cuda::pagedWorkspaceFloats(pc);
-      // Stream-ordered: the workspace block returns to the cache after this launch and is reused in order.
       attn::StoragePtr ws;
-      if (floats > 0) {
-        ws = allocate(dev, static_cast<size_t>(floats) * sizeof(float));
-        pc.workspace = static_cast<float*>(ws->data());
-        pc.workspace_floats = floats;
-        pc.split_counters = splitCounters(dev, static_cast<size_t>(attn::cuda::pagedCounterSlots(pc)));
+      if (kernel == PagedKernel::Prefill) {
+        if (!attn::cuda::pagedPrefillSupported(pc, &why)) attn::throwRange("pagedAttention on " + dev.str() + ": " + why);
+      } else {
+        if (!attn::cuda::pagedAttentionSupported(pc, &why)) attn::throwRange("pagedAttention on " + dev.str() + ": " + why);
+        pc.num_splits = requestedSplits > 0 ? requestedSplits : attn::cuda::pagedChooseSplits(pc, c.multiprocessors);
+        int64_t floats = attn::cuda::pagedWorkspaceFloats(pc);
+        // Stream-ordered: the workspace block returns to the cache after this launch and is reused in order.
+        if (floats > 0) {
+          ws = allocate(dev, static_cast<size_t>(floats) * sizeof(float));
+          pc.workspace = static_cast<float*>(ws->data());
+          pc.workspace_floats = floats;
+          pc.split_counters = splitCounters(dev, static_cast<size_t>(attn::cuda::pagedCounterSlots(pc)));
+        }
       }
-      if (benchIters <= 0) {
+      auto run = [&] {
         if (sparse) attn::cuda::pageTopK(select, c.stream);
-        attn::cuda::pagedAttention(pc, c.multiprocessors, c.stream);
+        if (kernel == PagedKernel::Prefill) {
+          attn::cuda::pagedPrefill(pc, c.multiprocessors, c.stream);
+        } else {
+          attn::cuda::pagedAttention(pc, c.multiprocessors, c.stream);
+        }
+      };
+      if (benchIters <= 0) {
+        run();
         return;
       }
-      benchMs = attn::cuda::timeLaunches(c.stream, benchIters, [&] {
-        if (sparse) attn::cuda::pageTopK(select, c.stream);
-        attn::cuda::pagedAttention(pc, c.multiprocessors, c.stream);
-      });
+      benchMs = attn::cuda::timeLaunches(c.stream, benchIters, run);
 #endif
     });
     if (benchMs >= 0) return Napi::Number::New(info.Env(), benchMs);

@@ -1,5 +1,5 @@
 /** Dense attention forward: `attention(q, k, v, options)`. */
-import { BlockSparseMask } from './block_sparse';
+import { BlockSparseMask, checkBlockMask } from './block_sparse';
 import { cuda } from './device';
 import { checkBoolean, checkFinite, checkInteger, checkKeys, checkObject, describe, toFloat32Array, toInt32Array } from './errors';
 import { selectKernel } from './kernels';
@@ -190,8 +190,11 @@ export function attentionWith(q: Tensor, k: Tensor, v: Tensor, options: Attentio
       for (let i = 1; i < cu.length; i++) mx = Math.max(mx, cu[i] - cu[i - 1]);
       return mx;
     };
-    params.blockMask = checkBlockMask(o.blockMask, q, varlen ? params.cuSeqlensQ!.length - 1 : q.shape[0], headsQ,
-      lens(params.cuSeqlensQ, q.shape[1]), lens(params.cuSeqlensK, k.shape[1]));
+    params.blockMask = checkBlockMask(o.blockMask, {
+      device: q.device, batch: varlen ? params.cuSeqlensQ!.length - 1 : q.shape[0], batchName: "q's batch", heads: headsQ,
+      rowsQ: lens(params.cuSeqlensQ, q.shape[1]), rowsK: lens(params.cuSeqlensK, k.shape[1]),
+      rowsName: (sq, sk) => `${sq} queries x ${sk} keys`,
+    });
   }
 
   let out: Tensor;
@@ -209,17 +212,4 @@ export function attentionWith(q: Tensor, k: Tensor, v: Tensor, options: Attentio
   if (internals.forceSm80) params.forceSm80 = true;
   native.attention(q, k, v, out, lse, params);
   return { out, lse };
-}
-
-function checkBlockMask(value: unknown, q: Tensor, batch: number, headsQ: number, seqQ: number, seqK: number): NativeAttentionOptions['blockMask'] {
-  if (!(value instanceof BlockSparseMask)) throw new TypeError(`options.blockMask must be a BlockSparseMask, got ${describe(value)}`);
-  if (value.disposed) throw new TypeError('options.blockMask has been disposed');
-  if (value.device !== q.device) throw new RangeError(`options.blockMask is on ${value.device} but q is on ${q.device}`);
-  if (value.batch !== 1 && value.batch !== batch) throw new RangeError(`options.blockMask has batch ${value.batch}; it must be 1 or q's batch (${batch})`);
-  if (value.heads !== 1 && value.heads !== headsQ) throw new RangeError(`options.blockMask has ${value.heads} heads; it must be 1 or q's heads (${headsQ})`);
-  const wantQ = Math.max(1, Math.ceil(seqQ / BlockSparseMask.BLOCK_SIZE));
-  const wantK = Math.max(1, Math.ceil(seqK / BlockSparseMask.BLOCK_SIZE));
-  if (value.numQBlocks !== wantQ || value.numKBlocks !== wantK)
-    throw new RangeError(`options.blockMask is ${value.numQBlocks} x ${value.numKBlocks} blocks but ${seqQ} queries x ${seqK} keys need ${wantQ} x ${wantK} (128 per block)`);
-  return { rowPtr: value.rowPtr, colIdx: value.colIdx, batch: value.batch, heads: value.heads, numQBlocks: value.numQBlocks, numKBlocks: value.numKBlocks, nnz: value.nnz };
 }

@@ -10,6 +10,7 @@
  */
 import { checkDevice, Device } from './device';
 import { checkInteger, checkObject, describe } from './errors';
+import type { NativeBlockMask } from './native';
 import { Tensor } from './tensor';
 
 /** Rows (queries) and columns (keys) of one mask block. */
@@ -323,4 +324,37 @@ export class BlockSparseMask implements Disposable {
 function checkCausal(value: unknown): boolean {
   if (typeof value !== 'boolean') throw new TypeError(`options.causal must be a boolean, got ${describe(value)}`);
   return value;
+}
+
+/** What an attention call holds a mask against. @internal */
+export interface MaskTarget {
+  /** The call's device (q's). */
+  device: Device;
+  /** Sequences of the call, and how errors name that count (e.g. "q's batch"). */
+  batch: number;
+  batchName: string;
+  /** Query heads. */
+  heads: number;
+  /** Query rows and keys the grid must cover (the longest sequence's), and how errors name them. */
+  rowsQ: number;
+  rowsK: number;
+  rowsName: (q: number, k: number) => string;
+}
+
+/**
+ * Validates `options.blockMask` of an attention call: a live {@link BlockSparseMask} on the call's
+ * device whose grid is exactly `ceil(rowsQ / 128) x ceil(rowsK / 128)` (at least 1 x 1), with batch
+ * and heads 1 or the call's. @internal
+ */
+export function checkBlockMask(value: unknown, t: MaskTarget): NativeBlockMask {
+  if (!(value instanceof BlockSparseMask)) throw new TypeError(`options.blockMask must be a BlockSparseMask, got ${describe(value)}`);
+  if (value.disposed) throw new TypeError('options.blockMask has been disposed');
+  if (value.device !== t.device) throw new RangeError(`options.blockMask is on ${value.device} but q is on ${t.device}`);
+  if (value.batch !== 1 && value.batch !== t.batch) throw new RangeError(`options.blockMask has batch ${value.batch}; it must be 1 or ${t.batchName} (${t.batch})`);
+  if (value.heads !== 1 && value.heads !== t.heads) throw new RangeError(`options.blockMask has ${value.heads} heads; it must be 1 or q's heads (${t.heads})`);
+  const wantQ = Math.max(1, Math.ceil(t.rowsQ / SPARSE_BLOCK_SIZE));
+  const wantK = Math.max(1, Math.ceil(t.rowsK / SPARSE_BLOCK_SIZE));
+  if (value.numQBlocks !== wantQ || value.numKBlocks !== wantK)
+    throw new RangeError(`options.blockMask is ${value.numQBlocks} x ${value.numKBlocks} blocks but ${t.rowsName(t.rowsQ, t.rowsK)} need ${wantQ} x ${wantK} (128 per block)`);
+  return { rowPtr: value.rowPtr, colIdx: value.colIdx, batch: value.batch, heads: value.heads, numQBlocks: value.numQBlocks, numKBlocks: value.numKBlocks, nnz: value.nnz };
 }

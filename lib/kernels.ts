@@ -23,7 +23,7 @@ export const KERNEL_FAMILIES: readonly KernelFamily[] = [
   { op: 'attention', backend: 'cpu', dtypes: ['f32', 'f16', 'bf16'], headDims: 'any', description: 'dense forward, multi-threaded, float32 math' },
   { op: 'attention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [32, 64, 96, 128, 256], description: 'FlashAttention-2 forward (mma.sync, cp.async)' },
   { op: 'pagedAttention', backend: 'cpu', dtypes: ['f32', 'f16', 'bf16'], headDims: 'any', description: 'paged decode/prefill, multi-threaded' },
-  { op: 'pagedAttention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [64, 128, 256], description: 'split-KV paged decode (flash-decoding), GQA-grouped' },
+  { op: 'pagedAttention', backend: 'cuda', minSm: 80, dtypes: ['f16', 'bf16'], headDims: [64, 128, 256], description: 'split-KV paged decode (flash-decoding), GQA-grouped; prefill (>= 64 rows per sequence) and block-sparse masks on the FlashAttention-2 forward through the block table' },
   // MLA: dtypes are the latent cache's storage types; the head dim is the 576-wide cached row.
   { op: 'mlaDecode', backend: 'cpu', dtypes: ['f32', 'f16', 'bf16', 'fp8e4m3'], headDims: [576], description: 'MLA decode/prefill over the paged latent cache (absorbed weights), multi-threaded' },
   { op: 'mlaDecode', backend: 'cuda', minSm: 80, dtypes: ['bf16', 'fp8e4m3'], headDims: [576], description: 'MLA split-KV decode/prefill, heads share each latent page read (mma.sync, cp.async)' },

@@ -78,6 +78,8 @@ export interface NativePagedAttentionOptions extends NativeAttentionOptions {
   /** Top-k sparse decode: pages kept per sequence (>= 2), with the cache's page summaries. */
   topKPages?: number;
   summaries?: TensorDescriptor;
+  /** Benchmark / test hook (CUDA only): 0 the usual kernel choice, 1 the decode kernel, 2 the prefill kernel. */
+  pagedKernel?: number;
 }
 
 /** Options of the MLA attention kernel (already validated). @internal */

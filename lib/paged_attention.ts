@@ -1,5 +1,6 @@
 /** Attention of new queries against a {@link PagedKVCache}: decode (one query per sequence) and prefill. */
 import { ScoreOptions, scoreParams } from './attention';
+import { BlockSparseMask, checkBlockMask } from './block_sparse';
 import { checkBoolean, checkInteger, checkKeys, checkObject, describe } from './errors';
 import { selectKernel } from './kernels';
 import { native, NativePagedAttentionOptions } from './native';
@@ -30,17 +31,36 @@ export interface PagedAttentionOptions extends ScoreOptions {
    * with `window` or `alibiSlopes` (positions change when pages are skipped).
    */
   topK?: TopKBudget;
+  /**
+   * Block-sparse mask ({@link BlockSparseMask}, on q's device) over each sequence's new queries x
+   * cached keys: query block `i` covers the sequence's query rows `[128 i, 128 i + 128)` (row 0 is its
+   * first query, at position `length - count`) and key block `c` its cached tokens
+   * `[128 c, 128 c + 128)`. A query visits only the keys of its block's listed key blocks, ANDed with
+   * the other masks (causal, window). Grid: `ceil(max count / 128) x ceil(max length / 128)` over
+   * `seqs` (lengths in `layer`, new tokens included), batch 1 or `seqs.length`, heads 1 or q's heads;
+   * for one sequence the builders fit as they are, e.g.
+   * `BlockSparseMask.radial({ seqLenQ: count, seqLenK: length, causal: true })`. Without
+   * `queryCounts` (decode) the grid is `1 x ceil(max length / 128)`: each query reads only its
+   * sequence's listed key blocks. On CUDA a masked call always runs the prefill kernel (the dense
+   * forward reading K/V through the block table, no KV splits), so a masked decode of a few
+   * sequences fills only part of the GPU. Not with `topK`, nor on a quantized cache.
+   */
+  blockMask?: BlockSparseMask;
 }
 
 /** How many pages {@link PagedAttentionOptions.topK} reads per sequence. */
 export type TopKBudget = { pages: number } | { tokens: number };
 
-const KEYS = ['causal', 'window', 'softcap', 'scale', 'alibiSlopes', 'queryCounts', 'out', 'returnLse', 'numSplits', 'topK'] as const;
+const KEYS = ['causal', 'window', 'softcap', 'scale', 'alibiSlopes', 'queryCounts', 'out', 'returnLse', 'numSplits', 'topK', 'blockMask'] as const;
 
 /**
  * Attention of `q` (`[tokens, heads, headDim]`) over the cached K/V of `seqs` in `layer`.
  * Causal by default (`causal: true`, bottom-right aligned), which for decode means "every cached token".
  * GQA: all query heads of a KV group share one read of the pages.
+ *
+ * On CUDA, decode and short prefills run the split-KV decode kernel; a prefill of a 16-bit cache
+ * with at least 64 query rows per sequence on average (and every call with `blockMask`) runs the
+ * FlashAttention-2 forward kernel reading K/V through the block table.
  */
 export function pagedAttention(
   q: Tensor,
@@ -78,6 +98,7 @@ export function pagedAttention(
   }
   const cuQ = queryOffsets(o.queryCounts, q.shape[0], seqs, seqLens, layer, "the query's K/V");
   if (cuQ) params.cuSeqlensQ = cuQ;
+  if (o.blockMask !== undefined) params.blockMask = pagedBlockMask(o.blockMask, q, cache, seqs.length, cuQ, seqLens, o.topK !== undefined);
   let out: Tensor;
   if (o.out !== undefined) {
     out = checkTensor(o.out, 'options.out');
@@ -90,6 +111,20 @@ export function pagedAttention(
   const lse = returnLse ? Tensor.empty([q.shape[0], heads], { dtype: 'f32', device: q.device }) : null;
   native.pagedAttention(q, cache.pool, layer, cache.blockTable, out, lse, params, cache.scales, cache.kSmooth);
   return { out, lse };
+}
+
+/** Checks options.blockMask against the call: grid over the longest query run and cached length. */
+function pagedBlockMask(value: unknown, q: Tensor, cache: PagedKVCache, batch: number, cuQ: Int32Array | undefined,
+  seqLens: Int32Array, topK: boolean): NonNullable<NativePagedAttentionOptions['blockMask']> {
+  let rowsQ = cuQ ? 0 : 1;
+  if (cuQ) for (let i = 0; i < batch; i++) rowsQ = Math.max(rowsQ, cuQ[i + 1] - cuQ[i]);
+  const mask = checkBlockMask(value, {
+    device: q.device, batch, batchName: 'the number of sequences', heads: q.shape[1], rowsQ, rowsK: Math.max(...seqLens),
+    rowsName: (nq, nk) => `${cuQ ? `${nq} query rows (the most of any sequence)` : 'one query per sequence'} x ${nk} cached keys (the longest)`,
+  });
+  if (topK) throw new RangeError('options.blockMask cannot be combined with options.topK');
+  if (cache.quantized) throw new RangeError(`options.blockMask needs a 16/32-bit cache, not dtype ${cache.dtype}`);
+  return mask;
 }
 
 function topKPages(value: unknown, pageSize: number): number {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // attn-cuda's side of the GPU benchmark (scripts/gpu-check.sh runs it next to bench_torch.py).
-//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense,decode,mla,sparse,quant,quantkv] (a comma list)
+//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense,decode,mla,sparse,quant,quantkv,prefill] (a comma list)
 // dense: the FlashAttention grid (head dim {64,128,256} x seq {512..16k} x causal, 16k tokens/batch).
 // decode: paged decode, 32 q heads / 8 kv heads, d128, bf16, batch {1,16,64,128} x context {2k,8k,32k},
 //         page size 16 and 256, timed by CUDA events around back-to-back launches (no JS overhead).
@@ -13,11 +13,18 @@
 //         2048/d heads (on sm_90 also the sm_80 kernel of each mode, as 'MODE@sm80'); and
 //         fp8 / int8 KV-cache decode vs bf16 paged decode (32/8 heads, d128, page 16).
 // quantkv (only with --only quantkv): that KV-cache decode part alone.
+// prefill (only with --only prefill): paged prefill of one sequence holding 16k tokens, its last 4k
+//         or 16k as new query rows (32/8 heads, d128, bf16, causal), pages 16 and 64, dense and with
+//         random 25% / 10% and radial block masks, vs our contiguous attention() on the same data and
+//         masks (on sm_90 also vs the sm_80 contiguous kernel, the paged kernel's own, in a child
+//         process with ATTN_CUDA_FORCE_SM80=1) and, dense, vs the decode kernel; then both paged
+//         kernels over query rows 8..1024 (batch 1 and 8, 16k context) to place their crossover.
 'use strict';
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const root = path.join(__dirname, '..');
-const { Tensor, PagedKVCache, PagedLatentCache, BlockSparseMask, attention, synchronize, cuda } = require(root);
+const { Tensor, PagedKVCache, PagedLatentCache, BlockSparseMask, attention, pagedAttention, synchronize, cuda } = require(root);
 const { benchAttention, defaultGrid } = require(path.join(root, 'dist', 'bench.js'));
 const { native } = require(path.join(root, 'dist', 'native.js'));
 
@@ -67,8 +74,9 @@ function decodeResult(batch, context, pageSize, ms) {
 }
 
 // A one-layer PagedKVCache (32/8 heads, d128, plus `cacheOptions`) holding `batch` sequences of
-// `context` tokens, written by the append kernel, with a decode query and output per sequence.
-function filledDecodeCache(batch, context, pageSize, cacheOptions) {
+// `context` tokens (each the same random k, v [context, kvHeads, headDim]), written by the append
+// kernel, with `queryRows` queries per sequence (default 1: decode) and their output.
+function filledDecodeCache(batch, context, pageSize, cacheOptions, queryRows = 1) {
   const { heads, kvHeads, headDim } = DECODE;
   const cache = new PagedKVCache({
     layers: 1, kvHeads, headDim, pageSize, device, ...cacheOptions,
@@ -82,14 +90,14 @@ function filledDecodeCache(batch, context, pageSize, cacheOptions) {
     cache.append(s, 0, k, v);
     seqs.push(s);
   }
-  const q = Tensor.randn([batch, heads, headDim], { dtype: 'bf16', device });
-  const out = Tensor.empty([batch, heads, headDim], { dtype: 'bf16', device });
+  const q = Tensor.randn([batch * queryRows, heads, headDim], { dtype: 'bf16', device });
+  const out = Tensor.empty([batch * queryRows, heads, headDim], { dtype: 'bf16', device });
   const { rows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
   const dispose = () => {
     for (const t of [k, v, q, out]) t.dispose();
     cache.dispose();
   };
-  return { cache, q, out, rows, seqLens, dispose };
+  return { cache, seqs, k, v, q, out, rows, seqLens, dispose };
 }
 
 // Through PagedKVCache: tokens appended by the append kernel, the cache's own block table.
@@ -349,6 +357,139 @@ async function quantDecode() {
   }
   return results;
 }
+// ---- prefill: paged prefill on the flash kernel (--only prefill) -----------------------------
+
+const PREFILL = { context: 16384, queryRows: [4096, 16384], pageSizes: [16, 64] };
+
+// Key blocks query block i keeps in the random masks: every block holding its (bottom-right)
+// diagonal, and a scattered `fraction` of the blocks below it; nothing above it (causal).
+function randomCausalGrid(nq, nk, fraction) {
+  const nQ = Math.ceil(nq / 128), nK = Math.ceil(nk / 128), offset = nk - nq;
+  const g = new Uint8Array(nQ * nK);
+  for (let i = 0; i < nQ; i++) {
+    const lo = Math.floor((i * 128 + offset) / 128), hi = Math.floor((Math.min(i * 128 + 128, nq) - 1 + offset) / 128);
+    for (let c = 0; c <= Math.min(hi, nK - 1); c++) g[i * nK + c] = c >= lo || (37 * c + 11 * i) % 100 < fraction * 100 ? 1 : 0;
+  }
+  return g;
+}
+
+// (query, key) pairs a causal (bottom-right) call visits, only in the listed blocks of `grid` when
+// given; FLOPs = 4 * heads * headDim * pairs. Also the pairs of the dense causal call.
+function visiblePairs(nq, nk, grid) {
+  const nK = Math.ceil(nk / 128), offset = nk - nq;
+  let pairs = 0, dense = 0;
+  for (let i = 0; i < nq; i++) {
+    const end = Math.min(nk, i + offset + 1);  // keys [0, end)
+    dense += end;
+    if (!grid) continue;
+    const row = Math.floor(i / 128) * nK;
+    for (let c = 0; c * 128 < end; c++) if (grid[row + c]) pairs += Math.min(end, c * 128 + 128) - c * 128;
+  }
+  return { pairs: grid ? pairs : dense, dense };
+}
+
+// The masks of one query run: [name, grid or null]; the radial one comes from the library's builder.
+function prefillMasks(nq, nk) {
+  const radial = BlockSparseMask.radial({ seqLenQ: nq, seqLenK: nk, bandBlocks: 2, causal: true });
+  const masks = [['dense', null], ['random 25%', randomCausalGrid(nq, nk, 0.25)], ['random 10%', randomCausalGrid(nq, nk, 0.1)], ['radial band 2', radial.toDense()]];
+  radial.dispose();
+  return masks;
+}
+
+// Contiguous attention() on the cache's own k/v (one sequence), every prefill case: ms per call.
+async function contiguousPrefillTimes(k, v) {
+  const { heads, headDim } = DECODE;
+  const { context } = PREFILL;
+  const times = {};
+  for (const nq of PREFILL.queryRows) {
+    const q = Tensor.randn([1, nq, heads, headDim], { dtype: 'bf16', device });
+    const out = Tensor.empty([1, nq, heads, headDim], { dtype: 'bf16', device });
+    const k4 = k.reshape([1, context, DECODE.kvHeads, headDim]);
+    const v4 = v.reshape([1, context, DECODE.kvHeads, headDim]);
+    for (const [name, grid] of prefillMasks(nq, context)) {
+      const blockMask = grid ? BlockSparseMask.fromDense(grid, { numQBlocks: nq / 128, numKBlocks: context / 128 }, { device }) : undefined;
+      times[`${nq}/${name}`] = await timeCalls(() => attention(q, k4, v4, { causal: true, out, returnLse: false, blockMask }));
+      blockMask?.dispose();
+    }
+    for (const t of [q, out]) t.dispose();
+  }
+  return times;
+}
+
+// The child process of prefill() on sm_90: the same contiguous calls on the sm_80 kernel.
+async function prefillSm80Child() {
+  const { context } = PREFILL;
+  const k = Tensor.randn([context, DECODE.kvHeads, DECODE.headDim], { dtype: 'bf16', device });
+  const v = Tensor.randn([context, DECODE.kvHeads, DECODE.headDim], { dtype: 'bf16', device });
+  const times = await contiguousPrefillTimes(k, v);
+  k.dispose();
+  v.dispose();
+  return times;
+}
+
+async function prefill() {
+  const { heads, kvHeads, headDim } = DECODE;
+  const { context } = PREFILL;
+  const sm = cuda.devices()[0].sm;
+  const forcedSm80 = !!process.env.ATTN_CUDA_FORCE_SM80 && process.env.ATTN_CUDA_FORCE_SM80 !== '0';
+  const contiguousKernel = sm === 90 && !forcedSm80 ? 'sm90a' : 'sm80';  // (d128 masks run on sm90a too)
+  let sm80 = null;
+  if (sm === 90 && !forcedSm80) {
+    process.stderr.write('prefill: contiguous attention() on the sm_80 kernel (child process)\n');
+    const tmp = path.join(require('node:os').tmpdir(), `prefill-sm80-${process.pid}.json`);
+    const child = spawnSync(process.execPath, [__filename, tmp, '--only', 'prefill-sm80-child'], {
+      env: { ...process.env, ATTN_CUDA_FORCE_SM80: '1' }, stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    if (child.status === 0) sm80 = JSON.parse(fs.readFileSync(tmp, 'utf8')).prefillSm80;
+    fs.rmSync(tmp, { force: true });
+  }
+  const rows = [];
+  let contiguous = null;
+  for (const pageSize of PREFILL.pageSizes)
+    for (const nq of PREFILL.queryRows) {
+      const { cache, seqs, k, v, q, out, rows: tableRows, seqLens, dispose } = filledDecodeCache(1, context, pageSize, { dtype: 'bf16' }, nq);
+      if (!contiguous) contiguous = await contiguousPrefillTimes(k, v);  // the same k, v for every page size
+      for (const [name, grid] of prefillMasks(nq, context)) {
+        process.stderr.write(`prefill page ${pageSize} rows ${nq}: ${name}\n`);
+        const blockMask = grid ? BlockSparseMask.fromDense(grid, { numQBlocks: nq / 128, numKBlocks: context / 128 }, { device }) : undefined;
+        const ms = await timeCalls(() => pagedAttention(q, cache, 0, seqs, { queryCounts: [nq], out, returnLse: false, blockMask }));
+        blockMask?.dispose();
+        const { pairs, dense } = visiblePairs(nq, context, grid);
+        const flops = 4 * heads * headDim * pairs;
+        const tflops = (t) => (t ? flops / (t * 1e-3) / 1e12 : null);
+        const row = { queryRows: nq, pageSize, mask: name, causalFraction: pairs / dense, ms, tflops: tflops(ms) };
+        const c = contiguous[`${nq}/${name}`];
+        Object.assign(row, { contiguousMs: c, contiguousTflops: tflops(c), pagedVsContiguous: c / ms });
+        if (sm80 && sm80[`${nq}/${name}`]) Object.assign(row, { contiguousSm80Ms: sm80[`${nq}/${name}`], pagedVsContiguousSm80: sm80[`${nq}/${name}`] / ms });
+        if (!grid) {
+          // The same prefill on the decode kernel (what pagedAttention ran before the prefill kernel).
+          const params = { scale: 1 / Math.sqrt(headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows: tableRows, seqLens, numSplits: 0, cuSeqlensQ: Int32Array.from([0, nq]), pagedKernel: 1 };
+          row.decodeKernelMs = await timeCalls(() => native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, params), 3);
+          row.prefillVsDecodeKernel = row.decodeKernelMs / ms;
+        }
+        process.stderr.write(`  ${ms.toFixed(3)} ms, ${row.tflops.toFixed(0)} TFLOP/s; contiguous ${c.toFixed(3)} ms (paged/contiguous time ${(ms / c).toFixed(2)})` +
+          `${row.contiguousSm80Ms ? `, sm80 contiguous ${row.contiguousSm80Ms.toFixed(3)} ms` : ''}${row.decodeKernelMs ? `, decode kernel ${row.decodeKernelMs.toFixed(2)} ms` : ''}\n`);
+        rows.push(row);
+      }
+      dispose();
+    }
+
+  // Crossover: both kernels on short prefills (CUDA events, no host overhead), 16k context, page 16.
+  const crossover = [];
+  for (const batch of quick ? [1] : [1, 8])
+    for (const nq of quick ? [32, 64, 128] : [8, 16, 32, 48, 64, 96, 128, 256, 512, 1024]) {
+      const { cache, q, out, rows: tableRows, seqLens, dispose } = filledDecodeCache(batch, context, 16, { dtype: 'bf16' }, nq);
+      const cu = Int32Array.from({ length: batch + 1 }, (_, b) => b * nq);
+      const params = { scale: 1 / Math.sqrt(headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows: tableRows, seqLens, numSplits: 0, cuSeqlensQ: cu };
+      const time = (pagedKernel) => medianOf((n) => native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, pagedKernel, benchIters: n }));
+      const decodeMs = await time(1), prefillMs = await time(2);
+      process.stderr.write(`crossover batch ${batch} rows ${nq}: decode kernel ${(decodeMs * 1e3).toFixed(1)} us, prefill kernel ${(prefillMs * 1e3).toFixed(1)} us\n`);
+      crossover.push({ batch, queryRows: nq, decodeMs, prefillMs, chosen: nq >= 64 ? 'prefill' : 'decode' });
+      dispose();
+    }
+  return { context, heads, kvHeads, headDim, dtype: 'bf16', causal: true, contiguousKernel, rows, crossover };
+}
+
 (async () => {
   const result = { device: cuda.devices()[0], date: new Date().toISOString() };
   if (want('dense', true)) result.dense = await dense();
@@ -357,6 +498,8 @@ async function quantDecode() {
   if (want('sparse', false)) result.sparse = await sparse();
   if (want('quant', false)) result.quant = { forward: await quantForward(), decode: await quantDecode() };
   else if (want('quantkv', false)) result.quant = { decode: await quantDecode() };
+  if (want('prefill', false)) result.prefill = await prefill();
+  if (want('prefill-sm80-child', false)) result.prefillSm80 = await prefillSm80Child();
   fs.writeFileSync(outPath, JSON.stringify(result, null, 2));
   console.error(`wrote ${outPath}`);
 })().catch((e) => {

@@ -115,3 +115,25 @@ if ours.get("quant", {}).get("decode") and peer.get("quant", {}).get("decode"):
         b, f8, i8 = r["bf16"]["ms"], r["fp8"]["ms"], r["int8"]["ms"]
         print(f"| {r['batch']} | {r['context']} | {us(b)} | {us(f8)} | {us(i8)} | {r['fp8']['tbps']:.2f} | {r['int8']['tbps']:.2f} | "
               f"{b / f8:.2f}x | {b / i8:.2f}x | {us(p.get('cudnn', {}).get('ms'))} | {us(p.get('flash', {}).get('ms'))} |")
+if ours.get("prefill"):
+    pf = ours["prefill"]
+    fmt = lambda x, d=3: f"{x:.{d}f}" if isinstance(x, (int, float)) else "n/a"
+    xfmt = lambda x, d=2: f"{x:.{d}f}x" if isinstance(x, (int, float)) else "n/a"
+    print(f"\nPaged prefill: one sequence of {pf['context']} cached tokens whose last `rows` are the queries, {pf['heads']} q / "
+          f"{pf['kvHeads']} kv heads, d{pf['headDim']}, {pf['dtype']}, causal. TFLOP/s count the visible (query, key) pairs in the "
+          f"listed blocks; 'causal work' is their share of the dense causal call's. Contiguous = our attention() on the same K/V "
+          f"and mask ({pf['contiguousKernel']} kernel); 'x' columns = other time / paged time (above 1: paged faster).\n")
+    print("| rows | page | mask | causal work | paged ms | paged TFLOP/s | contiguous ms | contiguous TFLOP/s | contiguous / paged | "
+          "sm80 contiguous / paged | decode kernel ms | decode kernel / paged |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in pf["rows"]:
+        print(f"| {r['queryRows']} | {r['pageSize']} | {r['mask']} | {r['causalFraction']:.2f} | {fmt(r['ms'])} | {fmt(r['tflops'], 0)} | "
+              f"{fmt(r.get('contiguousMs'))} | {fmt(r.get('contiguousTflops'), 0)} | {xfmt(r.get('pagedVsContiguous'))} | "
+              f"{xfmt(r.get('pagedVsContiguousSm80'))} | {fmt(r.get('decodeKernelMs'), 2)} | {xfmt(r.get('prefillVsDecodeKernel'), 1)} |")
+    print("\nKernel crossover: short prefills (every sequence `rows` queries over 16k cached tokens, page 16), CUDA-event time; "
+          "'chosen' is pagedAttention's default pick (prefill kernel from 64 rows per sequence on average).\n")
+    print("| batch | rows | decode kernel µs | prefill kernel µs | faster | chosen |")
+    print("|---:|---:|---:|---:|---|---|")
+    for r in pf["crossover"]:
+        d, p = r["decodeMs"] * 1000, r["prefillMs"] * 1000
+        print(f"| {r['batch']} | {r['queryRows']} | {d:.1f} | {p:.1f} | {'prefill' if p < d else 'decode'} | {r['chosen']} |")

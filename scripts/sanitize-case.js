@@ -1,5 +1,6 @@
 // A small run of every CUDA kernel for compute-sanitizer (memcheck, racecheck): odd lengths so
-// the boundary paths run, causal + window, varlen, GQA, paged decode with splits, append, fork.
+// the boundary paths run, causal + window, varlen, GQA, paged decode with splits, paged prefill
+// (dense and block-sparse), append, fork.
 'use strict';
 const path = require('node:path');
 const { attention, BlockSparseMask, Tensor, PagedKVCache, pagedAttention, synchronize, PagedLatentCache, mlaDecode, cuda } = require(path.join(__dirname, '..'));
@@ -23,6 +24,10 @@ const { attention, BlockSparseMask, Tensor, PagedKVCache, pagedAttention, synchr
     pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { numSplits: 4 });
     pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { numSplits: 1 });
     pagedAttention(Tensor.randn([5, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { queryCounts: [2, 3] });
+    // Paged prefill on the flash kernel: odd query runs across page boundaries, dense and masked.
+    pagedAttention(Tensor.randn([230, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { queryCounts: [150, 80], window: [100, -1] });
+    const pmask = BlockSparseMask.fromDense([1, 0, 1, 0, 1, 1], { numQBlocks: 2, numKBlocks: 3 }, { device });
+    pagedAttention(Tensor.randn([230, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { queryCounts: [150, 80], blockMask: pmask });
     // Block-sparse forward (one key block of two listed) and top-k decode over page summaries.
     const mask = BlockSparseMask.fromDense([1, 0], { numQBlocks: 1, numKBlocks: 2 }, { device });
     attention(q, k, v, { causal: true, blockMask: mask });

@@ -3,8 +3,9 @@
 #   scripts/tune-flash.sh build [sm80|sm90]   # where nvcc is: one addon per variant into .dev/variants/
 #   scripts/tune-flash.sh bench [sm80|sm90]   # on the GPU: dense bench of each variant
 # sm80 variants set, per head dim, kBlockM, kBlockN, warps, Q in registers, K stages, CTAs per SM
-# (csrc/cuda/flash/flash_fwd_hdim*.cu); sm90 variants set the key block and the K/V stages of the
-# Hopper kernel (csrc/cuda/hopper/flash_fwd_sm90_hdim*.cu). sm90 builds compile sm_90a only.
+# (csrc/cuda/flash/fwd_tiles.cuh for d64/128/256, shared with the paged prefill; flash_fwd_hdim32/96.cu);
+# sm90 variants set the key block and the K/V stages of the Hopper kernel
+# (csrc/cuda/hopper/flash_fwd_sm90_hdim*.cu). sm90 builds compile sm_90a only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # tile HDIM M N WARPS QREGS KSTAGES CTAS -> the -D list of one head dim (nvcc splits -D values at

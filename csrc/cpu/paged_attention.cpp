@@ -2,6 +2,8 @@
 //
 // Plain code on purpose: every score is computed in float32 from the stored 16/32-bit values,
 // the softmax is two-pass (max, then exp-sum and the weighted sum of V) and lse is natural-log.
+// A block-sparse mask only narrows the keys visited (the same arithmetic in the same key order,
+// so a mask listing every block gives the unmasked result bit for bit).
 // Work is spread over the pool by (query row, head) for attention, by new-token row for append
 // and by (pair, plane) for the page copy.
 #include "paged_attention.h"
@@ -14,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "../common/attention_params.h"
 #include "../common/error.h"
 #include "../common/half.h"
 #include "../common/quant.h"
@@ -168,6 +171,8 @@ void pagedAttention(const PagedAttnParams& p) {
   } else if (p.total_q != p.batch) {
     throwRange("pagedAttention: without cu_seqlens_q, total_q must equal batch (one query per sequence)");
   }
+  if (p.block_row_ptr && (!p.block_col_idx || p.quantized()))
+    throwRange("pagedAttention: a block mask needs block_col_idx and a 16/32-bit cache");
 
   const int D = p.head_dim;
   const int group = p.heads_q / p.heads_kv;
@@ -186,6 +191,7 @@ void pagedAttention(const PagedAttnParams& p) {
   const int64_t items = static_cast<int64_t>(p.total_q) * p.heads_q;
   parallelFor(items, 4, [&](int64_t begin, int64_t end) {
     std::vector<float> q(static_cast<size_t>(D)), acc(static_cast<size_t>(D)), scores;
+    std::vector<std::pair<int64_t, int64_t>> ranges;  // visible keys: ascending half-open ranges
     for (int64_t item = begin; item < end; ++item) {
       const int row = static_cast<int>(item / p.heads_q);
       const int h = static_cast<int>(item % p.heads_q);
@@ -225,29 +231,53 @@ void pagedAttention(const PagedAttnParams& p) {
         return loadQuant(p.cache_dtype, p.v_pages, base + c) * scale * p.v_chan[kvh * D + c];
       };
 
+      // With a block mask: the listed key blocks of this row's query block (its rows counted from
+      // the sequence's first query), within [lo, hi). Keys below `next` were taken, so even an
+      // unsorted list never visits a key twice.
+      ranges.clear();
+      if (p.block_row_ptr == nullptr) {
+        if (hi > lo) ranges.emplace_back(lo, hi);
+      } else {
+        const int64_t r = p.blockMaskRow(b, h, static_cast<int>((row - r0) / kSparseBlock));
+        const int64_t e0 = std::clamp<int64_t>(p.block_row_ptr[r], 0, p.block_mask_nnz);
+        const int64_t e1 = std::clamp<int64_t>(p.block_row_ptr[r + 1], e0, p.block_mask_nnz);
+        int64_t next = lo;
+        for (int64_t e = e0; e < e1; ++e) {
+          const int64_t k0 = std::max<int64_t>(next, static_cast<int64_t>(p.block_col_idx[e]) * kSparseBlock);
+          const int64_t k1 = std::min<int64_t>(hi, (static_cast<int64_t>(p.block_col_idx[e]) + 1) * kSparseBlock);
+          if (k0 < k1) {
+            ranges.emplace_back(k0, k1);
+            next = k1;
+          }
+        }
+      }
+
       std::fill(acc.begin(), acc.end(), 0.0f);
       float lse = -std::numeric_limits<float>::infinity();
-      if (hi > lo) {
+      if (!ranges.empty()) {
         const float slope = p.alibi_slopes ? p.alibi_slopes[h] : 0.0f;
-        scores.assign(static_cast<size_t>(hi - lo), 0.0f);
+        scores.clear();
         float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t j = lo; j < hi; ++j) {
-          const int64_t base = kvIndex(j);
-          float s = 0.0f;
-          for (int c = 0; c < D; ++c) s += q[c] * keyAt(j, base, c);
-          s *= p.scale;
-          if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
-          if (p.alibi_slopes) s -= slope * static_cast<float>(std::llabs(pos - j));
-          scores[static_cast<size_t>(j - lo)] = s;
-          mx = std::max(mx, s);
-        }
+        for (const auto& [j0, j1] : ranges)
+          for (int64_t j = j0; j < j1; ++j) {
+            const int64_t base = kvIndex(j);
+            float s = 0.0f;
+            for (int c = 0; c < D; ++c) s += q[c] * keyAt(j, base, c);
+            s *= p.scale;
+            if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
+            if (p.alibi_slopes) s -= slope * static_cast<float>(std::llabs(pos - j));
+            scores.push_back(s);
+            mx = std::max(mx, s);
+          }
         float sum = 0.0f;
-        for (int64_t j = lo; j < hi; ++j) {
-          const float w = std::exp(scores[static_cast<size_t>(j - lo)] - mx);
-          sum += w;
-          const int64_t base = kvIndex(j);
-          for (int c = 0; c < D; ++c) acc[c] += w * valueAt(j, base, c);
-        }
+        size_t n = 0;
+        for (const auto& [j0, j1] : ranges)
+          for (int64_t j = j0; j < j1; ++j) {
+            const float w = std::exp(scores[n++] - mx);
+            sum += w;
+            const int64_t base = kvIndex(j);
+            for (int c = 0; c < D; ++c) acc[c] += w * valueAt(j, base, c);
+          }
         for (int c = 0; c < D; ++c) acc[c] /= sum;
         lse = mx + std::log(sum);
       }

@@ -24,17 +24,20 @@ export interface RefOptions {
   alibiSlopes?: ArrayLike<number>;
   /** Extra element mask (e.g. a block-sparse pattern): key j visible to query i of head h only if true. */
   keyMask?: (h: number, i: number, j: number) => boolean;
+  /** Compute only these query rows (long cases subsample); the others keep out 0 and lse NaN. */
+  rows?: readonly number[];
 }
 
 /** Returns out [lenQ][headsQ][dim] and lse [headsQ][lenQ] for one sequence. */
 export function referenceAttention(seq: RefSeq, o: RefOptions): { out: Float64Array; lse: Float64Array } {
   const { headsQ, headsKv, dim } = o;
   const out = new Float64Array(seq.lenQ * headsQ * dim);
-  const lse = new Float64Array(headsQ * seq.lenQ);
+  const lse = new Float64Array(headsQ * seq.lenQ).fill(o.rows ? NaN : 0);
   const offset = seq.lenK - seq.lenQ;
+  const rows = o.rows ?? Array.from({ length: seq.lenQ }, (_, i) => i);
   for (let h = 0; h < headsQ; h++) {
     const hk = Math.floor(h / (headsQ / headsKv));
-    for (let i = 0; i < seq.lenQ; i++) {
+    for (const i of rows) {
       const scores: number[] = [];
       const keys: number[] = [];
       for (let j = 0; j < seq.lenK; j++) {

@@ -22,6 +22,11 @@
 //   wait V_j; barrier; O += P V_j                    <- K_{j-1} still in flight
 // With kKStages == 1 (head dim 256, where a second K buffer would cost the second CTA per SM),
 // K_{j-1} is issued after the second barrier instead and overlaps only P V_j, as in FA2.
+//
+// Where K/V tiles come from is a compile-time policy (the kernel's second template argument):
+// ContiguousKV reads k/v tensors through their strides (attention()); PagedKV reads a paged cache
+// through its block table (pagedAttention() prefill, csrc/cuda/paged/prefill.cu). Everything else,
+// block-sparse masks included, is the same code.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -135,9 +140,134 @@ __device__ __forceinline__ void storeTile(uint32_t s, Elem* g, int64_t row_strid
   }
 }
 
+// Copies key rows [n0, n0 + kTileRows) of one head of a paged cache into a tile; rows >= rows_valid
+// (>= 1) are zero-filled. Key j lives in page bt[j >> shift] at slot j & (2^shift - 1); head0 is the
+// head's slot 0 of page 0, so a row's address is head0 + page * page_stride + slot * head_dim. Each
+// row has its own page (a 64/128-key tile spans several pages when pages are smaller), looked up
+// once: a warp copies kWarpRows rows per pass, at most 32 rows over the passes, so each lane looks
+// up one of them and the threads copying a row fetch its offset with a shuffle. That is one load
+// per tile instead of a dependent load per pass, and the fewest registers at the main loop's
+// loads (per-pass address math cost the d128 kernel more spills). A row past the end takes the last
+// valid key's address, so no lookup leaves the sequence's table entries and a zero-filled chunk
+// still passes a valid address.
+template <typename Tile, int kThreads, typename Elem>
+__device__ __forceinline__ void loadPagedTile(uint32_t s, const Elem* head0, const int32_t* bt, int64_t page_stride,
+                                              int shift, int n0, int rows_valid, int tid) {
+  constexpr int kPerRow = Tile::kChunksPerRow;
+  constexpr int kTotal = Tile::kTileRows * kPerRow;
+  static_assert(kThreads % kPerRow == 0 && kTotal % kThreads == 0, "paged tile copy: whole rows per pass");
+  constexpr int kPasses = kTotal / kThreads;
+  constexpr int kRowsPerPass = kThreads / kPerRow;
+  constexpr int kRowElems = kPerRow * 8;
+  constexpr int kWarpRows = 32 / kPerRow;  // rows one warp copies per pass
+  const int r0 = tid / kPerRow;
+  const int c = tid % kPerRow;
+  const int slot_mask = (1 << shift) - 1;
+  const Elem* col = head0 + c * 8;
+  const uint32_t dst = s + Tile::chunkOffset(r0, c);
+  auto rowOffset = [&](int r) {  // element offset of tile row r (clamped into the sequence) from head0
+    const int j = n0 + min(r, rows_valid - 1);
+    return static_cast<int64_t>(__ldg(bt + (j >> shift))) * page_stride + (j & slot_mask) * kRowElems;
+  };
+  if constexpr (32 % kPerRow == 0 && kWarpRows * kPasses <= 32) {
+    // Lane l holds the offset of the warp's row l % kWarpRows of pass l / kWarpRows.
+    const int lane = tid & 31;
+    const int64_t lane_off =
+        rowOffset((tid >> 5) * kWarpRows + lane % kWarpRows + kRowsPerPass * ((lane / kWarpRows) % kPasses));
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int from = lane / kPerRow + kWarpRows * i;
+      const uint32_t lo = __shfl_sync(0xffffffffu, static_cast<uint32_t>(lane_off), from);
+      const int32_t hi = __shfl_sync(0xffffffffu, static_cast<int32_t>(lane_off >> 32), from);
+      cpAsync16(dst + passOffset<Tile>(r0, c, i * kRowsPerPass), col + ((static_cast<int64_t>(hi) << 32) | lo),
+                r0 + i * kRowsPerPass < rows_valid);
+    }
+  } else {  // (tile shapes of tuning builds where a warp's rows outnumber its lanes)
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int r = r0 + i * kRowsPerPass;
+      cpAsync16(dst + passOffset<Tile>(r0, c, i * kRowsPerPass), col + rowOffset(r), r < rows_valid);
+    }
+  }
+}
+
+// ---- K/V sources (the kernel's compile-time policy) -----------------------------------------
+// Each policy gives a sequence's geometry (seq), the per-CTA state that locates its K/V (Source,
+// built once per CTA) with the tile loads of key rows [n0, n0 + kTileRows), and where the lse rows
+// of a query tile go.
+
+// k / v tensors with batch, row and head strides (dense or varlen, cu_seqlens_k).
+struct ContiguousKV {
+  __device__ __forceinline__ static SeqInfo seq(const FwdParams& p, int b) { return seqInfo(p, b); }
+
+  template <typename Elem>
+  struct Source {
+    const Elem* kg;  // row 0 of this sequence and kv head
+    const Elem* vg;
+    __device__ __forceinline__ Source(const FwdParams& p, const SeqInfo& s, int b, int hk)
+        : kg(reinterpret_cast<const Elem*>(p.k) + s.rowOffset(p.k_batch_stride, p.k_row_stride, b, true) +
+             hk * p.k_head_stride),
+          vg(reinterpret_cast<const Elem*>(p.v) + s.rowOffset(p.v_batch_stride, p.v_row_stride, b, true) +
+             hk * p.v_head_stride) {}
+    template <typename Tile, int kThreads>
+    __device__ __forceinline__ void loadK(const FwdParams& p, uint32_t s, int n0, int rows_valid, int tid) const {
+      loadTile<Tile, kThreads>(s, kg + n0 * p.k_row_stride, p.k_row_stride, rows_valid, tid);
+    }
+    template <typename Tile, int kThreads>
+    __device__ __forceinline__ void loadV(const FwdParams& p, uint32_t s, int n0, int rows_valid, int tid) const {
+      loadTile<Tile, kThreads>(s, vg + n0 * p.v_row_stride, p.v_row_stride, rows_valid, tid);
+    }
+  };
+
+  // lse layout of AttnParams: [batch, heads_q, seqlen_q] or [heads_q, total_q], rows contiguous.
+  __device__ __forceinline__ static float* lseRow0(const FwdParams& p, const SeqInfo& s, int b, int h, int m0) {
+    return flash::lseRow0(p, s, b, h, m0);
+  }
+  __device__ __forceinline__ static int lseRowStride(const FwdParams&) { return 1; }
+};
+
+// A paged KV cache (FwdParams' paged fields): q / o rows and lse as PagedAttnParams lays them out.
+struct PagedKV {
+  __device__ __forceinline__ static SeqInfo seq(const FwdParams& p, int b) {
+    SeqInfo s;
+    s.varlen = true;  // q / o rows start at q_start (rowOffset); keys never go through rowOffset
+    s.q_start = p.cu_seqlens_q != nullptr ? p.cu_seqlens_q[b] : b;
+    s.len_q = p.cu_seqlens_q != nullptr ? p.cu_seqlens_q[b + 1] - s.q_start : 1;
+    s.k_start = 0;
+    s.len_k = p.seq_lens[b];
+    return s;
+  }
+
+  template <typename Elem>
+  struct Source {
+    const int32_t* bt;  // this sequence's block-table row
+    const Elem* kh;     // slot 0 of page 0, this kv head
+    const Elem* vh;
+    __device__ __forceinline__ Source(const FwdParams& p, const SeqInfo&, int b, int hk)
+        : bt(p.block_table + (p.block_table_rows != nullptr ? p.block_table_rows[b] : b) * p.block_table_stride),
+          kh(reinterpret_cast<const Elem*>(p.k) + hk * p.page_head_stride),
+          vh(reinterpret_cast<const Elem*>(p.v) + hk * p.page_head_stride) {}
+    template <typename Tile, int kThreads>
+    __device__ __forceinline__ void loadK(const FwdParams& p, uint32_t s, int n0, int rows_valid, int tid) const {
+      loadPagedTile<Tile, kThreads>(s, kh, bt, p.page_stride, p.page_shift, n0, rows_valid, tid);
+    }
+    template <typename Tile, int kThreads>
+    __device__ __forceinline__ void loadV(const FwdParams& p, uint32_t s, int n0, int rows_valid, int tid) const {
+      loadPagedTile<Tile, kThreads>(s, vh, bt, p.page_stride, p.page_shift, n0, rows_valid, tid);
+    }
+  };
+
+  // lse [total_q, heads_q]: the rows of one head are heads_q apart.
+  __device__ __forceinline__ static float* lseRow0(const FwdParams& p, const SeqInfo& s, int, int h, int m0) {
+    if (p.lse == nullptr) return nullptr;
+    return p.lse + (static_cast<int64_t>(s.q_start) + m0) * p.heads_q + h;
+  }
+  __device__ __forceinline__ static int lseRowStride(const FwdParams& p) { return p.heads_q; }
+};
+
 // ---- the kernel ----------------------------------------------------------------------------
 
-template <typename T>
+template <typename T, typename KV>
 __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKernel(const FwdParams p) {
   using Elem = typename T::Elem;
   using TileQ = typename T::TileQ;
@@ -157,7 +287,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
   tileOfBlock(p.lpt_group, m_block, h, b);
   const int hk = h / p.kv_group;
 
-  const SeqInfo seq = seqInfo(p, b);
+  const SeqInfo seq = KV::seq(p, b);
   const int len_q = seq.len_q;
   const int len_k = seq.len_k;
   const int m0 = m_block * kBlockM;
@@ -167,13 +297,10 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
   const int n_block_min = kb.n_min, n_block_max = kb.n_max;
   const bool sparse = p.block_col_idx != nullptr;  // block-sparse mask: see the loops below
 
-  // Element pointers to row 0 of this sequence and head.
+  // Element pointer to row 0 of this sequence and head; kv locates its keys.
   const Elem* qg = reinterpret_cast<const Elem*>(p.q) + seq.rowOffset(p.q_batch_stride, p.q_row_stride, b) +
                    h * p.q_head_stride;
-  const Elem* kg = reinterpret_cast<const Elem*>(p.k) + seq.rowOffset(p.k_batch_stride, p.k_row_stride, b, true) +
-                   hk * p.k_head_stride;
-  const Elem* vg = reinterpret_cast<const Elem*>(p.v) + seq.rowOffset(p.v_batch_stride, p.v_row_stride, b, true) +
-                   hk * p.v_head_stride;
+  const typename KV::template Source<Elem> kv(p, seq, b, hk);
 
   // Tile bases must be 128-byte aligned for the XOR addressing in SwizzledTile::subtileAddr; the
   // launch reserves kSmemAlign spare bytes so the base can be rounded up.
@@ -186,7 +313,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
   cpAsyncCommit();
   if (!sparse && n_block_max > n_block_min) {  // (block-sparse: the sparse loop loads its first K tile)
     const int n0 = (n_block_max - 1) * kBlockN;
-    loadTile<TileKV, T::kThreads>(sK, kg + n0 * p.k_row_stride, p.k_row_stride, len_k - n0, tid);
+    kv.template loadK<TileKV, T::kThreads>(p, sK, n0, len_k - n0, tid);
   }
   cpAsyncCommit();
 
@@ -236,13 +363,12 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
     cpAsyncWait<0>();  // K_j
     __syncthreads();   // K_j visible to all; everyone is done with V_{j+1} and the other K stage
 
-    loadTile<TileKV, T::kThreads>(sV, vg + n0 * p.v_row_stride, p.v_row_stride, len_k - n0, tid);
+    kv.template loadV<TileKV, T::kThreads>(p, sV, n0, len_k - n0, tid);
     cpAsyncCommit();
     if constexpr (T::kKStages == 2) {
       if (n_next >= n_block_min) {
         const int n0_next = n_next * kBlockN;
-        loadTile<TileKV, T::kThreads>(sK + (stage ^ 1) * TileKV::kBytes, kg + n0_next * p.k_row_stride,
-                                      p.k_row_stride, len_k - n0_next, tid);
+        kv.template loadK<TileKV, T::kThreads>(p, sK + (stage ^ 1) * TileKV::kBytes, n0_next, len_k - n0_next, tid);
       }
       cpAsyncCommit();  // possibly empty: keeps the wait counts below static
     }
@@ -299,7 +425,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
     if constexpr (T::kKStages == 1) {
       if (n_next >= n_block_min) {
         const int n0_next = n_next * kBlockN;
-        loadTile<TileKV, T::kThreads>(sK, kg + n0_next * p.k_row_stride, p.k_row_stride, len_k - n0_next, tid);
+        kv.template loadK<TileKV, T::kThreads>(p, sK, n0_next, len_k - n0_next, tid);
       }
       cpAsyncCommit();
       online_softmax();
@@ -335,7 +461,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
     int n_block = sparseBlockBelow<kBlockN>(p.block_col_idx, sp_e, sp_begin, n_block_max, n_block_min, n_block_max);
     if (n_block >= n_block_min) {
       const int n0 = n_block * kBlockN;
-      loadTile<TileKV, T::kThreads>(sK, kg + n0 * p.k_row_stride, p.k_row_stride, len_k - n0, tid);
+      kv.template loadK<TileKV, T::kThreads>(p, sK, n0, len_k - n0, tid);
     }
     cpAsyncCommit();
     while (n_block >= n_block_min) {
@@ -349,8 +475,8 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
   // (Output offsets are recomputed here rather than kept live through the main loop.)
   cpAsyncWait<0>();
   __syncthreads();  // every warp is done with sQ/sK/sV
-  const SeqInfo seq_o = seqInfo(p, b);
-  float* lse_row0 = lseRow0(p, seq_o, b, h, m0);
+  const SeqInfo seq_o = KV::seq(p, b);
+  float* lse_row0 = KV::lseRow0(p, seq_o, b, h, m0);
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
@@ -358,7 +484,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
       float lse;
       const float inv = finishRow(row_max[mt][hh], row_sum[mt][hh], mult, &lse);
       const int r = warp_row0 + mt * 16 + g + 8 * hh;
-      if (lse_row0 != nullptr && t == 0 && m0 + r < seq_o.len_q) lse_row0[r] = lse;
+      if (lse_row0 != nullptr && t == 0 && m0 + r < seq_o.len_q) lse_row0[r * KV::lseRowStride(p)] = lse;
 #pragma unroll
       for (int dt = 0; dt < kDT; ++dt) {
         const uint32_t v = ElemTraits<Elem>::pack(acc_o[mt][dt][2 * hh] * inv, acc_o[mt][dt][2 * hh + 1] * inv);
@@ -373,18 +499,24 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
 
 // ---- host launcher -------------------------------------------------------------------------
 
+// Launches the (num_m query blocks, heads_q, batch) grid; p.lpt_group must be set.
+template <typename T, typename KV>
+void launchFwdGrid(const FwdParams& p, int num_m, int heads_q, int batch, cudaStream_t stream) {
+  const dim3 grid(num_m, heads_q, batch);
+  auto kernel = flashFwdKernel<T, KV>;
+  if (T::kSmemBytes > 48 * 1024) {
+    ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
+  }
+  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p);
+  ATTN_CUDA_CHECK_LAUNCH();
+}
+
 template <typename T>
 void launchFlashFwd(const AttnParams& a, cudaStream_t stream) {
   FwdParams p = makeFwdParams(a);
   const int num_m = (a.seqlen_q + T::kBlockM - 1) / T::kBlockM;
-  const dim3 grid(num_m, a.heads_q, a.batch);
-  auto kernel = flashFwdKernel<T>;
-  if (T::kSmemBytes > 48 * 1024) {
-    ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
-  }
   p.lpt_group = lptGroup(a, num_m, T::kMinBlocksPerSm);
-  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(p);
-  ATTN_CUDA_CHECK_LAUNCH();
+  launchFwdGrid<T, ContiguousKV>(p, num_m, a.heads_q, a.batch, stream);
 }
 
 // Launches Traits<__half> or Traits<__nv_bfloat16> by p.dtype (F16 or BF16, checked by

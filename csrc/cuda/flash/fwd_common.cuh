@@ -55,7 +55,29 @@ struct FwdParams {
   const int32_t* block_row_ptr;
   const int32_t* block_col_idx;
   int block_mask_batch, block_mask_heads, block_mask_q_blocks, block_mask_nnz;
+  // Paged K/V (flashFwdKernel<T, PagedKV>, csrc/cuda/paged/prefill.cu); unused by the contiguous
+  // kernels. k / v are then the layer's K and V page planes (csrc/common/paged_params.h): key j of
+  // sequence b is slot j & (2^page_shift - 1) of page block_table[row * block_table_stride +
+  // (j >> page_shift)], row = block_table_rows ? block_table_rows[b] : b, and the sequence holds
+  // seq_lens[b] keys. Its queries are rows [cu_seqlens_q[b], cu_seqlens_q[b + 1]) of q (null: row b
+  // alone), its last tokens, so the bottom-right alignment is the dense one.
+  const int32_t* seq_lens = nullptr;
+  const int32_t* block_table = nullptr;
+  const int32_t* block_table_rows = nullptr;
+  int64_t block_table_stride = 0;
+  int64_t page_stride = 0, page_head_stride = 0;
+  int page_shift = 0;
 };
+
+// The score pipeline's fields (transform, pre_scale, softcap, softmax_mult) from the call's scale,
+// softcap (<= 0: off) and whether ALiBi is on.
+inline void setScoreFields(FwdParams& p, float scale, float softcap, bool alibi) {
+  const bool capped = softcap > 0.0f;
+  p.transform = capped || alibi || !(scale > 0.0f);
+  p.softcap = capped ? softcap : 0.0f;
+  p.pre_scale = capped ? scale / softcap : scale;
+  p.softmax_mult = p.transform ? kLog2e : scale * kLog2e;
+}
 
 inline FwdParams makeFwdParams(const AttnParams& a) {
   FwdParams p;
@@ -86,11 +108,7 @@ inline FwdParams makeFwdParams(const AttnParams& a) {
   p.total_q = a.total_q;
   p.window_left = a.window_left < 0 ? -1 : a.window_left;
   p.window_right = a.window_right < 0 ? -1 : a.window_right;
-  const bool softcap = a.softcap > 0.0f;
-  p.transform = softcap || a.alibi_slopes != nullptr || !(a.scale > 0.0f);
-  p.softcap = softcap ? a.softcap : 0.0f;
-  p.pre_scale = softcap ? a.scale / a.softcap : a.scale;
-  p.softmax_mult = p.transform ? kLog2e : a.scale * kLog2e;
+  setScoreFields(p, a.scale, a.softcap, a.alibi_slopes != nullptr);
   p.lpt_group = 1;
   p.block_row_ptr = a.block_row_ptr;
   p.block_col_idx = a.block_row_ptr != nullptr ? a.block_col_idx : nullptr;
@@ -222,16 +240,21 @@ __device__ __forceinline__ void sparseMaskRow(const FwdParams& p, int b, int h, 
   e_last = min(max(__ldg(p.block_row_ptr + r + 1), e_begin), p.block_mask_nnz) - 1;
 }
 
-// Scheduling group of tileOfBlock for a grid of num_m query blocks per (sequence, head): 1 when
-// every block has the same work, else about two waves of CTAs (ctas_per_sm per SM).
+// Scheduling group of tileOfBlock for a grid of num_m query blocks per (sequence, head) and `pairs`
+// (sequence, head) pairs: 1 when every block has the same work (no right window), else about two
+// waves of CTAs (ctas_per_sm on each of `sms` SMs).
+inline int lptGroup(int window_right, int64_t pairs, int num_m, int ctas_per_sm, int sms) {
+  if (window_right < 0) return 1;
+  const int64_t two_waves = 2LL * sms * ctas_per_sm;
+  return static_cast<int>(std::min<int64_t>(pairs, std::max<int64_t>(1, (two_waves + num_m - 1) / num_m)));
+}
+
 inline int lptGroup(const AttnParams& a, int num_m, int ctas_per_sm) {
   if (a.window_right < 0) return 1;
   int device = 0, sms = 0;
   ATTN_CUDA_CHECK(cudaGetDevice(&device));
   ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t two_waves = 2LL * sms * ctas_per_sm;
-  const int64_t pairs = static_cast<int64_t>(a.heads_q) * a.batch;
-  return static_cast<int>(std::min<int64_t>(pairs, std::max<int64_t>(1, (two_waves + num_m - 1) / num_m)));
+  return lptGroup(a.window_right, static_cast<int64_t>(a.heads_q) * a.batch, num_m, ctas_per_sm, sms);
 }
 
 // Key blocks a query tile [m0, m0 + block_m) visits, and which of them need per-element masks.

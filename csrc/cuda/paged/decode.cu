@@ -49,6 +49,7 @@ bool pagedAttentionSupported(const PagedAttnParams& p, std::string* why) {
     if (!p.q || !p.o || !p.k_pages || !p.v_pages || !p.block_table || !p.seq_lens)
       return fail("q, o, k_pages, v_pages, block_table and seq_lens must be set");
   }
+  if (p.block_row_ptr != nullptr) return fail("a block mask runs on the prefill kernel (pagedPrefill), not the decode kernel");
   if (p.quantized() && (!p.k_scales || !p.v_scales || !p.k_smooth || !p.k_chan || !p.v_chan))
     return fail("a quantized cache needs k_scales, v_scales, k_smooth, k_chan and v_chan");
   if (!p.quantized() && p.cache_dtype != p.dtype && p.cache_dtype != DType::F32)

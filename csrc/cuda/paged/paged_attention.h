@@ -26,4 +26,25 @@ void pagedAppendQuant(const PagedAppendParams& p, cudaStream_t stream);
 void pagedAttention(const PagedAttnParams& p, int num_sms, cudaStream_t stream);
 void copyPages(const PageCopyParams& p, cudaStream_t stream);
 
+// ---- prefill on the flash forward kernel (prefill.cu) ----
+// The decode kernel above stages each K/V tile for 16 (query row, head) pairs; the prefill kernel
+// is the dense forward (csrc/cuda/flash) reading K/V through the block table, 64-128 query rows of
+// one head per K/V tile, and the only one that reads a block-sparse mask.
+
+enum class PagedKernel { Decode, Prefill };
+
+// The kernel pagedAttention's caller runs p on: Prefill when p has a block mask, or is a prefill
+// of a 16-bit cache (f16/bf16, head dim 64/128/256) with at least pagedPrefillMinRows() query rows
+// per sequence on average; Decode otherwise (decode, short prefill, quantized caches).
+PagedKernel pagedKernelFor(const PagedAttnParams& p);
+
+// The average query rows per sequence from which a prefill runs on the prefill kernel: 64, or
+// ATTN_PAGED_PREFILL_MIN_ROWS (read once; for measuring the crossover).
+int pagedPrefillMinRows();
+
+bool pagedPrefillSupported(const PagedAttnParams& p, std::string* why);
+
+// Ignores num_splits / workspace (one CTA per 64/128 query rows of one head walks all its keys).
+void pagedPrefill(const PagedAttnParams& p, int num_sms, cudaStream_t stream);
+
 }  // namespace attn::cuda

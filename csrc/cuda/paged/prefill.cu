@@ -1,0 +1,144 @@
+// Paged prefill on the flash forward kernel: which kernel a paged call runs on, the prefill's
+// support check, and its FwdParams (the launches are in prefill_hd*.cu).
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "../../common/error.h"
+#include "paged_attention.h"
+#include "prefill_internal.h"
+
+namespace attn::cuda {
+namespace {
+
+bool isPow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Query rows per sequence on average from which a prefill leaves the decode kernel. The decode
+// kernel stages each 64-key K/V tile for 16 (row, head) pairs, so a prefill on it moves ~8x the
+// L2 -> SM bytes per MMA of a full 128-row flash tile and is bound by L2 bandwidth well below the
+// MMA rate. At 64 rows a flash tile is half full: still 4x fewer bytes per useful MMA, enough to
+// win even where its grid (no split-KV: query tiles x heads x sequences CTAs) fills only part of
+// the GPU, e.g. one sequence of 64 rows with 32 heads. Below that, the decode kernel's packed
+// (row, head) pairs and split-KV win. ATTN_PAGED_PREFILL_MIN_ROWS overrides it for measurements
+// (scripts/bench-gpu.js --only prefill times both kernels across the crossover).
+constexpr int kDefaultPrefillMinRows = 64;
+
+// The shapes the prefill kernel is instantiated for: the sm_80 forward's f16/bf16 x {64, 128, 256}
+// over a 16-bit cache (32 and 96 are left to the decode kernel, which has none either).
+bool prefillShape(const PagedAttnParams& p) {
+  return (p.dtype == DType::F16 || p.dtype == DType::BF16) && !p.quantized() &&
+         (p.head_dim == 64 || p.head_dim == 128 || p.head_dim == 256);
+}
+
+int maxRowsQ(const PagedAttnParams& p) { return p.cu_seqlens_q != nullptr ? p.max_seqlen_q : 1; }
+
+}  // namespace
+
+int pagedPrefillMinRows() {
+  static const int rows = [] {
+    const char* v = std::getenv("ATTN_PAGED_PREFILL_MIN_ROWS");
+    if (v == nullptr || v[0] == '\0') return kDefaultPrefillMinRows;
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    return (*end == '\0' && n >= 1 && n <= INT_MAX) ? static_cast<int>(n) : kDefaultPrefillMinRows;
+  }();
+  return rows;
+}
+
+PagedKernel pagedKernelFor(const PagedAttnParams& p) {
+  if (p.block_row_ptr != nullptr) return PagedKernel::Prefill;  // the decode kernel has no masks
+  if (p.cu_seqlens_q == nullptr || p.batch <= 0 || !prefillShape(p)) return PagedKernel::Decode;
+  const bool many_rows = static_cast<int64_t>(p.total_q) >= static_cast<int64_t>(pagedPrefillMinRows()) * p.batch;
+  return many_rows ? PagedKernel::Prefill : PagedKernel::Decode;
+}
+
+bool pagedPrefillSupported(const PagedAttnParams& p, std::string* why) {
+  auto fail = [&](const std::string& msg) {
+    if (why) *why = msg;
+    return false;
+  };
+  if (p.quantized()) return fail("the prefill kernel (and so a block mask) needs a 16-bit cache, not a quantized one");
+  if (p.dtype != DType::F16 && p.dtype != DType::BF16)
+    return fail(std::string("dtype ") + dtypeName(p.dtype) + " is not supported by the prefill kernel (f16 or bf16)");
+  if (p.cache_dtype != p.dtype && p.cache_dtype != DType::F32)
+    return fail("the cache's dtype must equal q's");
+  if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256)
+    return fail("head_dim " + std::to_string(p.head_dim) + " is not supported by the prefill kernel (64, 128 or 256)");
+  if (!isPow2(p.page_size)) return fail("page_size " + std::to_string(p.page_size) + " is not a power of two");
+  if (p.heads_q <= 0 || p.heads_kv <= 0 || p.heads_q % p.heads_kv != 0)
+    return fail("heads_q must be a positive multiple of heads_kv");
+  if (p.batch < 0 || p.total_q < 0) return fail("batch and total_q must not be negative");
+  if (p.cu_seqlens_q == nullptr && p.total_q != p.batch)
+    return fail("without cu_seqlens_q, total_q must equal batch (one query per sequence)");
+  if (p.cu_seqlens_q != nullptr && p.total_q > 0 && p.max_seqlen_q <= 0)
+    return fail("max_seqlen_q must be positive with cu_seqlens_q");
+  if (p.batch > 0 && p.total_q > 0 && (!p.q || !p.o || !p.k_pages || !p.v_pages || !p.block_table || !p.seq_lens))
+    return fail("q, o, k_pages, v_pages, block_table and seq_lens must be set");
+  if (p.block_row_ptr != nullptr && p.block_col_idx == nullptr) return fail("a block mask needs block_col_idx");
+  if (!aligned16(p.q) || !aligned16(p.o) || !aligned16(p.k_pages) || !aligned16(p.v_pages))
+    return fail("q, o, k_pages and v_pages must be 16-byte aligned");
+  const int64_t strides[] = {p.q_row_stride, p.q_head_stride, p.o_row_stride, p.o_head_stride, p.page_stride,
+                             p.page_head_stride};
+  for (int64_t s : strides)
+    if (s % 8 != 0) return fail("q/o row and head strides and page strides must be multiples of 8 elements");
+  if (p.heads_q > 65535 || p.batch > 65535) return fail("the prefill kernel supports at most 65535 heads and sequences");
+  // tileOfBlock numbers the CTAs in an int; 64 rows is the smallest query tile.
+  if ((static_cast<int64_t>(maxRowsQ(p)) + 63) / 64 * p.heads_q * p.batch > INT_MAX) return fail("grid too large");
+  if (why) why->clear();
+  return true;
+}
+
+void pagedPrefill(const PagedAttnParams& p, int num_sms, cudaStream_t stream) {
+  std::string why;
+  if (!pagedPrefillSupported(p, &why)) throwRange("pagedAttention: " + why);
+  if (p.batch == 0 || p.total_q == 0) return;
+
+  flash::FwdParams f{};
+  f.q = p.q;
+  f.k = p.k_pages;
+  f.v = p.v_pages;
+  f.o = p.o;
+  f.lse = p.lse;
+  f.q_row_stride = p.q_row_stride;
+  f.q_head_stride = p.q_head_stride;
+  f.o_row_stride = p.o_row_stride;
+  f.o_head_stride = p.o_head_stride;
+  f.cu_seqlens_q = p.cu_seqlens_q;
+  f.alibi_slopes = p.alibi_slopes;
+  f.heads_q = p.heads_q;
+  f.kv_group = p.heads_q / p.heads_kv;
+  f.seqlen_q = maxRowsQ(p);
+  f.seqlen_k = p.max_seqlen_k;
+  f.total_q = p.total_q;
+  f.window_left = p.window_left < 0 ? -1 : p.window_left;
+  const int right = p.causal ? 0 : p.window_right;  // causal folds into window_right = 0
+  f.window_right = right < 0 ? -1 : right;
+  flash::setScoreFields(f, p.scale, p.softcap, p.alibi_slopes != nullptr);
+  f.lpt_group = 1;
+  f.block_row_ptr = p.block_row_ptr;
+  f.block_col_idx = p.block_row_ptr != nullptr ? p.block_col_idx : nullptr;
+  f.block_mask_batch = p.block_mask_batch;
+  f.block_mask_heads = p.block_mask_heads;
+  f.block_mask_q_blocks = p.block_mask_q_blocks;
+  f.block_mask_nnz = p.block_mask_nnz;
+  f.seq_lens = p.seq_lens;
+  f.block_table = p.block_table;
+  f.block_table_rows = p.block_table_rows;
+  f.block_table_stride = p.block_table_stride;
+  f.page_stride = p.page_stride;
+  f.page_head_stride = p.page_head_stride;
+  int shift = 0;
+  while ((1 << shift) < p.page_size) ++shift;
+  f.page_shift = shift;
+
+  switch (p.head_dim) {
+    case 64: paged::launchPrefillHd64(p.dtype, f, maxRowsQ(p), p.heads_q, p.batch, num_sms, stream); break;
+    case 128: paged::launchPrefillHd128(p.dtype, f, maxRowsQ(p), p.heads_q, p.batch, num_sms, stream); break;
+    case 256: paged::launchPrefillHd256(p.dtype, f, maxRowsQ(p), p.heads_q, p.batch, num_sms, stream); break;
+    default: throwRange("pagedAttention: unsupported head_dim");
+  }
+}
+
+}  // namespace attn::cuda
