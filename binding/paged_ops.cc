@@ -279,7 +279,7 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
       using attn::cuda::PagedKernel;
       const PagedKernel kernel = forceKernel == 1   ? PagedKernel::Decode
                                  : forceKernel == 2 ? PagedKernel::Prefill
-                                                    : attn::cuda::pagedKernelFor(p);
+                                                    : attn::cuda::pagedKernelFor(p, c.multiprocessors);
       attn::PagedAttnParams pc = p;
       attn::StoragePtr ws;
       if (kernel == PagedKernel::Prefill) {

@@ -482,9 +482,11 @@ async function prefill() {
       const cu = Int32Array.from({ length: batch + 1 }, (_, b) => b * nq);
       const params = { scale: 1 / Math.sqrt(headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows: tableRows, seqLens, numSplits: 0, cuSeqlensQ: cu };
       const time = (pagedKernel) => medianOf((n) => native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, pagedKernel, benchIters: n }));
-      const decodeMs = await time(1), prefillMs = await time(2);
+      const decodeMs = await time(1), prefillMs = await time(2), defaultMs = await time(0);
       process.stderr.write(`crossover batch ${batch} rows ${nq}: decode kernel ${(decodeMs * 1e3).toFixed(1)} us, prefill kernel ${(prefillMs * 1e3).toFixed(1)} us\n`);
-      crossover.push({ batch, queryRows: nq, decodeMs, prefillMs, chosen: nq >= 64 ? 'prefill' : 'decode' });
+      // The default pick, by its time (the two kernels differ by far more than the timing noise).
+      const chosen = Math.abs(defaultMs - prefillMs) < Math.abs(defaultMs - decodeMs) ? 'prefill' : 'decode';
+      crossover.push({ batch, queryRows: nq, decodeMs, prefillMs, defaultMs, chosen });
       dispose();
     }
   return { context, heads, kvHeads, headDim, dtype: 'bf16', causal: true, contiguousKernel, rows, crossover };

@@ -131,7 +131,7 @@ if ours.get("prefill"):
               f"{fmt(r.get('contiguousMs'))} | {fmt(r.get('contiguousTflops'), 0)} | {xfmt(r.get('pagedVsContiguous'))} | "
               f"{xfmt(r.get('pagedVsContiguousSm80'))} | {fmt(r.get('decodeKernelMs'), 2)} | {xfmt(r.get('prefillVsDecodeKernel'), 1)} |")
     print("\nKernel crossover: short prefills (every sequence `rows` queries over 16k cached tokens, page 16), CUDA-event time; "
-          "'chosen' is pagedAttention's default pick (prefill kernel from 64 rows per sequence on average).\n")
+          "'chosen' is pagedAttention's default pick, told by its own timing (prefill kernel from 64 rows per sequence on average when the query tiles x heads fill a quarter of the SMs).\n")
     print("| batch | rows | decode kernel µs | prefill kernel µs | faster | chosen |")
     print("|---:|---:|---:|---:|---|---|")
     for r in pf["crossover"]:

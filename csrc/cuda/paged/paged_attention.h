@@ -35,8 +35,9 @@ enum class PagedKernel { Decode, Prefill };
 
 // The kernel pagedAttention's caller runs p on: Prefill when p has a block mask, or is a prefill
 // of a 16-bit cache (f16/bf16, head dim 64/128/256) with at least pagedPrefillMinRows() query rows
-// per sequence on average; Decode otherwise (decode, short prefill, quantized caches).
-PagedKernel pagedKernelFor(const PagedAttnParams& p);
+// per sequence on average and enough 128-row query tiles (x heads) for a quarter of num_sms SMs;
+// Decode otherwise (decode, short or narrow prefill, quantized caches).
+PagedKernel pagedKernelFor(const PagedAttnParams& p, int num_sms);
 
 // The average query rows per sequence from which a prefill runs on the prefill kernel: 64, or
 // ATTN_PAGED_PREFILL_MIN_ROWS (read once; for measuring the crossover).
