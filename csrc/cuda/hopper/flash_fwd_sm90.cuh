@@ -27,6 +27,7 @@
 #include "../flash/fwd_common.cuh"
 #include "hopper_ptx.cuh"
 #include "tensor_map.h"
+#include "tile_store.cuh"
 #include "wgmma_ops.cuh"
 
 namespace attn::cuda::hopper {
@@ -275,25 +276,13 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
 #pragma unroll
       for (int dt = 0; dt < kDT; ++dt) {
         const uint32_t v = ElemTraits<Elem>::pack(acc_o[0][dt][2 * hh] * inv, acc_o[0][dt][2 * hh + 1] * inv);
-        const int chunk = dt / 8, unit = dt % 8;
-        stShared32(sQ + chunk * kBlockM * 128 + r * 128 + ((unit ^ (r & 7)) * 16) + 4 * t, v);
+        stShared32(stagedO<kBlockM>(sQ, r, dt, t), v);
       }
     }
     namedBarrierSync(1 + cw, 128);
     Elem* og = reinterpret_cast<Elem*>(p.o) + seq.rowOffset(p.o_batch_stride, p.o_row_stride, b) +
                h * p.o_head_stride;
-    constexpr int kUnits = T::kHeadDim / 8;  // 16-byte units per row
-    const int ctid = tid - 128 * wg;
-#pragma unroll
-    for (int i = 0; i < 64 * kUnits / 128; ++i) {
-      const int idx = ctid + 128 * i;
-      const int r = cw * 64 + idx / kUnits;
-      const int u = idx % kUnits;
-      if (m0 + r < seq.len_q) {
-        const uint4 v = ldShared128(sQ + (u / 8) * kBlockM * 128 + r * 128 + (((u % 8) ^ (r & 7)) * 16));
-        *reinterpret_cast<uint4*>(og + static_cast<int64_t>(m0 + r) * p.o_row_stride + u * 8) = v;
-      }
-    }
+    storeStagedRows<T::kHeadDim, kBlockM>(sQ, reinterpret_cast<uint16_t*>(og), p.o_row_stride, cw, tid - 128 * wg, m0, seq.len_q);
   }
 #else
   __trap();  // only the sm_90a image has a body; the host never launches another (see below)
@@ -302,14 +291,9 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
 
 // ---- host launcher -------------------------------------------------------------------------
 
-// Whether the loaded image of this kernel is the sm_90a one (an addon built without sm_90a would
-// otherwise run the empty sm_80 body on a Hopper GPU).
 template <typename T>
 bool sm90ImageLoaded() {
-  static const bool loaded = [] {
-    cudaFuncAttributes attr{};
-    return cudaFuncGetAttributes(&attr, flashFwdSm90Kernel<T>) == cudaSuccess && attr.binaryVersion >= 90;
-  }();
+  static const bool loaded = sm90ImageOf(flashFwdSm90Kernel<T>);
   return loaded;
 }
 

@@ -39,6 +39,7 @@
 #include "../quant/quant_ptx.cuh"
 #include "hopper_ptx.cuh"
 #include "tensor_map.h"
+#include "tile_store.cuh"
 #include "wgmma_ops.cuh"
 
 namespace attn::cuda::hopper {
@@ -385,25 +386,13 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
         const float2 vsc = __ldg(reinterpret_cast<const float2*>(vs + dt * 8 + 2 * t));
         const float lo = acc_o[0][dt][2 * hh] * (inv * vsc.x), hi = acc_o[0][dt][2 * hh + 1] * (inv * vsc.y);
         const uint32_t v = out_bf16 ? ElemTraits<__nv_bfloat16>::pack(lo, hi) : ElemTraits<__half>::pack(lo, hi);
-        const int chunk = dt / 8, unit = dt % 8;
-        stShared32(sO + chunk * kBlockM * 128 + r * 128 + ((unit ^ (r & 7)) * 16) + 4 * t, v);
+        stShared32(stagedO<kBlockM>(sO, r, dt, t), v);
       }
     }
     namedBarrierSync(1 + cw, 128);
     const int64_t o_base = p.varlen ? static_cast<int64_t>(q0) * p.o_row_stride : b * p.o_batch_stride;
     uint16_t* og = static_cast<uint16_t*>(p.o) + o_base + static_cast<int64_t>(h) * p.o_head_stride;
-    constexpr int kUnits = D / 8;  // 16-byte units per row
-    const int ctid = tid - 128 * wg;
-#pragma unroll
-    for (int i = 0; i < 64 * kUnits / 128; ++i) {
-      const int idx = ctid + 128 * i;
-      const int r = cw * 64 + idx / kUnits;
-      const int u = idx % kUnits;
-      if (m0 + r < len_q) {
-        const uint4 v = ldShared128(sO + (u / 8) * kBlockM * 128 + r * 128 + (((u % 8) ^ (r & 7)) * 16));
-        *reinterpret_cast<uint4*>(og + static_cast<int64_t>(m0 + r) * p.o_row_stride + u * 8) = v;
-      }
-    }
+    storeStagedRows<D, kBlockM>(sO, og, p.o_row_stride, cw, tid - 128 * wg, m0, len_q);
   }
 #else
   __trap();  // only the sm_90a image has a body; the host never launches another (see below)
@@ -412,14 +401,9 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
 
 // ---- host launcher -------------------------------------------------------------------------
 
-// Whether the loaded image of this kernel is the sm_90a one (an addon built without sm_90a would
-// otherwise run the empty sm_80 body on a Hopper GPU).
 template <typename T>
 bool quantSm90ImageLoaded() {
-  static const bool loaded = [] {
-    cudaFuncAttributes attr{};
-    return cudaFuncGetAttributes(&attr, quantFwdSm90Kernel<T>) == cudaSuccess && attr.binaryVersion >= 90;
-  }();
+  static const bool loaded = sm90ImageOf(quantFwdSm90Kernel<T>);
   return loaded;
 }
 

@@ -10,13 +10,12 @@
 #include "../check.h"
 #include "paged_attention.h"
 #include "paged_internal.h"
+#include "paged_checks.h"
 #include "split_workspace.h"
 
 namespace attn::cuda {
 namespace {
 
-bool isPow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // Query rows per sequence the grid must cover.
 int64_t maxRowsQ(const PagedAttnParams& p) { return p.cu_seqlens_q ? std::max(p.max_seqlen_q, 0) : 1; }
@@ -33,34 +32,13 @@ bool pagedAttentionSupported(const PagedAttnParams& p, std::string* why) {
     if (why) *why = msg;
     return false;
   };
-  if (p.dtype != DType::F16 && p.dtype != DType::BF16)
-    return fail(std::string("dtype ") + dtypeName(p.dtype) + " is not supported (f16 or bf16)");
-  if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256)
-    return fail("head_dim " + std::to_string(p.head_dim) + " is not supported (64, 128 or 256)");
-  if (!isPow2(p.page_size)) return fail("page_size " + std::to_string(p.page_size) + " is not a power of two");
-  if (p.heads_q <= 0 || p.heads_kv <= 0 || p.heads_q % p.heads_kv != 0)
-    return fail("heads_q must be a positive multiple of heads_kv");
-  if (p.batch < 0 || p.total_q < 0) return fail("batch and total_q must not be negative");
-  if (p.cu_seqlens_q == nullptr && p.total_q != p.batch)
-    return fail("without cu_seqlens_q, total_q must equal batch (one query per sequence)");
-  if (p.cu_seqlens_q != nullptr && p.total_q > 0 && p.max_seqlen_q <= 0)
-    return fail("max_seqlen_q must be positive with cu_seqlens_q");
-  if (p.batch > 0 && p.total_q > 0) {
-    if (!p.q || !p.o || !p.k_pages || !p.v_pages || !p.block_table || !p.seq_lens)
-      return fail("q, o, k_pages, v_pages, block_table and seq_lens must be set");
-  }
+  const std::string problem = paged::pagedCommonProblem(p);
+  if (!problem.empty()) return fail(problem);
   if (p.block_row_ptr != nullptr) return fail("a block mask runs on the prefill kernel (pagedPrefill), not the decode kernel");
   if (p.quantized() && (!p.k_scales || !p.v_scales || !p.k_smooth || !p.k_chan || !p.v_chan))
     return fail("a quantized cache needs k_scales, v_scales, k_smooth, k_chan and v_chan");
   if (!p.quantized() && p.cache_dtype != p.dtype && p.cache_dtype != DType::F32)
     return fail("the cache's dtype must equal q's unless the cache is quantized");
-  if (!aligned16(p.q) || !aligned16(p.o) || !aligned16(p.k_pages) || !aligned16(p.v_pages))
-    return fail("q, o, k_pages and v_pages must be 16-byte aligned");
-  const int64_t strides[] = {p.q_row_stride, p.q_head_stride, p.o_row_stride, p.o_head_stride, p.page_stride,
-                             p.page_head_stride};
-  for (int64_t s : strides) {
-    if (s % 8 != 0) return fail("q/o row and head strides and page strides must be multiples of 8 elements");
-  }
   if (p.num_splits > paged::kMaxSplits) return fail("num_splits exceeds " + std::to_string(paged::kMaxSplits));
   if (static_cast<int64_t>(p.batch) * p.heads_kv * mblocksOf(p) > INT_MAX) return fail("grid too large");
   if (why) why->clear();

@@ -22,7 +22,7 @@
 #include "../check.h"
 #include "../common/ptx.cuh"
 #include "paged_internal.h"
-#include "split_combine.cuh"
+#include "decode_common.cuh"
 
 namespace attn::cuda::paged {
 
@@ -42,7 +42,7 @@ struct DecodeCfg {
   static constexpr int kSmem = decodeSmemBytes(D, kStages);
   static constexpr int kMaxSmem = decodeSmemBytes(D, kMaxStages);
   static constexpr int kMinBlocks = decodeCtasPerSm(D);
-  static constexpr int kOStride = D + 8;                  // floats per row of the epilogue buffer
+  static constexpr int kOStride = D + 4;                  // floats per row of the epilogue buffer
   static_assert(kWarps * 16 == kN, "each warp takes 16 keys of a tile");
   static_assert(kThreads % kChunks == 0 && kN % kLoadRows == 0, "load mapping");
   static_assert(kSmem == kQBytes + kStages * 2 * kTileBytes, "smem layout");
@@ -65,13 +65,8 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   constexpr int kLdChunks = Cfg::kChunks;
   constexpr int kLdRows = Cfg::kLoadRows;
   constexpr int kKPT = Cfg::kKeysPerThread;
-  constexpr float kLog2e = 1.4426950408889634f;
-  constexpr float kLn2 = 0.6931471805599453f;
-  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
 
   extern __shared__ __align__(128) unsigned char smem[];
-  __shared__ float sm_m[kDecodeWarps][kDecodeRows];
-  __shared__ float sm_l[kDecodeWarps][kDecodeRows];
   __shared__ int s_pg[(Cfg::kMaxStages - 1) * kN];  // page of each key of the prologue tiles
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -83,59 +78,10 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
-
-  int bid = blockIdx.x;
-  const int mb = bid % a.mblocks;
-  bid /= a.mblocks;
-  const int kvh = bid % a.heads_kv;
-  const int b = bid / a.heads_kv;
-  const int split = blockIdx.y;
-
-  const int q0 = a.cu_q ? a.cu_q[b] : b;
-  const int nq = a.cu_q ? a.cu_q[b + 1] - q0 : 1;
-  const int len_k = max(a.seq_lens[b], 0);
-  const int rows_total = nq * a.group;
-  const int m0 = mb * kDecodeRows;
-  if (m0 >= rows_total) return;  // uniform over the CTA
-  const int mrows = min(kDecodeRows, rows_total - m0);
-  const int offset = len_k - nq;  // query row qi sits at position offset + qi
-
-  // Visible keys of local row m: [lo, hi) within [0, len_k).
-  auto rowRange = [&](int m, int& lo, int& hi) {
-    const long long pos = static_cast<long long>(offset) + (m0 + m) / a.group;
-    long long l = 0, h = len_k;
-    if (a.window_left >= 0) l = max(l, pos - a.window_left);
-    if (a.window_right >= 0) h = min(h, pos + a.window_right + 1);
-    lo = static_cast<int>(min(l, static_cast<long long>(len_k)));
-    hi = static_cast<int>(max(h, 0LL));
-  };
-
-  // The CTA's key range: the union of its rows' ranges. max_lo / min_hi bound the tiles that
-  // need no mask for any row.
-  int lo_all = INT_MAX, hi_all = 0, max_lo = 0, min_hi = INT_MAX;
-  bool any_empty = false;
-  for (int m = 0; m < mrows; ++m) {
-    int lo, hi;
-    rowRange(m, lo, hi);
-    if (hi <= lo) {
-      any_empty = true;
-      continue;
-    }
-    lo_all = min(lo_all, lo);
-    hi_all = max(hi_all, hi);
-    max_lo = max(max_lo, lo);
-    min_hi = min(min_hi, hi);
-  }
-  if (lo_all >= hi_all) lo_all = hi_all = 0;
-
-  // This split's chunk of the range, in whole tiles.
-  const int lo_al = lo_all & ~(kN - 1);
-  const int span = hi_all - lo_al;
-  const int chunk = ((span + a.num_splits - 1) / a.num_splits + kN - 1) & ~(kN - 1);
-  const int kbeg = lo_al + split * chunk;
-  const int kend = min(hi_all, kbeg + chunk);
-  const int ntiles = kend > kbeg ? (kend - kbeg + kN - 1) / kN : 0;
-  const int tile_hi = min(min_hi, kend);  // keys below this are visible to every row (if >= max_lo)
+  DecodeCta cta;
+  if (!decodeCtaOf(a, cta)) return;  // uniform over the CTA
+  const int kvh = cta.kvh, b = cta.b, q0 = cta.q0, m0 = cta.m0, mrows = cta.mrows;
+  const int kbeg = cta.kbeg, kend = cta.kend, ntiles = cta.ntiles;
 
   // Shared memory: Q tile, then kStages x (K tile, V tile).
   constexpr int kStageTile = Cfg::kTileBytes;
@@ -215,27 +161,12 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   // Per-thread rows of the mma fragments: g and g + 8.
   const int g = lane >> 2;
   const int t4 = lane & 3;
-  int row_lo[2], row_hi[2], row_pos[2];
-  float row_slope[2];
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int m = g + rr * 8;
-    row_lo[rr] = 0;
-    row_hi[rr] = 0;
-    row_pos[rr] = 0;
-    row_slope[rr] = 0.0f;
-    if (m < mrows) {
-      rowRange(m, row_lo[rr], row_hi[rr]);
-      const int qi = (m0 + m) / a.group;
-      row_pos[rr] = offset + qi;
-      if (a.alibi) row_slope[rr] = a.alibi[kvh * a.group + (m0 + m - qi * a.group)] * kLog2e;
-    }
-    row_hi[rr] = min(row_hi[rr], kend);
-  }
+  const DecodeRows rows = decodeRowsOf(a, cta, g);
 
   float o_acc[D / 8][4];
 #pragma unroll
   for (int i = 0; i < D / 8; ++i) o_acc[i][0] = o_acc[i][1] = o_acc[i][2] = o_acc[i][3] = 0.0f;
+  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
   float m_run[2] = {kNegInf, kNegInf};
   float l_run[2] = {0.0f, 0.0f};
 
@@ -243,7 +174,6 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   const int q_lrow = (lane & 7) + ((lane >> 3) & 1) * 8, q_lchunk = lane >> 4;
   const int k_lrow = warp * 16 + (lane & 7) + (lane >> 4) * 8, k_lchunk = (lane >> 3) & 1;
   const int v_lrow = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, v_lchunk = lane >> 4;
-  const bool transform = a.has_softcap || a.alibi != nullptr;
 
   int stage = 0;                // stage of tile it
   int load_stage = stages - 1;  // stage of tile it + stages - 1 (= the one tile it-1 used)
@@ -275,54 +205,8 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
       mma16816<T>(s[1], qa, kb[2], kb[3]);
     }
 
-    // Scores in log2 units, then the mask.
-    const bool need_mask = any_empty || ts < max_lo || ts + kN > tile_hi;
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int rr = e >> 1;
-        const int j = ts + warp * 16 + nt * 8 + 2 * t4 + (e & 1);
-        float x;
-        if (!transform) {
-          x = s[nt][e] * a.scale_log2;
-        } else {
-          x = a.has_softcap ? a.softcap_log2 * tanhf(s[nt][e] * a.softcap_scale) : s[nt][e] * a.scale_log2;
-          x -= row_slope[rr] * fabsf(static_cast<float>(row_pos[rr] - j));
-        }
-        if (need_mask && (j < row_lo[rr] || j >= row_hi[rr])) x = kNegInf;
-        s[nt][e] = x;
-      }
-    }
-
-    // Online softmax for rows g and g + 8 (the quad of 4 lanes shares a row).
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      float mx = fmaxf(fmaxf(s[0][2 * rr], s[0][2 * rr + 1]), fmaxf(s[1][2 * rr], s[1][2 * rr + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m_run[rr], mx);
-      const float m_use = m_new == kNegInf ? 0.0f : m_new;  // every key so far masked: keep exp2 finite
-      const float alpha = exp2f(m_run[rr] - m_use);         // m_run == -inf -> 0
-      m_run[rr] = m_new;
-      float sum = 0.0f;
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float p = exp2f(s[nt][2 * rr + e] - m_use);  // -inf -> 0
-          s[nt][2 * rr + e] = p;
-          sum += p;
-        }
-      }
-      l_run[rr] = l_run[rr] * alpha + sum;
-#pragma unroll
-      for (int i = 0; i < D / 8; ++i) {
-        o_acc[i][2 * rr] *= alpha;
-        o_acc[i][2 * rr + 1] *= alpha;
-      }
-    }
-
+    decodeScores(a, cta, rows, s, ts, warp * 16, t4);
+    decodeSoftmax<D / 8>(s, m_run, l_run, o_acc);
 
     // O += P V: the S accumulators are the A fragment of a 16x16 P tile.
     uint32_t pa[4];
@@ -339,82 +223,7 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
     }
   }
 
-  // Epilogue: merge the 4 warps' (m, l, O) per row through shared memory.
-  cpAsyncWait<0>();
-  __syncthreads();  // all warps done with the pipeline buffers
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    l_run[rr] += __shfl_xor_sync(0xffffffffu, l_run[rr], 1);
-    l_run[rr] += __shfl_xor_sync(0xffffffffu, l_run[rr], 2);
-  }
-  if (t4 == 0) {
-    sm_m[warp][g] = m_run[0];
-    sm_m[warp][g + 8] = m_run[1];
-    sm_l[warp][g] = l_run[0];
-    sm_l[warp][g + 8] = l_run[1];
-  }
-  __syncthreads();
-
-  float* s_o = reinterpret_cast<float*>(smem);  // [kWarps][16][kOStride]
-  const bool split_out = a.num_splits > 1;
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int row = g + rr * 8;
-    float M = kNegInf;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, sm_m[w][row]);
-    const float Mu = M == kNegInf ? 0.0f : M;
-    float L = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) L += sm_l[w][row] * exp2f(sm_m[w][row] - Mu);
-    const float fac = L > 0.0f ? exp2f(m_run[rr] - Mu) / L : 0.0f;
-    float* dst = s_o + (warp * kDecodeRows + row) * Cfg::kOStride + 2 * t4;
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) {
-      *reinterpret_cast<float2*>(dst + i * 8) = make_float2(o_acc[i][2 * rr] * fac, o_acc[i][2 * rr + 1] * fac);
-    }
-    if (warp == 0 && t4 == 0 && row < mrows) {
-      const float lse = L > 0.0f ? M * kLn2 + logf(L) : kNegInf;
-      const int m = m0 + row;
-      const int qi = m / a.group;
-      const int64_t idx = static_cast<int64_t>(q0 + qi) * a.heads_q + kvh * a.group + (m - qi * a.group);
-      if (split_out) {
-        a.ws_lse[static_cast<int64_t>(split) * a.total_q * a.heads_q + idx] = lse;
-      } else if (a.lse) {
-        a.lse[idx] = lse;
-      }
-    }
-  }
-  __syncthreads();
-
-  for (int u = tid; u < kDecodeRows * Cfg::kChunks; u += Cfg::kThreads) {
-    const int r = u / Cfg::kChunks, c = u % Cfg::kChunks;
-    if (r >= mrows) break;  // u grows with r
-    float v[8];
-#pragma unroll
-    for (int k = 0; k < 8; ++k) v[k] = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) {
-      const float4* src = reinterpret_cast<const float4*>(s_o + (w * kDecodeRows + r) * Cfg::kOStride + c * 8);
-      const float4 x0 = src[0], x1 = src[1];
-      v[0] += x0.x; v[1] += x0.y; v[2] += x0.z; v[3] += x0.w;
-      v[4] += x1.x; v[5] += x1.y; v[6] += x1.z; v[7] += x1.w;
-    }
-    const int m = m0 + r;
-    const int qi = m / a.group;
-    const int h = kvh * a.group + (m - qi * a.group);
-    const int row = q0 + qi;
-    if (split_out) {
-      float* dst = a.ws_o + ((static_cast<int64_t>(split) * a.total_q + row) * a.heads_q + h) * D + c * 8;
-      reinterpret_cast<float4*>(dst)[0] = make_float4(v[0], v[1], v[2], v[3]);
-      reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
-    } else {
-      T* dst = static_cast<T*>(a.o) + static_cast<int64_t>(row) * a.o_row_stride + static_cast<int64_t>(h) * a.o_head_stride + c * 8;
-      store8<T>(dst, v);
-    }
-  }
-  if (split_out && a.counters != nullptr && lastSplitArrived(a))
-    combineSplitRows<T, D>(a, m0, mrows, kvh, q0, reinterpret_cast<float*>(smem));
+  decodeEpilogue<T, D>(a, cta, o_acc, m_run, l_run, reinterpret_cast<float*>(smem), [](int np, int n) { return 8 * np + n; }, nullptr);
 }
 
 template <typename T, int D>

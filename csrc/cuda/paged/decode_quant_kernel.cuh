@@ -29,11 +29,12 @@
 
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include "../check.h"
 #include "../common/ptx.cuh"
 #include "paged_internal.h"
-#include "split_combine.cuh"
+#include "decode_common.cuh"
 
 namespace attn::cuda::paged {
 
@@ -125,13 +126,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
   constexpr int kKS = D / 16;  // k16 steps of Q K^T
   constexpr int kNP = D / 8;   // n8 tiles of O
   const int stages = a.stages;  // >= 2
-  constexpr float kLog2e = 1.4426950408889634f;
-  constexpr float kLn2 = 0.6931471805599453f;
-  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
 
   extern __shared__ __align__(128) unsigned char smem[];
-  __shared__ float sm_m[kDecodeWarps][kDecodeRows];
-  __shared__ float sm_l[kDecodeWarps][kDecodeRows];
   __shared__ float s_qmax[kDecodeWarps];
   __shared__ float s_qmu[kDecodeRows];
 
@@ -144,53 +140,10 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
   const int warp = tid >> 5;
   const int g = lane >> 2;
   const int t4 = lane & 3;
-
-  int bid = blockIdx.x;
-  const int mb = bid % a.mblocks;
-  bid /= a.mblocks;
-  const int kvh = bid % a.heads_kv;
-  const int b = bid / a.heads_kv;
-  const int split = blockIdx.y;
-
-  const int q0 = a.cu_q ? a.cu_q[b] : b;
-  const int nq = a.cu_q ? a.cu_q[b + 1] - q0 : 1;
-  const int len_k = max(a.seq_lens[b], 0);
-  const int rows_total = nq * a.group;
-  const int m0 = mb * kDecodeRows;
-  if (m0 >= rows_total) return;  // uniform over the CTA
-  const int mrows = min(kDecodeRows, rows_total - m0);
-  const int offset = len_k - nq;
-
-  auto rowRange = [&](int m, int& lo, int& hi) {
-    const long long pos = static_cast<long long>(offset) + (m0 + m) / a.group;
-    long long l = 0, h = len_k;
-    if (a.window_left >= 0) l = max(l, pos - a.window_left);
-    if (a.window_right >= 0) h = min(h, pos + a.window_right + 1);
-    lo = static_cast<int>(min(l, static_cast<long long>(len_k)));
-    hi = static_cast<int>(max(h, 0LL));
-  };
-  int lo_all = INT_MAX, hi_all = 0, max_lo = 0, min_hi = INT_MAX;
-  bool any_empty = false;
-  for (int m = 0; m < mrows; ++m) {
-    int lo, hi;
-    rowRange(m, lo, hi);
-    if (hi <= lo) {
-      any_empty = true;
-      continue;
-    }
-    lo_all = min(lo_all, lo);
-    hi_all = max(hi_all, hi);
-    max_lo = max(max_lo, lo);
-    min_hi = min(min_hi, hi);
-  }
-  if (lo_all >= hi_all) lo_all = hi_all = 0;
-  const int lo_al = lo_all & ~(kN - 1);
-  const int span = hi_all - lo_al;
-  const int chunk = ((span + a.num_splits - 1) / a.num_splits + kN - 1) & ~(kN - 1);
-  const int kbeg = lo_al + split * chunk;
-  const int kend = min(hi_all, kbeg + chunk);
-  const int ntiles = kend > kbeg ? (kend - kbeg + kN - 1) / kN : 0;
-  const int tile_hi = min(min_hi, kend);
+  DecodeCta cta;
+  if (!decodeCtaOf(a, cta)) return;  // uniform over the CTA
+  const int kvh = cta.kvh, b = cta.b, q0 = cta.q0, m0 = cta.m0, mrows = cta.mrows;
+  const int kbeg = cta.kbeg, kend = cta.kend, ntiles = cta.ntiles;
 
   // Shared memory: the f16 Q tile, then per stage and warp: K bytes, V bytes, K scales, V scales.
   const uint32_t s_base = smemAddr(smem);
@@ -346,29 +299,15 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
     for (int ks = 0; ks < kKS; ++ks) qFrag(ks, q_reg[ks]);
   }
 
-  int row_lo[2], row_hi[2], row_pos[2];
-  float row_slope[2], row_qmu[2];
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int m = g + rr * 8;
-    row_lo[rr] = row_hi[rr] = row_pos[rr] = 0;
-    row_slope[rr] = 0.0f;
-    row_qmu[rr] = s_qmu[m];
-    if (m < mrows) {
-      rowRange(m, row_lo[rr], row_hi[rr]);
-      const int qi = (m0 + m) / a.group;
-      row_pos[rr] = offset + qi;
-      if (a.alibi) row_slope[rr] = a.alibi[kvh * a.group + (m0 + m - qi * a.group)] * kLog2e;
-    }
-    row_hi[rr] = min(row_hi[rr], kend);
-  }
+  const DecodeRows rows = decodeRowsOf(a, cta, g);
+  const float row_qmu[2] = {s_qmu[g], s_qmu[g + 8]};
 
   float o_acc[kNP][4];
 #pragma unroll
   for (int i = 0; i < kNP; ++i) o_acc[i][0] = o_acc[i][1] = o_acc[i][2] = o_acc[i][3] = 0.0f;
+  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
   float m_run[2] = {kNegInf, kNegInf};
   float l_run[2] = {0.0f, 0.0f};
-  const bool transform = a.has_softcap || a.alibi != nullptr;
 
   int stage = 0;
   int load_stage = stages - 1;
@@ -413,54 +352,13 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
       }
     }
 
-    // Raw scores (K scale, Q's power of two, smoothing term), log2 units, mask.
-    const bool need_mask = any_empty || ts < max_lo || ts + kN > tile_hi;
+    // Raw scores: K scale, Q's power of two and the smoothing term back in; then as 16-bit scores.
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
+    for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int rr = e >> 1;
-        const int kr = nt * 8 + 2 * t4 + (e & 1);
-        const int j = ts + wk0 + kr;
-        const float raw = fmaf(s[nt][e] * q_div, sc[kr], row_qmu[rr]);
-        float x;
-        if (!transform) {
-          x = raw * a.scale_log2;
-        } else {
-          x = a.has_softcap ? a.softcap_log2 * tanhf(raw * a.softcap_scale) : raw * a.scale_log2;
-          x -= row_slope[rr] * fabsf(static_cast<float>(row_pos[rr] - j));
-        }
-        if (need_mask && (j < row_lo[rr] || j >= row_hi[rr])) x = kNegInf;
-        s[nt][e] = x;
-      }
-    }
-
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      float mx = fmaxf(fmaxf(s[0][2 * rr], s[0][2 * rr + 1]), fmaxf(s[1][2 * rr], s[1][2 * rr + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m_run[rr], mx);
-      const float m_use = m_new == kNegInf ? 0.0f : m_new;
-      const float alpha = exp2f(m_run[rr] - m_use);
-      m_run[rr] = m_new;
-      float sum = 0.0f;
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float p = exp2f(s[nt][2 * rr + e] - m_use);
-          s[nt][2 * rr + e] = p;
-          sum += p;
-        }
-      }
-      l_run[rr] = l_run[rr] * alpha + sum;
-#pragma unroll
-      for (int i = 0; i < kNP; ++i) {
-        o_acc[i][2 * rr] *= alpha;
-        o_acc[i][2 * rr + 1] *= alpha;
-      }
-    }
+      for (int e = 0; e < 4; ++e) s[nt][e] = fmaf(s[nt][e] * q_div, sc[nt * 8 + 2 * t4 + (e & 1)], row_qmu[e >> 1]);
+    decodeScores(a, cta, rows, s, ts, wk0, t4);
+    decodeSoftmax<kNP>(s, m_run, l_run, o_acc);
 
     uint32_t pa[4];
     pa[0] = ElemTraits<__half>::pack(s[0][0], s[0][1]);
@@ -474,128 +372,43 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
     const float* vsc = sc + Cfg::kWarpKeys;
     const __half2 vs01 = __floats2half2_rn(vsc[kr[0]], vsc[kr[1]]);
     const __half2 vs23 = __floats2half2_rn(vsc[kr[2]], vsc[kr[3]]);
+    // Four bytes of each key (channels 4 j' .. 4 j' + 3 of the lane's slice) -> n8 tiles np0 .. np0 + 3.
+    const auto pv4 = [&](uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, auto np0) {
+      uint32_t b0[4], b1[4];
+      widen4<kFp8>(prmt(a0, a1, 0x5140u), b0[0], b0[1]);
+      widen4<kFp8>(prmt(a0, a1, 0x7362u), b0[2], b0[3]);
+      widen4<kFp8>(prmt(a2, a3, 0x5140u), b1[0], b1[1]);
+      widen4<kFp8>(prmt(a2, a3, 0x7362u), b1[2], b1[3]);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) mma16816<__half>(o_acc[decltype(np0)::value + e], pa, hmul2u(b0[e], vs01), hmul2u(b1[e], vs23));
+    };
     if constexpr (D == 64) {
       uint2 w[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) w[i] = ldShared64(sv + kr[i] * D + g * 8);
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const uint32_t a0 = j ? w[0].y : w[0].x, a1 = j ? w[1].y : w[1].x;
-        const uint32_t a2 = j ? w[2].y : w[2].x, a3 = j ? w[3].y : w[3].x;
-        uint32_t b0[4], b1[4];
-        widen4<kFp8>(prmt(a0, a1, 0x5140u), b0[0], b0[1]);
-        widen4<kFp8>(prmt(a0, a1, 0x7362u), b0[2], b0[3]);
-        widen4<kFp8>(prmt(a2, a3, 0x5140u), b1[0], b1[1]);
-        widen4<kFp8>(prmt(a2, a3, 0x7362u), b1[2], b1[3]);
-#pragma unroll
-        for (int e = 0; e < 4; ++e) mma16816<__half>(o_acc[4 * j + e], pa, hmul2u(b0[e], vs01), hmul2u(b1[e], vs23));
-      }
+      pv4(w[0].x, w[1].x, w[2].x, w[3].x, std::integral_constant<int, 0>{});
+      pv4(w[0].y, w[1].y, w[2].y, w[3].y, std::integral_constant<int, 4>{});
     } else {
-#pragma unroll
-      for (int piece = 0; piece < D / 128; ++piece) {
+      const auto piece = [&](auto pc) {
+        constexpr int kPiece = decltype(pc)::value;
         uint4 w[4];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) w[i] = ldShared128(sv + kr[i] * D + swzV<D>(kr[i], g + 8 * piece) * 16);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const uint32_t a0 = (&w[0].x)[j], a1 = (&w[1].x)[j], a2 = (&w[2].x)[j], a3 = (&w[3].x)[j];
-          uint32_t b0[4], b1[4];
-          widen4<kFp8>(prmt(a0, a1, 0x5140u), b0[0], b0[1]);
-          widen4<kFp8>(prmt(a0, a1, 0x7362u), b0[2], b0[3]);
-          widen4<kFp8>(prmt(a2, a3, 0x5140u), b1[0], b1[1]);
-          widen4<kFp8>(prmt(a2, a3, 0x7362u), b1[2], b1[3]);
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            mma16816<__half>(o_acc[16 * piece + 4 * j + e], pa, hmul2u(b0[e], vs01), hmul2u(b1[e], vs23));
-        }
-      }
+        for (int i = 0; i < 4; ++i) w[i] = ldShared128(sv + kr[i] * D + swzV<D>(kr[i], g + 8 * kPiece) * 16);
+        pv4(w[0].x, w[1].x, w[2].x, w[3].x, std::integral_constant<int, 16 * kPiece>{});
+        pv4(w[0].y, w[1].y, w[2].y, w[3].y, std::integral_constant<int, 16 * kPiece + 4>{});
+        pv4(w[0].z, w[1].z, w[2].z, w[3].z, std::integral_constant<int, 16 * kPiece + 8>{});
+        pv4(w[0].w, w[1].w, w[2].w, w[3].w, std::integral_constant<int, 16 * kPiece + 12>{});
+      };
+      piece(std::integral_constant<int, 0>{});
+      if constexpr (D == 256) piece(std::integral_constant<int, 1>{});
     }
   }
 
-  // ---- Epilogue: merge the 4 warps' (m, l, O) per row (as decode_kernel.cuh). ----
-  cpAsyncWait<0>();
-  __syncthreads();  // every warp is done with its pipeline buffers
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    l_run[rr] += __shfl_xor_sync(0xffffffffu, l_run[rr], 1);
-    l_run[rr] += __shfl_xor_sync(0xffffffffu, l_run[rr], 2);
-  }
-  if (t4 == 0) {
-    sm_m[warp][g] = m_run[0];
-    sm_m[warp][g + 8] = m_run[1];
-    sm_l[warp][g] = l_run[0];
-    sm_l[warp][g + 8] = l_run[1];
-  }
-  __syncthreads();
-
-  float* s_o = reinterpret_cast<float*>(smem + Cfg::kQBytes);  // [kWarps][16][kOStride]
-  const float* v_chan = a.v_chan + static_cast<int64_t>(kvh) * D;
-  const bool split_out = a.num_splits > 1;
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int row = g + rr * 8;
-    float M = kNegInf;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, sm_m[w][row]);
-    const float Mu = M == kNegInf ? 0.0f : M;
-    float L = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) L += sm_l[w][row] * exp2f(sm_m[w][row] - Mu);
-    const float fac = L > 0.0f ? exp2f(m_run[rr] - Mu) / L : 0.0f;
-    float* dst = s_o + (warp * kDecodeRows + row) * Cfg::kOStride;
-    // Undo the output-channel permutation of P V: column n of n8 tile np is channel
-    // 128 (np / 16) + 16 n + np % 16 (D = 64: 8 n + np).
-#pragma unroll
-    for (int np = 0; np < kNP; ++np) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int n = 2 * t4 + e;
-        const int ch = D == 64 ? 8 * n + np : 128 * (np / 16) + 16 * n + np % 16;
-        dst[ch] = o_acc[np][2 * rr + e] * fac * __ldg(v_chan + ch);
-      }
-    }
-    if (warp == 0 && t4 == 0 && row < mrows) {
-      const float lse = L > 0.0f ? M * kLn2 + logf(L) : kNegInf;
-      const int m = m0 + row;
-      const int qi = m / a.group;
-      const int64_t idx = static_cast<int64_t>(q0 + qi) * a.heads_q + kvh * a.group + (m - qi * a.group);
-      if (split_out) {
-        a.ws_lse[static_cast<int64_t>(split) * a.total_q * a.heads_q + idx] = lse;
-      } else if (a.lse) {
-        a.lse[idx] = lse;
-      }
-    }
-  }
-  __syncthreads();
-
-  for (int u = tid; u < kDecodeRows * (D / 8); u += Cfg::kThreads) {
-    const int r = u / (D / 8), c = u % (D / 8);
-    if (r >= mrows) break;  // u grows with r
-    float v[8];
-#pragma unroll
-    for (int k = 0; k < 8; ++k) v[k] = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) {
-      const float4* src = reinterpret_cast<const float4*>(s_o + (w * kDecodeRows + r) * Cfg::kOStride + c * 8);
-      const float4 x0 = src[0], x1 = src[1];
-      v[0] += x0.x; v[1] += x0.y; v[2] += x0.z; v[3] += x0.w;
-      v[4] += x1.x; v[5] += x1.y; v[6] += x1.z; v[7] += x1.w;
-    }
-    const int m = m0 + r;
-    const int qi = m / a.group;
-    const int h = kvh * a.group + (m - qi * a.group);
-    const int row = q0 + qi;
-    if (split_out) {
-      float* dst = a.ws_o + ((static_cast<int64_t>(split) * a.total_q + row) * a.heads_q + h) * D + c * 8;
-      reinterpret_cast<float4*>(dst)[0] = make_float4(v[0], v[1], v[2], v[3]);
-      reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
-    } else {
-      T* dst = static_cast<T*>(a.o) + static_cast<int64_t>(row) * a.o_row_stride + static_cast<int64_t>(h) * a.o_head_stride + c * 8;
-      store8<T>(dst, v);
-    }
-  }
-  if (split_out && a.counters != nullptr && lastSplitArrived(a))
-    combineSplitRows<T, D>(a, m0, mrows, kvh, q0, s_o);
+  // Epilogue; the output channels come back from the P V permutation: column n of n8 tile np is
+  // channel 128 (np / 16) + 16 n + np % 16 (D = 64: 8 n + np).
+  decodeEpilogue<T, D>(a, cta, o_acc, m_run, l_run, reinterpret_cast<float*>(smem + Cfg::kQBytes),
+                       [](int np, int n) { return D == 64 ? 8 * n + np : 128 * (np / 16) + 16 * n + np % 16; },
+                       a.v_chan + static_cast<int64_t>(kvh) * D);
 }
 
 template <typename T, int D>

@@ -7,13 +7,12 @@
 
 #include "../../common/error.h"
 #include "paged_attention.h"
+#include "paged_checks.h"
 #include "prefill_internal.h"
 
 namespace attn::cuda {
 namespace {
 
-bool isPow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // Query rows per sequence on average from which a prefill leaves the decode kernel. The decode
 // kernel stages each 64-key K/V tile for 16 (row, head) pairs, so a prefill on it moves ~8x the
@@ -64,29 +63,10 @@ bool pagedPrefillSupported(const PagedAttnParams& p, std::string* why) {
     return false;
   };
   if (p.quantized()) return fail("the prefill kernel (and so a block mask) needs a 16-bit cache, not a quantized one");
-  if (p.dtype != DType::F16 && p.dtype != DType::BF16)
-    return fail(std::string("dtype ") + dtypeName(p.dtype) + " is not supported by the prefill kernel (f16 or bf16)");
-  if (p.cache_dtype != p.dtype && p.cache_dtype != DType::F32)
-    return fail("the cache's dtype must equal q's");
-  if (p.head_dim != 64 && p.head_dim != 128 && p.head_dim != 256)
-    return fail("head_dim " + std::to_string(p.head_dim) + " is not supported by the prefill kernel (64, 128 or 256)");
-  if (!isPow2(p.page_size)) return fail("page_size " + std::to_string(p.page_size) + " is not a power of two");
-  if (p.heads_q <= 0 || p.heads_kv <= 0 || p.heads_q % p.heads_kv != 0)
-    return fail("heads_q must be a positive multiple of heads_kv");
-  if (p.batch < 0 || p.total_q < 0) return fail("batch and total_q must not be negative");
-  if (p.cu_seqlens_q == nullptr && p.total_q != p.batch)
-    return fail("without cu_seqlens_q, total_q must equal batch (one query per sequence)");
-  if (p.cu_seqlens_q != nullptr && p.total_q > 0 && p.max_seqlen_q <= 0)
-    return fail("max_seqlen_q must be positive with cu_seqlens_q");
-  if (p.batch > 0 && p.total_q > 0 && (!p.q || !p.o || !p.k_pages || !p.v_pages || !p.block_table || !p.seq_lens))
-    return fail("q, o, k_pages, v_pages, block_table and seq_lens must be set");
+  const std::string problem = paged::pagedCommonProblem(p);
+  if (!problem.empty()) return fail(problem);
+  if (p.cache_dtype != p.dtype && p.cache_dtype != DType::F32) return fail("the cache's dtype must equal q's");
   if (p.block_row_ptr != nullptr && p.block_col_idx == nullptr) return fail("a block mask needs block_col_idx");
-  if (!aligned16(p.q) || !aligned16(p.o) || !aligned16(p.k_pages) || !aligned16(p.v_pages))
-    return fail("q, o, k_pages and v_pages must be 16-byte aligned");
-  const int64_t strides[] = {p.q_row_stride, p.q_head_stride, p.o_row_stride, p.o_head_stride, p.page_stride,
-                             p.page_head_stride};
-  for (int64_t s : strides)
-    if (s % 8 != 0) return fail("q/o row and head strides and page strides must be multiples of 8 elements");
   if (p.heads_q > 65535 || p.batch > 65535) return fail("the prefill kernel supports at most 65535 heads and sequences");
   // tileOfBlock numbers the CTAs in an int; 64 rows is the smallest query tile.
   if ((static_cast<int64_t>(maxRowsQ(p)) + 63) / 64 * p.heads_q * p.batch > INT_MAX) return fail("grid too large");

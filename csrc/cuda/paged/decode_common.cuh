@@ -1,0 +1,271 @@
+// What the 16-bit (decode_kernel.cuh) and the quantized-cache (decode_quant_kernel.cuh) paged
+// decode kernels share: the CTA's place in the grid and its key range, the per-row masks, the score
+// transform, the online softmax step and the epilogue (the warps' merge, the split partial or the
+// output, and the fused split combine). Both kernels: 4 warps, 16 (query row, head) pairs per CTA,
+// 64-key tiles with 16 keys per warp, mma.sync m16n8k16 fragments (lane: g = lane / 4 owns rows g
+// and g + 8, t4 = lane % 4 columns 2 t4 and 2 t4 + 1 of every n8 tile).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdint>
+
+#include "../common/ptx.cuh"
+#include "paged_internal.h"
+#include "split_combine.cuh"
+
+namespace attn::cuda::paged {
+
+// One CTA = (sequence b, kv head, block of 16 (query row, head) pairs, split). Its rows are the
+// flattened pairs m = qi * group + g; its key range is the union of its rows' visible ranges, cut
+// into num_splits tile-aligned chunks.
+struct DecodeCta {
+  int mb, kvh, b, split;
+  int q0, nq, len_k;
+  int m0, mrows;    // first pair, pairs (<= 16)
+  int offset;       // query row qi sits at position offset + qi
+  int kbeg, kend;   // this split's keys
+  int ntiles;
+  int max_lo, tile_hi;  // tiles within [max_lo, tile_hi) need no mask for any row
+  bool any_empty;       // some row sees no key at all
+
+  // Visible keys of local row m: [lo, hi) within [0, len_k).
+  __device__ __forceinline__ void rowRange(const DecodeArgs& a, int m, int& lo, int& hi) const {
+    const long long pos = static_cast<long long>(offset) + (m0 + m) / a.group;
+    long long l = 0, h = len_k;
+    if (a.window_left >= 0) l = max(l, pos - a.window_left);
+    if (a.window_right >= 0) h = min(h, pos + a.window_right + 1);
+    lo = static_cast<int>(min(l, static_cast<long long>(len_k)));
+    hi = static_cast<int>(max(h, 0LL));
+  }
+  // Global (row, head) pair of local row r: its query row and head.
+  __device__ __forceinline__ int64_t pairOf(const DecodeArgs& a, int r, int& row, int& h) const {
+    const int m = m0 + r;
+    const int qi = m / a.group;
+    h = kvh * a.group + (m - qi * a.group);
+    row = q0 + qi;
+    return static_cast<int64_t>(row) * a.heads_q + h;
+  }
+};
+
+// The CTA of blockIdx; false when it has no rows (a uniform early exit).
+__device__ __forceinline__ bool decodeCtaOf(const DecodeArgs& a, DecodeCta& c) {
+  constexpr int kN = kDecodeTileKeys;
+  int bid = blockIdx.x;
+  c.mb = bid % a.mblocks;
+  bid /= a.mblocks;
+  c.kvh = bid % a.heads_kv;
+  c.b = bid / a.heads_kv;
+  c.split = blockIdx.y;
+  c.q0 = a.cu_q ? a.cu_q[c.b] : c.b;
+  c.nq = a.cu_q ? a.cu_q[c.b + 1] - c.q0 : 1;
+  c.len_k = max(a.seq_lens[c.b], 0);
+  const int rows_total = c.nq * a.group;
+  c.m0 = c.mb * kDecodeRows;
+  if (c.m0 >= rows_total) return false;
+  c.mrows = min(kDecodeRows, rows_total - c.m0);
+  c.offset = c.len_k - c.nq;
+
+  int lo_all = INT_MAX, hi_all = 0, min_hi = INT_MAX;
+  c.max_lo = 0;
+  c.any_empty = false;
+  for (int m = 0; m < c.mrows; ++m) {
+    int lo, hi;
+    c.rowRange(a, m, lo, hi);
+    if (hi <= lo) {
+      c.any_empty = true;
+      continue;
+    }
+    lo_all = min(lo_all, lo);
+    hi_all = max(hi_all, hi);
+    c.max_lo = max(c.max_lo, lo);
+    min_hi = min(min_hi, hi);
+  }
+  if (lo_all >= hi_all) lo_all = hi_all = 0;
+  const int lo_al = lo_all & ~(kN - 1);
+  const int span = hi_all - lo_al;
+  const int chunk = ((span + a.num_splits - 1) / a.num_splits + kN - 1) & ~(kN - 1);
+  c.kbeg = lo_al + c.split * chunk;
+  c.kend = min(hi_all, c.kbeg + chunk);
+  c.ntiles = c.kend > c.kbeg ? (c.kend - c.kbeg + kN - 1) / kN : 0;
+  c.tile_hi = min(min_hi, c.kend);
+  return true;
+}
+
+// The lane's rows g and g + 8: visible keys (hi cut at the split's end), position, ALiBi slope.
+struct DecodeRows {
+  int lo[2], hi[2], pos[2];
+  float slope[2];  // log2 units
+};
+
+__device__ __forceinline__ DecodeRows decodeRowsOf(const DecodeArgs& a, const DecodeCta& c, int g) {
+  constexpr float kLog2e = 1.4426950408889634f;
+  DecodeRows r;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int m = g + rr * 8;
+    r.lo[rr] = r.hi[rr] = r.pos[rr] = 0;
+    r.slope[rr] = 0.0f;
+    if (m < c.mrows) {
+      c.rowRange(a, m, r.lo[rr], r.hi[rr]);
+      const int qi = (c.m0 + m) / a.group;
+      r.pos[rr] = c.offset + qi;
+      if (a.alibi) r.slope[rr] = a.alibi[c.kvh * a.group + (c.m0 + m - qi * a.group)] * kLog2e;
+    }
+    r.hi[rr] = min(r.hi[rr], c.kend);
+  }
+  return r;
+}
+
+// Raw scores of this warp's 16 keys of the tile at ts (key of s[nt][e]: ts + key0 + nt * 8 + 2 t4 +
+// e % 2) -> log2 units with softcap / ALiBi, masked keys -inf.
+__device__ __forceinline__ void decodeScores(const DecodeArgs& a, const DecodeCta& c, const DecodeRows& r, float (&s)[2][4],
+                                             int ts, int key0, int t4) {
+  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
+  const bool transform = a.has_softcap || a.alibi != nullptr;
+  const bool need_mask = c.any_empty || ts < c.max_lo || ts + kDecodeTileKeys > c.tile_hi;
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int rr = e >> 1;
+      const int j = ts + key0 + nt * 8 + 2 * t4 + (e & 1);
+      float x;
+      if (!transform) {
+        x = s[nt][e] * a.scale_log2;
+      } else {
+        x = a.has_softcap ? a.softcap_log2 * tanhf(s[nt][e] * a.softcap_scale) : s[nt][e] * a.scale_log2;
+        x -= r.slope[rr] * fabsf(static_cast<float>(r.pos[rr] - j));
+      }
+      if (need_mask && (j < r.lo[rr] || j >= r.hi[rr])) x = kNegInf;
+      s[nt][e] = x;
+    }
+  }
+}
+
+// Online softmax for rows g and g + 8 (the quad of 4 lanes shares a row): s becomes P, the running
+// max / sum advance and the output accumulator is rescaled.
+template <int kNP>
+__device__ __forceinline__ void decodeSoftmax(float (&s)[2][4], float (&m_run)[2], float (&l_run)[2], float (&o_acc)[kNP][4]) {
+  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    float mx = fmaxf(fmaxf(s[0][2 * rr], s[0][2 * rr + 1]), fmaxf(s[1][2 * rr], s[1][2 * rr + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m_run[rr], mx);
+    const float m_use = m_new == kNegInf ? 0.0f : m_new;  // every key so far masked: keep exp2 finite
+    const float alpha = exp2f(m_run[rr] - m_use);         // m_run == -inf -> 0
+    m_run[rr] = m_new;
+    float sum = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float p = exp2f(s[nt][2 * rr + e] - m_use);  // -inf -> 0
+        s[nt][2 * rr + e] = p;
+        sum += p;
+      }
+    }
+    l_run[rr] = l_run[rr] * alpha + sum;
+#pragma unroll
+    for (int i = 0; i < kNP; ++i) {
+      o_acc[i][2 * rr] *= alpha;
+      o_acc[i][2 * rr + 1] *= alpha;
+    }
+  }
+}
+
+// Epilogue: merges the 4 warps' (m, l, O) per row through shared memory s_o ([4][16][D + 4]
+// floats, free by now), writes the lse and the output (or, with splits, the partial to the
+// workspace, and the last split of the CTA row merges them all). channelOf(np, n): the output
+// channel of column n of n8 tile np of o_acc; v_chan (or null) multiplies each channel.
+template <typename T, int D, typename ChannelOf>
+__device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const DecodeCta& c, float (&o_acc)[D / 8][4],
+                                               const float (&m_run)[2], float (&l_run)[2], float* s_o, ChannelOf channelOf,
+                                               const float* v_chan) {
+  __shared__ float sm_m[kDecodeWarps][kDecodeRows];
+  __shared__ float sm_l[kDecodeWarps][kDecodeRows];
+  constexpr float kLn2 = 0.6931471805599453f;
+  constexpr int kOStride = D + 4;
+  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
+  const int tid = threadIdx.x;
+  const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
+
+  cpAsyncWait<0>();
+  __syncthreads();  // every warp is done with the pipeline buffers
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    l_run[rr] += __shfl_xor_sync(0xffffffffu, l_run[rr], 1);
+    l_run[rr] += __shfl_xor_sync(0xffffffffu, l_run[rr], 2);
+  }
+  if (t4 == 0) {
+    sm_m[warp][g] = m_run[0];
+    sm_m[warp][g + 8] = m_run[1];
+    sm_l[warp][g] = l_run[0];
+    sm_l[warp][g + 8] = l_run[1];
+  }
+  __syncthreads();
+
+  const bool split_out = a.num_splits > 1;
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int row = g + rr * 8;
+    float M = kNegInf;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, sm_m[w][row]);
+    const float Mu = M == kNegInf ? 0.0f : M;
+    float L = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) L += sm_l[w][row] * exp2f(sm_m[w][row] - Mu);
+    const float fac = L > 0.0f ? exp2f(m_run[rr] - Mu) / L : 0.0f;
+    float* dst = s_o + (warp * kDecodeRows + row) * kOStride;
+#pragma unroll
+    for (int np = 0; np < D / 8; ++np) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int ch = channelOf(np, 2 * t4 + e);
+        dst[ch] = o_acc[np][2 * rr + e] * fac * (v_chan ? __ldg(v_chan + ch) : 1.0f);
+      }
+    }
+    if (warp == 0 && t4 == 0 && row < c.mrows) {
+      const float lse = L > 0.0f ? M * kLn2 + logf(L) : kNegInf;
+      int qrow, h;
+      const int64_t idx = c.pairOf(a, row, qrow, h);
+      if (split_out) {
+        a.ws_lse[static_cast<int64_t>(c.split) * a.total_q * a.heads_q + idx] = lse;
+      } else if (a.lse) {
+        a.lse[idx] = lse;
+      }
+    }
+  }
+  __syncthreads();
+
+  for (int u = tid; u < kDecodeRows * (D / 8); u += kDecodeThreads) {
+    const int r = u / (D / 8), cc = u % (D / 8);
+    if (r >= c.mrows) break;  // u grows with r
+    float v[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float4* src = reinterpret_cast<const float4*>(s_o + (w * kDecodeRows + r) * kOStride + cc * 8);
+      const float4 x0 = src[0], x1 = src[1];
+      v[0] += x0.x; v[1] += x0.y; v[2] += x0.z; v[3] += x0.w;
+      v[4] += x1.x; v[5] += x1.y; v[6] += x1.z; v[7] += x1.w;
+    }
+    int row, h;
+    c.pairOf(a, r, row, h);
+    if (split_out) {
+      float* dst = a.ws_o + ((static_cast<int64_t>(c.split) * a.total_q + row) * a.heads_q + h) * D + cc * 8;
+      reinterpret_cast<float4*>(dst)[0] = make_float4(v[0], v[1], v[2], v[3]);
+      reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
+    } else {
+      T* dst = static_cast<T*>(a.o) + static_cast<int64_t>(row) * a.o_row_stride + static_cast<int64_t>(h) * a.o_head_stride + cc * 8;
+      store8<T>(dst, v);
+    }
+  }
+  if (split_out && a.counters != nullptr && lastSplitArrived(a)) combineSplitRows<T, D>(a, c.m0, c.mrows, c.kvh, c.q0, s_o);
+}
+
+}  // namespace attn::cuda::paged
