@@ -23,13 +23,13 @@ export async function checkCase(c: QuantCase, kind: 'random' | 'heavy', dtype: D
   expect(a.rel).toBeLessThanOrEqual(CONTRACT[mode][kind].rel);
   expect(a.lseErr).toBeLessThan(CONTRACT[mode][kind].lse);
   // 'fp8' Q.K^T runs on e4m3 wgmma, whose accumulator keeps fewer bits than fp32 (Hopper's FP8
-  // tensor cores): on heavy-tailed inputs (large scores) the scores move enough that some P round
-  // to another e4m3 value. Measured on the H100 (runs 16-17): lse up to 2.65e-3, output rel. L2 up
-  // to 8.3e-3 from the emulation's fp32 sums; every other mode and input stays within AGREE / 2e-3.
-  const fp8Heavy = mode === 'fp8' && kind === 'heavy';
-  expect(relL2(got.out, cpu.out)).toBeLessThan(fp8Heavy ? 2e-2 : AGREE[dtype]);
+  // tensor cores): the scores move enough that some P round to another e4m3 value. Measured on the
+  // H100 (runs 16-18): lse up to 2.65e-3, output rel. L2 up to 8.3e-3 (heavy) and 5.6e-3 (random)
+  // from the emulation's fp32 sums; every other mode stays within AGREE / 2e-3.
+  const fp8 = mode === 'fp8';
+  expect(relL2(got.out, cpu.out)).toBeLessThan(fp8 ? 2e-2 : AGREE[dtype]);
   const finite = (r: typeof got): number[] => Array.from(r.lse, (v) => (v === -Infinity ? -1e30 : v));
-  expect(maxAbsDiff(finite(got), finite(cpu))).toBeLessThan(fp8Heavy ? 5e-3 : 2e-3);
+  expect(maxAbsDiff(finite(got), finite(cpu))).toBeLessThan(fp8 ? 5e-3 : 2e-3);
 }
 
 /** The contract and CPU-agreement suite of one mode (on compute capability 9.0: the sm_90a kernel,
