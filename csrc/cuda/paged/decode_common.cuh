@@ -176,7 +176,11 @@ __device__ __forceinline__ void decodeSoftmax(float (&s)[2][4], float (&m_run)[2
   }
 }
 
-// Epilogue: merges the 4 warps' (m, l, O) per row through shared memory s_o ([4][16][D + 4]
+// Floats per row of the epilogue's [warps][16][stride] merge buffer (16-byte rows, no bank pattern).
+template <int D>
+constexpr int kDecodeOStride = D + 4;
+
+// Epilogue: merges the 4 warps' (m, l, O) per row through shared memory s_o ([4][16][kDecodeOStride]
 // floats, free by now), writes the lse and the output (or, with splits, the partial to the
 // workspace, and the last split of the CTA row merges them all). channelOf(np, n): the output
 // channel of column n of n8 tile np of o_acc; v_chan (or null) multiplies each channel.
@@ -187,7 +191,7 @@ __device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const Decode
   __shared__ float sm_m[kDecodeWarps][kDecodeRows];
   __shared__ float sm_l[kDecodeWarps][kDecodeRows];
   constexpr float kLn2 = 0.6931471805599453f;
-  constexpr int kOStride = D + 4;
+  constexpr int kOStride = kDecodeOStride<D>;
   const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
   const int tid = threadIdx.x;
   const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;

@@ -42,7 +42,7 @@ struct DecodeCfg {
   static constexpr int kSmem = decodeSmemBytes(D, kStages);
   static constexpr int kMaxSmem = decodeSmemBytes(D, kMaxStages);
   static constexpr int kMinBlocks = decodeCtasPerSm(D);
-  static constexpr int kOStride = D + 4;                  // floats per row of the epilogue buffer
+  static constexpr int kOStride = kDecodeOStride<D>;
   static_assert(kWarps * 16 == kN, "each warp takes 16 keys of a tile");
   static_assert(kThreads % kChunks == 0 && kN % kLoadRows == 0, "load mapping");
   static_assert(kSmem == kQBytes + kStages * 2 * kTileBytes, "smem layout");

@@ -98,7 +98,7 @@ struct QuantDecodeCfg {
   static constexpr int kLdChunks = D / 16;                  // 16-byte chunks per 8-bit row
   static constexpr int kLdStep = 32 / kLdChunks;            // rows one warp pass covers
   static constexpr int kLdIters = kWarpKeys / kLdStep;      // rows per lane per tile (K and V each)
-  static constexpr int kOStride = D + 4;                    // floats per row of the epilogue buffer
+  static constexpr int kOStride = kDecodeOStride<D>;
   static constexpr bool kQInRegs = D <= 128;                // else Q fragments are re-read per tile
   static_assert(kWarps * kWarpKeys == kN && kWarpKeys == 16, "each warp takes 16 keys of a tile");
   static_assert(32 % kLdChunks == 0 && kWarpKeys % kLdStep == 0, "load mapping");
