@@ -59,8 +59,9 @@ const KEYS = ['causal', 'window', 'softcap', 'scale', 'alibiSlopes', 'queryCount
  * GQA: all query heads of a KV group share one read of the pages.
  *
  * On CUDA, decode and short prefills run the split-KV decode kernel; a prefill of a 16-bit cache
- * with at least 64 query rows per sequence on average (and every call with `blockMask`) runs the
- * FlashAttention-2 forward kernel reading K/V through the block table.
+ * with at least 64 query rows per sequence on average whose 128-row query tiles x heads fill a
+ * quarter of the GPU's SMs (and every call with `blockMask`) runs the FlashAttention-2 forward
+ * kernel reading K/V through the block table.
  */
 export function pagedAttention(
   q: Tensor,
