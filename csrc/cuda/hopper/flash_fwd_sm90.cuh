@@ -79,10 +79,11 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
   const uint32_t sK = sQ + T::kOffK;
   const uint32_t sV = sQ + T::kOffV;
   const uint32_t barQ = sQ + T::kOffBar;
-  const auto barFullK = [&](int s) { return barQ + 8 * (1 + s); };
-  const auto barFullV = [&](int s) { return barQ + 8 * (1 + kStages + s); };
-  const auto barEmptyK = [&](int s) { return barQ + 8 * (1 + 2 * kStages + s); };
-  const auto barEmptyV = [&](int s) { return barQ + 8 * (1 + 3 * kStages + s); };
+  const KvRing<kStages> ring{barQ + 8};
+  const auto barFullK = [&](int s) { return ring.fullK(s); };
+  const auto barFullV = [&](int s) { return ring.fullV(s); };
+  const auto barEmptyK = [&](int s) { return ring.emptyK(s); };
+  const auto barEmptyV = [&](int s) { return ring.emptyV(s); };
 
   const int tid = threadIdx.x;
   int m_block, h, b;
@@ -108,12 +109,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
 
   if (tid == 0) {
     mbarInit(barQ, 1);
-    for (int s = 0; s < kStages; ++s) {
-      mbarInit(barFullK(s), 1);
-      mbarInit(barFullV(s), 1);
-      mbarInit(barEmptyK(s), T::kConsumers * 4);  // one arrival per consumer warp
-      mbarInit(barEmptyV(s), T::kConsumers * 4);
-    }
+    ring.init(T::kConsumers * 4);
     fenceBarrierInit();
   }
   __syncthreads();

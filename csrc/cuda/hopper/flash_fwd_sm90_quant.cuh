@@ -110,10 +110,11 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
   const uint32_t sV = sK + T::kOffV;
   const uint32_t sO = sK + T::kOffO;
   const uint32_t bar0 = sK + T::kOffBar;
-  const auto barFullK = [&](int s) { return bar0 + 8 * s; };
-  const auto barFullV = [&](int s) { return bar0 + 8 * (kStages + s); };
-  const auto barEmptyK = [&](int s) { return bar0 + 8 * (2 * kStages + s); };
-  const auto barEmptyV = [&](int s) { return bar0 + 8 * (3 * kStages + s); };
+  const KvRing<kStages> ring{bar0};
+  const auto barFullK = [&](int s) { return ring.fullK(s); };
+  const auto barFullV = [&](int s) { return ring.fullV(s); };
+  const auto barEmptyK = [&](int s) { return ring.emptyK(s); };
+  const auto barEmptyV = [&](int s) { return ring.emptyV(s); };
 
   const int tid = threadIdx.x;
   int m_block, h, b;
@@ -128,12 +129,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
   const KeyBlocks kb = keyBlocks(p, m0, kBlockM, kBlockN, len_q, len_k);
 
   if (tid == 0) {
-    for (int s = 0; s < kStages; ++s) {
-      mbarInit(barFullK(s), 1);
-      mbarInit(barFullV(s), 1);
-      mbarInit(barEmptyK(s), T::kConsumers * 4);  // one arrival per consumer warp
-      mbarInit(barEmptyV(s), T::kConsumers * 4);
-    }
+    ring.init(T::kConsumers * 4);
     fenceBarrierInit();
   }
   __syncthreads();

@@ -19,6 +19,27 @@ __device__ __forceinline__ void mbarInit(uint32_t bar, uint32_t count) {
 // Makes the initialized barriers visible to the async proxy (the TMA unit) before first use.
 __device__ __forceinline__ void fenceBarrierInit() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
 
+// A K/V stage ring's mbarriers: four arrays of kStages 8-byte barriers from `base` (full K, full V,
+// empty K, empty V). Full barriers complete on the producer's arrival plus the TMA bytes, empty
+// ones on one arrival per consumer warp.
+template <int kStages>
+struct KvRing {
+  uint32_t base;
+  __device__ __forceinline__ uint32_t fullK(int s) const { return base + 8 * s; }
+  __device__ __forceinline__ uint32_t fullV(int s) const { return base + 8 * (kStages + s); }
+  __device__ __forceinline__ uint32_t emptyK(int s) const { return base + 8 * (2 * kStages + s); }
+  __device__ __forceinline__ uint32_t emptyV(int s) const { return base + 8 * (3 * kStages + s); }
+  // One thread, before the fenceBarrierInit and the CTA barrier that publish them.
+  __device__ __forceinline__ void init(uint32_t consumer_warps) const {
+    for (int s = 0; s < kStages; ++s) {
+      mbarInit(fullK(s), 1);
+      mbarInit(fullV(s), 1);
+      mbarInit(emptyK(s), consumer_warps);
+      mbarInit(emptyV(s), consumer_warps);
+    }
+  }
+};
+
 // Arrives once and announces `bytes` of TMA traffic the current phase must still receive.
 __device__ __forceinline__ void mbarArriveExpectTx(uint32_t bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
