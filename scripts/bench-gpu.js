@@ -27,6 +27,7 @@ const root = path.join(__dirname, '..');
 const { Tensor, PagedKVCache, PagedLatentCache, BlockSparseMask, attention, pagedAttention, synchronize, cuda } = require(root);
 const { benchAttention, defaultGrid } = require(path.join(root, 'dist', 'bench.js'));
 const { native } = require(path.join(root, 'dist', 'native.js'));
+const { attentionWith } = require(path.join(root, 'dist', 'attention.js'));
 
 const args = process.argv.slice(2);
 const outPath = args.find((a) => !a.startsWith('--')) || 'bench-attn.json';
@@ -221,7 +222,9 @@ async function sparseForward() {
   const shape = [1, S, H, D];
   const [q, k, v] = [0, 1, 2].map(() => Tensor.randn(shape, { dtype: 'bf16', device }));
   const out = Tensor.empty(shape, { dtype: 'bf16', device });
-  const time = (blockMask) => timeCalls(() => attention(q, k, v, { out, returnLse: false, blockMask }));
+  // sparseScheduleCtas: the persistent schedule (one CTA per SM) timed beside the default one CTA
+  // per tile (lib/attention.ts AttentionInternals).
+  const time = (blockMask, internals = {}) => timeCalls(() => attentionWith(q, k, v, { out, returnLse: false, blockMask }, internals));
   process.stderr.write('sparse forward: dense\n');
   const denseMs = await time(undefined);
   const rows = [{ mask: 'dense (no mask)', density: 1, ms: denseMs }];
@@ -231,7 +234,8 @@ async function sparseForward() {
   for (const [name, mask] of masks) {
     process.stderr.write(`sparse forward: ${name}\n`);
     const ms = await time(mask);
-    rows.push({ mask: name, density: mask.density(), ms, vsDenseScaled: ms / (mask.density() * denseMs) });
+    const persistentMs = await time(mask, { sparseScheduleCtas: 1 << 30 });
+    rows.push({ mask: name, density: mask.density(), ms, vsDenseScaled: ms / (mask.density() * denseMs), persistentMs, persistentVsDenseScaled: persistentMs / (mask.density() * denseMs) });
     mask.dispose();
   }
   for (const t of [q, k, v, out]) t.dispose();

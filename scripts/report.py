@@ -59,12 +59,13 @@ if ours.get("sparse") and peer.get("sparse"):
     print(f"Block-sparse forward: seq {of['seqLen']}, {of['heads']} heads, d{of['headDim']}, bf16, batch 1, non-causal; "
           f"128x128 blocks. Target: ms <= 1.15 x density x dense. SDPA-flash dense: {fmt(pf.get('sdpaFlashMs'))} ms"
           f"{'; FlexAttention: ' + pf['flexError'] if pf.get('flexError') else ''}.\n")
-    print("| mask | density | attn-cuda ms | ms / (density x dense) | Flex ms | Flex / attn-cuda |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| mask | density | attn-cuda ms | ms / (density x dense) | persistent-schedule ms | its ratio | Flex ms | Flex / attn-cuda |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in of["rows"]:
         p = pm.get(r["mask"], {})
         flex = p.get("flexMs")
         print(f"| {r['mask']} | {r['density']:.3f} | {r['ms']:.3f} | {fmt(r.get('vsDenseScaled'), 2)} | "
+              f"{fmt(r.get('persistentMs'))} | {fmt(r.get('persistentVsDenseScaled'), 2)} | "
               f"{fmt(flex) if flex else p.get('flexError', 'n/a')[:60]} | {fmt(flex / r['ms'], 2) if flex else 'n/a'} |")
     print()
     pd = {r["batch"]: r for r in peer["sparse"].get("decode", [])}

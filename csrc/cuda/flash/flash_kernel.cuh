@@ -5,7 +5,7 @@
 // One CTA computes kBlockM query rows of one (sequence, head). Warp w owns rows
 // [w * 16 * kMTiles, (w + 1) * 16 * kMTiles) of the tile, as kMTiles m16 MMA tiles, and walks
 // all visible key blocks (kBlockN keys each; with a block-sparse mask only the listed ones, see
-// sparseBlockBelow) from the last to the first, keeping the output
+// SparseCursor) from the last to the first, keeping the output
 // accumulator, running row max and running row sum in registers (online softmax).
 //
 // Register fragments follow mma.m16n8k16: for lane l, g = l / 4 and t = l % 4,
@@ -456,16 +456,16 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocksPerSm) flashFwdKerne
     // Block-sparse: this tile's mask row (a kBlockM tile lies inside one 128-row mask block), its
     // first listed key block, whose K tile the dense prologue would have loaded, then the rest.
     static_assert(kSparseBlock % kBlockM == 0, "query tiles must tile a mask block");
-    int sp_begin, sp_e;
-    sparseMaskRow(p, b, h, m0, sp_begin, sp_e);
-    int n_block = sparseBlockBelow<kBlockN>(p.block_col_idx, sp_e, sp_begin, n_block_max, n_block_min, n_block_max);
+    SparseCursor<kBlockN> cursor;
+    cursor.init(p, b, h, m0);
+    int n_block = cursor.below(n_block_max, n_block_min, n_block_max);
     if (n_block >= n_block_min) {
       const int n0 = n_block * kBlockN;
       kv.template loadK<TileKV, T::kThreads>(p, sK, n0, len_k - n0, tid);
     }
     cpAsyncCommit();
     while (n_block >= n_block_min) {
-      const int n_next = sparseBlockBelow<kBlockN>(p.block_col_idx, sp_e, sp_begin, n_block, n_block_min, n_block_max);
+      const int n_next = cursor.below(n_block, n_block_min, n_block_max);
       process_block(n_block, n_next);
       n_block = n_next;
     }

@@ -51,7 +51,7 @@ struct FwdParams {
   float softcap;       // > 0: on
   float softmax_mult;  // exp2 multiplier of the scores held in registers
   int lpt_group;       // (sequence, head) pairs per scheduling group, see tileOfBlock
-  // Block-sparse mask (AttnParams::block_*), block_col_idx null = dense. See sparseBlockBelow.
+  // Block-sparse mask (AttnParams::block_*), block_col_idx null = dense. See SparseCursor.
   const int32_t* block_row_ptr;
   const int32_t* block_col_idx;
   int block_mask_batch, block_mask_heads, block_mask_q_blocks, block_mask_nnz;
@@ -215,30 +215,44 @@ __device__ __forceinline__ void tileOfBlock(int group, int& m_block, int& h, int
 // listed kernel block below n within [lo, hi), or -1 when none is left. e is the mask entry the
 // cursor is in (moves down only), e_begin the row's first entry. Returned blocks strictly decrease
 // for any list contents, so even a corrupted list can neither repeat a block nor loop forever.
+// The entry the cursor moves to is loaded as soon as it moves, one call ahead of its use: the load
+// latency then overlaps a key block of work instead of stalling the loop head of every block.
 template <int kBlockN>
-__device__ __forceinline__ int sparseBlockBelow(const int32_t* cols, int& e, int e_begin, int n, int lo, int hi) {
-  static_assert(kSparseBlock % kBlockN == 0, "kernel key blocks must tile a mask block");
-  constexpr int kPer = kSparseBlock / kBlockN;
-  int cand = n - 1;
-  for (; e >= e_begin; --e) {
-    const int c = __ldg(cols + e);
-    const int first = max(c * kPer, lo);
-    cand = min(cand, min(c * kPer + kPer - 1, hi - 1));
-    if (cand >= first) return cand;
-  }
-  return -1;
-}
+struct SparseCursor {
+  static constexpr int kPer = kSparseBlock / kBlockN;
+  const int32_t* cols;
+  int e, e_begin;
+  int c_e;  // cols[e] when e >= e_begin
 
-// The mask row of the query tile starting at row m0 (inside one 128-row mask block): its first
-// entry and the cursor start (its last entry), both clamped into [0, nnz].
-__device__ __forceinline__ void sparseMaskRow(const FwdParams& p, int b, int h, int m0, int& e_begin, int& e_last) {
-  const int mb = p.block_mask_batch == 1 ? 0 : b;
-  const int mh = p.block_mask_heads == 1 ? 0 : h;
-  const int64_t r =
-      (static_cast<int64_t>(mb) * p.block_mask_heads + mh) * (p.block_mask_q_blocks + 1) + m0 / kSparseBlock;
-  e_begin = min(max(__ldg(p.block_row_ptr + r), 0), p.block_mask_nnz);
-  e_last = min(max(__ldg(p.block_row_ptr + r + 1), e_begin), p.block_mask_nnz) - 1;
-}
+  // The mask row of the query tile starting at row m0 (inside one 128-row mask block), its
+  // offsets clamped into [0, nnz]; the cursor starts on the row's last entry.
+  __device__ __forceinline__ void init(const FwdParams& p, int b, int h, int m0) {
+    const int mb = p.block_mask_batch == 1 ? 0 : b;
+    const int mh = p.block_mask_heads == 1 ? 0 : h;
+    const int64_t r =
+        (static_cast<int64_t>(mb) * p.block_mask_heads + mh) * (p.block_mask_q_blocks + 1) + m0 / kSparseBlock;
+    cols = p.block_col_idx;
+    e_begin = min(max(__ldg(p.block_row_ptr + r), 0), p.block_mask_nnz);
+    e = min(max(__ldg(p.block_row_ptr + r + 1), e_begin), p.block_mask_nnz) - 1;
+    c_e = e >= e_begin ? __ldg(cols + e) : 0;
+  }
+  __device__ __forceinline__ int below(int n, int lo, int hi) {
+    static_assert(kSparseBlock % kBlockN == 0, "kernel key blocks must tile a mask block");
+    int cand = n - 1;
+    while (e >= e_begin) {
+      const int c = c_e;
+      const int first = max(c * kPer, lo);
+      cand = min(cand, min(c * kPer + kPer - 1, hi - 1));
+      const bool hit = cand >= first;
+      if (!hit || cand == first) {  // nothing of entry e is left below cand: move on, load the next
+        --e;
+        c_e = e >= e_begin ? __ldg(cols + e) : 0;
+      }
+      if (hit) return cand;
+    }
+    return -1;
+  }
+};
 
 // Scheduling group of tileOfBlock for a grid of num_m query blocks per (sequence, head) and `pairs`
 // (sequence, head) pairs: 1 when every block has the same work (no right window), else about two
