@@ -19,14 +19,30 @@
 namespace binding {
 namespace {
 
-// The summaries tensor: [layers, 2 (min, max), pages, kvHeads, 1, headDim], contiguous, shaped like
-// the pool with one slot per page (so copyPages copies a page's summaries like its K/V).
+// The summaries tensor: [layers, 2 (min, max), pages, kvHeads, 1, R], contiguous, shaped like the
+// pool with one slot per page (so copyPages copies a page's summaries like its K/V); R = headDim
+// (every channel) or R label channels, listed by `channels`.
 const TensorRef& checkSummaries(const TensorRef& s, const TensorRef& pool) {
   if (s.shape.size() != 6 || pool.shape.size() != 6 || s.shape[0] != pool.shape[0] || s.shape[1] != 2 ||
-      s.shape[2] != pool.shape[2] || s.shape[3] != pool.shape[3] || s.shape[4] != 1 || s.shape[5] != pool.shape[5] ||
-      !s.contiguous() || s.dtype != pool.dtype || !(s.device() == pool.device()))
-    attn::throwRange("summaries must be a contiguous [layers, 2, pages, kvHeads, 1, headDim] tensor like the pool");
+      s.shape[2] != pool.shape[2] || s.shape[3] != pool.shape[3] || s.shape[4] != 1 || s.shape[5] < 1 ||
+      s.shape[5] > pool.shape[5] || !s.contiguous() || s.dtype != pool.dtype || !(s.device() == pool.device()))
+    attn::throwRange("summaries must be a contiguous [layers, 2, pages, kvHeads, 1, channels] tensor like the pool");
   return s;
+}
+
+// The label channels of summaries with R < headDim: a contiguous int32 [layers, kvHeads, R] tensor
+// on the pool's device (null / undefined: every channel, R must be headDim). Returns the layer's rows.
+const int32_t* summaryChannels(Napi::Value v, const TensorRef& sums, const TensorRef& pool, int layer, TensorRef& holder) {
+  const int64_t R = sums.shape[5];
+  if (v.IsUndefined() || v.IsNull()) {
+    if (R != pool.shape[5]) attn::throwRange("summaries over fewer channels than headDim need their channel indices");
+    return nullptr;
+  }
+  holder = tensorRef(v, "summaryChannels");
+  if (holder.shape.size() != 3 || holder.shape[0] != pool.shape[0] || holder.shape[1] != pool.shape[3] || holder.shape[2] != R ||
+      !holder.contiguous() || holder.dtype != attn::DType::INT32 || !(holder.device() == pool.device()))
+    attn::throwRange("summaryChannels must be a contiguous int32 [layers, kvHeads, channels] tensor on the pool's device");
+  return reinterpret_cast<const int32_t*>(holder.data()) + static_cast<int64_t>(layer) * pool.shape[3] * R;
 }
 
 // Element offset of plane `plane` (0 = min, 1 = max) of `layer` in the summaries.
@@ -47,6 +63,8 @@ Napi::Value pagedSummarize(const Napi::CallbackInfo& info) {
       attn::throwRange("blockTable must be a contiguous 2-d int32 tensor on the pool's device");
     if (!info[4].IsObject()) attn::throwType("options must be an object");
     Napi::Object opt = info[4].As<Napi::Object>();
+    TensorRef chans;
+    const int32_t* channels = summaryChannels(info[5], sums, pool, layer, chans);
     std::vector<int32_t> rows = int32ArrayOpt(opt, "rows"), logical = int32ArrayOpt(opt, "logical"),
                          slotBegin = int32ArrayOpt(opt, "slotBegin"), slotEnd = int32ArrayOpt(opt, "slotEnd");
     const size_t n = rows.size();
@@ -65,7 +83,9 @@ Napi::Value pagedSummarize(const Napi::CallbackInfo& info) {
     p.k_pages = pool.data() + static_cast<size_t>(2 * layer) * pages * p.page_stride * es;
     p.sum_min = sums.data() + static_cast<size_t>(planeOffset(sums, layer, 0)) * es;
     p.sum_max = sums.data() + static_cast<size_t>(planeOffset(sums, layer, 1)) * es;
-    p.sum_page_stride = heads * dim;
+    p.sum_dim = static_cast<int>(sums.shape[5]);
+    p.sum_page_stride = heads * p.sum_dim;
+    p.channels = channels;
     p.block_table = reinterpret_cast<const int32_t*>(table.data());
     p.block_table_stride = static_cast<int>(table.shape[1]);
     p.count = static_cast<int>(n);
@@ -79,10 +99,51 @@ Napi::Value pagedSummarize(const Napi::CallbackInfo& info) {
     p.slot_begin = static_cast<const int32_t*>(s0S->data());
     p.slot_end = static_cast<const int32_t*>(s1S->data());
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(
-        std::vector<attn::StoragePtr>{pool.storage, sums.storage, table.storage, rowsS, logS, s0S, s1S});
+        std::vector<attn::StoragePtr>{pool.storage, sums.storage, table.storage, rowsS, logS, s0S, s1S, chans.storage});
     launch(dev, [p, holds] { attn::cpu::pageSummarize(p); }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
       attn::cuda::pageSummarize(p, c.stream);
+#endif
+    });
+    return info.Env().Undefined();
+  });
+}
+
+// pagedChooseChannels(k, channels, layer): the layer's label channels from the tokens k
+// ([tokens, kvHeads, headDim], channels contiguous) of its first append (PageChannelParams).
+Napi::Value pagedChooseChannels(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    TensorRef k = tensorRef(info[0], "k"), chans = tensorRef(info[1], "channels");
+    if (k.shape.size() != 3 || k.stride(2) != 1) attn::throwRange("k must be [tokens, kvHeads, headDim] with contiguous channels");
+    if (chans.shape.size() != 3 || chans.shape[1] != k.shape[1] || chans.shape[2] < 1 || chans.shape[2] > k.shape[2] ||
+        !chans.contiguous() || chans.dtype != attn::DType::INT32 || !(chans.device() == k.device()))
+      attn::throwRange("channels must be a contiguous int32 [layers, kvHeads, count] tensor on k's device");
+    if (!info[2].IsNumber()) attn::throwType("layer must be a number");
+    const int layer = info[2].As<Napi::Number>().Int32Value();
+    if (layer < 0 || layer >= chans.shape[0]) attn::throwRange("layer is out of range");
+    if (k.shape[0] == 0) return info.Env().Undefined();
+    if (k.shape[0] > 0x7fffffff) attn::throwRange("k has too many tokens");
+    attn::PageChannelParams p;
+    p.dtype = k.dtype;
+    p.k = k.data();
+    p.k_row_stride = k.stride(0);
+    p.k_head_stride = k.stride(1);
+    p.tokens = static_cast<int>(k.shape[0]);
+    p.heads_kv = static_cast<int>(k.shape[1]);
+    p.head_dim = static_cast<int>(k.shape[2]);
+    p.count = static_cast<int>(chans.shape[2]);
+    p.out = reinterpret_cast<int32_t*>(chans.data()) + static_cast<int64_t>(layer) * p.heads_kv * p.count;
+    const attn::Device& dev = k.device();
+    auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{k.storage, chans.storage});
+    if (dev.isCuda()) {
+      const size_t chunks = (static_cast<size_t>(p.tokens) + attn::kChannelChunk - 1) / attn::kChannelChunk;
+      attn::StoragePtr part = allocate(dev, chunks * p.heads_kv * p.head_dim * sizeof(double));
+      p.partial = static_cast<double*>(part->data());
+      holds->push_back(part);
+    }
+    launch(dev, [p, holds] { attn::cpu::pageChooseChannels(p); }, [&](const CudaTarget& c) {
+#ifdef ATTN_WITH_CUDA
+      attn::cuda::pageChooseChannels(p, c.stream);
 #endif
     });
     return info.Env().Undefined();
@@ -104,6 +165,8 @@ TopKPlan planTopK(Napi::Object opt, const TensorRef& q, const TensorRef& pool, i
   if (!sv.IsObject()) attn::throwType("options.summaries must be a Tensor with options.topKPages");
   TensorRef sums = tensorRef(sv, "options.summaries");
   checkSummaries(sums, pool);
+  TensorRef chans;
+  const int32_t* channels = summaryChannels(opt.Get("summaryChannels"), sums, pool, layer, chans);
 
   const int ps = p.page_size;
   int maxPages = 1;
@@ -125,7 +188,9 @@ TopKPlan planTopK(Napi::Object opt, const TensorRef& q, const TensorRef& pool, i
   s.q_head_stride = q.stride(1);
   s.sum_min = sums.data() + static_cast<size_t>(planeOffset(sums, layer, 0)) * es;
   s.sum_max = sums.data() + static_cast<size_t>(planeOffset(sums, layer, 1)) * es;
-  s.sum_page_stride = pool.shape[3] * pool.shape[5];
+  s.sum_dim = static_cast<int>(sums.shape[5]);
+  s.sum_page_stride = pool.shape[3] * sums.shape[5];
+  s.channels = channels;
   s.block_table = p.block_table;
   s.block_table_stride = p.block_table_stride;
   s.block_table_rows = p.block_table_rows;
@@ -140,12 +205,12 @@ TopKPlan planTopK(Napi::Object opt, const TensorRef& q, const TensorRef& pool, i
   attn::StoragePtr table = allocate(dev, static_cast<size_t>(p.batch) * kEff * sizeof(int32_t));
   attn::StoragePtr lens = toDevice(dev, clen);
   s.out_table = static_cast<int32_t*>(table->data());
-  if (dev.isCuda()) {
-    attn::StoragePtr scores = allocate(dev, static_cast<size_t>(p.batch) * maxPages * sizeof(float));
-    s.scores = static_cast<float*>(scores->data());
-    plan.holds.push_back(scores);
+  if (dev.isCuda()) {  // s.counters: the device's split counters, set where the launch is
+    attn::StoragePtr keys = allocate(dev, static_cast<size_t>(p.batch) * maxPages * sizeof(uint32_t));
+    s.keys = static_cast<uint32_t*>(keys->data());
+    plan.holds.push_back(keys);
   }
-  plan.holds.insert(plan.holds.end(), {sums.storage, table, lens});
+  plan.holds.insert(plan.holds.end(), {sums.storage, table, lens, chans.storage});
 
   p.block_table = s.out_table;
   p.block_table_stride = kEff;
@@ -158,6 +223,7 @@ TopKPlan planTopK(Napi::Object opt, const TensorRef& q, const TensorRef& pool, i
 
 void registerPageTopKOps(Napi::Env env, Napi::Object exports) {
   exports.Set("pagedSummarize", Napi::Function::New(env, pagedSummarize, "pagedSummarize"));
+  exports.Set("pagedChooseChannels", Napi::Function::New(env, pagedChooseChannels, "pagedChooseChannels"));
 }
 
 }  // namespace binding

@@ -240,6 +240,11 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     // device time in ms measured by CUDA events, free of JS call overhead. Blocks; never used by lib/.
     int benchIters = intOpt(opt, "benchIters", 0);
     double benchMs = -1.0;
+    // With benchIters and topKPages: also time the top-k selection alone and the decode alone over
+    // the compacted table, returning [all, select, decode] ms per launch (scripts/bench-gpu.js).
+    const bool benchStages = boolOpt(opt, "benchStages", false);
+    double benchSelectMs = -1.0, benchDecodeMs = -1.0;
+    (void)benchStages;  // used by the CUDA path only
     if (p.total_q == 0) return info.Env().Undefined();
     if (!q.device().isCuda() && q.dtype != attn::DType::F32 && q.dtype != attn::DType::F16 && q.dtype != attn::DType::BF16)
       attn::throwType(std::string("pagedAttention on cpu supports f32, f16 and bf16, not ") + attn::dtypeName(q.dtype));
@@ -296,21 +301,38 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
           pc.split_counters = splitCounters(dev, static_cast<size_t>(attn::cuda::pagedCounterSlots(pc)));
         }
       }
-      auto run = [&] {
-        if (sparse) attn::cuda::pageTopK(select, c.stream);
+      attn::PageTopKParams sel = select;
+      if (sparse) sel.counters = splitCounters(dev, static_cast<size_t>(sel.batch));
+      auto selectPages = [&] { attn::cuda::pageTopK(sel, c.multiprocessors, c.stream); };
+      auto decode = [&] {
         if (kernel == PagedKernel::Prefill) {
           attn::cuda::pagedPrefill(pc, c.multiprocessors, c.stream);
         } else {
           attn::cuda::pagedAttention(pc, c.multiprocessors, c.stream);
         }
       };
+      auto run = [&] {
+        if (sparse) selectPages();
+        decode();
+      };
       if (benchIters <= 0) {
         run();
         return;
       }
       benchMs = attn::cuda::timeLaunches(c.stream, benchIters, run);
+      if (benchStages && sparse) {
+        benchSelectMs = attn::cuda::timeLaunches(c.stream, benchIters, selectPages);
+        benchDecodeMs = attn::cuda::timeLaunches(c.stream, benchIters, decode);
+      }
 #endif
     });
+    if (benchMs >= 0 && benchSelectMs >= 0) {
+      Napi::Array r = Napi::Array::New(info.Env(), 3);
+      r.Set(0u, Napi::Number::New(info.Env(), benchMs));
+      r.Set(1u, Napi::Number::New(info.Env(), benchSelectMs));
+      r.Set(2u, Napi::Number::New(info.Env(), benchDecodeMs));
+      return r;
+    }
     if (benchMs >= 0) return Napi::Number::New(info.Env(), benchMs);
     return info.Env().Undefined();
   });

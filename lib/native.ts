@@ -80,6 +80,10 @@ export interface NativePagedAttentionOptions extends NativeAttentionOptions {
   /** Top-k sparse decode: pages kept per sequence (>= 2), with the cache's page summaries. */
   topKPages?: number;
   summaries?: TensorDescriptor;
+  /** The summaries' label channels `[layers, kvHeads, r]` int32 (absent: every channel). */
+  summaryChannels?: TensorDescriptor;
+  /** Benchmark hook with benchIters and topKPages: return [all, selection alone, decode alone] ms. */
+  benchStages?: boolean;
   /** Benchmark / test hook (CUDA only): 0 the usual kernel choice, 1 the decode kernel, 2 the prefill kernel. */
   pagedKernel?: number;
 }
@@ -141,7 +145,7 @@ export interface NativeAddon {
     options: NativePagedAttentionOptions,
     scales?: TensorDescriptor | null,
     kSmooth?: TensorDescriptor | null,
-  ): number | undefined;
+  ): number | [number, number, number] | undefined;
   copyPages(pool: TensorDescriptor, options: { src: Int32Array; dst: Int32Array }): void;
   pagedSummarize(
     pool: TensorDescriptor,
@@ -149,7 +153,9 @@ export interface NativeAddon {
     layer: number,
     blockTable: TensorDescriptor,
     options: { rows: Int32Array; logical: Int32Array; slotBegin: Int32Array; slotEnd: Int32Array },
+    channels?: TensorDescriptor | null,
   ): void;
+  pagedChooseChannels(k: TensorDescriptor, channels: TensorDescriptor, layer: number): void;
   mlaAppend(
     pool: TensorDescriptor,
     scales: TensorDescriptor | null,

@@ -27,8 +27,11 @@ export interface PagedAttentionOptions extends ScoreOptions {
    * (summed over all query heads: one page list serves the whole sequence); the first page
    * (attention sinks) and the last (recent, partial) are always kept, then the highest scores, ties
    * to the lower page; the decode then runs over the kept pages in order. With `pages` >= a
-   * sequence's page count this is exactly the full decode. Decode only (no `queryCounts`), and not
-   * with `window` or `alibiSlopes` (positions change when pages are skipped).
+   * sequence's page count this is exactly the full decode. With label-channel summaries
+   * ({@link PagedKVCacheOptions.pageSummaryChannels} r < headDim) the sum over c runs over the
+   * layer's r label channels of each kv head only: no longer a bound of the logits but an estimate
+   * reading r / headDim of the summary bytes. Decode only (no `queryCounts`), and not with `window`
+   * or `alibiSlopes` (positions change when pages are skipped).
    */
   topK?: TopKBudget;
   /**
@@ -96,6 +99,7 @@ export function pagedAttention(
     if (o.queryCounts !== undefined) throw new RangeError('options.topK works for decode only (one query per sequence), not with options.queryCounts');
     if (o.window !== undefined || o.alibiSlopes !== undefined) throw new RangeError('options.topK cannot be combined with options.window or options.alibiSlopes (positions change when pages are skipped)');
     params.summaries = cache.summaries;
+    if (cache.summaryChannels) params.summaryChannels = cache.summaryChannels;
   }
   const cuQ = queryOffsets(o.queryCounts, q.shape[0], seqs, seqLens, layer, "the query's K/V");
   if (cuQ) params.cuSeqlensQ = cuQ;

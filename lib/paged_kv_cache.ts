@@ -1,7 +1,7 @@
 /** A paged KV cache: fixed-size pages in one device pool, per-sequence block tables, copy-on-write forks. */
 import type { Device } from './device';
 import { checkDType, DType, dtypeSize } from './dtype';
-import { checkBoolean, checkInteger, checkKeys, checkObject } from './errors';
+import { checkBoolean, checkInteger, checkKeys, checkObject, describe } from './errors';
 import { native } from './native';
 import { checkPageGeometry, PagedSequences, SequenceState } from './page_table';
 import { checkTensor, Tensor } from './tensor';
@@ -37,9 +37,27 @@ export interface PagedKVCacheOptions {
   /**
    * Keep per-page key summaries (channel-wise min and max of K, per layer and kv head, maintained by
    * every append) so that `pagedAttention(..., { topK })` can read only the most relevant pages.
-   * Costs `1 / pageSize` of the K/V memory. Default false.
+   * Costs `1 / pageSize` of the K/V memory with every channel summarized. Default false.
    */
   pageSummaries?: boolean;
+  /**
+   * Channels the page summaries cover (with `pageSummaries: true`). `'all'` (default): the min and
+   * max of every channel, so the top-k page score is an upper bound of the page's attention logits
+   * (Quest). 8, 16 or 32 (at most headDim): only that many label channels per (layer, kv head), as in
+   * Double Sparsity, chosen at the layer's first append as the channels of largest mean |K| over
+   * that append's tokens (ties to the lower channel; the sums are taken in float64 in a fixed order,
+   * so the CPU and CUDA backends choose the same channels), unless
+   * {@link PagedKVCacheOptions.pageSummaryChannelIndices} gives them. The score then bounds only the
+   * dot product over those channels, an approximation of the full bound that reads `r / headDim` of
+   * the summary bytes; summaries cost `r / (headDim * pageSize)` of the K/V memory.
+   */
+  pageSummaryChannels?: 8 | 16 | 32 | 'all';
+  /**
+   * Calibrated label channels instead of the first-append choice: `[layers][kvHeads][r]` distinct
+   * channel indices in `[0, headDim)` (any order), `r` 8, 16 or 32 (it sets
+   * {@link PagedKVCacheOptions.pageSummaryChannels}; if both are given they must agree).
+   */
+  pageSummaryChannelIndices?: readonly (readonly (readonly number[])[])[];
 }
 
 /** Page accounting returned by {@link PagedKVCache.usage}. */
@@ -59,7 +77,9 @@ export interface CacheUsage {
   poolBytes: number;
 }
 
-const OPTION_KEYS = ['layers', 'kvHeads', 'headDim', 'capacityPages', 'pageSize', 'maxSequences', 'maxSequenceLength', 'dtype', 'computeDtype', 'device', 'pageSummaries'] as const;
+const OPTION_KEYS = ['layers', 'kvHeads', 'headDim', 'capacityPages', 'pageSize', 'maxSequences', 'maxSequenceLength', 'dtype', 'computeDtype', 'device',
+  'pageSummaries', 'pageSummaryChannels', 'pageSummaryChannelIndices'] as const;
+const SUMMARY_CHANNEL_COUNTS: readonly number[] = [8, 16, 32];
 
 /**
  * KV memory for many sequences in fixed-size pages, as in vLLM's PagedAttention.
@@ -90,7 +110,14 @@ export class PagedKVCache extends PagedSequences implements Disposable {
    * layout with one slot per page, so page copies move them alike), or null. @internal
    */
   readonly summaries: Tensor | null;
-
+  /**
+   * Label channels of the summaries, int32 `[layers, kvHeads, r]` (ascending per row), or null when
+   * the summaries cover every channel. @internal
+   */
+  readonly summaryChannels: Tensor | null;
+  /** Channels per (layer, kv head) the page summaries cover: a count, or `'all'` (also without summaries). */
+  readonly pageSummaryChannels: number | 'all';
+  private readonly channelsSet: boolean[];
 
   constructor(options: PagedKVCacheOptions) {
     const o = checkObject(options, 'options');
@@ -116,9 +143,32 @@ export class PagedKVCache extends PagedSequences implements Disposable {
     this.smoothSet = new Array<boolean>(this.layers).fill(false);
     const summaries = o.pageSummaries === undefined ? false : checkBoolean(o.pageSummaries, 'options.pageSummaries');
     if (summaries && this.quantized) throw new RangeError(`options.pageSummaries needs a 16/32-bit cache, not dtype ${this.dtype}`);
+    const { count, indices } = summaryChannelOptions(o, summaries, this.layers, kvHeads, headDim);
+    this.pageSummaryChannels = count;
+    const width = count === 'all' ? this.headDim : count;
     this.summaries = summaries
-      ? Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, 1, this.headDim], { dtype: this.dtype, device: this.device })
+      ? Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, 1, width], { dtype: this.dtype, device: this.device })
       : null;
+    this.summaryChannels = null;
+    if (summaries && count !== 'all') {
+      this.summaryChannels = indices
+        ? Tensor.fromArray(indices, [this.layers, this.kvHeads, count], { dtype: 'int32', device: this.device })
+        : Tensor.full([this.layers, this.kvHeads, count], 0, { dtype: 'int32', device: this.device });
+    }
+    this.channelsSet = new Array<boolean>(this.layers).fill(indices !== null);
+  }
+
+  /**
+   * The label channels the page summaries of `layer` cover, `[kvHeads][r]` ascending, or null when
+   * they cover every channel (or the cache has no summaries) or the layer has had no tokens yet.
+   */
+  async summaryChannelIndices(layer: number): Promise<number[][] | null> {
+    this.checkLive();
+    checkInteger(layer, 'layer', 0, this.layers - 1);
+    if (!this.summaryChannels || !this.channelsSet[layer]) return null;
+    const r = this.pageSummaryChannels as number;
+    const all = await this.summaryChannels.toArray();
+    return Array.from({ length: this.kvHeads }, (_, h) => Array.from(all.subarray((layer * this.kvHeads + h) * r, (layer * this.kvHeads + h + 1) * r)));
   }
 
   /**
@@ -167,6 +217,11 @@ export class PagedKVCache extends PagedSequences implements Disposable {
       initSmoothing,
     }, this.scales, this.kSmooth);
     if (initSmoothing) this.smoothSet[layer] = true;
+    if (this.summaryChannels && !this.channelsSet[layer] && plan.cuNew[states.length] > 0) {
+      // Label channels from this first append's tokens, before its pages are summarized.
+      native.pagedChooseChannels(k, this.summaryChannels, layer);
+      this.channelsSet[layer] = true;
+    }
     if (this.summaries) this.summarize(states, layer, n);
     this.table.commit(plan, layer);
   }
@@ -189,6 +244,7 @@ export class PagedKVCache extends PagedSequences implements Disposable {
     this.kSmooth?.dispose();
     this.table.dispose();
     this.summaries?.dispose();
+    this.summaryChannels?.dispose();
   }
 
   [Symbol.dispose](): void {
@@ -219,6 +275,54 @@ export class PagedKVCache extends PagedSequences implements Disposable {
     });
     native.pagedSummarize(this.pool, this.summaries!, layer, this.blockTable, {
       rows: Int32Array.from(rows), logical: Int32Array.from(logical), slotBegin: Int32Array.from(slotBegin), slotEnd: Int32Array.from(slotEnd),
-    });
+    }, this.summaryChannels);
   }
+}
+
+/**
+ * Validates pageSummaryChannels / pageSummaryChannelIndices: the channel count ('all' or 8, 16,
+ * 32 <= headDim) and, when given, the indices flattened [layers, kvHeads, r], ascending per row.
+ */
+function summaryChannelOptions(o: Record<string, unknown>, summaries: boolean, layers: number, kvHeads: number, headDim: number):
+  { count: number | 'all'; indices: Int32Array | null } {
+  let count: number | 'all' = 'all';
+  if (o.pageSummaryChannels !== undefined) {
+    const c = o.pageSummaryChannels;
+    if (c !== 'all') {
+      if (typeof c !== 'number') throw new TypeError(`options.pageSummaryChannels must be 8, 16, 32 or 'all', got ${describe(c)}`);
+      if (!SUMMARY_CHANNEL_COUNTS.includes(c)) throw new RangeError(`options.pageSummaryChannels must be 8, 16, 32 or 'all', got ${c}`);
+      if (c > headDim) throw new RangeError(`options.pageSummaryChannels (${c}) exceeds headDim (${headDim})`);
+      count = c;
+    }
+    if (!summaries) throw new RangeError('options.pageSummaryChannels needs pageSummaries: true');
+  }
+  if (o.pageSummaryChannelIndices === undefined) return { count, indices: null };
+  const name = 'options.pageSummaryChannelIndices';
+  if (!summaries) throw new RangeError(`${name} needs pageSummaries: true`);
+  const perLayer = o.pageSummaryChannelIndices;
+  if (!Array.isArray(perLayer)) throw new TypeError(`${name} must be an array [layers][kvHeads][channels], got ${describe(perLayer)}`);
+  if (perLayer.length !== layers) throw new RangeError(`${name} must have one entry per layer (${layers}), got ${perLayer.length}`);
+  let r = 0;
+  const out: number[] = [];
+  perLayer.forEach((heads: unknown, l) => {
+    if (!Array.isArray(heads)) throw new TypeError(`${name}[${l}] must be an array of ${kvHeads} channel lists, got ${describe(heads)}`);
+    if (heads.length !== kvHeads) throw new RangeError(`${name}[${l}] must have one entry per kv head (${kvHeads}), got ${heads.length}`);
+    heads.forEach((list: unknown, h) => {
+      const where = `${name}[${l}][${h}]`;
+      if (!Array.isArray(list)) throw new TypeError(`${where} must be an array of channel indices, got ${describe(list)}`);
+      if (r === 0) {
+        r = list.length;
+        if (!SUMMARY_CHANNEL_COUNTS.includes(r)) throw new RangeError(`${where} lists ${r} channels; 8, 16 or 32 are supported`);
+        if (r > headDim) throw new RangeError(`${where} lists ${r} channels, more than headDim (${headDim})`);
+        if (count !== 'all' && count !== r) throw new RangeError(`${where} lists ${r} channels but options.pageSummaryChannels is ${count}`);
+        if (o.pageSummaryChannels === 'all') throw new RangeError(`${name} cannot be combined with pageSummaryChannels: 'all'`);
+      } else if (list.length !== r) {
+        throw new RangeError(`${where} lists ${list.length} channels, the first list ${r}: every list must have the same length`);
+      }
+      const sorted = list.map((c: unknown, j) => checkInteger(c, `${where}[${j}]`, 0, headDim - 1)).sort((a, b) => a - b);
+      for (let j = 1; j < r; j++) if (sorted[j] === sorted[j - 1]) throw new RangeError(`${where} lists channel ${sorted[j]} twice`);
+      out.push(...sorted);
+    });
+  });
+  return { count: r, indices: Int32Array.from(out) };
 }

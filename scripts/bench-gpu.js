@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // attn-cuda's side of the GPU benchmark (scripts/gpu-check.sh runs it next to bench_torch.py).
-//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense,decode,mla,sparse,quant,quantkv,prefill] (a comma list)
+//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense,decode,mla,sparse,topk,quant,quantkv,prefill] (a comma list)
 // dense: the FlashAttention grid (head dim {64,128,256} x seq {512..16k} x causal, 16k tokens/batch).
 // decode: paged decode, 32 q heads / 8 kv heads, d128, bf16, batch {1,16,64,128} x context {2k,8k,32k},
 //         page size 16 and 256, timed by CUDA events around back-to-back launches (no JS overhead).
 // mla (only with --only mla): MLA decode over PagedLatentCache, batch 64, heads {16,128}, context
 //         {4k..32k}, bf16 and fp8 caches, page 64; latent cache TB/s and TFLOP/s.
 // sparse (only with --only sparse): block-sparse forward at 16k (d128, bf16, 16 heads) with masks of
-//         density 100/50/25/10% vs dense, and top-k decode (1/8 of the pages) vs full decode at 32k.
+//         density 100/50/25/10% vs dense, and top-k decode (1/8 of the pages) vs full decode at 32k,
+//         with the selection alone and the decode alone timed too, for summaries over every channel
+//         and over 16 label channels (--topk-channels all,16,8 picks them).
+// topk (only with --only topk): that top-k decode part alone.
 // quant (only with --only quant): quantized forward ('int8-fp8' and 'fp8' on sm_89+, 'int8') vs our
 //         bf16 forward in the same run, d {128,64} x seq {4k,8k,16k} x causal, 16k tokens/batch,
 //         2048/d heads (on sm_90 also the sm_80 kernel of each mode, as 'MODE@sm80'); and
@@ -242,30 +245,40 @@ async function sparseForward() {
   return { seqLen: S, heads: H, headDim: D, batch: 1, dtype: 'bf16', rows };
 }
 
-async function topKDecodeCase(batch, context, pageSize) {
+// Top-k decode keeping round(pages / 8) pages; `channels` is the cache's pageSummaryChannels. Times
+// (CUDA events, back-to-back launches): the whole call (scoring + selection + compaction + decode),
+// and, from the same call, the selection kernel alone and the decode alone over the compacted table.
+async function topKDecodeCase(batch, context, pageSize, channels) {
   const { heads, kvHeads, headDim } = DECODE;
-  const { cache, q, out, rows, seqLens, dispose } = filledDecodeCache(batch, context, pageSize, { dtype: 'bf16', pageSummaries: true });
+  const { cache, q, out, rows, seqLens, dispose } = filledDecodeCache(batch, context, pageSize, { dtype: 'bf16', pageSummaries: true, pageSummaryChannels: channels });
   const pages = Math.ceil(context / pageSize);
   const topKPages = Math.max(2, Math.round(pages / 8));
   const fullMs = await timeDecode(q, cache.pool, cache.blockTable, out, rows, seqLens);
   const params = { scale: 1 / Math.sqrt(headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits: 0, topKPages, summaries: cache.summaries };
-  native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: 20 });
+  if (cache.summaryChannels) params.summaryChannels = cache.summaryChannels;
+  native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: 20, benchStages: true });
   await synchronize(device);
-  const times = [];
-  for (let r = 0; r < 5; r++) times.push(native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: 20 }));
-  const topKMs = times.sort((a, b) => a - b)[2];
+  const runs = [];
+  for (let r = 0; r < 5; r++) runs.push(native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: 20, benchStages: true }));
+  const median = (i) => runs.map((t) => t[i]).sort((a, b) => a - b)[2];
+  const [topKMs, selectMs, decodeMs] = [0, 1, 2].map(median);
   dispose();
-  return { batch, context, pageSize, heads, kvHeads, headDim, pages, topKPages, fullMs, topKMs, speedup: fullMs / topKMs };
+  process.stderr.write(`  channels ${channels}: full ${(fullMs * 1000).toFixed(1)} us, top-k ${(topKMs * 1000).toFixed(1)} us `
+    + `(select ${(selectMs * 1000).toFixed(1)}, decode ${(decodeMs * 1000).toFixed(1)}), ${(fullMs / topKMs).toFixed(2)}x\n`);
+  return { batch, context, pageSize, channels, heads, kvHeads, headDim, pages, topKPages, fullMs, topKMs, selectMs, decodeMs, speedup: fullMs / topKMs };
 }
 
 async function sparse() {
-  const forward = await sparseForward();
+  const forward = only && only.has('topk') ? null : await sparseForward();
   const decode = [];
+  // --topk-channels all,16 (default): the cache's pageSummaryChannels values to run.
+  const channelList = (argOf('--topk-channels') || 'all,16').split(',').map((c) => (c === 'all' ? 'all' : Number(c)));
   for (const batch of quick ? [16] : [1, 16])
-    for (const pageSize of [64, 16]) {
-      process.stderr.write(`top-k decode batch ${batch} page ${pageSize}\n`);
-      decode.push(await topKDecodeCase(batch, 32768, pageSize));
-    }
+    for (const pageSize of [64, 16])
+      for (const channels of channelList) {
+        process.stderr.write(`top-k decode batch ${batch} page ${pageSize} channels ${channels}\n`);
+        decode.push(await topKDecodeCase(batch, 32768, pageSize, channels));
+      }
   return { forward, decode };
 }
 
@@ -501,7 +514,7 @@ async function prefill() {
   if (want('dense', true)) result.dense = await dense();
   if (want('decode', true)) result.decode = await decode();
   if (want('mla', false)) result.mla = await mla();
-  if (want('sparse', false)) result.sparse = await sparse();
+  if (want('sparse', false) || want('topk', false)) result.sparse = await sparse();
   if (want('quant', false)) result.quant = { forward: await quantForward(), decode: await quantDecode() };
   else if (want('quantkv', false)) result.quant = { decode: await quantDecode() };
   if (want('prefill', false)) result.prefill = await prefill();

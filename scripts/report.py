@@ -51,7 +51,7 @@ if ours.get("mla") and peer.get("mla"):
         fmt = lambda x, d=2: f"{x:.{d}f}" if x else "n/a"
         ratio = lambda x: f"{b['tbps'] / x:.2f}x" if x and b.get("tbps") else "n/a"
         print(f"| {h} | {ctx} | {b.get('ms', 0) * 1000:.1f} | {fmt(b.get('tbps'))} | {fmt(b.get('tflops'), 0)} | {f.get('ms', 0) * 1000:.1f} | {fmt(f.get('tbps'))} | {fmt(e)} | {fmt(s)} | {ratio(e)} | {ratio(s)} |")
-if ours.get("sparse") and peer.get("sparse"):
+if ours.get("sparse") and peer.get("sparse") and ours["sparse"].get("forward") and peer["sparse"].get("forward"):
     of, pf = ours["sparse"]["forward"], peer["sparse"]["forward"]
     pm = {r["mask"]: r for r in pf.get("rows", [])}
     dense_ms = next((r["ms"] for r in of["rows"] if r["mask"].startswith("dense")), None)
@@ -68,16 +68,20 @@ if ours.get("sparse") and peer.get("sparse"):
               f"{fmt(r.get('persistentMs'))} | {fmt(r.get('persistentVsDenseScaled'), 2)} | "
               f"{fmt(flex) if flex else p.get('flexError', 'n/a')[:60]} | {fmt(flex / r['ms'], 2) if flex else 'n/a'} |")
     print()
-    pd = {r["batch"]: r for r in peer["sparse"].get("decode", [])}
+if ours.get("sparse") and ours["sparse"].get("decode"):
+    fmt = lambda x, d=3: f"{x:.{d}f}" if isinstance(x, (int, float)) else "n/a"
+    pd = {r["batch"]: r for r in (peer.get("sparse") or {}).get("decode", [])}
     print("Top-k decode: context 32k, 32 q / 8 kv heads, d128, bf16; top-k keeps round(pages / 8) pages (the first and last among them), "
-          "time includes scoring, selection and the decode. Target: speedup >= 5x. SDPA columns: dense decode at 32k and at 4k (1/8).\n")
-    print("| batch | page | pages | kept | full µs | top-k µs | speedup | SDPA-flash 32k µs | SDPA-flash 4k µs | SDPA-cuDNN 32k µs | SDPA-cuDNN 4k µs |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "time includes scoring, selection and the decode; 'select' = the scoring + selection kernel alone, 'decode' = the decode "
+          "alone over the compacted table; 'channels' = pageSummaryChannels. Target: speedup >= 5x. SDPA columns: dense decode at 32k and at 4k (1/8).\n")
+    print("| batch | page | channels | pages | kept | full µs | top-k µs | select µs | decode µs | speedup | SDPA-flash 32k µs | SDPA-flash 4k µs | SDPA-cuDNN 32k µs | SDPA-cuDNN 4k µs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in ours["sparse"]["decode"]:
         p = pd.get(r["batch"], {})
         us = lambda k: fmt(p[k] * 1000, 1) if k in p else "n/a"
-        print(f"| {r['batch']} | {r['pageSize']} | {r['pages']} | {r['topKPages']} | {r['fullMs'] * 1000:.1f} | {r['topKMs'] * 1000:.1f} | "
-              f"{r['speedup']:.2f}x | {us('flash_fullMs')} | {us('flash_eighthMs')} | {us('cudnn_fullMs')} | {us('cudnn_eighthMs')} |")
+        ms = lambda k: fmt(r[k] * 1000, 1) if isinstance(r.get(k), (int, float)) else "n/a"
+        print(f"| {r['batch']} | {r['pageSize']} | {r.get('channels', 'all')} | {r['pages']} | {r['topKPages']} | {r['fullMs'] * 1000:.1f} | {r['topKMs'] * 1000:.1f} | "
+              f"{ms('selectMs')} | {ms('decodeMs')} | {r['speedup']:.2f}x | {us('flash_fullMs')} | {us('flash_eighthMs')} | {us('cudnn_fullMs')} | {us('cudnn_eighthMs')} |")
 if ours.get("quant", {}).get("forward") and peer.get("quant", {}).get("forward"):
     fmt = lambda x: f"{x:.0f}" if x else "n/a"
     pm = {(r["headDim"], r["seqLen"], r["causal"]): r for r in peer["quant"]["forward"]}

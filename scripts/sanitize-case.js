@@ -51,6 +51,11 @@ const { attentionWith } = require(path.join(__dirname, '..', 'dist', 'attention.
     const e = sc.fork(c);
     sc.append([c, e], 0, Tensor.randn([7, 2, d], { dtype: 'bf16', device }), Tensor.randn([7, 2, d], { dtype: 'bf16', device }), [3, 4]);
     pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), sc, 0, [c, e], { topK: { pages: 5 }, numSplits: 2 });
+    // Label-channel summaries: the first append chooses the channels, then scoring over them.
+    const lc = new PagedKVCache({ layers: 1, kvHeads: 2, headDim: d, pageSize: 16, capacityPages: 64, dtype: 'bf16', device, pageSummaries: true, pageSummaryChannels: 16 });
+    const f = lc.addSequence();
+    lc.append(f, 0, Tensor.randn([600, 2, d], { dtype: 'bf16', device }), Tensor.randn([600, 2, d], { dtype: 'bf16', device }));
+    pagedAttention(Tensor.randn([1, 8, d], { dtype: 'bf16', device }), lc, 0, [f], { topK: { pages: 7 } });
     // Quantized KV caches: decode with fused and separate split combines, prefill.
     for (const dtype of ['fp8', 'int8']) {
       const qc = new PagedKVCache({ layers: 1, kvHeads: 2, headDim: d, pageSize: 16, capacityPages: 64, dtype, computeDtype: 'bf16', device });

@@ -2,7 +2,7 @@ import { attention, BlockSparseMask, DType, PagedKVCache, pagedAttention, Tensor
 import { makeCache } from './helpers/paged';
 import { radialGrid, runSparseCase, slidingGrid, sparseCases } from './helpers/sparse';
 import { expectThrows } from './helpers/throws';
-import { checkTopK, makeTopKCache, topKMatchesFull } from './helpers/topk';
+import { checkTopK, expectedChannels, makeTopKCache, topKMatchesFull } from './helpers/topk';
 
 const TOL = { f32: 2e-5, bf16: 1e-2 } as const;
 
@@ -173,6 +173,74 @@ describe('CPU top-k decode over the paged cache', () => {
       ['window', () => pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 2 }, window: [8, 0] }), 'RangeError', /window or options.alibiSlopes/],
       ['alibi', () => pagedAttention(q, shadow.cache, 0, [s], { topK: { pages: 2 }, alibiSlopes: [1, 1, 1, 1] }), 'RangeError', /window or options.alibiSlopes/],
       ['summaries option', () => new PagedKVCache({ layers: 1, kvHeads: 1, headDim: 8, capacityPages: 4, pageSummaries: 1 as never }), 'TypeError', /options.pageSummaries must be a boolean/],
+    ] as const)('%s', (_n, fn, cls, msg) => expectThrows(fn, cls, msg));
+  });
+});
+
+describe('CPU top-k decode with label-channel summaries (pageSummaryChannels)', () => {
+  for (const dtype of ['f32', 'bf16'] as const) {
+    test(`${dtype}: channels chosen by the first append's mean |K|; the picked pages follow the rule over them`, async () => {
+      const shadow = makeTopKCache('cpu', dtype, { pageSize: 8, kvHeads: 2, headDim: 64, channels: 16, layers: 2 });
+      const seqs = [shadow.add(), shadow.add(), shadow.add()];
+      await shadow.append(seqs, 0, [40, 230, 300]); // the first append of layer 0 picks its channels
+      const first = seqs.flatMap((sq) => shadow.k.get(sq)![0].map((r) => [...r]));
+      await shadow.append(seqs, 0, [17, 1, 60]);
+      await shadow.append(seqs, 1, [90, 9, 170]);
+      expect(await shadow.cache.summaryChannelIndices(0)).toEqual(expectedChannels(first, 2, 64, 16));
+      const layer1 = await shadow.cache.summaryChannelIndices(1);
+      expect(layer1).toEqual(expectedChannels(seqs.flatMap((sq) => shadow.k.get(sq)![1]), 2, 64, 16));
+      expect(layer1).not.toEqual(await shadow.cache.summaryChannelIndices(0));
+      for (const k of [2, 4, 9]) {
+        const { err, pages } = await checkTopK(shadow, seqs, 0, 8, k);
+        expect(err).toBeLessThan(TOL[dtype]);
+        expect(pages[2].length).toBe(k);
+      }
+      expect((await checkTopK(shadow, seqs, 1, 4, 5, { softcap: 5 })).err).toBeLessThan(TOL[dtype]);
+    });
+  }
+
+  test('k >= every page count is exactly the full decode (8 channels)', async () => {
+    const shadow = makeTopKCache('cpu', 'bf16', { pageSize: 16, headDim: 32, channels: 8, layers: 1 });
+    const seqs = [shadow.add(), shadow.add()];
+    await shadow.append(seqs, 0, [100, 333]);
+    expect(await topKMatchesFull(shadow.cache, seqs, 0, 4, 21)).toBe(true);
+    expect(await topKMatchesFull(shadow.cache, seqs, 0, 4, 7, [0])).toBe(true);
+  });
+
+  test('given channel indices are used as given (sorted), fork / copy-on-write keep the summaries', async () => {
+    const idx = [[[31, 0, 5, 7, 9, 11, 2, 30], [1, 2, 3, 4, 5, 6, 7, 8]], [[8, 9, 10, 11, 12, 13, 14, 15], [16, 17, 18, 19, 20, 21, 22, 23]]];
+    const shadow = makeTopKCache('cpu', 'f32', { pageSize: 8, headDim: 32, channelIndices: idx });
+    expect(shadow.cache.pageSummaryChannels).toBe(8);
+    expect(await shadow.cache.summaryChannelIndices(0)).toEqual([[0, 2, 5, 7, 9, 11, 30, 31], [1, 2, 3, 4, 5, 6, 7, 8]]);
+    const a = shadow.add();
+    await shadow.append([a], 0, [70]);
+    await shadow.append([a], 1, [50]);
+    const b = shadow.fork(a);
+    await shadow.append([a, b], 0, [3, 30]);
+    expect(await shadow.cache.summaryChannelIndices(1)).toEqual(idx[1]);
+    for (const layer of [0, 1]) expect((await checkTopK(shadow, [a, b], layer, 4, 4)).err).toBeLessThan(TOL.f32);
+  });
+
+  describe('errors', () => {
+    const base = { layers: 1, kvHeads: 2, headDim: 32, capacityPages: 4, device: 'cpu' as const };
+    const idx = (r: number, o: { dup?: boolean; bad?: number } = {}) =>
+      [Array.from({ length: 2 }, () => Array.from({ length: r }, (_, j) => (o.dup && j === 1 ? 0 : o.bad !== undefined && j === 2 ? o.bad : j)))];
+    test.each([
+      ['count', () => new PagedKVCache({ ...base, pageSummaries: true, pageSummaryChannels: 12 as never }), 'RangeError', /options.pageSummaryChannels must be 8, 16, 32 or 'all', got 12/],
+      ['count type', () => new PagedKVCache({ ...base, pageSummaries: true, pageSummaryChannels: 'x' as never }), 'TypeError', /options.pageSummaryChannels must be/],
+      ['count > headDim', () => new PagedKVCache({ ...base, headDim: 8, pageSummaries: true, pageSummaryChannels: 16 }), 'RangeError', /options.pageSummaryChannels \(16\) exceeds headDim \(8\)/],
+      ['no summaries', () => new PagedKVCache({ ...base, pageSummaryChannels: 8 }), 'RangeError', /options.pageSummaryChannels needs pageSummaries: true/],
+      ['indices, no summaries', () => new PagedKVCache({ ...base, pageSummaryChannelIndices: idx(8) }), 'RangeError', /options.pageSummaryChannelIndices needs pageSummaries: true/],
+      ['indices type', () => new PagedKVCache({ ...base, pageSummaries: true, pageSummaryChannelIndices: 3 as never }), 'TypeError', /options.pageSummaryChannelIndices must be an array/],
+      ['indices layers', () => new PagedKVCache({ ...base, pageSummaries: true, pageSummaryChannelIndices: [...idx(8), ...idx(8)] }), 'RangeError', /one entry per layer \(1\)/],
+      ['indices heads', () => new PagedKVCache({ ...base, pageSummaries: true, pageSummaryChannelIndices: [idx(8)[0].slice(1)] }), 'RangeError', /\[0\] must have one entry per kv head \(2\)/],
+      ['indices count', () => new PagedKVCache({ ...base, pageSummaries: true, pageSummaryChannelIndices: idx(5) }), 'RangeError', /\[0\]\[0\] lists 5 channels; 8, 16 or 32/],
+      ['indices vs count', () => new PagedKVCache({ ...base, pageSummaries: true, pageSummaryChannels: 16, pageSummaryChannelIndices: idx(8) }), 'RangeError', /lists 8 channels but options.pageSummaryChannels is 16/],
+      ['indices with all', () => new PagedKVCache({ ...base, pageSummaries: true, pageSummaryChannels: 'all', pageSummaryChannelIndices: idx(8) }), 'RangeError', /cannot be combined with pageSummaryChannels: 'all'/],
+      ['index range', () => new PagedKVCache({ ...base, pageSummaries: true, pageSummaryChannelIndices: idx(8, { bad: 32 }) }), 'RangeError', /options.pageSummaryChannelIndices\[0\]\[0\]\[2\] must be an integer in \[0, 31\]/],
+      ['index type', () => new PagedKVCache({ ...base, pageSummaries: true, pageSummaryChannelIndices: [[[0, 1, 'a', 3, 4, 5, 6, 7], [0, 1, 2, 3, 4, 5, 6, 7]]] as never }),
+        'TypeError', /options.pageSummaryChannelIndices\[0\]\[0\]\[2\] must be a number/],
+      ['duplicate', () => new PagedKVCache({ ...base, pageSummaries: true, pageSummaryChannelIndices: idx(8, { dup: true }) }), 'RangeError', /\[0\]\[0\] lists channel 0 twice/],
     ] as const)('%s', (_n, fn, cls, msg) => expectThrows(fn, cls, msg));
   });
 });

@@ -7,5 +7,6 @@ namespace attn::cpu {
 
 void pageSummarize(const PageSummaryParams& p);
 void pageTopK(const PageTopKParams& p);
+void pageChooseChannels(const PageChannelParams& p);
 
 }  // namespace attn::cpu

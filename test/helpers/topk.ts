@@ -8,15 +8,46 @@ import { Device, DType, PagedKVCache, pagedAttention, Tensor } from '../../lib';
 import { ShadowCache } from './paged';
 import { referenceAttention, relL2 } from './reference';
 
-export function makeTopKCache(device: Device, dtype: DType, o: { layers?: number; kvHeads?: number; headDim?: number; pageSize?: number; capacityPages?: number } = {}): ShadowCache {
+export interface TopKCacheOptions {
+  layers?: number;
+  kvHeads?: number;
+  headDim?: number;
+  pageSize?: number;
+  capacityPages?: number;
+  channels?: 8 | 16 | 32 | 'all';
+  channelIndices?: number[][][];
+}
+
+export function makeTopKCache(device: Device, dtype: DType, o: TopKCacheOptions = {}): ShadowCache {
   return new ShadowCache(new PagedKVCache({
     layers: o.layers ?? 2, kvHeads: o.kvHeads ?? 2, headDim: o.headDim ?? 32, pageSize: o.pageSize ?? 8,
     capacityPages: o.capacityPages ?? 256, maxSequences: 16, dtype, device, pageSummaries: true,
+    pageSummaryChannels: o.channels, pageSummaryChannelIndices: o.channelIndices,
   }));
 }
 
-/** Pages (logical indices, ascending) the documented rule keeps for query q (heads x dim) of one sequence, or null if ambiguous. */
-function selectPages(kRows: number[][], q: Float64Array, heads: number, kvHeads: number, dim: number, pageSize: number, k: number): number[] | null {
+/**
+ * The documented label-channel rule in float64 over `rows` (the tokens of a layer's first append,
+ * [kvHeads*dim] each): per kv head the r channels of largest mean |k|, ties to the lower channel,
+ * ascending; null when the r-th and (r+1)-th sums are too close to call.
+ */
+export function expectedChannels(rows: number[][], kvHeads: number, dim: number, r: number): number[][] | null {
+  const out: number[][] = [];
+  for (let h = 0; h < kvHeads; h++) {
+    const sums = Array.from({ length: dim }, (_, c) => rows.reduce((a, row) => a + Math.abs(row[h * dim + c]), 0));
+    const order = sums.map((s, c) => [s, c]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+    if (r < dim && order[r - 1][0] - order[r][0] < 1e-9 * Math.max(order[0][0], 1)) return null;
+    out.push(order.slice(0, r).map(([, c]) => c).sort((a, b) => a - b));
+  }
+  return out;
+}
+
+/**
+ * Pages (logical indices, ascending) the documented rule keeps for query q (heads x dim) of one
+ * sequence, scoring over `channels[hk]` (null: every channel), or null if ambiguous.
+ */
+function selectPages(kRows: number[][], q: Float64Array, heads: number, kvHeads: number, dim: number, pageSize: number, k: number,
+  channels: number[][] | null): number[] | null {
   const n = Math.ceil(kRows.length / pageSize);
   const all = Array.from({ length: n }, (_, p) => p);
   if (n <= k) return all;
@@ -25,7 +56,7 @@ function selectPages(kRows: number[][], q: Float64Array, heads: number, kvHeads:
   for (let p = 1; p < n - 1; p++) {
     let s = 0;
     for (let hk = 0; hk < kvHeads; hk++)
-      for (let c = 0; c < dim; c++) {
+      for (const c of channels ? channels[hk] : Array.from({ length: dim }, (_, j) => j)) {
         let mn = Infinity;
         let mx = -Infinity;
         for (let t = p * pageSize; t < Math.min((p + 1) * pageSize, kRows.length); t++) {
@@ -59,10 +90,11 @@ export interface TopKOptions {
  */
 export async function checkTopK(shadow: ShadowCache, seqs: number[], layer: number, heads: number, k: number, o: TopKOptions = {}): Promise<{ err: number; pages: number[][] }> {
   const { headDim: D, kvHeads, pageSize, dtype, device } = shadow.cache;
+  const channels = await shadow.cache.summaryChannelIndices(layer);
   for (let attempt = 0; attempt < 50; attempt++) {
     const q = Tensor.randn([seqs.length, heads, D], { dtype, device });
     const qh = Float64Array.from(await q.toArray());
-    const pages = seqs.map((s, i) => selectPages(shadow.k.get(s)![layer], qh.subarray(i * heads * D, (i + 1) * heads * D), heads, kvHeads, D, pageSize, k));
+    const pages = seqs.map((s, i) => selectPages(shadow.k.get(s)![layer], qh.subarray(i * heads * D, (i + 1) * heads * D), heads, kvHeads, D, pageSize, k, channels));
     if (pages.some((p) => p === null)) {
       q.dispose();
       continue;
