@@ -5,7 +5,9 @@
 // decode: paged decode, 32 q heads / 8 kv heads, d128, bf16, batch {1,16,64,128} x context {2k,8k,32k},
 //         page size 16 and 256, timed by CUDA events around back-to-back launches (no JS overhead).
 // mla (only with --only mla): MLA decode over PagedLatentCache, batch 64, heads {16,128}, context
-//         {4k..32k}, bf16 and fp8 caches, page 64; latent cache TB/s and TFLOP/s.
+//         {4k..32k}, bf16 and fp8 caches, page 64; latent cache TB/s and TFLOP/s. bf16 at 128 heads
+//         runs twice: the default dispatch ('auto': the sm_90a wgmma kernel on Hopper) and the
+//         mma.sync kernel ('mma', ATTN_MLA_KERNEL=mma, read by the addon on every call).
 // sparse (only with --only sparse): block-sparse forward at 16k (d128, bf16, 16 heads) with masks of
 //         density 100/50/25/10% vs dense, and top-k decode (1/8 of the pages) vs full decode at 32k,
 //         with the selection alone and the decode alone timed too, for summaries over every channel
@@ -148,8 +150,11 @@ async function decode() {
 // MLA decode (absorbed weights): the 576-wide latent rows of every token are read once per step.
 const MLA = { batch: 64, pageSize: 64, scale: 1 / Math.sqrt(192) };
 
-async function mlaCase(heads, context, dtype) {
+async function mlaCase(heads, context, dtype, kernel = 'auto') {
   const { batch, pageSize } = MLA;
+  const savedKernel = process.env.ATTN_MLA_KERNEL;
+  if (kernel === 'mma') process.env.ATTN_MLA_KERNEL = 'mma';
+  else delete process.env.ATTN_MLA_KERNEL;
   const cache = new PagedLatentCache({
     layers: 1, pageSize, dtype, device, capacityPages: batch * Math.ceil(context / pageSize), maxSequences: batch, maxSequenceLength: context,
   });
@@ -172,22 +177,26 @@ async function mlaCase(heads, context, dtype) {
   for (let r = 0; r < 5; r++) times.push(launch(20));
   times.sort((a, b) => a - b);
   const ms = times[2];
+  if (savedKernel === undefined) delete process.env.ATTN_MLA_KERNEL;
+  else process.env.ATTN_MLA_KERNEL = savedKernel;
   for (const t of [rows, q, out]) t.dispose();
   cache.dispose();
   const bytes = batch * context * (dtype === 'fp8e4m3' ? 576 + 8 : 576 * 2); // rows (and fp8 scales) read once
   const flops = 2 * (576 + 512) * heads * context * batch;
-  return { batch, heads, context, dtype, pageSize, ms, tbps: bytes / (ms * 1e-3) / 1e12, tflops: flops / (ms * 1e-3) / 1e12 };
+  return { batch, heads, context, dtype, kernel, pageSize, ms, tbps: bytes / (ms * 1e-3) / 1e12, tflops: flops / (ms * 1e-3) / 1e12 };
 }
 
 async function mla() {
   const results = [];
   for (const heads of [16, 128])
     for (const context of quick ? [8192] : [4096, 8192, 16384, 32768])
-      for (const dtype of ['bf16', 'fp8e4m3']) {
-        const r = await mlaCase(heads, context, dtype);
-        process.stderr.write(`mla ${dtype} heads ${heads} context ${context}: ${(r.ms * 1000).toFixed(1)} us, ${r.tbps.toFixed(2)} TB/s, ${r.tflops.toFixed(0)} TFLOP/s\n`);
-        results.push(r);
-      }
+      for (const dtype of ['bf16', 'fp8e4m3'])
+        for (const kernel of dtype === 'bf16' && heads >= 32 ? ['auto', 'mma'] : ['auto']) {
+          const r = await mlaCase(heads, context, dtype, kernel);
+          process.stderr.write(
+            `mla ${dtype} ${kernel} heads ${heads} context ${context}: ${(r.ms * 1000).toFixed(1)} us, ${r.tbps.toFixed(2)} TB/s, ${r.tflops.toFixed(0)} TFLOP/s\n`);
+          results.push(r);
+        }
   return results;
 }
 

@@ -62,6 +62,10 @@ __device__ __forceinline__ void mbarWait(uint32_t bar, uint32_t parity) {
       : "memory");
 }
 
+// Orders this thread's generic-proxy shared-memory writes (st.shared, cp.async) before later
+// async-proxy reads of them (wgmma operands, TMA stores); a barrier then publishes them to the CTA.
+__device__ __forceinline__ void fenceProxyAsync() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
 // ---- TMA -----------------------------------------------------------------------------------
 
 // Copies one box of a 4-D tensor map (coordinates innermost first) into shared memory; the bytes

@@ -1,16 +1,20 @@
 // MLA entry points: support check, CTA shape and split choice, workspace size, dispatch of the
-// decode kernel (decode_m16.cu / decode_m64.cu) and, with more than one split, of the paged
-// combine kernel (csrc/cuda/paged/combine.cu: the value width is its head_dim, here 512).
+// decode kernel (decode_sm90.cu on Hopper where it applies, else decode_m16.cu / decode_m64.cu) and,
+// with more than one split, of the paged combine kernel (csrc/cuda/paged/combine.cu: the value width
+// is its head_dim, here 512).
 #include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "../../common/error.h"
 #include "../check.h"
 #include "../paged/paged_internal.h"
 #include "../paged/split_workspace.h"
+#include "decode_sm90.h"
 #include "mla.h"
 #include "mla_internal.h"
 
@@ -24,6 +28,7 @@ struct DeviceLimits {
   int optin = 0;    // shared memory one block may opt into
   int per_sm = 0;   // shared memory of one SM
   int sms = 0;
+  int cc = 0;       // compute capability, 10 * major + minor
 };
 
 DeviceLimits deviceLimits() {
@@ -33,6 +38,10 @@ DeviceLimits deviceLimits() {
   ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&d.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&d.per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
   ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, device));
+  int major = 0, minor = 0;
+  ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  d.cc = 10 * major + minor;
   return d;
 }
 
@@ -56,6 +65,20 @@ int stagesFor(int m, bool fp8, int ctas, const DeviceLimits& d) {
     if (bytes <= d.optin && ctas * (bytes + 1024) <= d.per_sm) return s;  // 1 KB per CTA is reserved
   }
   return 0;
+}
+
+int64_t kvRows(const MlaAttnParams& p) { return p.cache.num_pages * static_cast<int64_t>(p.cache.page_size); }
+
+// The wgmma kernel (decode_sm90.h) takes the compute-bound case on an sm_90 device whose build has
+// its sm_90a image: bf16 cache, 64 rows per CTA, pages of 16 keys or more, a pool whose rows fit
+// the TMA map's int32 coordinates. ATTN_MLA_KERNEL=mma (read per call, so one process can A/B
+// both) forces the mma.sync kernel.
+bool useSm90(const MlaAttnParams& p, int m, const DeviceLimits& d) {
+  const char* v = std::getenv("ATTN_MLA_KERNEL");
+  if (v != nullptr && std::strcmp(v, "mma") == 0) return false;
+  const int64_t rows = kvRows(p);
+  return d.cc == 90 && !isFp8(p) && m == 64 && p.cache.page_size >= mla::sm90::kMinPageSize && rows > 0 &&
+         rows <= INT_MAX - mla::sm90::kTileKeys && d.optin >= mla::sm90::kSmemBytes && mla::sm90::decodeAvailable();
 }
 
 }  // namespace
@@ -158,13 +181,17 @@ void mlaAttention(const MlaAttnParams& p, cudaStream_t stream) {
   a.ws_lse = splits > 1 ? p.workspace + static_cast<int64_t>(splits) * p.total_q * p.heads * kMlaLatent : nullptr;
 
   const unsigned grid_x = static_cast<unsigned>(static_cast<int64_t>(p.batch) * a.mblocks);
-  // One CTA per SM (deep pipeline) when the grid fits the SMs; otherwise two share an SM if they fit.
-  const bool crowded = static_cast<int64_t>(grid_x) * splits > d.sms;
-  a.stages = crowded ? stagesFor(m, fp8, 2, d) : 0;
-  if (a.stages == 0) a.stages = stagesFor(m, fp8, 1, d);
-  if (a.stages == 0) throwRange("mlaDecode: the device has too little shared memory for the kernel");
-  if (m == 64) mla::launchDecodeM64(fp8, a, grid_x, stream);
-  else mla::launchDecodeM16(fp8, a, grid_x, stream);
+  if (useSm90(p, m, d)) {
+    mla::sm90::launchDecode(a, kvRows(p), p.cache.page_size, grid_x, stream);
+  } else {
+    // One CTA per SM (deep pipeline) when the grid fits the SMs; otherwise two share an SM if they fit.
+    const bool crowded = static_cast<int64_t>(grid_x) * splits > d.sms;
+    a.stages = crowded ? stagesFor(m, fp8, 2, d) : 0;
+    if (a.stages == 0) a.stages = stagesFor(m, fp8, 1, d);
+    if (a.stages == 0) throwRange("mlaDecode: the device has too little shared memory for the kernel");
+    if (m == 64) mla::launchDecodeM64(fp8, a, grid_x, stream);
+    else mla::launchDecodeM16(fp8, a, grid_x, stream);
+  }
 
   if (splits > 1) {
     paged::DecodeArgs c{};

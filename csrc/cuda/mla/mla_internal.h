@@ -8,6 +8,8 @@
 // (memory-bound: 4 warps compute S, 8 keys each). All 8 warps then compute O += P V for 64 of the
 // 512 latent columns each (V is the latent part of the same tile: no second read), with P shared
 // through shared memory, as FlashMLA splits O across warpgroups.
+// On Hopper the compute-bound case (bf16 cache, M = 64, pages of 16+ keys) runs the wgmma kernel of
+// decode_sm90.h instead: same CTA mapping, workspace and combine; this kernel is its fallback.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -1,0 +1,29 @@
+// Host side of the Hopper MLA decode kernel (decode_sm90.cuh): tensor map over the layer's page
+// pool and the launch. Compiled for every gencode; the kernel has a body only in the sm_90a image.
+#include <algorithm>
+
+#include "../check.h"
+#include "../hopper/tensor_map.h"
+#include "../hopper/tile_store.cuh"
+#include "decode_sm90.cuh"
+
+namespace attn::cuda::mla::sm90 {
+
+bool decodeAvailable() {
+  static const bool loaded = hopper::sm90ImageOf(mlaDecodeSm90Kernel);
+  return loaded;
+}
+
+void launchDecode(const MlaArgs& a, int64_t kv_rows, int page_size, unsigned grid_x, cudaStream_t stream) {
+  KernelArgs args;
+  args.a = a;
+  args.box_rows = std::min(page_size, kTileKeys);
+  args.oob_row = static_cast<int>(kv_rows);
+  // The pool as a 2-D tensor [kv rows, 576] (one plane): a box is one page piece of one 64-column chunk.
+  args.kv = hopper::makeBoxMap3d(a.pages, 2, kMlaRow, kv_rows, 1, kRowBytes, kv_rows * kRowBytes, 64, args.box_rows, 128);
+  ATTN_CUDA_CHECK(cudaFuncSetAttribute(mlaDecodeSm90Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  mlaDecodeSm90Kernel<<<dim3(grid_x, static_cast<unsigned>(a.num_splits)), kThreads, kSmemBytes, stream>>>(args);
+  ATTN_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace attn::cuda::mla::sm90
