@@ -120,7 +120,6 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     // Tests and benchmarks: the quantized forward's sm_80 kernel on a Hopper GPU (as the environment
     // variable ATTN_CUDA_FORCE_SM80, which jest's sandboxed process.env cannot reach).
     const bool forceSm80 = boolOpt(opt, "forceSm80", false);
-    p.sparse_schedule_ctas = intOpt(opt, "sparseScheduleCtas", 0);  // tests/benchmarks, see AttnParams
     if (mode != attn::QuantMode::None && (p.softcap > 0.0f || !slopes.empty()))
       attn::throwRange("options.quantized supports neither options.softcap nor options.alibiSlopes");
     // Benchmark hook (scripts/, quantized CUDA only): time benchIters back-to-back calls with CUDA
@@ -149,9 +148,6 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
       p.alibi_slopes = static_cast<const float*>(slopeS->data());
     }
     std::vector<attn::StoragePtr> maskS = readBlockMask(opt, dev, p);
-#ifdef ATTN_WITH_CUDA
-    if (p.block_col_idx != nullptr && p.sparse_schedule_ctas > 0 && dev.isCuda()) p.tile_counter = splitCounters(dev, 1);
-#endif
     if (p.total_q == 0) return info.Env().Undefined();
 
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(

@@ -182,6 +182,7 @@ Napi::Value mlaAttention(const Napi::CallbackInfo& info) {
     p.scale = static_cast<float>(numberOpt(opt, "scale", 1.0));
     p.softcap = static_cast<float>(numberOpt(opt, "softcap", 0.0));
     p.causal = boolOpt(opt, "causal", true);
+    p.force_mma = boolOpt(opt, "forceMma", false);  // tests, benchmarks (MlaAttnParams::force_mma)
     const int requestedSplits = intOpt(opt, "numSplits", 0);
     // Benchmark hook (scripts/): launch benchIters times back to back and return the device ms per
     // launch measured by CUDA events. Blocks; never used by lib/.

@@ -141,11 +141,6 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
 export interface AttentionInternals {
   /** Quantized CUDA forward: the sm_80 kernel even on a Hopper GPU (to test and time both there). */
   forceSm80?: boolean;
-  /**
-   * Block-sparse CUDA forward on sm_90a: > 0 runs the persistent schedule (a trial) on at most that
-   * many CTAs, each walking many query tiles; 0 (default) one CTA per tile.
-   */
-  sparseScheduleCtas?: number;
 }
 
 /** {@link attention} with internal kernel-selection hooks. @internal */
@@ -215,7 +210,6 @@ export function attentionWith(q: Tensor, k: Tensor, v: Tensor, options: Attentio
   const lseShape = varlen ? [headsQ, q.shape[0]] : [q.shape[0], headsQ, q.shape[1]];
   const lse = returnLse ? Tensor.empty(lseShape, { dtype: 'f32', device: q.device }) : null;
   if (internals.forceSm80) params.forceSm80 = true;
-  if (internals.sparseScheduleCtas !== undefined) params.sparseScheduleCtas = internals.sparseScheduleCtas;
   native.attention(q, k, v, out, lse, params);
   return { out, lse };
 }

@@ -55,6 +55,19 @@ const KEYS = ['scale', 'softcap', 'causal', 'queryCounts', 'out', 'returnLse', '
  * const { out } = mlaDecode(q, cache, layer, [a, b], { scale: 1 / Math.sqrt(192) });
  */
 export function mlaDecode(q: Tensor, cache: PagedLatentCache, layer: number, seqs: readonly number[], options: MlaDecodeOptions): MlaDecodeResult {
+  return mlaDecodeWith(q, cache, layer, seqs, options, {});
+}
+
+/** Kernel selection hooks for tests and benchmarks, not part of the public API. @internal */
+export interface MlaDecodeInternals {
+  /** CUDA: the mma.sync kernel even where the sm_90a wgmma kernel applies (to test and time both). */
+  forceMma?: boolean;
+}
+
+/** {@link mlaDecode} with internal kernel-selection hooks. @internal */
+export function mlaDecodeWith(
+  q: Tensor, cache: PagedLatentCache, layer: number, seqs: readonly number[], options: MlaDecodeOptions, internals: MlaDecodeInternals,
+): MlaDecodeResult {
   checkTensor(q, 'q');
   if (!(cache instanceof PagedLatentCache)) throw new TypeError(`cache must be a PagedLatentCache, got ${describe(cache)}`);
   checkInteger(layer, 'layer', 0, cache.layers - 1);
@@ -95,6 +108,7 @@ export function mlaDecode(q: Tensor, cache: PagedLatentCache, layer: number, seq
   }
   const returnLse = o.returnLse === undefined ? true : checkBoolean(o.returnLse, 'options.returnLse');
   const lse = returnLse ? Tensor.empty([q.shape[0], heads], { dtype: 'f32', device: q.device }) : null;
+  if (internals.forceMma) params.forceMma = true;
   native.mlaAttention(q, cache.pool, cache.scales, layer, cache.blockTable, out, lse, params);
   return { out, lse };
 }

@@ -55,8 +55,6 @@ export interface NativeAttentionOptions {
   quantized?: number;
   /** Quantized CUDA forward: run the sm_80 kernel even on a Hopper GPU (tests, benchmarks). */
   forceSm80?: boolean;
-  /** Block-sparse sm_90a forward: > 0 the persistent schedule on at most that many CTAs (tests, benchmarks). */
-  sparseScheduleCtas?: number;
 }
 
 /** A validated block-sparse mask (lib/block_sparse.ts) as the attention kernels read it. @internal */
@@ -99,6 +97,8 @@ export interface NativeMlaAttentionOptions {
   numSplits: number;
   /** Benchmark hook: launch this many times and return the device ms per launch (CUDA only). */
   benchIters?: number;
+  /** Tests and benchmarks: the mma.sync kernel even where the sm_90a wgmma kernel applies. */
+  forceMma?: boolean;
 }
 
 /** @internal */

@@ -7,7 +7,7 @@
 // mla (only with --only mla): MLA decode over PagedLatentCache, batch 64, heads {16,128}, context
 //         {4k..32k}, bf16 and fp8 caches, page 64; latent cache TB/s and TFLOP/s. bf16 at 128 heads
 //         runs twice: the default dispatch ('auto': the sm_90a wgmma kernel on Hopper) and the
-//         mma.sync kernel ('mma', ATTN_MLA_KERNEL=mma, read by the addon on every call).
+//         mma.sync kernel ('mma', the forceMma hook).
 // sparse (only with --only sparse): block-sparse forward at 16k (d128, bf16, 16 heads) with masks of
 //         density 100/50/25/10% vs dense, and top-k decode (1/8 of the pages) vs full decode at 32k,
 //         with the selection alone and the decode alone timed too, for summaries over every channel
@@ -32,7 +32,6 @@ const root = path.join(__dirname, '..');
 const { Tensor, PagedKVCache, PagedLatentCache, BlockSparseMask, attention, pagedAttention, synchronize, cuda } = require(root);
 const { benchAttention, defaultGrid } = require(path.join(root, 'dist', 'bench.js'));
 const { native } = require(path.join(root, 'dist', 'native.js'));
-const { attentionWith } = require(path.join(root, 'dist', 'attention.js'));
 
 const args = process.argv.slice(2);
 const outPath = args.find((a) => !a.startsWith('--')) || 'bench-attn.json';
@@ -152,9 +151,6 @@ const MLA = { batch: 64, pageSize: 64, scale: 1 / Math.sqrt(192) };
 
 async function mlaCase(heads, context, dtype, kernel = 'auto') {
   const { batch, pageSize } = MLA;
-  const savedKernel = process.env.ATTN_MLA_KERNEL;
-  if (kernel === 'mma') process.env.ATTN_MLA_KERNEL = 'mma';
-  else delete process.env.ATTN_MLA_KERNEL;
   const cache = new PagedLatentCache({
     layers: 1, pageSize, dtype, device, capacityPages: batch * Math.ceil(context / pageSize), maxSequences: batch, maxSequenceLength: context,
   });
@@ -168,7 +164,7 @@ async function mlaCase(heads, context, dtype, kernel = 'auto') {
   const q = Tensor.randn([batch, heads, 576], { dtype: 'bf16', device, std: 0.5 });
   const out = Tensor.empty([batch, heads, 512], { dtype: 'bf16', device });
   const { rows: tableRows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
-  const params = { scale: MLA.scale, softcap: 0, causal: true, rows: tableRows, seqLens, numSplits: 0 };
+  const params = { scale: MLA.scale, softcap: 0, causal: true, rows: tableRows, seqLens, numSplits: 0, forceMma: kernel === 'mma' };
   const launch = (iters) => native.mlaAttention(q, cache.pool, cache.scales, 0, cache.blockTable, out, null, { ...params, benchIters: iters });
   native.mlaAttention(q, cache.pool, cache.scales, 0, cache.blockTable, out, null, params);
   launch(10); // warm-up burst, thrown away
@@ -177,8 +173,6 @@ async function mlaCase(heads, context, dtype, kernel = 'auto') {
   for (let r = 0; r < 5; r++) times.push(launch(20));
   times.sort((a, b) => a - b);
   const ms = times[2];
-  if (savedKernel === undefined) delete process.env.ATTN_MLA_KERNEL;
-  else process.env.ATTN_MLA_KERNEL = savedKernel;
   for (const t of [rows, q, out]) t.dispose();
   cache.dispose();
   const bytes = batch * context * (dtype === 'fp8e4m3' ? 576 + 8 : 576 * 2); // rows (and fp8 scales) read once
@@ -234,9 +228,7 @@ async function sparseForward() {
   const shape = [1, S, H, D];
   const [q, k, v] = [0, 1, 2].map(() => Tensor.randn(shape, { dtype: 'bf16', device }));
   const out = Tensor.empty(shape, { dtype: 'bf16', device });
-  // sparseScheduleCtas: the persistent schedule (one CTA per SM) timed beside the default one CTA
-  // per tile (lib/attention.ts AttentionInternals).
-  const time = (blockMask, internals = {}) => timeCalls(() => attentionWith(q, k, v, { out, returnLse: false, blockMask }, internals));
+  const time = (blockMask) => timeCalls(() => attention(q, k, v, { out, returnLse: false, blockMask }));
   process.stderr.write('sparse forward: dense\n');
   const denseMs = await time(undefined);
   const rows = [{ mask: 'dense (no mask)', density: 1, ms: denseMs }];
@@ -246,8 +238,7 @@ async function sparseForward() {
   for (const [name, mask] of masks) {
     process.stderr.write(`sparse forward: ${name}\n`);
     const ms = await time(mask);
-    const persistentMs = await time(mask, { sparseScheduleCtas: 1 << 30 });
-    rows.push({ mask: name, density: mask.density(), ms, vsDenseScaled: ms / (mask.density() * denseMs), persistentMs, persistentVsDenseScaled: persistentMs / (mask.density() * denseMs) });
+    rows.push({ mask: name, density: mask.density(), ms, vsDenseScaled: ms / (mask.density() * denseMs) });
     mask.dispose();
   }
   for (const t of [q, k, v, out]) t.dispose();

@@ -39,18 +39,21 @@ if ours.get("mla") and peer.get("mla"):
     pm = {(r["heads"], r["context"]): r for r in peer["mla"]}
     mine = {}
     for r in ours["mla"]:
-        mine.setdefault((r["heads"], r["context"]), {})[r["dtype"]] = r
+        key = r["dtype"] if r.get("kernel", "auto") == "auto" else f"{r['dtype']}-{r['kernel']}"
+        mine.setdefault((r["heads"], r["context"]), {})[key] = r
     print("\nMLA decode (absorbed weights), batch 64, page 64; TB/s = 576-wide latent rows read once / kernel time;")
     print("TFLOP/s = 2 * (576 + 512) per head per token; torch runs the same computation on a contiguous bf16 latent tensor.\n")
-    print("| heads | context | bf16 µs | bf16 TB/s | bf16 TFLOP/s | fp8 µs | fp8 TB/s | torch eager TB/s | SDPA-eff TB/s | bf16 vs eager | bf16 vs SDPA-eff |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("'mma' = the mma.sync kernel (forceMma hook) where the default is the sm_90a wgmma one.\n")
+    print("| heads | context | bf16 µs | bf16 TB/s | bf16 TFLOP/s | mma µs | mma TFLOP/s | fp8 µs | fp8 TB/s | torch eager TB/s | SDPA-eff TB/s | bf16 vs eager | bf16 vs SDPA-eff |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (h, ctx), m in mine.items():
         p = pm.get((h, ctx), {})
-        b, f = m.get("bf16", {}), m.get("fp8e4m3", {})
+        b, f, mm = m.get("bf16", {}), m.get("fp8e4m3", {}), m.get("bf16-mma", {})
         e, s = p.get("eager", {}).get("tbps"), p.get("sdpa-efficient", {}).get("tbps")
         fmt = lambda x, d=2: f"{x:.{d}f}" if x else "n/a"
         ratio = lambda x: f"{b['tbps'] / x:.2f}x" if x and b.get("tbps") else "n/a"
-        print(f"| {h} | {ctx} | {b.get('ms', 0) * 1000:.1f} | {fmt(b.get('tbps'))} | {fmt(b.get('tflops'), 0)} | {f.get('ms', 0) * 1000:.1f} | {fmt(f.get('tbps'))} | {fmt(e)} | {fmt(s)} | {ratio(e)} | {ratio(s)} |")
+        mm_us = f"{mm['ms'] * 1000:.1f}" if mm.get("ms") else "n/a"
+        print(f"| {h} | {ctx} | {b.get('ms', 0) * 1000:.1f} | {fmt(b.get('tbps'))} | {fmt(b.get('tflops'), 0)} | {mm_us} | {fmt(mm.get('tflops'), 0)} | {f.get('ms', 0) * 1000:.1f} | {fmt(f.get('tbps'))} | {fmt(e)} | {fmt(s)} | {ratio(e)} | {ratio(s)} |")
 if ours.get("sparse") and peer.get("sparse") and ours["sparse"].get("forward") and peer["sparse"].get("forward"):
     of, pf = ours["sparse"]["forward"], peer["sparse"]["forward"]
     pm = {r["mask"]: r for r in pf.get("rows", [])}
@@ -59,13 +62,12 @@ if ours.get("sparse") and peer.get("sparse") and ours["sparse"].get("forward") a
     print(f"Block-sparse forward: seq {of['seqLen']}, {of['heads']} heads, d{of['headDim']}, bf16, batch 1, non-causal; "
           f"128x128 blocks. Target: ms <= 1.15 x density x dense. SDPA-flash dense: {fmt(pf.get('sdpaFlashMs'))} ms"
           f"{'; FlexAttention: ' + pf['flexError'] if pf.get('flexError') else ''}.\n")
-    print("| mask | density | attn-cuda ms | ms / (density x dense) | persistent-schedule ms | its ratio | Flex ms | Flex / attn-cuda |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| mask | density | attn-cuda ms | ms / (density x dense) | Flex ms | Flex / attn-cuda |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in of["rows"]:
         p = pm.get(r["mask"], {})
         flex = p.get("flexMs")
         print(f"| {r['mask']} | {r['density']:.3f} | {r['ms']:.3f} | {fmt(r.get('vsDenseScaled'), 2)} | "
-              f"{fmt(r.get('persistentMs'))} | {fmt(r.get('persistentVsDenseScaled'), 2)} | "
               f"{fmt(flex) if flex else p.get('flexError', 'n/a')[:60]} | {fmt(flex / r['ms'], 2) if flex else 'n/a'} |")
     print()
 if ours.get("sparse") and ours["sparse"].get("decode"):

@@ -4,7 +4,6 @@
 'use strict';
 const path = require('node:path');
 const { attention, BlockSparseMask, Tensor, PagedKVCache, pagedAttention, synchronize, PagedLatentCache, mlaDecode, cuda } = require(path.join(__dirname, '..'));
-const { attentionWith } = require(path.join(__dirname, '..', 'dist', 'attention.js'));
 
 (async () => {
   const device = 'cuda:0';
@@ -32,12 +31,6 @@ const { attentionWith } = require(path.join(__dirname, '..', 'dist', 'attention.
     // Block-sparse forward (one key block of two listed) and top-k decode over page summaries.
     const mask = BlockSparseMask.fromDense([1, 0], { numQBlocks: 1, numKBlocks: 2 }, { device });
     attention(q, k, v, { causal: true, blockMask: mask });
-    // The persistent sparse schedule: 2 CTAs walk the 2 x 4 x 2 varlen tiles (ring and turns carried
-    // across tiles; sequence 1 has 100 query rows, so its second query tile is skipped).
-    const vq = Tensor.randn([350, 4, d], { dtype: 'bf16', device });
-    const vk = Tensor.randn([400, 2, d], { dtype: 'bf16', device });
-    const vmask = BlockSparseMask.fromDense([1, 1, 0, 1, 0, 1, 0, 1, 1, 1, 1, 0], { batch: 2, numQBlocks: 2, numKBlocks: 3 }, { device });
-    attentionWith(vq, vk, vk, { cuSeqlensQ: [0, 250, 350], cuSeqlensK: [0, 260, 400], blockMask: vmask }, { sparseScheduleCtas: 2 });
     // Quantized forward (on Hopper: the sm_90a kernel, TMA + wgmma), dense causal and varlen window.
     if (d !== 256) {
       for (const quantized of cuda.devices()[0].sm >= 89 ? ['int8', 'int8-fp8', 'fp8'] : ['int8']) {

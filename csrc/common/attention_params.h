@@ -67,12 +67,6 @@ struct AttnParams {
   int block_mask_q_blocks = 0;
   int block_mask_k_blocks = 0;
   int block_mask_nnz = 0;
-  // Block-sparse calls on sm_90a (trial, tests and benchmarks): sparse_schedule_ctas > 0 runs the
-  // persistent schedule on at most that many CTAs (and the SM count), which draw query tiles from
-  // tile_counter (one uint32, zero whenever the stream is idle: the context's split counters; the
-  // kernel leaves it at zero). 0: one CTA per query tile, as dense calls.
-  unsigned* tile_counter = nullptr;
-  int sparse_schedule_ctas = 0;
 
   int64_t blockMaskRow(int b, int h, int q_block) const {
     const int mb = block_mask_batch == 1 ? 0 : b;

@@ -60,6 +60,7 @@ struct MlaAppendParams {
 // Decode (one query row per sequence) or prefill / multi-token decode (cu_seqlens_q set).
 struct MlaAttnParams {
   DType dtype = DType::BF16;  // of q and o (the cache's compute dtype)
+  bool force_mma = false;     // CUDA, tests and benchmarks: the mma.sync kernel even where the sm_90a one applies
   const void* q = nullptr;    // [total_q, heads, 576]
   void* o = nullptr;          // [total_q, heads, 512]
   float* lse = nullptr;       // [total_q, heads] natural log, may be null

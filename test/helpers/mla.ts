@@ -8,6 +8,7 @@
  *  - absorbed: attention in latent space over the 576-wide rows (cheap enough for long contexts).
  */
 import { Device, DType, mlaDecode, MlaDecodeOptions, PagedLatentCache, Tensor } from '../../lib';
+import { MlaDecodeInternals, mlaDecodeWith } from '../../lib/mla_attention';
 import { maxAbsDiff, relL2 } from './reference';
 
 export const D_LATENT = 512;
@@ -284,7 +285,7 @@ export class ShadowLatentCache {
   }
 
   /** Runs mlaDecode on random latent-space queries and compares with absorbed float64 attention. */
-  async checkAbsorbed(seqs: number[], layer: number, heads: number, options: Partial<MlaDecodeOptions> = {}): Promise<MlaError> {
+  async checkAbsorbed(seqs: number[], layer: number, heads: number, options: Partial<MlaDecodeOptions> = {}, internals: MlaDecodeInternals = {}): Promise<MlaError> {
     const { computeDtype: dtype, device } = this.cache;
     const counts = this.queryCounts(seqs, options);
     const total = counts.reduce((a, b) => a + b, 0);
@@ -292,7 +293,7 @@ export class ShadowLatentCache {
     const q = Tensor.fromArray(gaussian(total * heads * D_ROW, Math.sqrt(D_NOPE / D_LATENT)), [total, heads, D_ROW], { dtype, device });
     const out = Tensor.full([total, heads, D_LATENT], NaN, { dtype, device });
     const scale = options.scale ?? MLA_SCALE;
-    const { lse } = mlaDecode(q, this.cache, layer, seqs, { ...options, scale, out });
+    const { lse } = mlaDecodeWith(q, this.cache, layer, seqs, { ...options, scale, out }, internals);
     const [qh, oh, lh] = await Promise.all([q.toArray(), out.toArray(), lse!.toArray()]);
     for (const t of [q, out, lse!]) t.dispose();
     const refOut: number[] = [];

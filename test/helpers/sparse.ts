@@ -3,8 +3,7 @@
  * the equivalent explicit element mask. The block patterns here are the tests' own reading of the
  * documented rules (lib/block_sparse.ts), written without the library's code.
  */
-import { AttentionOptions, BlockSparseMask, Device, DType, ScoreOptions, Tensor } from '../../lib';
-import { AttentionInternals, attentionWith } from '../../lib/attention';
+import { attention, AttentionOptions, BlockSparseMask, Device, DType, ScoreOptions, Tensor } from '../../lib';
 import { TOLERANCE } from './cases';
 import { referenceAttention, relL2 } from './reference';
 
@@ -88,7 +87,7 @@ export interface SparseResult {
 }
 
 /** Runs one case with blockMask on `device` and measures the error against float64 with the explicit mask. */
-export async function runSparseCase(c: SparseCase, dtype: DType, device: Device, internals: AttentionInternals = {}): Promise<SparseResult> {
+export async function runSparseCase(c: SparseCase, dtype: DType, device: Device): Promise<SparseResult> {
   const D = c.dim;
   const make = (lens: number[], heads: number): Tensor =>
     c.varlen
@@ -106,7 +105,7 @@ export async function runSparseCase(c: SparseCase, dtype: DType, device: Device,
     opts.cuSeqlensQ = cuQ;
     opts.cuSeqlensK = cuK;
   }
-  const { lse } = attentionWith(q, k, v, opts, internals);
+  const { lse } = attention(q, k, v, opts);
   const [qh, kh, vh, oh, lh] = await Promise.all([q.toArray(), k.toArray(), v.toArray(), out.toArray(), lse!.toArray()]);
   for (const t of [q, k, v, out, lse!]) t.dispose();
   mask.dispose();

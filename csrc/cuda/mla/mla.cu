@@ -71,11 +71,10 @@ int64_t kvRows(const MlaAttnParams& p) { return p.cache.num_pages * static_cast<
 
 // The wgmma kernel (decode_sm90.h) takes the compute-bound case on an sm_90 device whose build has
 // its sm_90a image: bf16 cache, 64 rows per CTA, pages of 16 keys or more, a pool whose rows fit
-// the TMA map's int32 coordinates. ATTN_MLA_KERNEL=mma (read per call, so one process can A/B
-// both) forces the mma.sync kernel.
+// the TMA map's int32 coordinates. MlaAttnParams::force_mma (tests, benchmarks) forces the
+// mma.sync kernel.
 bool useSm90(const MlaAttnParams& p, int m, const DeviceLimits& d) {
-  const char* v = std::getenv("ATTN_MLA_KERNEL");
-  if (v != nullptr && std::strcmp(v, "mma") == 0) return false;
+  if (p.force_mma) return false;
   const int64_t rows = kvRows(p);
   return d.cc == 90 && !isFp8(p) && m == 64 && p.cache.page_size >= mla::sm90::kMinPageSize && rows > 0 &&
          rows <= INT_MAX - mla::sm90::kTileKeys && d.optin >= mla::sm90::kSmemBytes && mla::sm90::decodeAvailable();

@@ -429,7 +429,8 @@ void launchTopK(const PageTopKParams& p, int multiprocessors, cudaStream_t strea
   if (blocks > 0x7fffffff) throwRange("pageTopK: batch * pages exceeds the grid limit");
   const size_t smem = sizeof(float) * static_cast<size_t>(std::max(2 * std::min(g.elems, kPnTile), g.smem_keys));
   auto kernel = pageTopKKernel<T>;
-  if (smem > 48 * 1024) ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  // The kernel's static shared memory (~1 KB) counts against the 48 KB default too.
+  if (smem > 40 * 1024) ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   kernel<<<static_cast<unsigned>(blocks), kTopKThreads, smem, stream>>>(p, g);
 }
 
