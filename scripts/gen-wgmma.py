@@ -3,7 +3,7 @@
 Each wrapper is one inline-asm statement with N/2 accumulators, too long to write by hand.
    python3 scripts/gen-wgmma.py > csrc/cuda/hopper/wgmma_ops.cuh"""
 
-SS_N = [32, 64, 80, 128, 176, 192]  # S = Q K^T: N = key block (shipped and tuning shapes; 64: MLA seesaw, one 64-key tile)
+SS_N = [32, 80, 128, 176, 192]  # S = Q K^T: N = key block (shipped and tuning shapes; 32: MLA, half a 64-key tile)
 RS_N = [64, 128, 256]   # O += P V: N = head dim
 # SS with B MN-major (MLA decode: O += P V with P from shared memory, V = the latent tile), N = 256.
 SST_N = [256]

@@ -1,20 +1,17 @@
 // The Hopper (sm_90a) MLA decode / prefill kernel: bf16 cache, M = 64 rows per CTA. Shape and
 // shared-memory plan in decode_sm90.h; semantics (masks, softcap, lse, splits) as decode_kernel.cuh.
 //
-// Seesaw schedule (as FlashMLA's): tiles alternate between the consumer warpgroups; warpgroup w owns
-// the tiles t = 2 i + w (stage t % 2) and alone computes S_t = Q K_t^T (wgmma m64n64k16, 36 k steps)
-// and its softmax, so one warpgroup's softmax overlaps the other's wgmmas. Per pair of tiles:
-//   wg 0: wait S_{2i}; M_{2i} = max(M_{2i-1}, row max); P_{2i} (bf16) -> the rope chunk of stage 0
-//         (only S_{2i} read it); M_{2i} -> shared; arrive A.
-//   wg 1: sync A; wait S_{2i+1}; M_{2i+1} = max(M_{2i}, row max); P_{2i+1} -> rope chunk of stage 1;
-//         arrive B.
-//   both: O *= exp2(M_{2i-1} - M_{2i}); O[:, 256 w, +256) += P_{2i} V_{2i};
-//         (wg 0: sync B) wait; release stage 0; O *= exp2(M_{2i} - M_{2i+1}); O += P_{2i+1} V_{2i+1};
-//   wg 0: issue S_{2i+2} (stage 0 refilled), wait P V_{2i+1}, release stage 1;
-//   wg 1: wait P V_{2i+1}, release stage 1, issue S_{2i+3}.
-// Row sums: each warpgroup sums its own tiles' P, rescaled at every step; the split's last tile has
-// the rows past its end zeroed in each warpgroup's V chunks before its P V (its S is done by then).
-// An odd tile count ends with a pair without tile 2i + 1 (warpgroup 1 only adds P_{2i} V_{2i}).
+// Per consumer warpgroup w and tile t (steady state):
+//   wait S_t (issued at the end of tile t-1, behind P_{t-1} V_{t-1}, which completes first);
+//   release the stage of tile t-1 (its P V is done): the producer refills it with tile t+1;
+//   scores (scale, softcap, masks) and row maxima of the warpgroup's 32 keys -> shared; barrier EX;
+//   m = max(m, both maxima), P_w = exp2(S_w - m), alpha = exp2(m_old - m); P_w (bf16) -> shared;
+//   the last tile of a split: zero the rows past its end in the warpgroup's V chunks (they may be
+//   unwritten page slots: 0 * NaN would poison O); barrier PREADY;
+//   O *= alpha; issue O += P V (P from shared, both halves), then S_{t+1} (its
+//   k loop waits on each 64-column chunk of tile t+1 as it lands, while P V_t runs).
+// EX also proves that the other warpgroup finished P V_{t-1} (it waited for it before arriving), so
+// P_t may overwrite P_{t-1}; PREADY proves the other one read the maxima of tile t.
 // Fragment conventions are those of flash_fwd_sm90.cuh: accumulators per warp in the m16n8k16 C
 // layout along N (rows 16 warp + g, + 8; columns 8 j + 2 t, + 1), P packed as the m16n8k16 A
 // fragment for wgmmaRS, V read MN-major, tiles in TMA's 128-byte-swizzled 64-column chunks.
@@ -44,8 +41,7 @@ struct KernelArgs {
 __device__ __forceinline__ uint32_t swz128(int r, int unit) { return static_cast<uint32_t>(r * 128 + ((unit ^ (r & 7)) << 4)); }
 
 // Named barriers (0 is __syncthreads): both consumer warpgroups (256 threads).
-// A: warpgroup 0 -> 1 (M_{2i}, P_{2i}); B: warpgroup 1 -> 0 (M_{2i+1}, P_{2i+1}): arrive / sync pairs.
-constexpr int kBarQ = 1, kBarEx = 2, kBarA = 3, kBarB = 4;
+constexpr int kBarQ = 1, kBarEx = 2, kBarPReady = 3;
 
 __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_constant__ KernelArgs args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -60,6 +56,7 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
   const uint32_t base = (raw_base + 1023) & ~1023u;  // swizzle atoms need 1024-byte alignment
   const uint32_t sQ = base;
   const uint32_t sKV = base + kOffKV;
+  const uint32_t sP = base + kOffP;
   float* s_max = reinterpret_cast<float*>(smem + (base - raw_base) + kOffMax);  // [2][64]
   float* s_sum = reinterpret_cast<float*>(smem + (base - raw_base) + kOffSum);  // [2][64]
   const auto barFull = [&](int s, int c) { return base + kOffBar + 8 * (s * kChunks + c); };
@@ -129,7 +126,7 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
   } else {
     // ---- consumers ----
     setMaxRegsInc<232>();
-    const int cw = wg - 1;         // O columns [256 cw, +256); owns (S, softmax) the tiles 2 i + cw
+    const int cw = wg - 1;         // O columns [256 cw, +256), S keys [32 cw, +32) of each tile
     const int ctid = tid - 128;    // 0..255 over both consumers
     const int wtid = ctid & 127;   // in this warpgroup
     const int warp = wtid >> 5;
@@ -160,20 +157,18 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
       rloc[rr] = warp * 16 + g + rr * 8;
       row_hi[rr] = rloc[rr] < mrows ? min(rowHi(rloc[rr]), kend) : 0;
     }
-    // Both warpgroups track the same running max M (after the last tile processed so far).
     float m_run[2] = {kNegInf, kNegInf};
     float l_run[2] = {0.0f, 0.0f};  // this thread's partial row sums (quad-reduced at the end)
-    float psum[2] = {0.0f, 0.0f};   // row sums of the own tile's P (relative to its max)
+    float alpha[2] = {0.0f, 0.0f};
     float o[128];
 #pragma unroll
     for (int i = 0; i < 128; ++i) o[i] = 0.0f;
-    float s[32];  // S (then P, f32) of the warpgroup's own 64-key tile: n8 tile j = s[4 j .. 4 j + 3]
+    float s[16];         // S (then P, f32) of the warpgroup's 32 keys: n8 tile j = s[4 j .. 4 j + 3]
 
     namedBarrierSync(kBarQ, 256);  // Q complete (both consumers loaded parts of it)
 
-    // S of tile `it` (all 64 keys; only its owner, warpgroup it & 1, issues it).
     const auto issueS = [&](int it) {
-      const uint32_t k_base = sKV + (it & 1) * kTileBytes;
+      const uint32_t k_base = sKV + (it & 1) * kTileBytes + cw * 32 * 128;  // keys [32 cw, +32)
       const uint32_t parity = (it >> 1) & 1;
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) {
@@ -183,38 +178,36 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
         for (int k = 0; k < 4; ++k) {
           const uint64_t da = smemDesc(sQ + c * kChunkBytes + k * 32, 16, 1024);
           const uint64_t db = smemDesc(k_base + c * kChunkBytes + k * 32, 16, 1024);
-          wgmmaSS<T, 64>(s, da, db, (c | k) != 0 ? 1 : 0);
+          wgmmaSS<T, 32>(s, da, db, (c | k) != 0 ? 1 : 0);
         }
       }
       wgmmaCommit();
     };
-    // O[:, 256 cw, +256) += P_it V_it: P from the rope chunk of the tile's stage, V its latent columns.
     const auto issuePV = [&](int it) {
-      const uint32_t st = sKV + (it & 1) * kTileBytes;
-      const uint32_t v_base = st + 4 * cw * kChunkBytes;
-      const uint32_t p_base = st + (kChunks - 1) * kChunkBytes;
+      const uint32_t v_base = sKV + (it & 1) * kTileBytes + 4 * cw * kChunkBytes;  // latent columns [256 cw, +256)
       fenceRegs(o);
       wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {  // keys [16 kk, +16) of the tile
-        const uint64_t da = smemDesc(p_base + kk * 32, 16, 1024);
+        // P from shared memory for every k step, own half included: one instruction form for both
+        // warpgroups, so no branch separates the wgmmas (ptxas serializes those).
+        const uint64_t da = smemDesc(sP + kk * 32, 16, 1024);
         const uint64_t db = smemDesc(v_base + kk * 16 * 128, kChunkBytes, 1024);
         wgmmaSST<T, 256>(o, da, db, 1);
       }
       wgmmaCommit();
     };
-    // Scores of the own tile `it` (in s) -> P (f32, in s) relative to m_new = max(m_prev, row max);
-    // m_new -> s_max[cw]; row sums -> psum; P (bf16) -> the rope chunk of the tile's stage (its S,
-    // the only reader of that chunk, is complete).
-    const auto softmaxOwn = [&](int it, const float (&m_prev)[2], float (&m_new)[2]) {
+
+    // Scores of tile `it` (in s) -> P (f32, in s), alpha, row sums; P (bf16) to shared; zero tail.
+    const auto softmaxTile = [&](int it) {
       const int ts = kbeg + it * kTileKeys;
       float mx[2] = {kNegInf, kNegInf};
 #pragma unroll
-      for (int j = 0; j < 8; ++j)
+      for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int rr = e >> 1;
-          const int kl = j * 8 + 2 * t + (e & 1);
+          const int kl = cw * 32 + j * 8 + 2 * t + (e & 1);
           const float raw = s[4 * j + e];
           float x = a.has_softcap ? a.softcap_log2 * tanhAccurate(raw * a.softcap_scale) : raw * a.scale_log2;
           if (ts + kl >= row_hi[rr]) x = kNegInf;  // a select: NaN scores of unwritten slots vanish too
@@ -225,43 +218,36 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
       for (int rr = 0; rr < 2; ++rr) {
         mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
         mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
-        m_new[rr] = fmaxf(m_prev[rr], mx[rr]);
-        if (t == 0) s_max[cw * 64 + rloc[rr]] = m_new[rr];
-        const float m_use = m_new[rr] == kNegInf ? 0.0f : m_new[rr];  // all masked so far: keep exp2 finite
+        if (t == 0) s_max[cw * 64 + rloc[rr]] = mx[rr];
+      }
+      namedBarrierSync(kBarEx, 256);
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        // Both warpgroups compute the same m (fmaxf is exact and commutative).
+        const float m_new = fmaxf(m_run[rr], fmaxf(mx[rr], s_max[(1 - cw) * 64 + rloc[rr]]));
+        const float m_use = m_new == kNegInf ? 0.0f : m_new;  // all masked so far: keep exp2 finite
+        alpha[rr] = exp2f(m_run[rr] - m_use);                 // m_run == -inf -> 0
+        m_run[rr] = m_new;
         float sum = 0.0f;
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
+        for (int j = 0; j < 4; ++j)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const float p = exp2f(s[4 * j + 2 * rr + e] - m_use);  // -inf -> 0
             s[4 * j + 2 * rr + e] = p;
             sum += p;
           }
-        psum[rr] = sum;
+        l_run[rr] = l_run[rr] * alpha[rr] + sum;
       }
-      const uint32_t p_base = sKV + (it & 1) * kTileBytes + (kChunks - 1) * kChunkBytes;
+      // P (bf16): own columns [32 cw, +32) of the [64 x 64] K-major tile both warpgroups read.
 #pragma unroll
-      for (int j = 0; j < 8; ++j)
+      for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int rr = 0; rr < 2; ++rr)
-          stShared32(p_base + swz128(rloc[rr], j) + 4 * t, ElemTraits<T>::pack(s[4 * j + 2 * rr], s[4 * j + 2 * rr + 1]));
-    };
-    // O and l from max m_from to m_to; the caller made sure no wgmma writes O.
-    const auto rescale = [&](const float (&m_from)[2], const float (&m_to)[2]) {
-      float alpha[2];
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        const float m_use = m_to[rr] == kNegInf ? 0.0f : m_to[rr];
-        alpha[rr] = exp2f(m_from[rr] - m_use);  // m_from == -inf -> 0
-        l_run[rr] *= alpha[rr];
-      }
-#pragma unroll
-      for (int i = 0; i < 128; ++i) o[i] *= alpha[(i >> 1) & 1];
-    };
-    // The split's last tile: rows past kend of this warpgroup's V chunks -> 0 (they may be unwritten
-    // page slots: 0 * NaN would poison O). The caller made sure the tile's S (by its owner) is done.
-    const auto zeroTail = [&](int it) {
-      const int nvalid = kend - (kbeg + it * kTileKeys);
+          stShared32(sP + swz128(rloc[rr], 4 * cw + j) + 4 * t, ElemTraits<T>::pack(s[4 * j + 2 * rr], s[4 * j + 2 * rr + 1]));
+      // The split's last tile: rows past kend of this warpgroup's V chunks -> 0 (the other
+      // warpgroup's S of this tile is done: it arrived at EX after waiting for it).
+      const int nvalid = kend - ts;
       if (nvalid < kTileKeys) {
         const uint32_t v_base = sKV + (it & 1) * kTileBytes + 4 * cw * kChunkBytes;
         for (int u = wtid; u < (kTileKeys - nvalid) * 32; u += 128) {
@@ -269,104 +255,26 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
           stShared128(v_base + c * kChunkBytes + r * 128 + unit * 16, make_uint4(0u, 0u, 0u, 0u));
         }
       }
-    };
-    // The tile's V chunks of this warpgroup landed (the owner saw them in issueS; the other one
-    // acquires the TMA writes itself before zeroing or reading them: not left to transitivity).
-    const auto waitV = [&](int it) {
-#pragma unroll
-      for (int c = 0; c < 4; ++c) mbarWait(barFull(it & 1, 4 * cw + c), (it >> 1) & 1);
-    };
-    const auto releaseStage = [&](int st) {
-      __syncwarp();
-      if (lane == 0) mbarArrive(barEmpty(st));
+      fenceProxyAsync();
+      namedBarrierSync(kBarPReady, 256);
     };
 
-    // Seesaw over pairs of tiles (2 i in stage 0, owned by warpgroup 0; 2 i + 1 in stage 1, owned by
-    // warpgroup 1): each owner computes S and the softmax of its tile, so one warpgroup's softmax runs
-    // while the other's wgmmas do. The max chain M_{2i-1} -> M_{2i} (warpgroup 0, handed over at
-    // barrier A) -> M_{2i+1} (warpgroup 1, barrier B). Both warpgroups then add P_{2i} V_{2i} and
-    // P_{2i+1} V_{2i+1} to their O half, rescaling O before each.
     if (ntiles > 0) {
-      fenceRegs(o);  // pins O's zeroing here: moved past issueS, it would serialize the wgmmas
-      if (cw < ntiles) issueS(cw);
-      for (int ta = 0; ta < ntiles; ta += 2) {
-        const int tb = ta + 1;
-        const bool has_b = tb < ntiles;
-        float m_a[2], m_b[2];  // M_{2i}, M_{2i+1}
-        // 1. The own tile's softmax. No wgmma is pending afterwards (S was the only one).
-        if (cw == 0) {
-          wgmmaWait<0>();
-          fenceRegs(s);
-          fenceRegs(o);
-          softmaxOwn(ta, m_run, m_a);
-          fenceProxyAsync();  // P (generic proxy) before the other warpgroup's wgmma reads it
-          namedBarrierArrive(kBarA, 256);
-        } else {
-          namedBarrierSync(kBarA, 256);  // M_{2i} and P_{2i} written; S_{2i} done
-#pragma unroll
-          for (int rr = 0; rr < 2; ++rr) m_a[rr] = s_max[rloc[rr]];
-          // Unconditional (nothing is pending without tile 2i + 1): every path ptxas sees then has
-          // no wgmma in flight here, so it does not serialize them.
-          wgmmaWait<0>();
-          fenceRegs(s);
-          fenceRegs(o);
-          if (has_b) {
-            softmaxOwn(tb, m_a, m_b);
-            fenceProxyAsync();
-            namedBarrierArrive(kBarB, 256);
-          }
+      fenceRegs(o);  // pins O's zeroing here: moved past issueS(0), it would serialize the wgmmas
+      issueS(0);
+      for (int it = 0; it < ntiles; ++it) {
+        wgmmaWait<0>();  // S_it, and P V_{it-1} issued before it
+        fenceRegs(s);
+        fenceRegs(o);
+        if (it > 0) {
+          __syncwarp();
+          if (lane == 0) mbarArrive(barEmpty((it - 1) & 1));  // P V_{it-1} no longer reads its stage
         }
-        // 2. O += P_{2i} V_{2i}, O rescaled to M_{2i} first.
-        rescale(m_run, m_a);
-        if (cw == 0) {
+        softmaxTile(it);
 #pragma unroll
-          for (int rr = 0; rr < 2; ++rr) l_run[rr] += psum[rr];
-        }
-        waitV(ta);
-        zeroTail(ta);
-        fenceProxyAsync();
-        issuePV(ta);
-        // 3. O += P_{2i+1} V_{2i+1}, O rescaled to M_{2i+1} once P_{2i} V_{2i} is done.
-        if (has_b) {
-          if (cw == 0) {
-            namedBarrierSync(kBarB, 256);  // M_{2i+1} and P_{2i+1} written; S_{2i+1} done
-#pragma unroll
-            for (int rr = 0; rr < 2; ++rr) m_b[rr] = s_max[64 + rloc[rr]];
-          }
-          wgmmaWait<0>();
-          fenceRegs(o);
-          releaseStage(0);  // this warpgroup's P_{2i} V_{2i} no longer reads stage 0
-          rescale(m_a, m_b);
-          if (cw == 1) {
-#pragma unroll
-            for (int rr = 0; rr < 2; ++rr) l_run[rr] += psum[rr];
-          }
-          waitV(tb);
-          zeroTail(tb);
-          fenceProxyAsync();
-          issuePV(tb);
-#pragma unroll
-          for (int rr = 0; rr < 2; ++rr) m_run[rr] = m_b[rr];
-        } else {
-#pragma unroll
-          for (int rr = 0; rr < 2; ++rr) m_run[rr] = m_a[rr];
-        }
-        // 4. The next S of each owner. Stage 0 is refilled once both warpgroups released it in step
-        // 3; stage 1 once both finished P_{2i+1} V_{2i+1}: warpgroup 1 must wait for its own before
-        // its S can land, warpgroup 0 queues S_{2i+2} first.
-        if (cw == 0) {
-          const bool next = ta + 2 < ntiles;
-          if (next) issueS(ta + 2);
-          if (next) wgmmaWait<1>();
-          else wgmmaWait<0>();
-          fenceRegs(o);
-          if (has_b) releaseStage(1);
-        } else {
-          wgmmaWait<0>();
-          fenceRegs(o);
-          if (has_b) releaseStage(1);
-          if (tb + 2 < ntiles) issueS(tb + 2);
-        }
+        for (int i = 0; i < 128; ++i) o[i] *= alpha[(i >> 1) & 1];
+        issuePV(it);
+        if (it + 1 < ntiles) issueS(it + 1);
       }
       wgmmaWait<0>();
       fenceRegs(o);

@@ -6,11 +6,10 @@
 // kernel, so the split workspace and the combine are shared. Keys stream in tiles of 64 rows of 576
 // through two stages; per tile, in column chunks of 64 (128-byte rows, 128-byte swizzle):
 //   warpgroup 0 (producer): one thread issues the TMA copies (one per chunk and page piece);
-//   warpgroups 1, 2 (consumers, w = 0, 1), the seesaw: w owns every other tile (2 i + w), computes
-//     its S = Q K^T (wgmma m64n64k16, 36 k steps) and softmax, hands the running max over through
-//     shared memory and writes P (bf16) over the tile's rope chunk (dead once S is done); both
-//     then add P V[:, 256 w, +256) of both tiles of the pair to their O half (wgmma m64n256k16,
-//     P [64 x 64] and V both from shared memory; V = the tile's latent columns, read MN-major).
+//   warpgroups 1, 2 (consumers, w = 0, 1): S_w = Q K[32 w, 32 w + 32)^T (wgmma m64n32k16, 36 k
+//     steps), row maxima exchanged through shared memory, P_w = exp2(S_w - m) (bf16) written to
+//     shared memory, then O[:, 256 w, +256) += P V[:, 256 w, +256) (wgmma m64n256k16, P [64 x 64]
+//     and V both from shared memory; V = the tile's latent columns, read MN-major).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -27,11 +26,11 @@ constexpr int kChunkBytes = kTileKeys * 128;           // 64 rows of 128 bytes: 
 constexpr int kTileBytes = kChunks * kChunkBytes;      // 73728 (Q has the same shape)
 constexpr int kStages = 2;
 constexpr int kMinPageSize = 16;                       // TMA pieces of >= 16 rows (and 1024-byte aligned)
-// Shared memory (from a 1024-aligned base): Q, the K/V stages (P of a tile overwrites its rope
-// chunk), row maxima and sums of both consumers, then the mbarriers (full per stage and chunk, empty
-// per stage). 221184 + 512 + 512 + 160 + 1024 = 223392 bytes.
+// Shared memory (from a 1024-aligned base): Q, the K/V stages, P [64 x 64] bf16, row maxima and sums
+// of both consumers, then the mbarriers (full per stage and chunk, empty per stage).
 constexpr int kOffKV = kTileBytes;
-constexpr int kOffMax = kOffKV + kStages * kTileBytes;
+constexpr int kOffP = kOffKV + kStages * kTileBytes;
+constexpr int kOffMax = kOffP + kChunkBytes;
 constexpr int kOffSum = kOffMax + 2 * 64 * 4;
 constexpr int kOffBar = kOffSum + 2 * 64 * 4;
 constexpr int kBars = kStages * (kChunks + 1);
