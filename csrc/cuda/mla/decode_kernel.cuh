@@ -23,6 +23,7 @@
 
 #include "../check.h"
 #include "../common/ptx.cuh"
+#include "cta_range.cuh"
 #include "mla_internal.h"
 
 namespace attn::cuda::mla {
@@ -115,26 +116,11 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(const MlaArgs a) 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
-  const int mb = static_cast<int>(blockIdx.x % static_cast<unsigned>(a.mblocks));
-  const int b = static_cast<int>(blockIdx.x / static_cast<unsigned>(a.mblocks));
-  const int split = blockIdx.y;
-
-  const int q0 = a.cu_q ? a.cu_q[b] : b;
-  const int nq = a.cu_q ? a.cu_q[b + 1] - q0 : 1;
-  const int len_k = max(a.seq_lens[b], 0);
-  const int rows_total = nq * a.heads;
-  const int m0 = mb * M;
-  if (m0 >= rows_total) return;  // uniform over the CTA
-  const int mrows = min(M, rows_total - m0);
-  const int offset = len_k - nq;  // query row qi sits at position offset + qi
-
-  // Keys [0, hi) of local row r: causal rows end at their own position.
-  auto rowHi = [&](int r) { return a.causal ? max(0, min(len_k, offset + (m0 + r) / a.heads + 1)) : len_k; };
-  const int hi_all = rowHi(mrows - 1);  // the last row sees the most keys
-  const int chunk = ((hi_all + a.num_splits - 1) / a.num_splits + N - 1) / N * N;
-  const int kbeg = split * chunk;
-  const int kend = min(hi_all, kbeg + chunk);
-  const int ntiles = kend > kbeg ? (kend - kbeg + N - 1) / N : 0;
+  MlaCta cta;
+  if (!mlaCtaOf<M, N>(a, cta)) return;  // uniform over the CTA
+  const int b = cta.b, split = cta.split, q0 = cta.q0, m0 = cta.m0, mrows = cta.mrows;
+  const int kbeg = cta.kbeg, kend = cta.kend, ntiles = cta.ntiles;
+  auto rowHi = [&](int r) { return cta.rowHi(a, r); };
 
   // Q: rows r < mrows from global, the rest zero. Part of the first cp.async group.
   {

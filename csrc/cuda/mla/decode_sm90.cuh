@@ -25,6 +25,7 @@
 #include "../common/ptx.cuh"
 #include "../hopper/hopper_ptx.cuh"
 #include "../hopper/wgmma_ops.cuh"
+#include "cta_range.cuh"
 #include "decode_sm90.h"
 
 namespace attn::cuda::mla::sm90 {
@@ -66,23 +67,11 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
   if (a.num_splits > 1) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
   const int tid = threadIdx.x;
-  const int mb = static_cast<int>(blockIdx.x % static_cast<unsigned>(a.mblocks));
-  const int b = static_cast<int>(blockIdx.x / static_cast<unsigned>(a.mblocks));
-  const int split = blockIdx.y;
-  const int q0 = a.cu_q ? a.cu_q[b] : b;
-  const int nq = a.cu_q ? a.cu_q[b + 1] - q0 : 1;
-  const int len_k = max(a.seq_lens[b], 0);
-  const int rows_total = nq * a.heads;
-  const int m0 = mb * 64;
-  if (m0 >= rows_total) return;  // uniform over the CTA, before any barrier
-  const int mrows = min(64, rows_total - m0);
-  const int offset = len_k - nq;  // query row qi sits at position offset + qi
-  auto rowHi = [&](int r) { return a.causal ? max(0, min(len_k, offset + (m0 + r) / a.heads + 1)) : len_k; };
-  const int hi_all = rowHi(mrows - 1);  // the last row sees the most keys
-  const int chunk = ((hi_all + a.num_splits - 1) / a.num_splits + kTileKeys - 1) / kTileKeys * kTileKeys;
-  const int kbeg = split * chunk;
-  const int kend = min(hi_all, kbeg + chunk);
-  const int ntiles = kend > kbeg ? (kend - kbeg + kTileKeys - 1) / kTileKeys : 0;
+  MlaCta cta;
+  if (!mlaCtaOf<64, kTileKeys>(a, cta)) return;  // uniform over the CTA, before any barrier
+  const int b = cta.b, split = cta.split, q0 = cta.q0, m0 = cta.m0, mrows = cta.mrows;
+  const int kbeg = cta.kbeg, kend = cta.kend, ntiles = cta.ntiles;
+  auto rowHi = [&](int r) { return cta.rowHi(a, r); };
 
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
