@@ -4,6 +4,7 @@
 #include "../../common/counter_rng.h"
 #include "../../common/dtype.h"
 #include "../check.h"
+#include "../common/elem_convert.cuh"
 #include "tensor_ops.h"
 
 namespace attn::cuda {
@@ -28,14 +29,6 @@ __global__ void fillKernel(T* dst, int64_t n, T value) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) dst[i] = value;
 }
 
-template <typename T>
-__device__ __forceinline__ T fromFloat(float x);
-template <>
-__device__ __forceinline__ float fromFloat<float>(float x) { return x; }
-template <>
-__device__ __forceinline__ __half fromFloat<__half>(float x) { return __float2half_rn(x); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 fromFloat<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
 template <typename T>
 __global__ void randomNormalKernel(RandomParams p) {
