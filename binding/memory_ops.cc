@@ -16,6 +16,7 @@
 #ifdef ATTN_WITH_CUDA
 #include "cuda/check.h"
 #include "cuda/tensor/tensor_ops.h"
+#include "cuda/timing/read_floor.h"
 #endif
 
 namespace binding {
@@ -217,6 +218,37 @@ Napi::Value emptyCacheJs(const Napi::CallbackInfo& info) {
   });
 }
 
+// Benchmark hook (scripts/): readFloor(tensor, windowBytes, windows, iters) -> { ms, blocks, threads },
+// the device time of just reading windowBytes of the tensor per launch (see cuda/timing/read_floor.h).
+Napi::Value readFloor(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    TensorRef t = tensorRef(info[0], "tensor");
+    requireContiguous(t, "tensor");
+    if (!t.device().isCuda()) attn::throwType("readFloor needs a CUDA tensor");
+    const size_t window = byteCount(info[1], "windowBytes");
+    const size_t windows = byteCount(info[2], "windows");
+    const size_t iters = byteCount(info[3], "iters");
+    if (window == 0 || windows == 0 || window * windows > t.numel() * attn::dtypeSize(t.dtype))
+      attn::throwRange("readFloor: windowBytes * windows must be positive and fit in the tensor");
+    if (iters == 0 || iters > 10000 || windows > 10000) attn::throwRange("readFloor: iters and windows must be in [1, 10000]");
+    double ms = -1.0, blocks = 0.0, threads = 0.0;
+    launch(t.device(), [] {}, [&](const CudaTarget& c) {
+#ifdef ATTN_WITH_CUDA
+      const attn::cuda::ReadFloor r = attn::cuda::timeReadFloor(t.data(), static_cast<int64_t>(window), static_cast<int>(windows),
+                                                                static_cast<int>(iters), c.multiprocessors, c.stream);
+      ms = r.ms;
+      blocks = r.blocks;
+      threads = r.threads;
+#endif
+    });
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("ms", ms);
+    o.Set("blocks", blocks);
+    o.Set("threads", threads);
+    return o;
+  });
+}
+
 }  // namespace
 
 void registerMemoryOps(Napi::Env env, Napi::Object exports) {
@@ -232,6 +264,7 @@ void registerMemoryOps(Napi::Env env, Napi::Object exports) {
   exports.Set("synchronize", Napi::Function::New(env, synchronize, "synchronize"));
   exports.Set("memoryStats", Napi::Function::New(env, stats, "memoryStats"));
   exports.Set("emptyCache", Napi::Function::New(env, emptyCacheJs, "emptyCache"));
+  exports.Set("readFloor", Napi::Function::New(env, readFloor, "readFloor"));
 }
 
 }  // namespace binding

@@ -116,6 +116,8 @@ export interface NativeAddon {
   synchronize(device: string): Promise<void>;
   memoryStats(device: string): NativeMemoryStats;
   emptyCache(device: string): void;
+  /** Benchmarks: device ms of just reading `windowBytes` of `t` per launch (CUDA only). */
+  readFloor(t: TensorDescriptor, windowBytes: number, windows: number, iters: number): { ms: number; blocks: number; threads: number };
   info(): NativeInfo;
   attention(
     q: TensorDescriptor,

@@ -59,17 +59,22 @@ async function dense() {
 
 const DECODE = { heads: 32, kvHeads: 8, headDim: 128 };
 
-// Median device ms per launch of native paged attention over (pool, table), timed by events.
-async function timeDecode(q, pool, table, out, rows, seqLens, numSplits = 0) {
+// Device ms per launch of native paged attention over (pool, table), timed by events: the median
+// of `reps` bursts of 20 launches (one burst when the caller interleaves cases itself).
+async function timeDecode(q, pool, table, out, rows, seqLens, numSplits = 0, reps = 5) {
   const params = { scale: 1 / Math.sqrt(DECODE.headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits };
   // Warm-up: one launch, then a timed burst that is thrown away (clocks ramp, caches fill).
   native.pagedAttention(q, pool, 0, table, out, null, params);
   native.pagedAttention(q, pool, 0, table, out, null, { ...params, benchIters: 20 });
   await synchronize(device);
   const times = [];
-  for (let r = 0; r < 5; r++) times.push(native.pagedAttention(q, pool, 0, table, out, null, { ...params, benchIters: 20 }));
-  times.sort((a, b) => a - b);
-  return times[2];
+  for (let r = 0; r < reps; r++) times.push(native.pagedAttention(q, pool, 0, table, out, null, { ...params, benchIters: 20 }));
+  return median(times);
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
 }
 
 function decodeResult(batch, context, pageSize, ms) {
@@ -106,21 +111,13 @@ function filledDecodeCache(batch, context, pageSize, cacheOptions, queryRows = 1
 }
 
 // Through PagedKVCache: tokens appended by the append kernel, the cache's own block table.
-async function decodeCase(batch, context, pageSize) {
+function pagedSetup(batch, context, pageSize) {
   const { cache, q, out, rows, seqLens, dispose } = filledDecodeCache(batch, context, pageSize, { dtype: 'bf16' });
-  const ms = await timeDecode(q, cache.pool, cache.blockTable, out, rows, seqLens);
-  const result = decodeResult(batch, context, pageSize, ms);
-  if (sweepSplits && batch <= 16) {
-    result.splits = {};
-    for (const n of sweepSplits) result.splits[n] = await timeDecode(q, cache.pool, cache.blockTable, out, rows, seqLens, n);
-    process.stderr.write(`  splits (us): ${Object.entries(result.splits).map(([n, t]) => `${n}:${(t * 1000).toFixed(1)}`).join(' ')}\n`);
-  }
-  dispose();
-  return result;
+  return { pageSize, q, pool: cache.pool, table: cache.blockTable, out, rows, seqLens, dispose };
 }
 
 // The contiguous baseline: one page per sequence holding its whole context (page size = context).
-async function contiguousCase(batch, context) {
+function contiguousSetup(batch, context) {
   const { heads, kvHeads, headDim } = DECODE;
   const pool = Tensor.randn([1, 2, batch, kvHeads, context, headDim], { dtype: 'bf16', device });
   const table = Tensor.fromArray(Int32Array.from({ length: batch }, (_, b) => b), [batch, 1], { dtype: 'int32', device });
@@ -128,9 +125,51 @@ async function contiguousCase(batch, context) {
   const out = Tensor.empty([batch, heads, headDim], { dtype: 'bf16', device });
   const rows = Int32Array.from({ length: batch }, (_, b) => b);
   const seqLens = new Int32Array(batch).fill(context);
-  const ms = await timeDecode(q, pool, table, out, rows, seqLens);
-  for (const t of [pool, table, q, out]) t.dispose();
-  return decodeResult(batch, context, 'contiguous', ms);
+  return { pageSize: 'contiguous', q, pool, table, out, rows, seqLens, dispose: () => [pool, table, q, out].forEach((t) => t.dispose()) };
+}
+
+// The time to just read the case's K/V bytes once (cuda/timing/read_floor.h), timed like the
+// decode: 'warm' reads the same bytes every launch (as the repeated decode calls do), 'cold' a
+// fresh window each launch from a buffer several times the L2.
+function readFloorCase(bytes) {
+  const windows = Math.max(1, Math.ceil(256e6 / bytes));
+  if (bytes * windows > 2e9) return null;
+  const buf = Tensor.randn([(bytes * windows) / 2], { dtype: 'bf16', device });
+  const warm = native.readFloor(buf, bytes, 1, 20);
+  const cold = native.readFloor(buf, bytes, windows, 20 * windows);
+  buf.dispose();
+  return { warmMs: warm.ms, coldMs: cold.ms, warmTbps: bytes / (warm.ms * 1e-3) / 1e12, coldTbps: bytes / (cold.ms * 1e-3) / 1e12, grid: [warm.blocks, warm.threads] };
+}
+
+// Page 16, page 256 and contiguous, timed in interleaved rounds (one burst each per round, the
+// order rotating) so that clock and thermal drift fall on all three alike.
+async function decodeCells(batch, context) {
+  const setups = [pagedSetup(batch, context, 16), pagedSetup(batch, context, 256), contiguousSetup(batch, context)];
+  const times = setups.map(() => []);
+  for (const s of setups) await timeDecode(s.q, s.pool, s.table, s.out, s.rows, s.seqLens, 0, 1);  // warm-up
+  const rounds = 9;
+  for (let r = 0; r < rounds; r++)
+    for (let i = 0; i < setups.length; i++) {
+      const j = (i + r) % setups.length;
+      const s = setups[j];
+      times[j].push(await timeDecode(s.q, s.pool, s.table, s.out, s.rows, s.seqLens, 0, 1));
+    }
+  const results = setups.map((s, j) => decodeResult(batch, context, s.pageSize, median(times[j])));
+  const p16 = setups[0];
+  if (sweepSplits && batch <= 16) {
+    results[0].splits = {};
+    for (const n of sweepSplits) results[0].splits[n] = await timeDecode(p16.q, p16.pool, p16.table, p16.out, p16.rows, p16.seqLens, n);
+    process.stderr.write(`  splits (us): ${Object.entries(results[0].splits).map(([n, t]) => `${n}:${(t * 1000).toFixed(1)}`).join(' ')}\n`);
+  }
+  const bytes = batch * context * DECODE.kvHeads * DECODE.headDim * 2 * 2;
+  if (bytes <= 600e6) {
+    const floor = readFloorCase(bytes);
+    if (floor) for (const r of results) r.readFloor = floor;
+  }
+  process.stderr.write(`  ${results.map((r) => `${r.pageSize}: ${(r.ms * 1000).toFixed(1)} us`).join(', ')}` +
+    `${results[0].readFloor ? `; read floor warm ${(results[0].readFloor.warmMs * 1000).toFixed(1)} us, cold ${(results[0].readFloor.coldMs * 1000).toFixed(1)} us` : ''}\n`);
+  for (const s of setups) s.dispose();
+  return results;
 }
 
 async function decode() {
@@ -140,8 +179,7 @@ async function decode() {
   for (const batch of batches)
     for (const context of contexts) {
       process.stderr.write(`decode batch ${batch} context ${context}\n`);
-      for (const pageSize of [16, 256]) results.push(await decodeCase(batch, context, pageSize));
-      results.push(await contiguousCase(batch, context));
+      results.push(...(await decodeCells(batch, context)));
     }
   return results;
 }

@@ -1,0 +1,37 @@
+// One launch of a benchmark case, for a profiler: `ncu -k regex:NAME node scripts/profile-case.js CASE`.
+// Cases: mla (128 heads, batch 64, 8k, page 64, bf16: the compute-bound MLA cell),
+//        decode1x8k (paged decode, 32/8 heads, d128, batch 1, 8k, page 16).
+const path = require('node:path');
+const root = path.join(__dirname, '..');
+const { Tensor, PagedKVCache, PagedLatentCache, synchronize } = require(root);
+const { native } = require(path.join(root, 'dist', 'native.js'));
+const device = 'cuda:0';
+
+async function main(name) {
+  if (name === 'mla') {
+    const batch = 64, heads = 128, context = 8192, pageSize = 64;
+    const cache = new PagedLatentCache({ layers: 1, pageSize, dtype: 'bf16', device, capacityPages: batch * (context / pageSize), maxSequences: batch, maxSequenceLength: context });
+    const rows = Tensor.randn([context, 576], { dtype: 'bf16', device });
+    const seqs = Array.from({ length: batch }, () => { const s = cache.addSequence(); cache.append(s, 0, rows); return s; });
+    const q = Tensor.randn([batch, heads, 576], { dtype: 'bf16', device, std: 0.5 });
+    const out = Tensor.empty([batch, heads, 512], { dtype: 'bf16', device });
+    const { rows: tableRows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
+    native.mlaAttention(q, cache.pool, cache.scales, 0, cache.blockTable, out, null, { scale: 1 / Math.sqrt(192), softcap: 0, causal: true, rows: tableRows, seqLens, numSplits: 0 });
+  } else if (name === 'decode1x8k') {
+    const context = 8192, pageSize = 16;
+    const cache = new PagedKVCache({ layers: 1, kvHeads: 8, headDim: 128, pageSize, device, dtype: 'bf16', capacityPages: context / pageSize, maxSequences: 1, maxSequenceLength: context });
+    const k = Tensor.randn([context, 8, 128], { dtype: 'bf16', device });
+    const v = Tensor.randn([context, 8, 128], { dtype: 'bf16', device });
+    const s = cache.addSequence();
+    cache.append(s, 0, k, v);
+    const q = Tensor.randn([1, 32, 128], { dtype: 'bf16', device });
+    const out = Tensor.empty([1, 32, 128], { dtype: 'bf16', device });
+    const { rows, seqLens } = cache.batchInfo([s], 0, 'seqs');
+    native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { scale: 1 / Math.sqrt(128), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits: 0 });
+  } else {
+    throw new RangeError(`unknown case '${name}' (mla, decode1x8k)`);
+  }
+  await synchronize(device);
+}
+
+main(process.argv[2]).catch((e) => { console.error(e); process.exit(1); });
