@@ -173,6 +173,7 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
         buf.k_start = static_cast<const int32_t*>(ks->data());
         buf.kp_start = static_cast<const int32_t*>(kps->data());
         buf.workspace = ws->data();
+        buf.counters = splitCounters(dev, static_cast<size_t>(p.batch) * p.heads_kv);
         const int kernelSm = forceSm80 ? 80 : c.sm;  // picks the kernel only (support was checked above)
         if (benchIters <= 0) {
           attn::cuda::quantForward(p, mode, kernelSm, plan, buf, c.stream);

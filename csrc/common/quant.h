@@ -2,7 +2,8 @@
 // csrc/cpu/paged_attention.cpp) and the CUDA kernels (csrc/cuda/quant, csrc/cuda/paged).
 //
 // Quantized forward (SageAttention-style), per sequence b and kv head:
-//   K is smoothed: k'[j] = k[j] - mean_j(k) (float32 mean over the sequence's keys). Softmax is
+//   K is smoothed: k'[j] = k[j] - mean_j(k) (float32 mean over the sequence's keys: per block of
+//   kQuantKeyBlock keys a sum in key order, those sums added in block order, / key count). Softmax is
 //   invariant to it (each row's scores shift by the constant q . mean), the returned lse adds
 //   scale * q . mean back.
 //   Q: int8 with one scale per (token, head): s = amax / 127, q8 = rne(q * (127 / amax)).

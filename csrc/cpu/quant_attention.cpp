@@ -61,7 +61,7 @@ void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, bool qk_fp8, Quant
   }
   const int64_t blocks = (n + kB - 1) / kB;
   // Mean: per block a sequential float sum over its keys, then the blocks in order (the CUDA
-  // stats kernel and finalize kernel sum in exactly this order).
+  // stats kernel sums each block, and its last CTA per sequence the blocks, in exactly this order).
   out->mean.assign(D, 0.0f);
   std::vector<float> vmax(D, 0.0f);
   for (int c = 0; c < D; ++c) {

@@ -222,6 +222,8 @@ export function quantCases(dims: number[]): Array<[string, QuantCase]> {
     cases.push([`d${dim} q 150 > k 100 causal (empty rows)`, { lenQ: [150], lenK: [100], headsQ: 2, headsKv: 2, dim, options: { causal: true } }]);
     cases.push([`d${dim} window + scale`, { lenQ: [260], lenK: [260], headsQ: 2, headsKv: 1, dim, options: { window: [70, 10], scale: 0.09 } }]);
     cases.push([`d${dim} varlen`, { lenQ: [130, 0, 200], lenK: [190, 5, 200], headsQ: 2, headsKv: 1, dim, varlen: true, options: { causal: true } }]);
+    // Sequences without keys own no key block: their statistics come from their own CTAs.
+    cases.push([`d${dim} varlen, sequences without keys`, { lenQ: [40, 70, 25, 30], lenK: [0, 130, 0, 0], headsQ: 2, headsKv: 1, dim, varlen: true }]);
   }
   return cases;
 }

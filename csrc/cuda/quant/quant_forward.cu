@@ -139,7 +139,12 @@ void quantForward(const AttnParams& p, QuantMode mode, int sm, const QuantForwar
   a.k_mean = reinterpret_cast<float*>(ws + w.k_mean);
   a.k_part = reinterpret_cast<float*>(ws + w.k_part);
   a.v_part = reinterpret_cast<float*>(ws + w.v_part);
-  if (prep) quant::launchQuantPrep(a, mode, stream);
+  a.counters = buf.counters;
+  if (prep) {
+    bool keyless_seqs = false;
+    for (int b = 0; b < B; ++b) keyless_seqs |= plan.k_start[b + 1] == plan.k_start[b];
+    quant::launchQuantPrep(a, mode, keyless_seqs, stream);
+  }
   if (quantForwardSm90Applies(p, sm, total_kp)) {
     if (p.head_dim == 64) {
       hopper::launchQuantFwdSm90Hd64(a, mode, stream);

@@ -23,13 +23,15 @@ struct QuantForwardPlan {
 bool quantForwardSupported(const AttnParams& p, QuantMode mode, int sm, std::string* why);
 QuantForwardPlan quantForwardPlan(const AttnParams& p, QuantMode mode, const int32_t* cu_q, const int32_t* cu_k);
 
-// Device buffers for one call: the plan's three start arrays and a workspace of
-// plan.workspace_bytes (stream-ordered, 256-byte aligned).
+// Device buffers for one call: the plan's three start arrays, a workspace of
+// plan.workspace_bytes (stream-ordered, 256-byte aligned), and batch * heads_kv counters that are
+// zero whenever the stream is idle (the device context's split counters).
 struct QuantForwardBuffers {
   const int32_t* q_start = nullptr;
   const int32_t* k_start = nullptr;
   const int32_t* kp_start = nullptr;
   void* workspace = nullptr;
+  unsigned* counters = nullptr;
 };
 
 // True when the sm_90a kernel serves the call on a device of compute capability `sm` (the sm_80

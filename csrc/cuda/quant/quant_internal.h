@@ -61,6 +61,10 @@ struct QuantArgs {
   float* k_mean;    // [batch][heads_kv][D]
   float* k_part;    // [heads_kv][total_kp / kBlockN][D] per-block key sums
   float* v_part;    // [heads_kv][total_kp / kBlockN][D] per-block |v| maxima
+
+  // [batch][heads_kv] stats CTAs of the sequence done so far: zero before and after each stats
+  // launch (the device context's split counters, zeroed once; the last CTA resets its counter).
+  unsigned* counters;
 };
 
 // Byte offsets of the workspace arrays (each 256-byte aligned) and the total size.
@@ -96,8 +100,9 @@ inline QuantWorkspace quantWorkspaceLayout(const AttnParams& p, QuantMode mode, 
   return w;
 }
 
-// quant_prep.cu: the four preprocessing launches (stats, finalize, K/V, Q).
-void launchQuantPrep(const QuantArgs& a, QuantMode mode, cudaStream_t stream);
+// quant_prep.cu: the two preprocessing launches (stats with the per-sequence finish, then K/V and
+// Q quantization). keyless_seqs: some sequence has no keys (and so no key block).
+void launchQuantPrep(const QuantArgs& a, QuantMode mode, bool keyless_seqs, cudaStream_t stream);
 // quant_fwd_hd*.cu: the attention kernel for one head dim.
 void launchQuantFwdHd64(const QuantArgs& a, QuantMode mode, cudaStream_t stream);
 void launchQuantFwdHd128(const QuantArgs& a, QuantMode mode, cudaStream_t stream);

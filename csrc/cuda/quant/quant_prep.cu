@@ -1,10 +1,12 @@
-// Preprocessing of the quantized forward (rules: csrc/common/quant.h). Four launches:
-//   stats:    per (key block, kv head): the block's per-channel K sum and |V| max;
-//   finalize: per (sequence, kv head): K mean (blocks summed in order), V scale and inverse;
-//   kv:       per (key block, kv head): smoothed K -> int8 (e4m3 in mode fp8) with the block scale;
-//             V -> fp8 / f16 with the channel scales, written transposed (V^T [D][keys], keys
-//             permuted for fp8);
-//   q:        one warp per (token, head): int8 (e4m3) with the token scale, and scale * q . mean_k.
+// Preprocessing of the quantized forward (rules: csrc/common/quant.h). Two launches, both memory
+// bound: each thread issues all its loads (16-byte K/V chunks, a warp's Q rows) before using any.
+//   stats:    per (key block, kv head): the block's per-channel K sum and |V| max (k_part, v_part).
+//             The last CTA of a (sequence, kv head) to finish (QuantArgs::counters) adds the
+//             blocks' partials into the K mean and turns their |V| max into V scale and inverse.
+//   quantize: per (key block, kv head): smoothed K -> int8 (e4m3 in mode fp8) with the block
+//             scale; V -> fp8 / f16 with the channel scales, written transposed (V^T [D][keys],
+//             keys permuted for fp8). After those CTAs, Q: a warp per kQRows (token, head) rows,
+//             int8 (e4m3) with the token scale, and scale * q . mean_k.
 // Sums run in the order the CPU emulation uses, and every division is correctly rounded
 // (__fdiv_rn: --use_fast_math would otherwise approximate it), so the quantized values match it.
 #include <cuda_bf16.h>
@@ -12,6 +14,7 @@
 #include <cuda_fp8.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../check.h"
 #include "quant_internal.h"
@@ -19,21 +22,54 @@
 namespace attn::cuda::quant {
 namespace {
 
-__device__ __forceinline__ float loadElem(const void* base, int64_t i, bool bf16) {
-  const uint16_t bits = __ldg(static_cast<const uint16_t*>(base) + i);
-  return bf16 ? __bfloat162float(__ushort_as_bfloat16(bits)) : __half2float(__ushort_as_half(bits));
+template <typename T>
+__device__ __forceinline__ float elemToFloat(uint16_t bits) {
+  if constexpr (std::is_same_v<T, __half>) {
+    return __half2float(__ushort_as_half(bits));
+  } else {
+    return __bfloat162float(__ushort_as_bfloat16(bits));
+  }
 }
 
-// 8 consecutive elements (16-byte aligned) as floats.
-__device__ __forceinline__ void load8(const void* base, int64_t i, bool bf16, float (&x)[8]) {
-  const uint4 u = __ldg(reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(base) + i));
-  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const uint16_t lo = static_cast<uint16_t>(w[e] & 0xffffu), hi = static_cast<uint16_t>(w[e] >> 16);
-    x[2 * e] = bf16 ? __bfloat162float(__ushort_as_bfloat16(lo)) : __half2float(__ushort_as_half(lo));
-    x[2 * e + 1] = bf16 ? __bfloat162float(__ushort_as_bfloat16(hi)) : __half2float(__ushort_as_half(hi));
+// Two packed elements (the first in the low half) as floats.
+template <typename T>
+__device__ __forceinline__ void unpack2(uint32_t w, float& lo, float& hi) {
+  lo = elemToFloat<T>(static_cast<uint16_t>(w & 0xffffu));
+  hi = elemToFloat<T>(static_cast<uint16_t>(w >> 16));
+}
+
+// 8 consecutive elements (one 16-byte chunk) as floats.
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& u, float (&x)[8]) {
+  unpack2<T>(u.x, x[0], x[1]);
+  unpack2<T>(u.y, x[2], x[3]);
+  unpack2<T>(u.z, x[4], x[5]);
+  unpack2<T>(u.w, x[6], x[7]);
+}
+
+// The 16-byte chunk at element i (16-byte aligned).
+__device__ __forceinline__ uint4 load16(const void* base, int64_t i) {
+  return __ldg(reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(base) + i));
+}
+
+// kN (2 or 4) consecutive elements at element i (kN * 2-byte aligned), one load.
+template <typename T, int kN>
+__device__ __forceinline__ void loadN(const void* base, int64_t i, float (&x)[kN]) {
+  const uint16_t* p = static_cast<const uint16_t*>(base) + i;
+  if constexpr (kN == 4) {
+    const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
+    unpack2<T>(u.x, x[0], x[1]);
+    unpack2<T>(u.y, x[2], x[3]);
+  } else {
+    static_assert(kN == 2, "2 or 4 elements");
+    unpack2<T>(__ldg(reinterpret_cast<const uint32_t*>(p)), x[0], x[1]);
   }
+}
+
+// 8 consecutive floats at p (32-byte aligned), written by an earlier launch.
+__device__ __forceinline__ void load8f(const float* p, float (&x)[8]) {
+  const float4 lo = __ldg(reinterpret_cast<const float4*>(p)), hi = __ldg(reinterpret_cast<const float4*>(p + 4));
+  x[0] = lo.x, x[1] = lo.y, x[2] = lo.z, x[3] = lo.w, x[4] = hi.x, x[5] = hi.y, x[6] = hi.z, x[7] = hi.w;
 }
 
 // The largest b < batch with start[b] <= x (empty sequences share their start with the next).
@@ -54,46 +90,158 @@ __device__ __forceinline__ int64_t keyOffset(const QuantArgs& a, int64_t batch_s
   return base + static_cast<int64_t>(j) * row_stride + static_cast<int64_t>(hk) * head_stride;
 }
 
-__global__ void __launch_bounds__(kThreads) statsKernel(const QuantArgs a) {
-  const int blk = blockIdx.x, hk = blockIdx.y;
-  const int blocks = a.total_kp / kBlockN;
+// The key block a CTA works on: sequence b, its keys [j0, j0 + n) (the rest of the block is padding).
+struct KeyBlock {
+  int b, j0, n;
+};
+
+__device__ __forceinline__ KeyBlock keyBlock(const QuantArgs& a, int blk) {
   const int key0 = blk * kBlockN;
-  const int b = seqOf(a.kp_start, a.batch, key0);
+  const int b = seqOf(a.kp_start, a.batch, key0);  // a key block belongs to a sequence with keys
   const int j0 = key0 - __ldg(a.kp_start + b);
   const int len = __ldg(a.k_start + b + 1) - __ldg(a.k_start + b);
-  const int n = min(kBlockN, len - j0);  // may be <= 0 for a pure padding block
-  const bool bf16 = a.in_bf16 != 0;
-  for (int c = threadIdx.x; c < a.head_dim; c += kThreads) {
-    float sum = 0.0f, mx = 0.0f;
-    for (int jj = 0; jj < n; ++jj) {
-      const int j = j0 + jj;
-      sum = __fadd_rn(sum, loadElem(a.k, keyOffset(a, a.k_batch_stride, a.k_row_stride, a.k_head_stride, b, j, hk) + c, bf16));
-      mx = fmaxf(mx, fabsf(loadElem(a.v, keyOffset(a, a.v_batch_stride, a.v_row_stride, a.v_head_stride, b, j, hk) + c, bf16)));
+  return {b, j0, min(kBlockN, len - j0)};
+}
+
+// A key block of K or V as 16-byte chunks, kChunks per key row: thread tid takes chunk column
+// tid % kChunks of rows tid / kChunks + i * kRowStep, i < kUnits. So all of a thread's chunks
+// lie in one column (8 channels).
+template <int D>
+struct BlockChunks {
+  static constexpr int kChunks = D / 8;
+  static constexpr int kRowStep = kThreads / kChunks;
+  static constexpr int kUnits = kBlockN / kRowStep;
+  static_assert(kThreads % kChunks == 0 && kChunks <= 32, "a column's lanes share a warp");
+};
+
+// This thread's K and V chunks of the key block (zeros for padding keys), every load in flight.
+template <int D>
+__device__ __forceinline__ void loadKvChunks(const QuantArgs& a, const KeyBlock& kb, int hk,
+                                             uint4 (&kr)[BlockChunks<D>::kUnits], uint4 (&vr)[BlockChunks<D>::kUnits]) {
+  using C = BlockChunks<D>;
+  const int cc = threadIdx.x % C::kChunks, jj0 = threadIdx.x / C::kChunks;
+#pragma unroll
+  for (int i = 0; i < C::kUnits; ++i) {
+    const int jj = jj0 + i * C::kRowStep;
+    kr[i] = vr[i] = make_uint4(0u, 0u, 0u, 0u);
+    if (jj < kb.n) {
+      const int j = kb.j0 + jj;
+      kr[i] = load16(a.k, keyOffset(a, a.k_batch_stride, a.k_row_stride, a.k_head_stride, kb.b, j, hk) + cc * 8);
+      vr[i] = load16(a.v, keyOffset(a, a.v_batch_stride, a.v_row_stride, a.v_head_stride, kb.b, j, hk) + cc * 8);
     }
-    const int64_t idx = (static_cast<int64_t>(hk) * blocks + blk) * a.head_dim + c;
-    a.k_part[idx] = sum;
-    a.v_part[idx] = mx;
   }
 }
 
-__global__ void __launch_bounds__(kThreads) finalizeKernel(const QuantArgs a) {
-  const int b = blockIdx.x, hk = blockIdx.y;
+// Channel c of (sequence b, kv head hk)'s statistics from its K sum and |V| max over len keys.
+__device__ __forceinline__ void writeSeqStats(const QuantArgs& a, int b, int hk, int c, int len, float ksum,
+                                              float vmax) {
+  const int64_t o = (static_cast<int64_t>(b) * a.heads_kv + hk) * a.head_dim + c;
+  a.k_mean[o] = len > 0 ? __fdiv_rn(ksum, static_cast<float>(len)) : 0.0f;
+  a.v_scale[o] = __fdiv_rn(vmax, kQuantVTarget);
+  a.v_inv[o] = vmax > 0.0f ? __fdiv_rn(kQuantVTarget, vmax) : 0.0f;
+}
+
+// (Sequence b, kv head hk)'s statistics from its blocks' partials, once all are written: the K
+// sums added in block order (the CPU emulation's order), one thread per channel. Read from L2
+// (__ldcg: other SMs wrote them during this launch), kBatch blocks in flight per thread (one
+// round at 2k keys, where this tail is a visible part of the launch).
+template <int D>
+__device__ void finishSequence(const QuantArgs& a, int b, int hk) {
+  constexpr int kBatch = 32;
   const int blocks = a.total_kp / kBlockN;
-  const int len = __ldg(a.k_start + b + 1) - __ldg(a.k_start + b);
   const int blk0 = __ldg(a.kp_start + b) / kBlockN;
-  const int nb = (__ldg(a.kp_start + b + 1) - __ldg(a.kp_start + b)) / kBlockN;
-  for (int c = threadIdx.x; c < a.head_dim; c += kThreads) {
-    float total = 0.0f, vm = 0.0f;
-    for (int i = 0; i < nb; ++i) {
-      const int64_t idx = (static_cast<int64_t>(hk) * blocks + blk0 + i) * a.head_dim + c;
-      total = __fadd_rn(total, a.k_part[idx]);
-      vm = fmaxf(vm, a.v_part[idx]);
+  const int nb = __ldg(a.kp_start + b + 1) / kBlockN - blk0;
+  const int len = __ldg(a.k_start + b + 1) - __ldg(a.k_start + b);
+  const int64_t part0 = (static_cast<int64_t>(hk) * blocks + blk0) * D;
+  for (int c = threadIdx.x; c < D; c += kThreads) {
+    float sum = 0.0f, vmax = 0.0f;
+    for (int i0 = 0; i0 < nb; i0 += kBatch) {
+      float ks[kBatch], vs[kBatch];
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        const int64_t idx = part0 + static_cast<int64_t>(i0 + i) * D + c;
+        ks[i] = i0 + i < nb ? __ldcg(a.k_part + idx) : 0.0f;
+        vs[i] = i0 + i < nb ? __ldcg(a.v_part + idx) : 0.0f;
+      }
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        if (i0 + i < nb) sum = __fadd_rn(sum, ks[i]);
+        vmax = fmaxf(vmax, vs[i]);
+      }
     }
-    const int64_t o = (static_cast<int64_t>(b) * a.heads_kv + hk) * a.head_dim + c;
-    a.k_mean[o] = len > 0 ? __fdiv_rn(total, static_cast<float>(len)) : 0.0f;
-    a.v_scale[o] = __fdiv_rn(vm, kQuantVTarget);
-    a.v_inv[o] = vm > 0.0f ? __fdiv_rn(kQuantVTarget, vm) : 0.0f;
+    writeSeqStats(a, b, hk, c, len, sum, vmax);
   }
+}
+
+// Grid (blocks + keyless batch, heads_kv). Per key block: K staged in shared memory so that one
+// thread per channel sums the block's keys in key order (the CPU emulation's order); |V| max in
+// registers, then across threads (max is exact in any order). CTAs x >= blocks (launched only when
+// some sequence has no keys, and so no block) write zero statistics for sequence x - blocks.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) statsKernel(const QuantArgs a) {
+  using C = BlockChunks<D>;
+  __shared__ __align__(16) uint16_t s_k[kBlockN * D];
+  __shared__ float s_vmax[kWarps][D];
+  __shared__ int s_last;
+
+  const int blocks = a.total_kp / kBlockN;
+  const int hk = blockIdx.y, tid = threadIdx.x;
+  if (static_cast<int>(blockIdx.x) >= blocks) {
+    const int b = blockIdx.x - blocks;
+    if (__ldg(a.k_start + b + 1) == __ldg(a.k_start + b))
+      for (int c = tid; c < D; c += kThreads) writeSeqStats(a, b, hk, c, 0, 0.0f, 0.0f);
+    return;
+  }
+  const int blk = blockIdx.x;
+  const KeyBlock kb = keyBlock(a, blk);
+  const int cc = tid % C::kChunks, jj0 = tid / C::kChunks;
+  uint4 kr[C::kUnits], vr[C::kUnits];
+  loadKvChunks<D>(a, kb, hk, kr, vr);
+  float vmax[8] = {};
+#pragma unroll
+  for (int i = 0; i < C::kUnits; ++i) {
+    *reinterpret_cast<uint4*>(s_k + (jj0 + i * C::kRowStep) * D + cc * 8) = kr[i];
+    float y[8];
+    unpack8<T>(vr[i], y);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) vmax[e] = fmaxf(vmax[e], fabsf(y[e]));
+  }
+  // The warp's other lanes of column cc hold other keys; then the warps, through shared memory.
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+#pragma unroll
+    for (int o = 16; o >= C::kChunks; o >>= 1) vmax[e] = fmaxf(vmax[e], __shfl_xor_sync(0xffffffffu, vmax[e], o));
+  if ((tid & 31) < C::kChunks) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) s_vmax[tid >> 5][cc * 8 + e] = vmax[e];
+  }
+  __syncthreads();
+  const int64_t part = (static_cast<int64_t>(hk) * blocks + blk) * D;
+  for (int c = tid; c < D; c += kThreads) {
+    float sum = 0.0f;
+#pragma unroll 8
+    for (int jj = 0; jj < kb.n; ++jj) sum = __fadd_rn(sum, elemToFloat<T>(s_k[jj * D + c]));
+    float vm = s_vmax[0][c];
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) vm = fmaxf(vm, s_vmax[w][c]);
+    a.k_part[part + c] = sum;
+    a.v_part[part + c] = vm;
+  }
+
+  // The last CTA of the sequence to arrive finishes it, and zeroes the counter for the next launch.
+  __threadfence();  // this thread's partials before the arrival below
+  __syncthreads();
+  if (tid == 0) {
+    unsigned* counter = a.counters + static_cast<int64_t>(kb.b) * a.heads_kv + hk;
+    const unsigned nb = (__ldg(a.kp_start + kb.b + 1) - __ldg(a.kp_start + kb.b)) / kBlockN;
+    const bool last = atomicAdd(counter, 1u) == nb - 1u;
+    if (last) *counter = 0u;
+    s_last = last ? 1 : 0;
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();  // the other CTAs' partials before the reads
+  finishSequence<D>(a, kb.b, hk);
 }
 
 // Position of key jj (0..63) of a block in the fp8 V^T row: the mma.m16n8k32 A fragment of P
@@ -116,88 +264,75 @@ __device__ __forceinline__ uint32_t quantCode(float x, float inv) {
   }
 }
 
-// kFp8: V (and P) in e4m3, else f16; kKFp8: K in e4m3 (mode fp8), else int8.
-template <int D, bool kFp8, bool kKFp8>
-__global__ void __launch_bounds__(kThreads) quantKvKernel(const QuantArgs a) {
-  constexpr int kChunks = D / 8;                       // 8-element chunks per key row
-  constexpr int kUnits = kBlockN * kChunks / kThreads;  // chunks per thread
+// One (key block, kv head) of K and V. kFp8: V (and P) in e4m3, else f16; kKFp8: K in e4m3
+// (mode fp8), else int8. Padding keys are written as zeros.
+template <typename T, int D, bool kFp8, bool kKFp8>
+__device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
+  using C = BlockChunks<D>;
   constexpr int kVBytes = kFp8 ? 1 : 2;
-  static_assert(kBlockN * kChunks % kThreads == 0, "units divide evenly");
-  __shared__ float s_mean[D];
-  __shared__ float s_vinv[D];
   __shared__ float s_red[kWarps];
   __shared__ __align__(16) unsigned char s_vt[D * kBlockN * kVBytes];
 
-  const int blk = blockIdx.x, hk = blockIdx.y, tid = threadIdx.x;
+  const int tid = threadIdx.x;
   const int blocks = a.total_kp / kBlockN;
   const int key0 = blk * kBlockN;
-  const int b = seqOf(a.kp_start, a.batch, key0);
-  const int j0 = key0 - __ldg(a.kp_start + b);
-  const int len = __ldg(a.k_start + b + 1) - __ldg(a.k_start + b);
-  const bool bf16 = a.in_bf16 != 0;
-  for (int c = tid; c < D; c += kThreads) {
-    const int64_t o = (static_cast<int64_t>(b) * a.heads_kv + hk) * D + c;
-    s_mean[c] = a.k_mean[o];
-    s_vinv[c] = a.v_inv[o];
-  }
-  __syncthreads();
+  const KeyBlock kb = keyBlock(a, blk);
+  const int cc = tid % C::kChunks, jj0 = tid / C::kChunks;
+  uint4 kr[C::kUnits], vr[C::kUnits];
+  loadKvChunks<D>(a, kb, hk, kr, vr);
+  float mean[8], vinv[8];  // of this thread's column
+  const int64_t st = (static_cast<int64_t>(kb.b) * a.heads_kv + hk) * D + cc * 8;
+  load8f(a.k_mean + st, mean);
+  load8f(a.v_inv + st, vinv);
 
-  // K: smooth, block absmax, int8.
-  float x[kUnits][8];
+  // K: smooth, block absmax, int8 (padding keys: 0, not -mean). Smoothed twice rather than kept:
+  // registers hold the raw chunks of K and V in flight.
+  auto smoothedK = [&](int i, float (&x)[8]) {
+    const bool key = jj0 + i * C::kRowStep < kb.n;
+    unpack8<T>(kr[i], x);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) x[e] = key ? __fsub_rn(x[e], mean[e]) : 0.0f;
+  };
   float amax = 0.0f;
 #pragma unroll
-  for (int i = 0; i < kUnits; ++i) {
-    const int u = tid + i * kThreads;
-    const int jj = u / kChunks, cc = u % kChunks;
-    const int j = j0 + jj;
-    if (j < len) {
-      load8(a.k, keyOffset(a, a.k_batch_stride, a.k_row_stride, a.k_head_stride, b, j, hk) + cc * 8, bf16, x[i]);
+  for (int i = 0; i < C::kUnits; ++i) {
+    float x[8];
+    smoothedK(i, x);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        x[i][e] = __fsub_rn(x[i][e], s_mean[cc * 8 + e]);
-        amax = fmaxf(amax, fabsf(x[i][e]));
-      }
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) x[i][e] = 0.0f;
-    }
+    for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(x[e]));
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
   if ((tid & 31) == 0) s_red[tid >> 5] = amax;
   __syncthreads();
-  amax = fmaxf(fmaxf(s_red[0], s_red[1]), fmaxf(s_red[2], s_red[3]));
+  amax = s_red[0];
+#pragma unroll
+  for (int w = 1; w < kWarps; ++w) amax = fmaxf(amax, s_red[w]);
   constexpr float kKTarget = kKFp8 ? kFp8Max : kInt8Max;
   const float inv = amax > 0.0f ? __fdiv_rn(kKTarget, amax) : 0.0f;
   if (tid == 0) a.k_scale[static_cast<int64_t>(hk) * blocks + blk] = __fdiv_rn(amax, kKTarget);
 #pragma unroll
-  for (int i = 0; i < kUnits; ++i) {
-    const int u = tid + i * kThreads;
-    const int jj = u / kChunks, cc = u % kChunks;
+  for (int i = 0; i < C::kUnits; ++i) {
+    float x[8];
+    smoothedK(i, x);
     uint32_t w[2] = {0u, 0u};
 #pragma unroll
-    for (int e = 0; e < 8; ++e) w[e >> 2] |= quantCode<kKFp8>(x[i][e], inv) << (8 * (e & 3));
+    for (int e = 0; e < 8; ++e) w[e >> 2] |= quantCode<kKFp8>(x[e], inv) << (8 * (e & 3));
+    const int jj = jj0 + i * C::kRowStep;
     int8_t* dst = a.k8 + (static_cast<int64_t>(hk) * a.total_kp + key0 + jj) * D + cc * 8;
     *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
   }
 
-  // V: channel scale, fp8 / f16, transposed through shared memory.
+  // V: channel scale, fp8 / f16, transposed through shared memory (padding keys load as zeros).
 #pragma unroll
-  for (int i = 0; i < kUnits; ++i) {
-    const int u = tid + i * kThreads;
-    const int jj = u / kChunks, cc = u % kChunks;
-    const int j = j0 + jj;
+  for (int i = 0; i < C::kUnits; ++i) {
+    const int jj = jj0 + i * C::kRowStep;
     float y[8];
-    if (j < len) {
-      load8(a.v, keyOffset(a, a.v_batch_stride, a.v_row_stride, a.v_head_stride, b, j, hk) + cc * 8, bf16, y);
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) y[e] = 0.0f;
-    }
+    unpack8<T>(vr[i], y);
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       const int c = cc * 8 + e;
-      const float z = __fmul_rn(y[e], s_vinv[c]);
+      const float z = __fmul_rn(y[e], vinv[e]);
       if constexpr (kFp8) {
         s_vt[c * kBlockN + fp8KeySlot(jj)] = static_cast<unsigned char>(__nv_cvt_float_to_fp8(z, __NV_SATFINITE, __NV_E4M3));
       } else {
@@ -215,91 +350,129 @@ __global__ void __launch_bounds__(kThreads) quantKvKernel(const QuantArgs a) {
   }
 }
 
-template <int D, bool kFp8>
-__global__ void __launch_bounds__(kThreads) quantQKernel(const QuantArgs a) {
+// (token, head) rows of Q per warp (in flight at once: 4 KB at d128, within the K/V CTAs' registers).
+constexpr int kQRows = 16;
+
+// Q rows [(cta * kWarps + warp) * kQRows, + kQRows) of the (token, head) pairs (head fastest).
+// Lanes and sums as with a warp per row (a lane: kPer consecutive channels), so q_mean keeps its
+// bits; the warp's rows are all loaded first.
+template <typename T, int D, bool kFp8>
+__device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   constexpr int kPer = D / 32;  // channels per lane
+  static_assert(kQRows <= 32, "a lane locates each row");
   const int lane = threadIdx.x & 31;
-  const int64_t w = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (w >= static_cast<int64_t>(a.total_q) * a.heads_q) return;  // uniform per warp
-  const int t = static_cast<int>(w / a.heads_q);
-  const int h = static_cast<int>(w - static_cast<int64_t>(t) * a.heads_q);
-  const int b = seqOf(a.q_start, a.batch, t);
-  const int i = t - __ldg(a.q_start + b);
-  const int hk = h / a.group;
-  const bool bf16 = a.in_bf16 != 0;
-  const int64_t base = (a.varlen ? static_cast<int64_t>(__ldg(a.q_start + b)) * a.q_row_stride : b * a.q_batch_stride) +
-                       static_cast<int64_t>(i) * a.q_row_stride + static_cast<int64_t>(h) * a.q_head_stride;
-  const float* mean = a.k_mean + (static_cast<int64_t>(b) * a.heads_kv + hk) * D;
-  float x[kPer];
-  float amax = 0.0f, dot = 0.0f;
-#pragma unroll
-  for (int e = 0; e < kPer; ++e) {
-    const int c = lane * kPer + e;
-    x[e] = loadElem(a.q, base + c, bf16);
-    amax = fmaxf(amax, fabsf(x[e]));
-    dot = fmaf(x[e], mean[c], dot);
+  const int64_t rows = static_cast<int64_t>(a.total_q) * a.heads_q;
+  const int64_t row0 = (cta * kWarps + (threadIdx.x >> 5)) * kQRows;
+  // Lane r locates row row0 + r (the sequence searches run side by side): its element offset in
+  // q, its K mean's offset, token and head.
+  int64_t q_off = 0, mean_off = 0;
+  int t = 0, h = 0;
+  if (lane < kQRows && row0 + lane < rows) {
+    const int64_t w = row0 + lane;
+    t = static_cast<int>(w / a.heads_q);
+    h = static_cast<int>(w - static_cast<int64_t>(t) * a.heads_q);
+    const int b = seqOf(a.q_start, a.batch, t);
+    const int i = t - __ldg(a.q_start + b);
+    q_off = (a.varlen ? static_cast<int64_t>(__ldg(a.q_start + b)) * a.q_row_stride : b * a.q_batch_stride) +
+            static_cast<int64_t>(i) * a.q_row_stride + static_cast<int64_t>(h) * a.q_head_stride;
+    mean_off = (static_cast<int64_t>(b) * a.heads_kv + h / a.group) * D;
   }
+  float x[kQRows][kPer];
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    dot += __shfl_xor_sync(0xffffffffu, dot, o);
+  for (int r = 0; r < kQRows; ++r) {
+    const int64_t off = __shfl_sync(0xffffffffu, q_off, r);
+    if (row0 + r < rows) {
+      loadN<T, kPer>(a.q, off + lane * kPer, x[r]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) x[r][e] = 0.0f;
+    }
   }
   constexpr float kTarget = kFp8 ? kFp8Max : kInt8Max;
-  const float inv = amax > 0.0f ? __fdiv_rn(kTarget, amax) : 0.0f;
-  uint32_t packed = 0;
 #pragma unroll
-  for (int e = 0; e < kPer; ++e) packed |= quantCode<kFp8>(x[e], inv) << (8 * e);
-  const int64_t row = static_cast<int64_t>(h) * a.total_q + t;
-  int8_t* dst = a.q8 + row * D + lane * kPer;
-  if constexpr (kPer == 4) {
-    *reinterpret_cast<uint32_t*>(dst) = packed;
-  } else {
-    *reinterpret_cast<uint16_t*>(dst) = static_cast<uint16_t>(packed);
-  }
-  if (lane == 0) {
-    a.q_scale[row] = __fdiv_rn(amax, kTarget);
-    a.q_mean[row] = a.scale * dot;
+  for (int r = 0; r < kQRows; ++r) {
+    const float* mean = a.k_mean + __shfl_sync(0xffffffffu, mean_off, r);
+    const int64_t row = static_cast<int64_t>(__shfl_sync(0xffffffffu, h, r)) * a.total_q + __shfl_sync(0xffffffffu, t, r);
+    if (row0 + r >= rows) break;  // uniform per warp
+    float amax = 0.0f, dot = 0.0f;
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      amax = fmaxf(amax, fabsf(x[r][e]));
+      dot = fmaf(x[r][e], mean[lane * kPer + e], dot);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      dot += __shfl_xor_sync(0xffffffffu, dot, o);
+    }
+    const float inv = amax > 0.0f ? __fdiv_rn(kTarget, amax) : 0.0f;
+    uint32_t packed = 0;
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) packed |= quantCode<kFp8>(x[r][e], inv) << (8 * e);
+    int8_t* dst = a.q8 + row * D + lane * kPer;
+    if constexpr (kPer == 4) {
+      *reinterpret_cast<uint32_t*>(dst) = packed;
+    } else {
+      *reinterpret_cast<uint16_t*>(dst) = static_cast<uint16_t>(packed);
+    }
+    if (lane == 0) {
+      a.q_scale[row] = __fdiv_rn(amax, kTarget);
+      a.q_mean[row] = a.scale * dot;
+    }
   }
 }
 
-template <int D>
-void launchPrepForDim(const QuantArgs& a, QuantMode mode, cudaStream_t stream) {
+// CTAs [0, blocks * heads_kv): K/V blocks, the last first (the stats launch read it last, so it
+// may still be in L2); the rest: Q rows.
+template <typename T, int D, bool kFp8, bool kKFp8>
+__global__ void __launch_bounds__(kThreads) quantizeKernel(const QuantArgs a) {
   const int blocks = a.total_kp / kBlockN;
-  if (blocks > 0) {
-    statsKernel<<<dim3(blocks, a.heads_kv), kThreads, 0, stream>>>(a);
-    ATTN_CUDA_CHECK_LAUNCH();
+  const int64_t kv_ctas = static_cast<int64_t>(blocks) * a.heads_kv;
+  const int64_t x = blockIdx.x;
+  if (x < kv_ctas) {
+    const int64_t r = kv_ctas - 1 - x;
+    quantKvBlock<T, D, kFp8, kKFp8>(a, static_cast<int>(r % blocks), static_cast<int>(r / blocks));
+  } else {
+    quantQRows<T, D, kKFp8>(a, x - kv_ctas);
   }
-  finalizeKernel<<<dim3(a.batch, a.heads_kv), kThreads, 0, stream>>>(a);
+}
+
+template <typename T, int D>
+void launchPrep(const QuantArgs& a, QuantMode mode, bool keyless_seqs, cudaStream_t stream) {
+  const int blocks = a.total_kp / kBlockN;
+  const unsigned stats_ctas = static_cast<unsigned>(blocks + (keyless_seqs ? a.batch : 0));
+  statsKernel<T, D><<<dim3(stats_ctas, a.heads_kv), kThreads, 0, stream>>>(a);
   ATTN_CUDA_CHECK_LAUNCH();
-  if (blocks > 0) {
-    if (mode == QuantMode::Fp8) {
-      quantKvKernel<D, true, true><<<dim3(blocks, a.heads_kv), kThreads, 0, stream>>>(a);
-    } else if (mode == QuantMode::Int8Fp8) {
-      quantKvKernel<D, true, false><<<dim3(blocks, a.heads_kv), kThreads, 0, stream>>>(a);
-    } else {
-      quantKvKernel<D, false, false><<<dim3(blocks, a.heads_kv), kThreads, 0, stream>>>(a);
-    }
-    ATTN_CUDA_CHECK_LAUNCH();
+  constexpr int kQRowsPerCta = kWarps * kQRows;
+  const int64_t q_rows = static_cast<int64_t>(a.total_q) * a.heads_q;
+  const int64_t q_ctas = (q_rows + kQRowsPerCta - 1) / kQRowsPerCta;
+  const auto grid = static_cast<unsigned>(static_cast<int64_t>(blocks) * a.heads_kv + q_ctas);
+  if (mode == QuantMode::Fp8) {
+    quantizeKernel<T, D, true, true><<<grid, kThreads, 0, stream>>>(a);
+  } else if (mode == QuantMode::Int8Fp8) {
+    quantizeKernel<T, D, true, false><<<grid, kThreads, 0, stream>>>(a);
+  } else {
+    quantizeKernel<T, D, false, false><<<grid, kThreads, 0, stream>>>(a);
   }
-  const int64_t warps = static_cast<int64_t>(a.total_q) * a.heads_q;
-  if (warps > 0) {
-    const unsigned grid = static_cast<unsigned>((warps + kWarps - 1) / kWarps);
-    if (quantQkFp8(mode)) {
-      quantQKernel<D, true><<<grid, kThreads, 0, stream>>>(a);
-    } else {
-      quantQKernel<D, false><<<grid, kThreads, 0, stream>>>(a);
-    }
-    ATTN_CUDA_CHECK_LAUNCH();
+  ATTN_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T>
+void launchPrepForType(const QuantArgs& a, QuantMode mode, bool keyless_seqs, cudaStream_t stream) {
+  if (a.head_dim == 64) {
+    launchPrep<T, 64>(a, mode, keyless_seqs, stream);
+  } else {
+    launchPrep<T, 128>(a, mode, keyless_seqs, stream);
   }
 }
 
 }  // namespace
 
-void launchQuantPrep(const QuantArgs& a, QuantMode mode, cudaStream_t stream) {
-  if (a.head_dim == 64) {
-    launchPrepForDim<64>(a, mode, stream);
+void launchQuantPrep(const QuantArgs& a, QuantMode mode, bool keyless_seqs, cudaStream_t stream) {
+  if (a.in_bf16 != 0) {
+    launchPrepForType<__nv_bfloat16>(a, mode, keyless_seqs, stream);
   } else {
-    launchPrepForDim<128>(a, mode, stream);
+    launchPrepForType<__half>(a, mode, keyless_seqs, stream);
   }
 }
 
