@@ -6,6 +6,7 @@
 #include <string>
 
 #include "../../common/error.h"
+#include "../common/launch_args.h"
 #include "paged_attention.h"
 #include "paged_checks.h"
 #include "prefill_internal.h"
@@ -113,9 +114,7 @@ void pagedPrefill(const PagedAttnParams& p, int num_sms, cudaStream_t stream) {
   f.block_table_stride = p.block_table_stride;
   f.page_stride = p.page_stride;
   f.page_head_stride = p.page_head_stride;
-  int shift = 0;
-  while ((1 << shift) < p.page_size) ++shift;
-  f.page_shift = shift;
+  f.page_shift = pageShift(p.page_size);
 
   switch (p.head_dim) {
     case 64: paged::launchPrefillHd64(p.dtype, f, maxRowsQ(p), p.heads_q, p.batch, num_sms, stream); break;
