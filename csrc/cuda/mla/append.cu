@@ -11,6 +11,7 @@
 #include "../../common/error.h"
 #include "../check.h"
 #include "mla.h"
+#include "mla_internal.h"
 
 namespace attn::cuda {
 namespace {
@@ -111,16 +112,11 @@ void mlaAppend(const MlaAppendParams& p, cudaStream_t stream) {
   a.latent_row_stride = p.latent_row_stride;
   a.rope = static_cast<const __nv_bfloat16*>(p.rope);
   a.rope_row_stride = p.rope_row_stride;
-  a.pages = p.cache.pages;
-  a.scales = p.cache.scales;
-  a.block_table = p.cache.block_table;
-  a.block_table_stride = p.cache.block_table_stride;
-  a.block_table_rows = p.cache.block_table_rows;
+  mla::setCacheArgs(a, p.cache);
   a.cu_new = p.cu_new;
   a.start_pos = p.start_pos;
   a.batch = p.batch;
   a.total_new = p.total_new;
-  while ((1 << a.page_shift) < ps) ++a.page_shift;
   const dim3 grid(static_cast<unsigned>((p.total_new + kAppendWarps - 1) / kAppendWarps));
   if (fp8) mlaAppendKernel<true><<<grid, kAppendWarps * 32, 0, stream>>>(a);
   else mlaAppendKernel<false><<<grid, kAppendWarps * 32, 0, stream>>>(a);

@@ -139,16 +139,11 @@ void mlaAttention(const MlaAttnParams& p, cudaStream_t stream) {
   const int m = rowsPerCta(p, d.optin);
   mla::MlaArgs a{};
   setQueryArgs(a, p);
-  a.pages = p.cache.pages;
-  a.scales = p.cache.scales;
-  a.block_table = p.cache.block_table;
-  a.block_table_stride = p.cache.block_table_stride;
-  a.block_table_rows = p.cache.block_table_rows;
+  mla::setCacheArgs(a, p.cache);
   a.seq_lens = p.seq_lens;
   a.batch = p.batch;
   a.total_q = p.total_q;
   a.heads = p.heads;
-  a.page_shift = pageShift(p.cache.page_size);
   a.mblocks = static_cast<int>(mblocksOf(p, m));
   setScoreArgs(a, p.scale, p.softcap);
   a.causal = p.causal ? 1 : 0;
