@@ -10,6 +10,7 @@
 
 #include "../../common/error.h"
 #include "../check.h"
+#include "../common/new_token.cuh"
 #include "mla.h"
 #include "mla_internal.h"
 
@@ -44,14 +45,7 @@ __global__ void __launch_bounds__(kAppendWarps * 32) mlaAppendKernel(const Appen
   const int lane = threadIdx.x & 31;
   const int r = blockIdx.x * kAppendWarps + (threadIdx.x >> 5);
   if (r >= a.total_new) return;  // uniform over the warp
-  int lo = 0, hi = a.batch - 1;  // sequence of row r: the largest b with cu_new[b] <= r
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (__ldg(a.cu_new + mid) <= r) lo = mid;
-    else hi = mid - 1;
-  }
-  const int b = lo;
-  const int64_t pos = static_cast<int64_t>(__ldg(a.start_pos + b)) + (r - __ldg(a.cu_new + b));
+  const auto [b, pos] = newTokenOf(a, r);
   if (pos < 0) return;
   const int64_t trow = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + b) : b;
   const int64_t page = __ldg(a.block_table + trow * a.block_table_stride + (pos >> a.page_shift));
