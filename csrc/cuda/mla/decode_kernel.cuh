@@ -107,11 +107,7 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(const MlaArgs a) 
   const uint32_t s_stage8 = s_kv + kTileBytes;
   const uint32_t s_scale = s_stage8 + stages * kTile8Bytes;
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // Lets the combine kernel (a programmatic dependent) launch early; it still waits for this
-  // grid's completion and memory before it reads the workspace.
-  if (a.num_splits > 1) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
+  if (a.num_splits > 1) launchDependents();
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;

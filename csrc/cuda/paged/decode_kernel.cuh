@@ -69,11 +69,7 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int s_pg[(Cfg::kMaxStages - 1) * kN];  // page of each key of the prologue tiles
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // Lets the combine kernel (a programmatic dependent, see combine.cu) launch early; it still
-  // waits for this grid's completion and memory before it reads the workspace.
-  if (a.num_splits > 1) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
+  if (a.num_splits > 1) launchDependents();
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;

@@ -131,9 +131,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
   __shared__ float s_qmax[kDecodeWarps];
   __shared__ float s_qmu[kDecodeRows];
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (a.num_splits > 1) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
+  if (a.num_splits > 1) launchDependents();
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
