@@ -12,6 +12,16 @@ inline int pageShift(int page_size) {
   return shift;
 }
 
+// The block table of the sequences' pages and the page size as a shift, which PagedAttnParams and
+// MlaCacheView name alike.
+template <typename Args, typename Table>
+void setBlockTableArgs(Args& a, const Table& t) {
+  a.block_table = t.block_table;
+  a.block_table_stride = t.block_table_stride;
+  a.block_table_rows = t.block_table_rows;
+  a.page_shift = pageShift(t.page_size);
+}
+
 // q, o, lse, their row and head strides, and the query row offsets.
 template <typename Args, typename Params>
 void setQueryArgs(Args& a, const Params& p) {

@@ -76,10 +76,7 @@ template <typename Args>
 void setCacheArgs(Args& a, const MlaCacheView& c) {
   a.pages = c.pages;
   a.scales = c.scales;
-  a.block_table = c.block_table;
-  a.block_table_stride = c.block_table_stride;
-  a.block_table_rows = c.block_table_rows;
-  a.page_shift = pageShift(c.page_size);
+  setBlockTableArgs(a, c);
 }
 
 // decode_m16.cu / decode_m64.cu: bf16 queries over a bf16 or fp8 cache.

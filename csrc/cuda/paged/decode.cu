@@ -83,9 +83,7 @@ void pagedAttention(const PagedAttnParams& p, int sms, cudaStream_t stream) {
   a.v_pages = p.v_pages;
   a.page_stride = p.page_stride;
   a.page_head_stride = p.page_head_stride;
-  a.block_table = p.block_table;
-  a.block_table_stride = p.block_table_stride;
-  a.block_table_rows = p.block_table_rows;
+  setBlockTableArgs(a, p);
   a.seq_lens = p.seq_lens;
   a.batch = p.batch;
   a.total_q = p.total_q;
@@ -93,7 +91,6 @@ void pagedAttention(const PagedAttnParams& p, int sms, cudaStream_t stream) {
   a.heads_kv = p.heads_kv;
   a.group = p.heads_q / p.heads_kv;
   a.head_dim = p.head_dim;
-  a.page_shift = pageShift(p.page_size);
   a.mblocks = static_cast<int>(mblocksOf(p));
   setScoreArgs(a, p.scale, p.softcap);
   a.alibi = p.alibi_slopes;

@@ -91,12 +91,9 @@ void pagedPrefill(const PagedAttnParams& p, int num_sms, cudaStream_t stream) {
   f.window_right = right < 0 ? -1 : right;
   f.lpt_group = 1;
   f.seq_lens = p.seq_lens;
-  f.block_table = p.block_table;
-  f.block_table_rows = p.block_table_rows;
-  f.block_table_stride = p.block_table_stride;
+  setBlockTableArgs(f, p);
   f.page_stride = p.page_stride;
   f.page_head_stride = p.page_head_stride;
-  f.page_shift = pageShift(p.page_size);
 
   switch (p.head_dim) {
     case 64: paged::launchPrefillHd64(p.dtype, f, maxRowsQ(p), p.heads_q, p.batch, num_sms, stream); break;
