@@ -11,9 +11,8 @@ namespace binding {
 namespace {
 
 // batch / heads_q: the call's sequences and query heads; rows_q: its longest sequence's query rows.
-template <typename Params>
-std::vector<attn::StoragePtr> readInto(Napi::Object opt, const attn::Device& dev, Params& p, int batch, int heads_q,
-                                       int rows_q) {
+std::vector<attn::StoragePtr> readInto(Napi::Object opt, const attn::Device& dev, attn::BlockSparseMask& p, int batch,
+                                       int heads_q, int rows_q) {
   Napi::Value v = opt.Get("blockMask");
   if (v.IsUndefined() || v.IsNull()) return {};
   if (!v.IsObject()) attn::throwType("options.blockMask must be an object");

@@ -4,22 +4,22 @@
 // page bookkeeping (lib/page_table.ts) and guarantees every block-table entry a call touches is live.
 #include <memory>
 
+#include "bench_hook.h"
 #include "common/error.h"
 #include "common/mla_params.h"
-#include "common/paged_params.h"
 #include "cpu/mla_attention.h"
-#include "cpu/paged_attention.h"
 #include "device_exec.h"
 #include "errors.h"
 #include "host_arrays.h"
+#include "page_copy.h"
+#include "paged_args.h"
 #include "params_reader.h"
 #include "register.h"
+#include "split_workspace.h"
 #include "tensor_ref.h"
 
 #ifdef ATTN_WITH_CUDA
 #include "cuda/mla/mla.h"
-#include "cuda/paged/paged_attention.h"
-#include "cuda/timing/event_timer.h"
 #endif
 
 namespace binding {
@@ -53,18 +53,8 @@ LatentPool latentPool(Napi::Value poolV, Napi::Value scalesV) {
   return g;
 }
 
-int layerArg(Napi::Value v, const LatentPool& g) {
-  if (!v.IsNumber()) attn::throwType("layer must be a number");
-  int layer = v.As<Napi::Number>().Int32Value();
-  if (layer < 0 || layer >= g.layers) attn::throwRange("layer " + std::to_string(layer) + " is out of range");
-  return layer;
-}
-
 attn::MlaCacheView cacheView(const LatentPool& g, int layer, const TensorRef& table, const std::vector<int32_t>& rows) {
-  if (table.shape.size() != 2 || !table.contiguous() || table.dtype != attn::DType::INT32 || !(table.device() == g.pool.device()))
-    attn::throwRange("blockTable must be a contiguous 2-d int32 tensor on the pool's device");
-  for (int32_t r : rows)
-    if (r < 0 || r >= table.shape[0]) attn::throwRange("block table row " + std::to_string(r) + " is out of range");
+  checkBlockTable(table, g.pool.device(), rows);
   attn::MlaCacheView c;
   c.dtype = g.pool.dtype;
   const int64_t layerRows = static_cast<int64_t>(g.pages) * g.pageSize;
@@ -80,7 +70,7 @@ attn::MlaCacheView cacheView(const LatentPool& g, int layer, const TensorRef& ta
 Napi::Value mlaAppend(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     LatentPool g = latentPool(info[0], info[1]);
-    int layer = layerArg(info[2], g);
+    int layer = layerArg(info[2], g.layers);
     TensorRef latent = tensorRef(info[3], "latent");
     TensorRef rope;
     bool hasRope = optionalTensorRef(info[4], "rope", &rope);
@@ -133,13 +123,13 @@ Napi::Value mlaAttention(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     TensorRef q = tensorRef(info[0], "q");
     LatentPool g = latentPool(info[1], info[2]);
-    int layer = layerArg(info[3], g);
+    int layer = layerArg(info[3], g.layers);
     TensorRef table = tensorRef(info[4], "blockTable"), o = tensorRef(info[5], "out");
     TensorRef lse;
     bool hasLse = optionalTensorRef(info[6], "lse", &lse);
     if (!info[7].IsObject()) attn::throwType("options must be an object");
     Napi::Object opt = info[7].As<Napi::Object>();
-    std::vector<int32_t> rows = int32ArrayOpt(opt, "rows"), seqLens = int32ArrayOpt(opt, "seqLens"), cuQ = int32ArrayOpt(opt, "cuSeqlensQ");
+    SequenceBatch batch(opt);
 
     if (q.shape.size() != 3 || q.shape[2] != attn::kMlaRow || q.strides[2] != 1) attn::throwRange("q must be [tokens, heads, 576], contiguous in its last dimension");
     if (!(q.device() == g.pool.device())) attn::throwRange("q must be on the cache's device");
@@ -149,81 +139,46 @@ Napi::Value mlaAttention(const Napi::CallbackInfo& info) {
       attn::throwRange("out must be [tokens, heads, 512] with q's dtype and device");
     const int heads = static_cast<int>(q.shape[1]);
     if (heads <= 0) attn::throwRange("q must have at least one head");
-    const size_t batch = rows.size();
-    if (batch == 0 || seqLens.size() != batch) attn::throwRange("rows and seqLens must have one entry per sequence");
-    if (cuQ.empty() ? static_cast<int64_t>(batch) != q.shape[0] : (cuQ.size() != batch + 1 || cuQ[0] != 0 || cuQ.back() != q.shape[0]))
-      attn::throwRange("q rows disagree with the batch (cuSeqlensQ)");
-    int maxQ = 1, maxK = 0;
-    for (size_t b = 0; b < batch; ++b) {
-      int nq = cuQ.empty() ? 1 : cuQ[b + 1] - cuQ[b];
-      if (nq < 0 || nq > seqLens[b]) attn::throwRange("each sequence needs at least as many cached tokens as queries");
-      if (static_cast<int64_t>(seqLens[b]) > table.shape[1] * g.pageSize) attn::throwRange("seqLens exceeds the block table");
-      maxQ = std::max(maxQ, nq);
-      maxK = std::max(maxK, seqLens[b]);
-    }
+    batch.check(q.shape[0], table.shape[1] * g.pageSize);
     if (hasLse && (lse.shape != std::vector<int64_t>{q.shape[0], heads} || lse.dtype != attn::DType::F32 || !lse.contiguous() || !(lse.device() == q.device())))
       attn::throwRange("lse must be a contiguous f32 [tokens, heads] tensor on q's device");
 
     attn::MlaAttnParams p;
-    p.dtype = q.dtype;
-    p.q = q.data();
-    p.o = o.data();
-    p.lse = hasLse ? reinterpret_cast<float*>(lse.data()) : nullptr;
-    p.q_row_stride = q.stride(0);
-    p.q_head_stride = q.stride(1);
-    p.o_row_stride = o.stride(0);
-    p.o_head_stride = o.stride(1);
-    p.cache = cacheView(g, layer, table, rows);
-    p.batch = static_cast<int>(batch);
+    setQueryFields(p, q, o, hasLse ? &lse : nullptr);
+    p.cache = cacheView(g, layer, table, batch.rows);
+    p.batch = static_cast<int>(batch.size());
     p.total_q = static_cast<int>(q.shape[0]);
-    p.max_seqlen_q = maxQ;
-    p.max_seqlen_k = maxK;
+    p.max_seqlen_q = batch.maxQ;
+    p.max_seqlen_k = batch.maxK;
     p.heads = heads;
     p.scale = static_cast<float>(numberOpt(opt, "scale", 1.0));
     p.softcap = static_cast<float>(numberOpt(opt, "softcap", 0.0));
     p.causal = boolOpt(opt, "causal", true);
     p.force_mma = boolOpt(opt, "forceMma", false);  // tests, benchmarks (MlaAttnParams::force_mma)
     const int requestedSplits = intOpt(opt, "numSplits", 0);
-    // Benchmark hook (scripts/): launch benchIters times back to back and return the device ms per
-    // launch measured by CUDA events. Blocks; never used by lib/.
-    const int benchIters = intOpt(opt, "benchIters", 0);
-    double benchMs = -1.0;
-    (void)requestedSplits;  // both used by the CUDA path only
-    (void)benchIters;
+    (void)requestedSplits;  // used by the CUDA path only
+    BenchHook bench(opt);
     if (p.total_q == 0) return info.Env().Undefined();
 
     const attn::Device& dev = q.device();
-    attn::StoragePtr rowsS = toDevice(dev, rows), lensS = toDevice(dev, seqLens), cuS;
-    p.cache.block_table_rows = static_cast<const int32_t*>(rowsS->data());
-    p.seq_lens = static_cast<const int32_t*>(lensS->data());
-    if (!cuQ.empty()) {
-      cuS = toDevice(dev, cuQ);
-      p.cu_seqlens_q = static_cast<const int32_t*>(cuS->data());
-    }
+    const SequenceBatchOnDevice onDev(dev, batch);
+    p.cache.block_table_rows = onDev.rowsData();
+    p.seq_lens = onDev.seqLensData();
+    p.cu_seqlens_q = onDev.cuQData();
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
-        q.storage, g.pool.storage, g.fp8 ? g.scales.storage : nullptr, table.storage, o.storage, hasLse ? lse.storage : nullptr, rowsS, lensS, cuS});
+        q.storage, g.pool.storage, g.fp8 ? g.scales.storage : nullptr, table.storage, o.storage, hasLse ? lse.storage : nullptr,
+        onDev.rows, onDev.seqLens, onDev.cuQ});
     launch(dev, [p, holds] { attn::cpu::mlaAttention(p); }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
       std::string why;
       if (!attn::cuda::mlaAttentionSupported(p, &why)) attn::throwRange("mlaDecode on " + dev.str() + ": " + why);
       attn::MlaAttnParams pc = p;
       pc.num_splits = requestedSplits > 0 ? requestedSplits : attn::cuda::mlaChooseSplits(pc, c.multiprocessors);
-      const int64_t floats = attn::cuda::mlaWorkspaceFloats(pc);
-      attn::StoragePtr ws;  // stream-ordered: back to the cache after this launch, reused in order
-      if (floats > 0) {
-        ws = allocate(dev, static_cast<size_t>(floats) * sizeof(float));
-        pc.workspace = static_cast<float*>(ws->data());
-        pc.workspace_floats = floats;
-      }
-      if (benchIters <= 0) {
-        attn::cuda::mlaAttention(pc, c.stream);
-        return;
-      }
-      benchMs = attn::cuda::timeLaunches(c.stream, benchIters, [&] { attn::cuda::mlaAttention(pc, c.stream); });
+      const attn::StoragePtr ws = attachSplitWorkspace(dev, pc, attn::cuda::mlaWorkspaceFloats(pc));
+      bench.run(c, [&] { attn::cuda::mlaAttention(pc, c.stream); });
 #endif
     });
-    if (benchMs >= 0) return Napi::Number::New(info.Env(), benchMs);
-    return info.Env().Undefined();
+    return bench.result(info.Env());
   });
 }
 
@@ -231,32 +186,14 @@ Napi::Value mlaCopyPages(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     LatentPool g = latentPool(info[0], info[1]);
     const PagePairs pairs = pagePairsOpt(info[2], g.pages);
-    const std::vector<int32_t>& src = pairs.src;
-    const std::vector<int32_t>& dst = pairs.dst;
-    if (src.empty()) return info.Env().Undefined();
-    const attn::Device& dev = g.pool.device();
-    attn::StoragePtr srcS = toDevice(dev, src), dstS = toDevice(dev, dst);
-    // One page copy per array (the rows, then the fp8 scales), each over every layer.
-    auto pageCopy = [&](const TensorRef& t, int64_t rowBytes) {
-      attn::PageCopyParams p;
-      p.pool = t.data();
-      p.page_bytes = rowBytes * g.pageSize;
-      p.planes = g.layers;
-      p.plane_stride_bytes = p.page_bytes * g.pages;
-      p.count = static_cast<int>(src.size());
-      p.src = static_cast<const int32_t*>(srcS->data());
-      p.dst = static_cast<const int32_t*>(dstS->data());
-      return p;
+    // Each layer is a plane of each array: the rows, then the fp8 scales.
+    auto pages = [&](const TensorRef& t, int64_t rowBytes) {
+      const int64_t pageBytes = rowBytes * g.pageSize;
+      return PageArray{&t, pageBytes, g.layers, pageBytes * g.pages};
     };
-    std::vector<attn::PageCopyParams> copies{pageCopy(g.pool, attn::kMlaRow * static_cast<int64_t>(attn::dtypeSize(g.pool.dtype)))};
-    if (g.fp8) copies.push_back(pageCopy(g.scales, 2 * sizeof(float)));
-    auto holds = std::make_shared<std::vector<attn::StoragePtr>>(
-        std::vector<attn::StoragePtr>{g.pool.storage, g.fp8 ? g.scales.storage : nullptr, srcS, dstS});
-    launch(dev, [copies, holds] { for (const auto& p : copies) attn::cpu::copyPages(p); }, [&](const CudaTarget& c) {
-#ifdef ATTN_WITH_CUDA
-      for (const auto& p : copies) attn::cuda::copyPages(p, c.stream);
-#endif
-    });
+    std::vector<PageArray> arrays{pages(g.pool, attn::kMlaRow * static_cast<int64_t>(attn::dtypeSize(g.pool.dtype)))};
+    if (g.fp8) arrays.push_back(pages(g.scales, 2 * sizeof(float)));
+    launchPageCopies(g.pool.device(), pairs, arrays);
     return info.Env().Undefined();
   });
 }

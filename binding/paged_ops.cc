@@ -3,6 +3,7 @@
 // the page bookkeeping and guarantees that every block-table entry a call touches is a live page.
 #include <memory>
 
+#include "bench_hook.h"
 #include "block_mask.h"
 #include "common/error.h"
 #include "common/paged_params.h"
@@ -11,9 +12,12 @@
 #include "device_exec.h"
 #include "errors.h"
 #include "host_arrays.h"
+#include "page_copy.h"
 #include "page_topk.h"
+#include "paged_args.h"
 #include "params_reader.h"
 #include "register.h"
+#include "split_workspace.h"
 #include "tensor_ref.h"
 
 #ifdef ATTN_WITH_CUDA
@@ -43,13 +47,6 @@ PoolGeometry poolGeometry(const TensorRef& pool) {
   g.pageStride = g.headStride * g.heads;
   g.planeStride = g.pageStride * g.pages;
   return g;
-}
-
-int layerArg(Napi::Value v, const PoolGeometry& g) {
-  if (!v.IsNumber()) attn::throwType("layer must be a number");
-  int layer = v.As<Napi::Number>().Int32Value();
-  if (layer < 0 || layer >= g.layers) attn::throwRange("layer " + std::to_string(layer) + " is out of range");
-  return layer;
 }
 
 // The page-pool and block-table fields PagedAppendParams and PagedAttnParams share.
@@ -93,24 +90,16 @@ void setQuantFields(Params& p, const TensorRef& pool, const PoolGeometry& g, int
   p.v_chan = chans + 2 * vec;
 }
 
-const TensorRef& checkTable(const TensorRef& table, const TensorRef& pool, const std::vector<int32_t>& rows) {
-  if (table.shape.size() != 2 || !table.contiguous() || table.dtype != attn::DType::INT32 || !(table.device() == pool.device()))
-    attn::throwRange("blockTable must be a contiguous 2-d int32 tensor on the pool's device");
-  for (int32_t r : rows)
-    if (r < 0 || r >= table.shape[0]) attn::throwRange("block table row " + std::to_string(r) + " is out of range");
-  return table;
-}
-
 Napi::Value pagedAppend(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     TensorRef pool = tensorRef(info[0], "pool");
     PoolGeometry g = poolGeometry(pool);
-    int layer = layerArg(info[1], g);
+    int layer = layerArg(info[1], g.layers);
     TensorRef k = tensorRef(info[2], "k"), v = tensorRef(info[3], "v"), table = tensorRef(info[4], "blockTable");
     if (!info[5].IsObject()) attn::throwType("options must be an object");
     Napi::Object opt = info[5].As<Napi::Object>();
     std::vector<int32_t> rows = int32ArrayOpt(opt, "rows"), cuNew = int32ArrayOpt(opt, "cuNew"), startPos = int32ArrayOpt(opt, "startPos");
-    checkTable(table, pool, rows);
+    checkBlockTable(table, pool.device(), rows);
     const bool quant = isQuantDType(pool.dtype);
     TensorRef scales, smooth;
     if (quant && !(optionalTensorRef(info[6], "scales", &scales) && optionalTensorRef(info[7], "kSmooth", &smooth)))
@@ -169,14 +158,14 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     TensorRef q = tensorRef(info[0], "q");
     TensorRef pool = tensorRef(info[1], "pool");
     PoolGeometry g = poolGeometry(pool);
-    int layer = layerArg(info[2], g);
+    int layer = layerArg(info[2], g.layers);
     TensorRef table = tensorRef(info[3], "blockTable"), o = tensorRef(info[4], "out");
     TensorRef lse;
     bool hasLse = optionalTensorRef(info[5], "lse", &lse);
     if (!info[6].IsObject()) attn::throwType("options must be an object");
     Napi::Object opt = info[6].As<Napi::Object>();
-    std::vector<int32_t> rows = int32ArrayOpt(opt, "rows"), seqLens = int32ArrayOpt(opt, "seqLens"), cuQ = int32ArrayOpt(opt, "cuSeqlensQ");
-    checkTable(table, pool, rows);
+    SequenceBatch batch(opt);
+    checkBlockTable(table, pool.device(), batch.rows);
     if (q.shape.size() != 3 || q.shape[2] != g.dim || q.strides[2] != 1) attn::throwRange("q must be [tokens, heads, headDim] matching the cache");
     const bool quant = isQuantDType(pool.dtype);
     TensorRef scales, smooth;
@@ -187,36 +176,18 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     if (o.shape != q.shape || o.dtype != q.dtype || !(o.device() == q.device()) || o.strides[2] != 1) attn::throwRange("out must match q");
     int heads = static_cast<int>(q.shape[1]);
     if (heads % g.heads != 0) attn::throwRange("q heads must be a multiple of the cache's kv heads");
-    size_t batch = rows.size();
-    if (batch == 0 || seqLens.size() != batch) attn::throwRange("rows and seqLens must have one entry per sequence");
-    if (cuQ.empty() ? static_cast<int64_t>(batch) != q.shape[0] : (cuQ.size() != batch + 1 || cuQ[0] != 0 || cuQ.back() != q.shape[0]))
-      attn::throwRange("q rows disagree with the batch (cuSeqlensQ)");
-    int maxQ = 1, maxK = 0;
-    for (size_t b = 0; b < batch; ++b) {
-      int nq = cuQ.empty() ? 1 : cuQ[b + 1] - cuQ[b];
-      if (nq < 0 || nq > seqLens[b]) attn::throwRange("each sequence needs at least as many cached tokens as queries");
-      if (static_cast<int64_t>(seqLens[b]) > table.shape[1] * g.pageSize) attn::throwRange("seqLens exceeds the block table");
-      maxQ = std::max(maxQ, nq);
-      maxK = std::max(maxK, seqLens[b]);
-    }
+    batch.check(q.shape[0], table.shape[1] * g.pageSize);
     if (hasLse && (lse.shape != std::vector<int64_t>{q.shape[0], heads} || lse.dtype != attn::DType::F32 || !lse.contiguous()))
       attn::throwRange("lse must be a contiguous f32 [tokens, heads] tensor");
 
     attn::PagedAttnParams p;
-    p.dtype = q.dtype;
-    p.q = q.data();
-    p.o = o.data();
-    p.lse = hasLse ? reinterpret_cast<float*>(lse.data()) : nullptr;
-    p.q_row_stride = q.stride(0);
-    p.q_head_stride = q.stride(1);
-    p.o_row_stride = o.stride(0);
-    p.o_head_stride = o.stride(1);
+    setQueryFields(p, q, o, hasLse ? &lse : nullptr);
     setPoolFields(p, pool, g, layer, table);
     if (quant) setQuantFields(p, pool, g, layer, scales, smooth);
-    p.batch = static_cast<int>(batch);
+    p.batch = static_cast<int>(batch.size());
     p.total_q = static_cast<int>(q.shape[0]);
-    p.max_seqlen_q = maxQ;
-    p.max_seqlen_k = maxK;
+    p.max_seqlen_q = batch.maxQ;
+    p.max_seqlen_k = batch.maxK;
     p.heads_q = heads;
     p.heads_kv = g.heads;
     p.head_dim = g.dim;
@@ -236,10 +207,7 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     const int forceKernel = intOpt(opt, "pagedKernel", 0);
     if (forceKernel < 0 || forceKernel > 2) attn::throwRange("options.pagedKernel must be 0, 1 or 2");
     (void)forceKernel;
-    // Benchmark hook (scripts/): launch the kernel benchIters times back to back and return the
-    // device time in ms measured by CUDA events, free of JS call overhead. Blocks; never used by lib/.
-    int benchIters = intOpt(opt, "benchIters", 0);
-    double benchMs = -1.0;
+    BenchHook bench(opt);
     // With benchIters and topKPages: also time the top-k selection alone and the decode alone over
     // the compacted table, returning [all, select, decode] ms per launch (scripts/bench-gpu.js).
     const bool benchStages = boolOpt(opt, "benchStages", false);
@@ -250,13 +218,11 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
       attn::throwType(std::string("pagedAttention on cpu supports f32, f16 and bf16, not ") + attn::dtypeName(q.dtype));
 
     const attn::Device& dev = q.device();
-    attn::StoragePtr rowsS = toDevice(dev, rows), lensS = toDevice(dev, seqLens), cuS, slopeS, work;
-    p.block_table_rows = static_cast<const int32_t*>(rowsS->data());
-    p.seq_lens = static_cast<const int32_t*>(lensS->data());
-    if (!cuQ.empty()) {
-      cuS = toDevice(dev, cuQ);
-      p.cu_seqlens_q = static_cast<const int32_t*>(cuS->data());
-    }
+    const SequenceBatchOnDevice onDev(dev, batch);
+    p.block_table_rows = onDev.rowsData();
+    p.seq_lens = onDev.seqLensData();
+    p.cu_seqlens_q = onDev.cuQData();
+    attn::StoragePtr slopeS;
     if (!slopes.empty()) {
       slopeS = toDevice(dev, slopes);
       p.alibi_slopes = static_cast<const float*>(slopeS->data());
@@ -267,9 +233,9 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     if (masked && quant) attn::throwRange("options.blockMask needs a 16/32-bit cache, not a quantized one");
     if (masked && intOpt(opt, "topKPages", 0) != 0) attn::throwRange("options.blockMask cannot be combined with options.topKPages");
     // Top-k sparse decode (options.topKPages): p now reads a compacted table the selection writes.
-    TopKPlan topk = planTopK(opt, q, pool, layer, seqLens, !cuQ.empty(), p);
+    TopKPlan topk = planTopK(opt, q, pool, layer, batch.seqLens, !batch.cuQ.empty(), p);
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
-        q.storage, pool.storage, table.storage, o.storage, hasLse ? lse.storage : nullptr, rowsS, lensS, cuS, slopeS,
+        q.storage, pool.storage, table.storage, o.storage, hasLse ? lse.storage : nullptr, onDev.rows, onDev.seqLens, onDev.cuQ, slopeS,
         quant ? scales.storage : nullptr, quant ? smooth.storage : nullptr});
     holds->insert(holds->end(), topk.holds.begin(), topk.holds.end());
     holds->insert(holds->end(), maskS.begin(), maskS.end());
@@ -292,14 +258,8 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
       } else {
         if (!attn::cuda::pagedAttentionSupported(pc, &why)) attn::throwRange("pagedAttention on " + dev.str() + ": " + why);
         pc.num_splits = requestedSplits > 0 ? requestedSplits : attn::cuda::pagedChooseSplits(pc, c.multiprocessors);
-        int64_t floats = attn::cuda::pagedWorkspaceFloats(pc);
-        // Stream-ordered: the workspace block returns to the cache after this launch and is reused in order.
-        if (floats > 0) {
-          ws = allocate(dev, static_cast<size_t>(floats) * sizeof(float));
-          pc.workspace = static_cast<float*>(ws->data());
-          pc.workspace_floats = floats;
-          pc.split_counters = splitCounters(dev, static_cast<size_t>(attn::cuda::pagedCounterSlots(pc)));
-        }
+        ws = attachSplitWorkspace(dev, pc, attn::cuda::pagedWorkspaceFloats(pc));
+        if (ws) pc.split_counters = splitCounters(dev, static_cast<size_t>(attn::cuda::pagedCounterSlots(pc)));
       }
       attn::PageTopKParams sel = select;
       if (sparse) sel.counters = splitCounters(dev, static_cast<size_t>(sel.batch));
@@ -315,26 +275,21 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
         if (sparse) selectPages();
         decode();
       };
-      if (benchIters <= 0) {
-        run();
-        return;
-      }
-      benchMs = attn::cuda::timeLaunches(c.stream, benchIters, run);
-      if (benchStages && sparse) {
-        benchSelectMs = attn::cuda::timeLaunches(c.stream, benchIters, selectPages);
-        benchDecodeMs = attn::cuda::timeLaunches(c.stream, benchIters, decode);
+      bench.run(c, run);
+      if (bench.iters() > 0 && benchStages && sparse) {
+        benchSelectMs = attn::cuda::timeLaunches(c.stream, bench.iters(), selectPages);
+        benchDecodeMs = attn::cuda::timeLaunches(c.stream, bench.iters(), decode);
       }
 #endif
     });
-    if (benchMs >= 0 && benchSelectMs >= 0) {
+    if (bench.ms() >= 0 && benchSelectMs >= 0) {
       Napi::Array r = Napi::Array::New(info.Env(), 3);
-      r.Set(0u, Napi::Number::New(info.Env(), benchMs));
+      r.Set(0u, Napi::Number::New(info.Env(), bench.ms()));
       r.Set(1u, Napi::Number::New(info.Env(), benchSelectMs));
       r.Set(2u, Napi::Number::New(info.Env(), benchDecodeMs));
       return r;
     }
-    if (benchMs >= 0) return Napi::Number::New(info.Env(), benchMs);
-    return info.Env().Undefined();
+    return bench.result(info.Env());
   });
 }
 
@@ -343,26 +298,9 @@ Napi::Value copyPages(const Napi::CallbackInfo& info) {
     TensorRef pool = tensorRef(info[0], "pool");
     PoolGeometry g = poolGeometry(pool);
     const PagePairs pairs = pagePairsOpt(info[1], g.pages);
-    const std::vector<int32_t>& src = pairs.src;
-    const std::vector<int32_t>& dst = pairs.dst;
-    if (src.empty()) return info.Env().Undefined();
-    size_t es = attn::dtypeSize(pool.dtype);
-    attn::PageCopyParams p;
-    p.pool = pool.data();
-    p.page_bytes = g.pageStride * static_cast<int64_t>(es);
-    p.planes = 2LL * g.layers;
-    p.plane_stride_bytes = g.planeStride * static_cast<int64_t>(es);
-    p.count = static_cast<int>(src.size());
-    const attn::Device& dev = pool.device();
-    attn::StoragePtr srcS = toDevice(dev, src), dstS = toDevice(dev, dst);
-    p.src = static_cast<const int32_t*>(srcS->data());
-    p.dst = static_cast<const int32_t*>(dstS->data());
-    auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{pool.storage, srcS, dstS});
-    launch(dev, [p, holds] { attn::cpu::copyPages(p); }, [&](const CudaTarget& c) {
-#ifdef ATTN_WITH_CUDA
-      attn::cuda::copyPages(p, c.stream);
-#endif
-    });
+    const int64_t es = static_cast<int64_t>(attn::dtypeSize(pool.dtype));
+    // Each layer's K and each layer's V is a plane.
+    launchPageCopies(pool.device(), pairs, {PageArray{&pool, g.pageStride * es, 2LL * g.layers, g.planeStride * es}});
     return info.Env().Undefined();
   });
 }

@@ -5,6 +5,8 @@
  */
 import path from 'node:path';
 
+import type { MemoryStats } from './memory';
+
 /** Opaque, type-tagged handle to native memory (host or device). @internal */
 export interface StorageHandle {
   readonly bytes: number;
@@ -19,16 +21,6 @@ export interface TensorDescriptor {
   readonly shape: readonly number[];
   readonly strides: readonly number[];
   readonly offset: number;
-}
-
-/** @internal */
-export interface NativeMemoryStats {
-  allocatedBytes: number;
-  reservedBytes: number;
-  peakAllocatedBytes: number;
-  liveStorages: number;
-  allocations: number;
-  cacheHits: number;
 }
 
 /** @internal */
@@ -114,7 +106,7 @@ export interface NativeAddon {
   transfer(t: TensorDescriptor, device: string): Promise<StorageHandle>;
   read(t: TensorDescriptor): Promise<Float32Array | Int32Array | Int8Array>;
   synchronize(device: string): Promise<void>;
-  memoryStats(device: string): NativeMemoryStats;
+  memoryStats(device: string): MemoryStats;
   emptyCache(device: string): void;
   /** Benchmarks: device ms of just reading `windowBytes` of `t` per launch (CUDA only). */
   readFloor(t: TensorDescriptor, windowBytes: number, windows: number, iters: number): { ms: number; blocks: number; threads: number };

@@ -16,11 +16,14 @@
 #pragma once
 #include <cstdint>
 
+#include "block_sparse_mask.h"
 #include "dtype.h"
 
 namespace attn {
 
-struct AttnParams {
+// The block-sparse mask (BlockSparseMask): query block i of sequence b covers its rows
+// [kSparseBlock * i, kSparseBlock * (i + 1)), key block c its keys [kSparseBlock * c, ...).
+struct AttnParams : BlockSparseMask {
   DType dtype = DType::F32;  // of q, k, v and o alike
 
   const void* q = nullptr;
@@ -54,28 +57,6 @@ struct AttnParams {
   int window_left = -1;   // -1 = unbounded
   int window_right = -1;  // -1 = unbounded; causal sets 0
   const float* alibi_slopes = nullptr;  // [heads_q] float32, may be null
-
-  // Block-sparse mask (lib/block_sparse.ts), null = dense. Query block i of sequence b, head h
-  // (rows [kSparseBlock * i, kSparseBlock * (i + 1)) of the sequence) visits only the key blocks
-  // block_col_idx[block_row_ptr[r] .. block_row_ptr[r + 1]) (ascending; key block c covers keys
-  // [kSparseBlock * c, kSparseBlock * (c + 1))), r = blockMaskRow(b, h, i). ANDed with every other
-  // mask. Device pointers for CUDA, host for CPU. Kernels clamp offsets to [0, block_mask_nnz].
-  const int32_t* block_row_ptr = nullptr;
-  const int32_t* block_col_idx = nullptr;
-  int block_mask_batch = 1;  // 1: broadcast over the batch
-  int block_mask_heads = 1;  // 1: broadcast over the query heads
-  int block_mask_q_blocks = 0;
-  int block_mask_k_blocks = 0;
-  int block_mask_nnz = 0;
-
-  int64_t blockMaskRow(int b, int h, int q_block) const {
-    const int mb = block_mask_batch == 1 ? 0 : b;
-    const int mh = block_mask_heads == 1 ? 0 : h;
-    return (static_cast<int64_t>(mb) * block_mask_heads + mh) * (block_mask_q_blocks + 1) + q_block;
-  }
 };
-
-// Rows and columns of one block of a block-sparse mask; a multiple of every CUDA tile.
-constexpr int kSparseBlock = 128;
 
 }  // namespace attn

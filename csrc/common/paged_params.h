@@ -10,6 +10,7 @@
 #pragma once
 #include <cstdint>
 
+#include "block_sparse_mask.h"
 #include "dtype.h"
 
 namespace attn {
@@ -60,7 +61,12 @@ struct PagedAppendParams {
 // prefill/append is several (the new tokens, already appended to the cache). Query row r of
 // sequence b (r in [0, nq_b)) sits at logical position seq_lens[b] - nq_b + r, so causal masking
 // is bottom-right aligned exactly as in AttnParams (offset = seq_lens[b] - nq_b).
-struct PagedAttnParams {
+//
+// The block-sparse mask (BlockSparseMask): query block i of sequence b covers its query rows
+// [kSparseBlock * i, kSparseBlock * (i + 1)) (row 0 = its first query, at position seq_lens[b] -
+// nq_b), key block c its cached keys [kSparseBlock * c, ...). 16/32-bit caches only; on CUDA only
+// the prefill kernel (csrc/cuda/paged/prefill.cu) reads it.
+struct PagedAttnParams : BlockSparseMask {
   DType dtype = DType::F32;  // of q, o and the cache
   const void* q = nullptr;   // [total_q, heads_q, head_dim]
   void* o = nullptr;         // [total_q, heads_q, head_dim]
@@ -114,24 +120,6 @@ struct PagedAttnParams {
   const float* v_chan = nullptr;
 
   bool quantized() const { return cache_dtype == DType::FP8E4M3 || cache_dtype == DType::INT8; }
-
-  // Block-sparse mask (lib/block_sparse.ts; fields as in AttnParams), null = dense. Query block i of
-  // sequence b covers its query rows [kSparseBlock * i, kSparseBlock * (i + 1)) (row 0 = its first
-  // query, at position seq_lens[b] - nq_b), key block c its cached keys [kSparseBlock * c, ...).
-  // 16/32-bit caches only; on CUDA only the prefill kernel (csrc/cuda/paged/prefill.cu) reads it.
-  const int32_t* block_row_ptr = nullptr;
-  const int32_t* block_col_idx = nullptr;
-  int block_mask_batch = 1;
-  int block_mask_heads = 1;
-  int block_mask_q_blocks = 0;
-  int block_mask_k_blocks = 0;
-  int block_mask_nnz = 0;
-
-  int64_t blockMaskRow(int b, int h, int q_block) const {
-    const int mb = block_mask_batch == 1 ? 0 : b;
-    const int mh = block_mask_heads == 1 ? 0 : h;
-    return (static_cast<int64_t>(mb) * block_mask_heads + mh) * (block_mask_q_blocks + 1) + q_block;
-  }
 };
 
 // Copies whole pages (every layer, K and V) src[i] -> dst[i]: copy-on-write of a shared page.

@@ -14,6 +14,7 @@
 #include "../common/half.h"
 #include "element_io.h"
 #include "parallel.h"
+#include "query_sequences.h"
 
 namespace attn::cpu {
 namespace {
@@ -112,13 +113,7 @@ void mlaAttention(const MlaAttnParams& p) {
   } else if (p.total_q != p.batch) {
     throwRange("mlaAttention: without cu_seqlens_q, total_q must equal batch");
   }
-  std::vector<int> row_seq(static_cast<size_t>(p.total_q));
-  for (int b = 0; b < p.batch; ++b) {
-    const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
-    const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
-    if (r1 < r0) throwRange("mlaAttention: cu_seqlens_q must be non-decreasing");
-    for (int r = r0; r < r1; ++r) row_seq[static_cast<size_t>(r)] = b;
-  }
+  const std::vector<int> row_seq = querySequences(p.cu_seqlens_q, p.batch, p.total_q, "mlaAttention");
 
   const int64_t items = static_cast<int64_t>(p.total_q) * p.heads;
   parallelFor(items, 2, [&](int64_t begin, int64_t end) {

@@ -21,6 +21,7 @@
 #include "../common/half.h"
 #include "../common/quant.h"
 #include "parallel.h"
+#include "query_sequences.h"
 
 namespace attn::cpu {
 namespace {
@@ -179,14 +180,7 @@ void pagedAttention(const PagedAttnParams& p) {
   const int window_left = p.window_left;
   const int window_right = p.causal ? 0 : p.window_right;  // causal folds into window_right = 0
 
-  // Sequence of each query row.
-  std::vector<int> row_seq(static_cast<size_t>(p.total_q));
-  for (int b = 0; b < p.batch; ++b) {
-    const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
-    const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
-    if (r1 < r0) throwRange("pagedAttention: cu_seqlens_q must be non-decreasing");
-    for (int r = r0; r < r1; ++r) row_seq[static_cast<size_t>(r)] = b;
-  }
+  const std::vector<int> row_seq = querySequences(p.cu_seqlens_q, p.batch, p.total_q, "pagedAttention");
 
   const int64_t items = static_cast<int64_t>(p.total_q) * p.heads_q;
   parallelFor(items, 4, [&](int64_t begin, int64_t end) {

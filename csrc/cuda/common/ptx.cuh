@@ -123,6 +123,17 @@ __device__ __forceinline__ void cpAsyncWaitDyn(int n) {
   }
 }
 
+// ---- programmatic dependent launch ---------------------------------------------------------
+
+// Lets the grid's programmatic dependent (the split combine, ../paged/combine.cu) launch early; it
+// still waits for this grid's completion and memory before it reads the workspace. Before sm_90:
+// nothing (the dependent launches when this grid ends).
+__device__ __forceinline__ void launchDependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 // ---- packed global stores ------------------------------------------------------------------
 
 // Stores 8 floats as 8 elements of Elem with one 16-byte store (dst 16-byte aligned).

@@ -79,16 +79,42 @@ inline void setScoreFields(FwdParams& p, float scale, float softcap, bool alibi)
   p.softmax_mult = p.transform ? kLog2e : scale * kLog2e;
 }
 
-inline FwdParams makeFwdParams(const AttnParams& a) {
-  FwdParams p;
+// The query and output fields, which AttnParams and PagedAttnParams (paged/prefill.cu) name alike.
+template <typename Params>
+inline void setQueryFields(FwdParams& p, const Params& a) {
   p.q = a.q;
-  p.k = a.k;
-  p.v = a.v;
   p.o = a.o;
   p.lse = a.lse;
-  p.q_batch_stride = a.q_batch_stride;
   p.q_row_stride = a.q_row_stride;
   p.q_head_stride = a.q_head_stride;
+  p.o_row_stride = a.o_row_stride;
+  p.o_head_stride = a.o_head_stride;
+  p.cu_seqlens_q = a.cu_seqlens_q;
+  p.heads_q = a.heads_q;
+  p.kv_group = a.heads_q / a.heads_kv;
+  p.total_q = a.total_q;
+}
+
+// The score pipeline, ALiBi, left window and block-mask fields, named alike as above. The right
+// window is each caller's: AttnParams has causal folded into it already, PagedAttnParams not.
+template <typename Params>
+inline void setScoreAndMaskFields(FwdParams& p, const Params& a) {
+  p.alibi_slopes = a.alibi_slopes;
+  p.window_left = a.window_left < 0 ? -1 : a.window_left;
+  setScoreFields(p, a.scale, a.softcap, a.alibi_slopes != nullptr);
+  p.block_row_ptr = a.block_row_ptr;
+  p.block_col_idx = a.block_row_ptr != nullptr ? a.block_col_idx : nullptr;
+  p.block_mask_batch = a.block_mask_batch;
+  p.block_mask_heads = a.block_mask_heads;
+  p.block_mask_q_blocks = a.block_mask_q_blocks;
+  p.block_mask_nnz = a.block_mask_nnz;
+}
+
+inline FwdParams makeFwdParams(const AttnParams& a) {
+  FwdParams p;
+  p.k = a.k;
+  p.v = a.v;
+  p.q_batch_stride = a.q_batch_stride;
   p.k_batch_stride = a.k_batch_stride;
   p.k_row_stride = a.k_row_stride;
   p.k_head_stride = a.k_head_stride;
@@ -96,26 +122,13 @@ inline FwdParams makeFwdParams(const AttnParams& a) {
   p.v_row_stride = a.v_row_stride;
   p.v_head_stride = a.v_head_stride;
   p.o_batch_stride = a.o_batch_stride;
-  p.o_row_stride = a.o_row_stride;
-  p.o_head_stride = a.o_head_stride;
-  p.cu_seqlens_q = a.cu_seqlens_q;
   p.cu_seqlens_k = a.cu_seqlens_k;
-  p.alibi_slopes = a.alibi_slopes;
-  p.heads_q = a.heads_q;
-  p.kv_group = a.heads_q / a.heads_kv;
   p.seqlen_q = a.seqlen_q;
   p.seqlen_k = a.seqlen_k;
-  p.total_q = a.total_q;
-  p.window_left = a.window_left < 0 ? -1 : a.window_left;
   p.window_right = a.window_right < 0 ? -1 : a.window_right;
-  setScoreFields(p, a.scale, a.softcap, a.alibi_slopes != nullptr);
+  setQueryFields(p, a);
+  setScoreAndMaskFields(p, a);
   p.lpt_group = 1;
-  p.block_row_ptr = a.block_row_ptr;
-  p.block_col_idx = a.block_row_ptr != nullptr ? a.block_col_idx : nullptr;
-  p.block_mask_batch = a.block_mask_batch;
-  p.block_mask_heads = a.block_mask_heads;
-  p.block_mask_q_blocks = a.block_mask_q_blocks;
-  p.block_mask_nnz = a.block_mask_nnz;
   return p;
 }
 

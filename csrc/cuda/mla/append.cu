@@ -10,7 +10,9 @@
 
 #include "../../common/error.h"
 #include "../check.h"
+#include "../common/new_token.cuh"
 #include "mla.h"
+#include "mla_internal.h"
 
 namespace attn::cuda {
 namespace {
@@ -43,14 +45,7 @@ __global__ void __launch_bounds__(kAppendWarps * 32) mlaAppendKernel(const Appen
   const int lane = threadIdx.x & 31;
   const int r = blockIdx.x * kAppendWarps + (threadIdx.x >> 5);
   if (r >= a.total_new) return;  // uniform over the warp
-  int lo = 0, hi = a.batch - 1;  // sequence of row r: the largest b with cu_new[b] <= r
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (__ldg(a.cu_new + mid) <= r) lo = mid;
-    else hi = mid - 1;
-  }
-  const int b = lo;
-  const int64_t pos = static_cast<int64_t>(__ldg(a.start_pos + b)) + (r - __ldg(a.cu_new + b));
+  const auto [b, pos] = newTokenOf(a, r);
   if (pos < 0) return;
   const int64_t trow = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + b) : b;
   const int64_t page = __ldg(a.block_table + trow * a.block_table_stride + (pos >> a.page_shift));
@@ -111,16 +106,11 @@ void mlaAppend(const MlaAppendParams& p, cudaStream_t stream) {
   a.latent_row_stride = p.latent_row_stride;
   a.rope = static_cast<const __nv_bfloat16*>(p.rope);
   a.rope_row_stride = p.rope_row_stride;
-  a.pages = p.cache.pages;
-  a.scales = p.cache.scales;
-  a.block_table = p.cache.block_table;
-  a.block_table_stride = p.cache.block_table_stride;
-  a.block_table_rows = p.cache.block_table_rows;
+  mla::setCacheArgs(a, p.cache);
   a.cu_new = p.cu_new;
   a.start_pos = p.start_pos;
   a.batch = p.batch;
   a.total_new = p.total_new;
-  while ((1 << a.page_shift) < ps) ++a.page_shift;
   const dim3 grid(static_cast<unsigned>((p.total_new + kAppendWarps - 1) / kAppendWarps));
   if (fp8) mlaAppendKernel<true><<<grid, kAppendWarps * 32, 0, stream>>>(a);
   else mlaAppendKernel<false><<<grid, kAppendWarps * 32, 0, stream>>>(a);

@@ -23,6 +23,7 @@
 
 #include "../check.h"
 #include "../common/ptx.cuh"
+#include "../common/stage_ring.cuh"
 #include "cta_range.cuh"
 #include "mla_internal.h"
 
@@ -107,11 +108,7 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(const MlaArgs a) 
   const uint32_t s_stage8 = s_kv + kTileBytes;
   const uint32_t s_scale = s_stage8 + stages * kTile8Bytes;
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // Lets the combine kernel (a programmatic dependent) launch early; it still waits for this
-  // grid's completion and memory before it reads the workspace.
-  if (a.num_splits > 1) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
+  if (a.num_splits > 1) launchDependents();
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -202,20 +199,18 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(const MlaArgs a) 
   const int k_lchunk = Cfg::kNT == 2 ? (lane >> 3) & 1 : lane >> 3;
   const int v_lrow = (lane & 7) + ((lane >> 3) & 1) * 8, v_lchunk = lane >> 4;
 
-  int stage = 0;
-  int load_stage = stages - 1;
+  StageRing ring(stages);
   for (int it = 0; it < ntiles; ++it) {
     cpAsyncWaitDyn(stages - 2);
     __syncthreads();  // B1: tile `it` landed; every warp is done with tile it-1 (and its buffers)
     {
       const int nt = it + stages - 1;
-      if (nt < ntiles) issue(nt, load_stage, pg_next);
+      if (nt < ntiles) issue(nt, ring.write, pg_next);
       cpAsyncCommit();
       if (nt + 1 < ntiles) pg_next = lookup(nt + 1);
     }
-    const int cur = stage;
-    stage = stage + 1 == stages ? 0 : stage + 1;
-    load_stage = load_stage + 1 == stages ? 0 : load_stage + 1;
+    const int cur = ring.read;
+    ring.advance();
     const int ts = kbeg + it * N;
 
     uint32_t s_tile = s_kv + cur * kTileBytes;

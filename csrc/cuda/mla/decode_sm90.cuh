@@ -63,8 +63,7 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
   const auto barFull = [&](int s, int c) { return base + kOffBar + 8 * (s * kChunks + c); };
   const auto barEmpty = [&](int s) { return base + kOffBar + 8 * (kStages * kChunks + s); };
 
-  // Lets the combine kernel (a programmatic dependent) launch early; it still waits for this grid.
-  if (a.num_splits > 1) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  if (a.num_splits > 1) launchDependents();
 
   const int tid = threadIdx.x;
   MlaCta cta;

@@ -4,7 +4,6 @@
 // is its head_dim, here 512).
 #include <algorithm>
 #include <climits>
-#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +11,7 @@
 
 #include "../../common/error.h"
 #include "../check.h"
+#include "../common/launch_args.h"
 #include "../paged/paged_internal.h"
 #include "../paged/split_workspace.h"
 #include "decode_sm90.h"
@@ -113,23 +113,11 @@ bool mlaAttentionSupported(const MlaAttnParams& p, std::string* why) {
 
 int mlaChooseSplits(const MlaAttnParams& p, int num_sms) {
   if (p.batch <= 0 || num_sms <= 0) return 1;
-  const int64_t max_by_len = (static_cast<int64_t>(std::max(p.max_seqlen_k, 0)) + mla::kMinKeysPerSplit - 1) / mla::kMinKeysPerSplit;
-  const int max_splits = static_cast<int>(std::min<int64_t>(mla::kMaxAutoSplits, max_by_len));
+  const int max_splits = paged::maxSplitsByLength(p.max_seqlen_k, mla::kMinKeysPerSplit, mla::kMaxAutoSplits);
   if (max_splits <= 1) return 1;
   const int64_t units = static_cast<int64_t>(p.batch) * mblocksOf(p, rowsPerCta(p, deviceLimits().optin));
-  // Fewer units than SMs: split until about one CTA per SM, which then runs the deep pipeline.
-  if (units < num_sms) return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_splits, num_sms / units)));
-  // Otherwise the smallest split count whose last wave is nearly as full as the best one.
-  double eff[mla::kMaxAutoSplits + 1] = {};
-  double best = 0.0;
-  for (int s = 1; s <= max_splits; ++s) {
-    const double waves = static_cast<double>(units * s) / num_sms;
-    eff[s] = waves / std::ceil(waves);
-    best = std::max(best, eff[s]);
-  }
-  for (int s = 1; s <= max_splits; ++s)
-    if (eff[s] >= 0.85 * best) return s;
-  return 1;
+  // A wave is one CTA per SM.
+  return paged::waveBalancedSplits(units, max_splits, num_sms, num_sms, 0.85);
 }
 
 int64_t mlaWorkspaceFloats(const MlaAttnParams& p) {
@@ -150,30 +138,14 @@ void mlaAttention(const MlaAttnParams& p, cudaStream_t stream) {
 
   const int m = rowsPerCta(p, d.optin);
   mla::MlaArgs a{};
-  a.q = p.q;
-  a.o = p.o;
-  a.lse = p.lse;
-  a.q_row_stride = p.q_row_stride;
-  a.q_head_stride = p.q_head_stride;
-  a.o_row_stride = p.o_row_stride;
-  a.o_head_stride = p.o_head_stride;
-  a.cu_q = p.cu_seqlens_q;
-  a.pages = p.cache.pages;
-  a.scales = p.cache.scales;
-  a.block_table = p.cache.block_table;
-  a.block_table_stride = p.cache.block_table_stride;
-  a.block_table_rows = p.cache.block_table_rows;
+  setQueryArgs(a, p);
+  mla::setCacheArgs(a, p.cache);
   a.seq_lens = p.seq_lens;
   a.batch = p.batch;
   a.total_q = p.total_q;
   a.heads = p.heads;
-  while ((1 << a.page_shift) < p.cache.page_size) ++a.page_shift;
   a.mblocks = static_cast<int>(mblocksOf(p, m));
-  constexpr float kLog2e = 1.4426950408889634f;
-  a.scale_log2 = p.scale * kLog2e;
-  a.has_softcap = p.softcap > 0.0f ? 1 : 0;
-  a.softcap_scale = a.has_softcap ? p.scale / p.softcap : 0.0f;
-  a.softcap_log2 = a.has_softcap ? p.softcap * kLog2e : 0.0f;
+  setScoreArgs(a, p.scale, p.softcap);
   a.causal = p.causal ? 1 : 0;
   a.num_splits = splits;
   a.ws_o = splits > 1 ? p.workspace : nullptr;

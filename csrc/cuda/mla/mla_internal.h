@@ -18,6 +18,7 @@
 
 #include "../../common/dtype.h"
 #include "../../common/mla_params.h"
+#include "../common/launch_args.h"
 
 namespace attn::cuda::mla {
 
@@ -69,6 +70,14 @@ struct MlaArgs {
   float* ws_o;    // [num_splits, total_q, heads, 512] (num_splits > 1)
   float* ws_lse;  // [num_splits, total_q, heads]
 };
+
+// The latent cache's fields of a kernel argument block (MlaArgs, append.cu's AppendArgs).
+template <typename Args>
+void setCacheArgs(Args& a, const MlaCacheView& c) {
+  a.pages = c.pages;
+  a.scales = c.scales;
+  setBlockTableArgs(a, c);
+}
 
 // decode_m16.cu / decode_m64.cu: bf16 queries over a bf16 or fp8 cache.
 void launchDecodeM16(bool fp8, const MlaArgs& a, unsigned grid_x, cudaStream_t stream);

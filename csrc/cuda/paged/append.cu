@@ -9,6 +9,7 @@
 
 #include "../../common/error.h"
 #include "../check.h"
+#include "../common/new_token.cuh"
 #include "paged_attention.h"
 
 namespace attn::cuda {
@@ -37,15 +38,7 @@ struct AppendArgs {
 template <typename V>
 __global__ void __launch_bounds__(kAppendThreads) pagedAppendKernel(const AppendArgs a) {
   const int r = blockIdx.x;
-  // Sequence of row r: the largest b with cu_new[b] <= r (empty sequences are skipped over).
-  int lo = 0, hi = a.batch - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (__ldg(a.cu_new + mid) <= r) lo = mid;
-    else hi = mid - 1;
-  }
-  const int b = lo;
-  const int64_t pos = static_cast<int64_t>(__ldg(a.start_pos + b)) + (r - __ldg(a.cu_new + b));
+  const auto [b, pos] = newTokenOf(a, r);
   if (pos < 0) return;
   const int64_t row = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + b) : b;
   const int64_t page = __ldg(a.block_table + row * a.block_table_stride + pos / a.page_size);

@@ -14,6 +14,7 @@
 #include "../../common/error.h"
 #include "../../common/quant.h"
 #include "../check.h"
+#include "../common/new_token.cuh"
 #include "paged_attention.h"
 #include "paged_internal.h"
 
@@ -50,14 +51,7 @@ __global__ void __launch_bounds__(kThreads) smoothMeanKernel(const PagedAppendPa
 
 __global__ void __launch_bounds__(kThreads) appendQuantKernel(const PagedAppendParams p) {
   const int r = blockIdx.x;
-  int lo = 0, hi = p.batch - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (__ldg(p.cu_new + mid) <= r) lo = mid;
-    else hi = mid - 1;
-  }
-  const int b = lo;
-  const int64_t pos = static_cast<int64_t>(__ldg(p.start_pos + b)) + (r - __ldg(p.cu_new + b));
+  const auto [b, pos] = newTokenOf(p, r);
   if (pos < 0) return;
   const int64_t row = p.block_table_rows != nullptr ? __ldg(p.block_table_rows + b) : b;
   const int64_t page = __ldg(p.block_table + row * p.block_table_stride + pos / p.page_size);

@@ -2,12 +2,12 @@
 // kernel (decode_hd*.cu) and, with more than one split, the combine (combine.cu).
 #include <algorithm>
 #include <climits>
-#include <cmath>
 #include <cstdint>
 #include <string>
 
 #include "../../common/error.h"
 #include "../check.h"
+#include "../common/launch_args.h"
 #include "paged_attention.h"
 #include "paged_internal.h"
 #include "paged_checks.h"
@@ -47,42 +47,25 @@ bool pagedAttentionSupported(const PagedAttnParams& p, std::string* why) {
 
 int pagedChooseSplits(const PagedAttnParams& p, int num_sms) {
   if (p.heads_kv <= 0 || p.heads_q <= 0 || p.heads_q % p.heads_kv != 0 || p.batch <= 0 || num_sms <= 0) return 1;
-  const int64_t max_by_len = (static_cast<int64_t>(std::max(p.max_seqlen_k, 0)) + paged::kMinKeysPerSplit - 1) /
-                             paged::kMinKeysPerSplit;
-  const int max_splits = static_cast<int>(std::min<int64_t>(paged::kMaxAutoSplits, max_by_len));
+  const int max_splits = paged::maxSplitsByLength(p.max_seqlen_k, paged::kMinKeysPerSplit, paged::kMaxAutoSplits);
   if (max_splits <= 1) return 1;
+  // Units are (sequence, kv head, row block) CTAs; alone on its SM one runs the deep pipeline
+  // (decodeMaxStages), which keeps HBM busy by itself (measured on H100). Otherwise CTAs share SMs,
+  // decodeCtasPerSm each. Within 5% of the best wave: at 0.85 the 8-bit cache took 2 splits at
+  // batch 64 x 8k, 2.59 waves, 420 us, where 3 splits fill 3.88. The 16-bit kernel's choices on the
+  // benchmark grid are the same.
   const int64_t units = static_cast<int64_t>(p.batch) * p.heads_kv * mblocksOf(p);
-  // Fewer (sequence, kv head) units than SMs: split until about one CTA per SM. A CTA alone on
-  // its SM runs the deep pipeline (decodeMaxStages), which keeps HBM busy by itself; more,
-  // shorter splits only add fixed per-CTA and combine cost (measured on H100).
-  if (units < num_sms) {
-    const int alone = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_splits, num_sms / units)));
-    // Mid-length splits (257-1024 keys) run faster as twice as many half splits, two CTAs per
-    // SM: at batch 1 the kernel is bound by instruction latency with one warp per scheduler, and
-    // the second CTA's warps hide it (H100, 1 x 8k: 32 splits 14.3 us vs 16 splits 15.4, perf
-    // run 23; shorter splits are fixed-cost bound, longer ones bandwidth bound, and lose).
-    const int64_t keys = (static_cast<int64_t>(p.max_seqlen_k) + alone - 1) / alone;
-    const bool doubled = !p.quantized() && keys > 256 && keys <= 1024 && 2 * alone <= max_splits &&
-                         units * 2 * alone <= static_cast<int64_t>(num_sms) * paged::decodeCtasPerSm(p.head_dim);
-    return doubled ? 2 * alone : alone;
-  }
-  // Otherwise CTAs share SMs (decodeCtasPerSm each): the smallest split count whose last wave is
-  // nearly as full as the best one (wave efficiency = waves / ceil(waves), as in FlashAttention;
-  // within 5%: at 0.85 the 8-bit cache took 2 splits at batch 64 x 8k, 2.59 waves, 420 us, where
-  // 3 splits fill 3.88). The 16-bit kernel's choices on the benchmark grid are the same.
   const int per_sm = p.quantized() ? paged::decodeQuantCtasPerSm(p.head_dim) : paged::decodeCtasPerSm(p.head_dim);
-  const int64_t slots = static_cast<int64_t>(num_sms) * per_sm;
-  double best = 0.0;
-  double eff[paged::kMaxAutoSplits + 1] = {};
-  for (int s = 1; s <= max_splits; ++s) {
-    const double waves = static_cast<double>(units * s) / static_cast<double>(slots);
-    eff[s] = waves / std::ceil(waves);
-    best = std::max(best, eff[s]);
-  }
-  for (int s = 1; s <= max_splits; ++s) {
-    if (eff[s] >= 0.95 * best) return s;
-  }
-  return 1;
+  const int splits = paged::waveBalancedSplits(units, max_splits, num_sms, static_cast<int64_t>(num_sms) * per_sm, 0.95);
+  // Fewer units than SMs gave about one CTA per SM. Mid-length splits (257-1024 keys) then run
+  // faster as twice as many half splits, two CTAs per SM: at batch 1 the kernel is bound by
+  // instruction latency with one warp per scheduler, and the second CTA's warps hide it (H100,
+  // 1 x 8k: 32 splits 14.3 us vs 16 splits 15.4, perf run 23; shorter splits are fixed-cost bound,
+  // longer ones bandwidth bound, and lose).
+  const int64_t keys = (static_cast<int64_t>(p.max_seqlen_k) + splits - 1) / splits;
+  const bool doubled = units < num_sms && !p.quantized() && keys > 256 && keys <= 1024 && 2 * splits <= max_splits &&
+                       units * 2 * splits <= static_cast<int64_t>(num_sms) * per_sm;
+  return doubled ? 2 * splits : splits;
 }
 
 int64_t pagedCounterSlots(const PagedAttnParams& p) {
@@ -104,21 +87,12 @@ void pagedAttention(const PagedAttnParams& p, int sms, cudaStream_t stream) {
                                            p.workspace_floats);
 
   paged::DecodeArgs a{};
-  a.q = p.q;
-  a.o = p.o;
-  a.lse = p.lse;
-  a.q_row_stride = p.q_row_stride;
-  a.q_head_stride = p.q_head_stride;
-  a.o_row_stride = p.o_row_stride;
-  a.o_head_stride = p.o_head_stride;
-  a.cu_q = p.cu_seqlens_q;
+  setQueryArgs(a, p);
   a.k_pages = p.k_pages;
   a.v_pages = p.v_pages;
   a.page_stride = p.page_stride;
   a.page_head_stride = p.page_head_stride;
-  a.block_table = p.block_table;
-  a.block_table_stride = p.block_table_stride;
-  a.block_table_rows = p.block_table_rows;
+  setBlockTableArgs(a, p);
   a.seq_lens = p.seq_lens;
   a.batch = p.batch;
   a.total_q = p.total_q;
@@ -126,15 +100,8 @@ void pagedAttention(const PagedAttnParams& p, int sms, cudaStream_t stream) {
   a.heads_kv = p.heads_kv;
   a.group = p.heads_q / p.heads_kv;
   a.head_dim = p.head_dim;
-  int shift = 0;
-  while ((1 << shift) < p.page_size) ++shift;
-  a.page_shift = shift;
   a.mblocks = static_cast<int>(mblocksOf(p));
-  constexpr float kLog2e = 1.4426950408889634f;
-  a.scale_log2 = p.scale * kLog2e;
-  a.has_softcap = p.softcap > 0.0f ? 1 : 0;
-  a.softcap_scale = a.has_softcap ? p.scale / p.softcap : 0.0f;
-  a.softcap_log2 = a.has_softcap ? p.softcap * kLog2e : 0.0f;
+  setScoreArgs(a, p.scale, p.softcap);
   a.alibi = p.alibi_slopes;
   a.window_left = p.window_left;
   a.window_right = p.causal ? 0 : p.window_right;  // causal folds into window_right = 0

@@ -1,9 +1,10 @@
 // What the 16-bit (decode_kernel.cuh) and the quantized-cache (decode_quant_kernel.cuh) paged
 // decode kernels share: the CTA's place in the grid and its key range, the per-row masks, the score
-// transform, the online softmax step and the epilogue (the warps' merge, the split partial or the
-// output, and the fused split combine). Both kernels: 4 warps, 16 (query row, head) pairs per CTA,
-// 64-key tiles with 16 keys per warp, mma.sync m16n8k16 fragments (lane: g = lane / 4 owns rows g
-// and g + 8, t4 = lane % 4 columns 2 t4 and 2 t4 + 1 of every n8 tile).
+// transform, the online softmax (its start, its step, and P as the A fragment of P V) and the
+// epilogue (the warps' merge, the split partial or the output, and the fused split combine). Both
+// kernels: 4 warps, 16 (query row, head) pairs per CTA, 64-key tiles with 16 keys per warp,
+// mma.sync m16n8k16 fragments (lane: g = lane / 4 owns rows g and g + 8, t4 = lane % 4 columns
+// 2 t4 and 2 t4 + 1 of every n8 tile).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -143,6 +144,16 @@ __device__ __forceinline__ void decodeScores(const DecodeArgs& a, const DecodeCt
   }
 }
 
+// Before the first tile: no key seen (running max -inf, sum 0), the output accumulators zero.
+template <int kNP>
+__device__ __forceinline__ void initRows(float (&o_acc)[kNP][4], float (&m_run)[2], float (&l_run)[2]) {
+#pragma unroll
+  for (int i = 0; i < kNP; ++i) o_acc[i][0] = o_acc[i][1] = o_acc[i][2] = o_acc[i][3] = 0.0f;
+  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
+  m_run[0] = m_run[1] = kNegInf;
+  l_run[0] = l_run[1] = 0.0f;
+}
+
 // Online softmax for rows g and g + 8 (the quad of 4 lanes shares a row): s becomes P, the running
 // max / sum advance and the output accumulator is rescaled.
 template <int kNP>
@@ -174,6 +185,16 @@ __device__ __forceinline__ void decodeSoftmax(float (&s)[2][4], float (&m_run)[2
       o_acc[i][2 * rr + 1] *= alpha;
     }
   }
+}
+
+// P (s after decodeSoftmax) as the A fragment of O += P V: the accumulators of the warp's two n8
+// tiles of keys are exactly the m16n8k16 A layout of a 16x16 P tile.
+template <typename T>
+__device__ __forceinline__ void pFragment(uint32_t (&pa)[4], const float (&s)[2][4]) {
+  pa[0] = ElemTraits<T>::pack(s[0][0], s[0][1]);
+  pa[1] = ElemTraits<T>::pack(s[0][2], s[0][3]);
+  pa[2] = ElemTraits<T>::pack(s[1][0], s[1][1]);
+  pa[3] = ElemTraits<T>::pack(s[1][2], s[1][3]);
 }
 
 // Floats per row of the epilogue's [warps][16][stride] merge buffer (16-byte rows, no bank pattern).

@@ -21,6 +21,7 @@
 
 #include "../check.h"
 #include "../common/ptx.cuh"
+#include "../common/stage_ring.cuh"
 #include "paged_internal.h"
 #include "decode_common.cuh"
 
@@ -69,11 +70,7 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int s_pg[(Cfg::kMaxStages - 1) * kN];  // page of each key of the prologue tiles
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // Lets the combine kernel (a programmatic dependent, see combine.cu) launch early; it still
-  // waits for this grid's completion and memory before it reads the workspace.
-  if (a.num_splits > 1) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
+  if (a.num_splits > 1) launchDependents();
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -163,33 +160,27 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   const int t4 = lane & 3;
   const DecodeRows rows = decodeRowsOf(a, cta, g);
 
-  float o_acc[D / 8][4];
-#pragma unroll
-  for (int i = 0; i < D / 8; ++i) o_acc[i][0] = o_acc[i][1] = o_acc[i][2] = o_acc[i][3] = 0.0f;
-  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
-  float m_run[2] = {kNegInf, kNegInf};
-  float l_run[2] = {0.0f, 0.0f};
+  float o_acc[D / 8][4], m_run[2], l_run[2];
+  initRows<D / 8>(o_acc, m_run, l_run);
 
   // ldmatrix lane addressing (see the fragment layouts of mma.m16n8k16).
   const int q_lrow = (lane & 7) + ((lane >> 3) & 1) * 8, q_lchunk = lane >> 4;
   const int k_lrow = warp * 16 + (lane & 7) + (lane >> 4) * 8, k_lchunk = (lane >> 3) & 1;
   const int v_lrow = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, v_lchunk = lane >> 4;
 
-  int stage = 0;                // stage of tile it
-  int load_stage = stages - 1;  // stage of tile it + stages - 1 (= the one tile it-1 used)
+  StageRing ring(stages);
   for (int it = 0; it < ntiles; ++it) {
     cpAsyncWaitDyn(stages - 2);
     __syncthreads();  // tile `it` is in shared memory; every warp is done with tile it-1
     {
       const int nt = it + stages - 1;
-      if (nt < ntiles) issue(nt, load_stage, pg);
+      if (nt < ntiles) issue(nt, ring.write, pg);
       cpAsyncCommit();
       if (nt + 1 < ntiles) lookup(nt + 1, pg);
     }
 
-    const uint32_t sk = sK(stage), sv = sV(stage);
-    stage = stage + 1 == stages ? 0 : stage + 1;
-    load_stage = load_stage + 1 == stages ? 0 : load_stage + 1;
+    const uint32_t sk = sK(ring.read), sv = sV(ring.read);
+    ring.advance();
     const int ts = kbeg + it * kN;
 
     // S = Q K^T for this warp's 16 keys.
@@ -208,12 +199,9 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
     decodeScores(a, cta, rows, s, ts, warp * 16, t4);
     decodeSoftmax<D / 8>(s, m_run, l_run, o_acc);
 
-    // O += P V: the S accumulators are the A fragment of a 16x16 P tile.
+    // O += P V.
     uint32_t pa[4];
-    pa[0] = ElemTraits<T>::pack(s[0][0], s[0][1]);
-    pa[1] = ElemTraits<T>::pack(s[0][2], s[0][3]);
-    pa[2] = ElemTraits<T>::pack(s[1][0], s[1][1]);
-    pa[3] = ElemTraits<T>::pack(s[1][2], s[1][3]);
+    pFragment<T>(pa, s);
 #pragma unroll
     for (int np = 0; np < D / 16; ++np) {
       uint32_t vb[4];

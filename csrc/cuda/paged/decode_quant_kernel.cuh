@@ -33,6 +33,7 @@
 
 #include "../check.h"
 #include "../common/ptx.cuh"
+#include "../common/stage_ring.cuh"
 #include "paged_internal.h"
 #include "decode_common.cuh"
 
@@ -131,9 +132,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
   __shared__ float s_qmax[kDecodeWarps];
   __shared__ float s_qmu[kDecodeRows];
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (a.num_splits > 1) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
+  if (a.num_splits > 1) launchDependents();
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -302,28 +301,22 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
   const DecodeRows rows = decodeRowsOf(a, cta, g);
   const float row_qmu[2] = {s_qmu[g], s_qmu[g + 8]};
 
-  float o_acc[kNP][4];
-#pragma unroll
-  for (int i = 0; i < kNP; ++i) o_acc[i][0] = o_acc[i][1] = o_acc[i][2] = o_acc[i][3] = 0.0f;
-  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
-  float m_run[2] = {kNegInf, kNegInf};
-  float l_run[2] = {0.0f, 0.0f};
+  float o_acc[kNP][4], m_run[2], l_run[2];
+  initRows<kNP>(o_acc, m_run, l_run);
 
-  int stage = 0;
-  int load_stage = stages - 1;
+  StageRing ring(stages);
   for (int it = 0; it < ntiles; ++it) {
     cpAsyncWaitDyn(stages - 2);
     __syncwarp();  // this warp's tile `it` is in shared memory; its lanes are done with tile it-1
     {
       const int nt = it + stages - 1;
-      if (nt < ntiles) issue(nt, load_stage, pg);
+      if (nt < ntiles) issue(nt, ring.write, pg);
       cpAsyncCommit();
       if (nt + 1 < ntiles) lookup(nt + 1, pg);
     }
-    const uint32_t sk = sWarp(stage), sv = sk + Cfg::kWarpTile;
-    const float* sc = sScale(stage);
-    stage = stage + 1 == stages ? 0 : stage + 1;
-    load_stage = load_stage + 1 == stages ? 0 : load_stage + 1;
+    const uint32_t sk = sWarp(ring.read), sv = sk + Cfg::kWarpTile;
+    const float* sc = sScale(ring.read);
+    ring.advance();
     const int ts = kbeg + it * kN;
 
     // S = Q K^T: key rows nt * 8 + g; 16 bytes per lane and row cover 4 k16 steps.
@@ -361,10 +354,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
     decodeSoftmax<kNP>(s, m_run, l_run, o_acc);
 
     uint32_t pa[4];
-    pa[0] = ElemTraits<__half>::pack(s[0][0], s[0][1]);
-    pa[1] = ElemTraits<__half>::pack(s[0][2], s[0][3]);
-    pa[2] = ElemTraits<__half>::pack(s[1][0], s[1][1]);
-    pa[3] = ElemTraits<__half>::pack(s[1][2], s[1][3]);
+    pFragment<__half>(pa, s);
 
     // O += P V. Lane keys 2t, 2t+1 (b0) and 2t+8, 2t+9 (b1); channels 16 g + [0, 16) of each
     // 128-channel piece (8 g + [0, 8) for D = 64); n8 tile np = 16 piece + 4 j + byte.

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "../../common/error.h"
+#include "../common/launch_args.h"
 #include "paged_attention.h"
 #include "paged_checks.h"
 #include "prefill_internal.h"
@@ -80,42 +81,19 @@ void pagedPrefill(const PagedAttnParams& p, int num_sms, cudaStream_t stream) {
   if (p.batch == 0 || p.total_q == 0) return;
 
   flash::FwdParams f{};
-  f.q = p.q;
+  flash::setQueryFields(f, p);
+  flash::setScoreAndMaskFields(f, p);
   f.k = p.k_pages;
   f.v = p.v_pages;
-  f.o = p.o;
-  f.lse = p.lse;
-  f.q_row_stride = p.q_row_stride;
-  f.q_head_stride = p.q_head_stride;
-  f.o_row_stride = p.o_row_stride;
-  f.o_head_stride = p.o_head_stride;
-  f.cu_seqlens_q = p.cu_seqlens_q;
-  f.alibi_slopes = p.alibi_slopes;
-  f.heads_q = p.heads_q;
-  f.kv_group = p.heads_q / p.heads_kv;
   f.seqlen_q = maxRowsQ(p);
   f.seqlen_k = p.max_seqlen_k;
-  f.total_q = p.total_q;
-  f.window_left = p.window_left < 0 ? -1 : p.window_left;
   const int right = p.causal ? 0 : p.window_right;  // causal folds into window_right = 0
   f.window_right = right < 0 ? -1 : right;
-  flash::setScoreFields(f, p.scale, p.softcap, p.alibi_slopes != nullptr);
   f.lpt_group = 1;
-  f.block_row_ptr = p.block_row_ptr;
-  f.block_col_idx = p.block_row_ptr != nullptr ? p.block_col_idx : nullptr;
-  f.block_mask_batch = p.block_mask_batch;
-  f.block_mask_heads = p.block_mask_heads;
-  f.block_mask_q_blocks = p.block_mask_q_blocks;
-  f.block_mask_nnz = p.block_mask_nnz;
   f.seq_lens = p.seq_lens;
-  f.block_table = p.block_table;
-  f.block_table_rows = p.block_table_rows;
-  f.block_table_stride = p.block_table_stride;
+  setBlockTableArgs(f, p);
   f.page_stride = p.page_stride;
   f.page_head_stride = p.page_head_stride;
-  int shift = 0;
-  while ((1 << shift) < p.page_size) ++shift;
-  f.page_shift = shift;
 
   switch (p.head_dim) {
     case 64: paged::launchPrefillHd64(p.dtype, f, maxRowsQ(p), p.heads_q, p.batch, num_sms, stream); break;
