@@ -139,6 +139,7 @@ Napi::Value mlaAttention(const Napi::CallbackInfo& info) {
       attn::throwRange("out must be [tokens, heads, 512] with q's dtype and device");
     const int heads = static_cast<int>(q.shape[1]);
     if (heads <= 0) attn::throwRange("q must have at least one head");
+    checkBlockTable(table, g.pool.device(), batch.rows);  // before table.shape[1] is read below
     batch.check(q.shape[0], table.shape[1] * g.pageSize);
     if (hasLse && (lse.shape != std::vector<int64_t>{q.shape[0], heads} || lse.dtype != attn::DType::F32 || !lse.contiguous() || !(lse.device() == q.device())))
       attn::throwRange("lse must be a contiguous f32 [tokens, heads] tensor on q's device");

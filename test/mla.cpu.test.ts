@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { mlaDecode, PagedLatentCache, synchronize, Tensor } from '../lib';
+import { native } from '../lib/native';
 import { gaussian, makeLatentCache, MLA_SCALE, randomModel, ShadowLatentCache } from './helpers/mla';
 import { checkAccounting } from './helpers/paged';
 import { expectThrows } from './helpers/throws';
@@ -166,6 +167,13 @@ describe('MLA argument errors', () => {
     ['not a cache', () => mlaDecode(q(), {} as never, 0, [s], opt), 'TypeError', /cache must be a PagedLatentCache/],
     ['seqs', () => mlaDecode(q(), cache, 0, [] as never, opt), 'TypeError', /seqs must be a non-empty array/],
   ] as const)('%s', (_n, fn, cls, msg) => expectThrows(fn, cls, msg));
+
+  test('a 1-d block table reaching the binding is refused before its shape is read', () => {
+    const table = Tensor.fromArray(Int32Array.from([0, 1]), [2], { dtype: 'int32' });
+    const out = Tensor.empty([1, 2, 512]);
+    const params = { scale: MLA_SCALE, softcap: 0, causal: true, rows: Int32Array.from([0]), seqLens: Int32Array.from([3]), numSplits: 0 };
+    expectThrows(() => native.mlaAttention(q(), cache.pool, cache.scales, 0, table, out, null, params), 'RangeError', /blockTable must be a contiguous 2-d int32 tensor/);
+  });
 
   test('disposed cache', () => {
     const c = makeLatentCache('cpu', 'f32');
