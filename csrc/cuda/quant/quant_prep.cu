@@ -14,28 +14,19 @@
 #include <cuda_fp8.h>
 
 #include <cstdint>
-#include <type_traits>
 
 #include "../check.h"
+#include "../common/elem_convert.cuh"
 #include "quant_internal.h"
 
 namespace attn::cuda::quant {
 namespace {
 
-template <typename T>
-__device__ __forceinline__ float elemToFloat(uint16_t bits) {
-  if constexpr (std::is_same_v<T, __half>) {
-    return __half2float(__ushort_as_half(bits));
-  } else {
-    return __bfloat162float(__ushort_as_bfloat16(bits));
-  }
-}
-
 // Two packed elements (the first in the low half) as floats.
 template <typename T>
 __device__ __forceinline__ void unpack2(uint32_t w, float& lo, float& hi) {
-  lo = elemToFloat<T>(static_cast<uint16_t>(w & 0xffffu));
-  hi = elemToFloat<T>(static_cast<uint16_t>(w >> 16));
+  lo = bitsToFloat<T>(static_cast<uint16_t>(w & 0xffffu));
+  hi = bitsToFloat<T>(static_cast<uint16_t>(w >> 16));
 }
 
 // 8 consecutive elements (one 16-byte chunk) as floats.
@@ -220,7 +211,7 @@ __global__ void __launch_bounds__(kThreads) statsKernel(const QuantArgs a) {
   for (int c = tid; c < D; c += kThreads) {
     float sum = 0.0f;
 #pragma unroll 8
-    for (int jj = 0; jj < kb.n; ++jj) sum = __fadd_rn(sum, elemToFloat<T>(s_k[jj * D + c]));
+    for (int jj = 0; jj < kb.n; ++jj) sum = __fadd_rn(sum, bitsToFloat<T>(s_k[jj * D + c]));
     float vm = s_vmax[0][c];
 #pragma unroll
     for (int w = 1; w < kWarps; ++w) vm = fmaxf(vm, s_vmax[w][c]);
