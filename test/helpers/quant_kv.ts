@@ -26,7 +26,9 @@ export function kvContract(name: string, c: KvCase): { cos: number; rel: number;
   if (c.dtype === 'fp8' && c.kind === 'heavy' && name.includes('softcap')) return { ...KV_CONTRACT.fp8, cos: 0.99, rel: 0.1 };
   // Heavy-tailed inputs otherwise: e4m3's own rounding, with tail draws past 6e-2 (rel. L2 0.0626 on
   // the H100, run 18, d128 page 1 over 3000 keys; the cosine held 0.998).
-  if (c.dtype === 'fp8' && c.kind === 'heavy') return { ...KV_CONTRACT.fp8, rel: 0.08 };
+  // Its lse error has a long tail too: over 300 CPU draws each, d64 prefill median 0.09, 99th
+  // percentile 0.23, max 0.31 (decode max 0.23); a CI run drew 0.26 past the former 0.25.
+  if (c.dtype === 'fp8' && c.kind === 'heavy') return { ...KV_CONTRACT.fp8, rel: 0.08, lse: 0.5 };
   return KV_CONTRACT[c.dtype];
 }
 
