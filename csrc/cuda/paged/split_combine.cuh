@@ -86,9 +86,19 @@ __device__ void combineSplitRows(const DecodeArgs& a, int m0, int mrows, int kvh
   }
   __syncthreads();
 
-  // Output: a thread per (row, 8 channels), kBatch splits' loads in flight at a time.
-  for (int u = threadIdx.x; u < mrows * (D / 8); u += kDecodeThreads) {
-    const int r = u / (D / 8), c = u % (D / 8);
+  // Output: (row, 8 channels) units, each taken by lpu consecutive lanes that split the splits
+  // among them (a decode CTA has few rows: 4 x 16 units for GQA 4:1 at d128, so half the threads
+  // would idle and each would wait on its loads in twice as many rounds), kBatch splits' loads in
+  // flight per lane at a time, the lanes' sums then added by shuffles.
+  const int units = mrows * (D / 8);
+  int lpu = 1;
+  while (lpu < 4 && units * lpu * 2 <= kDecodeThreads) lpu *= 2;
+  const int per_pass = kDecodeThreads / lpu;
+  const int sub = threadIdx.x % lpu;
+  for (int base = 0; base < units; base += per_pass) {  // uniform over the CTA: the shuffles below
+    const int u = base + static_cast<int>(threadIdx.x) / lpu;
+    const bool active = u < units;
+    const int r = active ? u / (D / 8) : 0, c = u % (D / 8);
     int h, row;
     const int64_t idx = pairOf(r, h, row);
     const float* w = s_w + r * S;
@@ -97,26 +107,34 @@ __device__ void combineSplitRows(const DecodeArgs& a, int m0, int mrows, int kvh
     float v[8];
 #pragma unroll
     for (int k = 0; k < 8; ++k) v[k] = 0.0f;
-    for (int s0 = 0; s0 < S; s0 += kBatch) {
+    for (int s0 = sub; active && s0 < S; s0 += kBatch * lpu) {
       float4 x[kBatch][2];
 #pragma unroll
       for (int k = 0; k < kBatch; ++k) {
-        if (s0 + k < S) {
-          x[k][0] = __ldcg(src + (s0 + k) * step);
-          x[k][1] = __ldcg(src + (s0 + k) * step + 1);
+        const int s = s0 + k * lpu;
+        if (s < S) {
+          x[k][0] = __ldcg(src + s * step);
+          x[k][1] = __ldcg(src + s * step + 1);
         } else {
           x[k][0] = x[k][1] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
       }
 #pragma unroll
       for (int k = 0; k < kBatch; ++k) {
-        const float wk = s0 + k < S ? w[s0 + k] : 0.0f;
+        const int s = s0 + k * lpu;
+        const float wk = s < S ? w[s] : 0.0f;
         v[0] += wk * x[k][0].x; v[1] += wk * x[k][0].y; v[2] += wk * x[k][0].z; v[3] += wk * x[k][0].w;
         v[4] += wk * x[k][1].x; v[5] += wk * x[k][1].y; v[6] += wk * x[k][1].z; v[7] += wk * x[k][1].w;
       }
     }
-    T* dst = static_cast<T*>(a.o) + static_cast<int64_t>(row) * a.o_row_stride + static_cast<int64_t>(h) * a.o_head_stride + c * 8;
-    store8<T>(dst, v);
+    for (int o = 1; o < lpu; o <<= 1) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[k] += __shfl_xor_sync(0xffffffffu, v[k], o);
+    }
+    if (active && sub == 0) {
+      T* dst = static_cast<T*>(a.o) + static_cast<int64_t>(row) * a.o_row_stride + static_cast<int64_t>(h) * a.o_head_stride + c * 8;
+      store8<T>(dst, v);
+    }
   }
 }
 
