@@ -26,6 +26,7 @@
 #include "../common/stage_ring.cuh"
 #include "cta_range.cuh"
 #include "mla_internal.h"
+#include "row_output.cuh"
 
 namespace attn::cuda::mla {
 
@@ -90,7 +91,6 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(const MlaArgs a) 
   using Cfg = DecodeCfg<M, kFp8>;
   using T = __nv_bfloat16;
   constexpr int N = kTileKeys;
-  constexpr float kLn2 = 0.6931471805599453f;
   const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
   const int stages = a.stages;  // >= 2
 
@@ -387,7 +387,6 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(const MlaArgs a) 
   }
   __syncthreads();
 
-  const bool split_out = a.num_splits > 1;
 #pragma unroll
   for (int mt = 0; mt < Cfg::kMT; ++mt) {
 #pragma unroll
@@ -397,27 +396,9 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(const MlaArgs a) 
       float L = 0.0f;
 #pragma unroll
       for (int w = 0; w < Cfg::kWarpsN; ++w) L += s_l[w * M + r];
-      const float inv = L > 0.0f ? 1.0f / L : 0.0f;
       const int m = m0 + r, qi = m / a.heads, h = m - qi * a.heads;
-      const int grow = q0 + qi;
-      const int64_t pair = static_cast<int64_t>(grow) * a.heads + h;
-      if (split_out) {
-        float* dst = a.ws_o + (static_cast<int64_t>(split) * a.total_q * a.heads + pair) * kMlaLatent + warp * Cfg::kCols + 2 * t4;
-#pragma unroll
-        for (int n = 0; n < 8; ++n)
-          *reinterpret_cast<float2*>(dst + n * 8) = make_float2(o_acc[mt][n][2 * rr] * inv, o_acc[mt][n][2 * rr + 1] * inv);
-      } else {
-        T* dst = static_cast<T*>(a.o) + static_cast<int64_t>(grow) * a.o_row_stride + static_cast<int64_t>(h) * a.o_head_stride +
-                 warp * Cfg::kCols + 2 * t4;
-#pragma unroll
-        for (int n = 0; n < 8; ++n)
-          *reinterpret_cast<uint32_t*>(dst + n * 8) = ElemTraits<T>::pack(o_acc[mt][n][2 * rr] * inv, o_acc[mt][n][2 * rr + 1] * inv);
-      }
-      if (warp == 0 && t4 == 0) {
-        const float lse = L > 0.0f ? s_mrow[r] * kLn2 + logf(L) : kNegInf;
-        if (split_out) a.ws_lse[static_cast<int64_t>(split) * a.total_q * a.heads + pair] = lse;
-        else if (a.lse) a.lse[pair] = lse;
-      }
+      storeMlaRow<T, 8>(a, split, q0 + qi, h, warp * Cfg::kCols + 2 * t4, L, s_mrow[r], warp == 0 && t4 == 0,
+                        [&](int n, int e) { return o_acc[mt][n][2 * rr + e]; });
     }
   }
 }

@@ -27,6 +27,7 @@
 #include "../hopper/wgmma_ops.cuh"
 #include "cta_range.cuh"
 #include "decode_sm90.h"
+#include "row_output.cuh"
 
 namespace attn::cuda::mla::sm90 {
 
@@ -48,7 +49,6 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace hopper;
   using T = __nv_bfloat16;
-  constexpr float kLn2 = 0.6931471805599453f;
   const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
   const MlaArgs& a = args.a;
 
@@ -278,32 +278,13 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
       if (t == 0) s_sum[cw * 64 + rloc[rr]] = l;
     }
     namedBarrierSync(kBarEx, 256);
-    const bool split_out = a.num_splits > 1;
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
       const int r = rloc[rr];
       if (r >= mrows) continue;
-      const float L = l_run[rr] + s_sum[(1 - cw) * 64 + r];
-      const float inv = L > 0.0f ? 1.0f / L : 0.0f;
       const int m = m0 + r, qi = m / a.heads, h = m - qi * a.heads;
-      const int grow = q0 + qi;
-      const int64_t pair = static_cast<int64_t>(grow) * a.heads + h;
-      if (split_out) {
-        float* dst = a.ws_o + (static_cast<int64_t>(split) * a.total_q * a.heads + pair) * kMlaLatent + cw * 256 + 2 * t;
-#pragma unroll
-        for (int j = 0; j < 32; ++j)
-          *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[4 * j + 2 * rr] * inv, o[4 * j + 2 * rr + 1] * inv);
-      } else {
-        T* dst = static_cast<T*>(a.o) + static_cast<int64_t>(grow) * a.o_row_stride + static_cast<int64_t>(h) * a.o_head_stride + cw * 256 + 2 * t;
-#pragma unroll
-        for (int j = 0; j < 32; ++j)
-          *reinterpret_cast<uint32_t*>(dst + 8 * j) = ElemTraits<T>::pack(o[4 * j + 2 * rr] * inv, o[4 * j + 2 * rr + 1] * inv);
-      }
-      if (cw == 0 && t == 0) {
-        const float lse = L > 0.0f ? m_run[rr] * kLn2 + logf(L) : kNegInf;
-        if (split_out) a.ws_lse[static_cast<int64_t>(split) * a.total_q * a.heads + pair] = lse;
-        else if (a.lse) a.lse[pair] = lse;
-      }
+      storeMlaRow<T, 32>(a, split, q0 + qi, h, cw * 256 + 2 * t, l_run[rr] + s_sum[(1 - cw) * 64 + r], m_run[rr], cw == 0 && t == 0,
+                         [&](int j, int e) { return o[4 * j + 2 * rr + e]; });
     }
   }
 #else
