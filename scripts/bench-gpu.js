@@ -209,8 +209,7 @@ async function mlaCase(heads, context, dtype, kernel = 'auto') {
   await synchronize(device);
   const times = [];
   for (let r = 0; r < 5; r++) times.push(launch(20));
-  times.sort((a, b) => a - b);
-  const ms = times[2];
+  const ms = median(times);
   for (const t of [rows, q, out]) t.dispose();
   cache.dispose();
   const bytes = batch * context * (dtype === 'fp8e4m3' ? 576 + 8 : 576 * 2); // rows (and fp8 scales) read once
@@ -257,7 +256,7 @@ async function timeCalls(run, reps = 7) {
     await synchronize(device);
     times.push((performance.now() - t0) / iters);
   }
-  return times.sort((a, b) => a - b)[Math.floor(reps / 2)];
+  return median(times);
 }
 
 async function sparseForward() {
@@ -298,8 +297,7 @@ async function topKDecodeCase(batch, context, pageSize, channels) {
   await synchronize(device);
   const runs = [];
   for (let r = 0; r < 5; r++) runs.push(native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: 20, benchStages: true }));
-  const median = (i) => runs.map((t) => t[i]).sort((a, b) => a - b)[2];
-  const [topKMs, selectMs, decodeMs] = [0, 1, 2].map(median);
+  const [topKMs, selectMs, decodeMs] = [0, 1, 2].map((i) => median(runs.map((t) => t[i])));
   dispose();
   process.stderr.write(`  channels ${channels}: full ${(fullMs * 1000).toFixed(1)} us, top-k ${(topKMs * 1000).toFixed(1)} us `
     + `(select ${(selectMs * 1000).toFixed(1)}, decode ${(decodeMs * 1000).toFixed(1)}), ${(fullMs / topKMs).toFixed(2)}x\n`);
@@ -328,8 +326,7 @@ async function medianOf(call) {
   await synchronize(device);
   const ts = [];
   for (let r = 0; r < 5; r++) ts.push(call(20));
-  ts.sort((a, b) => a - b);
-  return ts[2];
+  return median(ts);
 }
 
 async function quantForward() {
