@@ -2,14 +2,15 @@
 // shared-memory plan in decode_sm90.h; semantics (masks, softcap, lse, splits) as decode_kernel.cuh.
 //
 // Per consumer warpgroup w and tile t (steady state):
-//   wait S_t (issued at the end of tile t-1, behind P_{t-1} V_{t-1}, which completes first);
-//   release the stage of tile t-1 (its P V is done): the producer refills it with tile t+1;
+//   wait P_{t-1} V_{t-1}; release the stage of tile t-1: the producer refills it with tile t+1
+//   while S_t (issued at the end of tile t-1, behind that P V) still runs; wait S_t;
 //   scores (scale, softcap, masks) and row maxima of the warpgroup's 32 keys -> shared; barrier EX;
 //   m = max(m, both maxima), P_w = exp2(S_w - m), alpha = exp2(m_old - m); P_w (bf16) -> shared;
 //   the last tile of a split: zero the rows past its end in the warpgroup's V chunks (they may be
 //   unwritten page slots: 0 * NaN would poison O); barrier PREADY;
-//   O *= alpha; issue O += P V (P from shared, both halves), then S_{t+1} (its
-//   k loop waits on each 64-column chunk of tile t+1 as it lands, while P V_t runs).
+//   O *= alpha (skipped where alpha is 1 for the whole warp); issue O += P V (P from shared, both
+//   halves), then S_{t+1} (its k loop waits on each 64-column chunk of tile t+1 as it lands, while
+//   P V_t runs).
 // EX also proves that the other warpgroup finished P V_{t-1} (it waited for it before arriving), so
 // P_t may overwrite P_{t-1}; PREADY proves the other one read the maxima of tile t.
 // Fragment conventions are those of flash_fwd_sm90.cuh: accumulators per warp in the m16n8k16 C
@@ -251,16 +252,24 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
       fenceRegs(o);  // pins O's zeroing here: moved past issueS(0), it would serialize the wgmmas
       issueS(0);
       for (int it = 0; it < ntiles; ++it) {
-        wgmmaWait<0>();  // S_it, and P V_{it-1} issued before it
-        fenceRegs(s);
+        // P V_{it-1} and S_it are separate commit groups, completed in order: the stage of tile it-1
+        // is released as soon as P V_{it-1} is done, so the refill (tile it+1) also runs under S_it.
+        wgmmaWait<1>();
         fenceRegs(o);
         if (it > 0) {
           __syncwarp();
           if (lane == 0) mbarArrive(barEmpty((it - 1) & 1));  // P V_{it-1} no longer reads its stage
         }
+        wgmmaWait<0>();  // S_it
+        fenceRegs(s);
+        fenceRegs(o);
         softmaxTile(it);
+        // Once a row's maximum settles its alpha is exactly 1: skip the 128 multiplies (the tensor
+        // cores idle through this phase) where it is 1 for every row of the warp.
+        if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
-        for (int i = 0; i < 128; ++i) o[i] *= alpha[(i >> 1) & 1];
+          for (int i = 0; i < 128; ++i) o[i] *= alpha[(i >> 1) & 1];
+        }
         issuePV(it);
         if (it + 1 < ntiles) issueS(it + 1);
       }
