@@ -175,23 +175,27 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
     float corr[1][2];
 
     const auto issueS = [&](int s) {
+      uint64_t dq = smemDesc(q_base, 16, 1024), dk = smemDesc(sK + s * T::kKVBytes, 16, 1024);
+      // Opaque bases plus immediate steps: otherwise each step rebuilds its descriptor
+      // (mask, shift, or, register moves) in front of every wgmma.
+      asm volatile("" : "+l"(dq), "+l"(dk));
       wgmmaFence();
 #pragma unroll
       for (int ks = 0; ks < T::kHeadDim / 16; ++ks) {
         const uint32_t chunk = ks / 4, within = (ks % 4) * 32;
-        const uint64_t da = smemDesc(q_base + chunk * kBlockM * 128 + within, 16, 1024);
-        const uint64_t db = smemDesc(sK + s * T::kKVBytes + chunk * kBlockN * 128 + within, 16, 1024);
-        wgmmaSS<Elem, kBlockN>(s_flat, da, db, ks > 0 ? 1 : 0);
+        wgmmaSS<Elem, kBlockN>(s_flat, dq + ((chunk * kBlockM * 128 + within) >> 4), dk + ((chunk * kBlockN * 128 + within) >> 4),
+                               ks > 0 ? 1 : 0);
       }
       wgmmaCommit();
     };
     const auto issuePV = [&](int s) {
+      uint64_t dv = smemDesc(sV + s * T::kKVBytes, kBlockN * 128, 1024);
+      asm volatile("" : "+l"(dv));
       fenceRegs(o_flat);
       wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk) {
-        const uint64_t db = smemDesc(sV + s * T::kKVBytes + kk * 16 * 128, kBlockN * 128, 1024);
-        wgmmaRS<Elem, T::kHeadDim>(o_flat, pa[kk], db, 1);
+        wgmmaRS<Elem, T::kHeadDim>(o_flat, pa[kk], dv + ((kk * 16 * 128) >> 4), 1);
       }
       wgmmaCommit();
     };

@@ -204,10 +204,13 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
     float pv_tmp[kPvFp8 ? kDT * 4 : 1];  // fp8: one block's P V
 
     const auto issueS = [&](int s) {
+      // Opaque bases plus immediate steps (as in flash_fwd_sm90.cuh): no descriptor rebuilt per wgmma.
+      uint64_t dk = smemDescK<T::kKSwizzle>(sK + s * T::kKBytes);
+      asm volatile("" : "+l"(dk));
       wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < T::kQSteps; ++kk) {
-        const uint64_t db = smemDescK<T::kKSwizzle>(sK + s * T::kKBytes + kk * 32);
+        const uint64_t db = dk + ((kk * 32) >> 4);
         if constexpr (kQkFp8) {
           wgmmaE4m3RS<kBlockN>(s_acc, qa[kk], db, kk > 0 ? 1 : 0);
         } else {
@@ -217,12 +220,14 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
       wgmmaCommit();
     };
     const auto issuePV = [&](int s) {
+      uint64_t dv = smemDescK<T::kVSwizzle>(sV + s * T::kVBytes);
+      asm volatile("" : "+l"(dv));
       if constexpr (kPvFp8) {
         fenceRegs(pv_tmp);
         wgmmaFence();
 #pragma unroll
         for (int kk = 0; kk < T::kPSteps; ++kk) {
-          const uint64_t db = smemDescK<T::kVSwizzle>(sV + s * T::kVBytes + kk * 32);
+          const uint64_t db = dv + ((kk * 32) >> 4);
           wgmmaE4m3RS<D>(pv_tmp, pa[kk], db, kk > 0 ? 1 : 0);
         }
       } else {
@@ -230,7 +235,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
         wgmmaFence();
 #pragma unroll
         for (int kk = 0; kk < T::kPSteps; ++kk) {
-          const uint64_t db = smemDescK<T::kVSwizzle>(sV + s * T::kVBytes + kk * 32);
+          const uint64_t db = dv + ((kk * 32) >> 4);
           wgmmaF16RSK<D>(o_flat, pa[kk], db, 1);
         }
       }
