@@ -34,15 +34,18 @@ namespace attn::cuda::hopper {
 
 using flash::FwdParams;
 
-template <typename Elem_, int kHeadDim_, int kBlockN_, int kStages_>
+template <typename Elem_, int kHeadDim_, int kBlockN_, int kStages_, int kConsumers_ = 2>
 struct Sm90Traits {
   using Elem = Elem_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kBlockM = 128;  // two consumer warpgroups x 64 rows
+  static constexpr int kConsumers = kConsumers_;  // warpgroups of 64 query rows each, taking turns
+  static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kStages = kStages_;
-  static constexpr int kConsumers = 2;
   static constexpr int kThreads = 128 * (kConsumers + 1);
+  // Register split after setmaxnreg (64K registers per SM, one CTA): the producer keeps 24.
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
   static constexpr int kChunks = kHeadDim / 64;  // 128-byte column chunks (one TMA box each)
   static constexpr int kNT = kBlockN / 8;        // n8 tiles of S per warp
   static constexpr int kDT = kHeadDim / 8;       // n8 tiles of O per warp
@@ -54,6 +57,8 @@ struct Sm90Traits {
   static constexpr int kBars = 1 + 4 * kStages;  // Q; full K, full V, empty K, empty V per stage
   static constexpr int kSmemBytes = kOffBar + 8 * kBars + 1024;  // + room to align the base to 1024
   static_assert(kHeadDim % 64 == 0 && kBlockN % 16 == 0, "tile shape");
+  static_assert(kConsumers == 2 || kConsumers == 3, "consumer warpgroups");
+  static_assert(128 * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536, "register file");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 };
 
@@ -117,7 +122,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
   const int wg = tid / 128;
   if (wg == 0) {
     // ---- producer ----
-    setMaxRegsDec<24>();
+    setMaxRegsDec<T::kProducerRegs>();
     if (tid == 0) {
       prefetchTensorMap(&args.q);
       prefetchTensorMap(&args.k);
@@ -149,7 +154,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
     }
   } else {
     // ---- consumers ----
-    setMaxRegsInc<240>();
+    setMaxRegsInc<T::kConsumerRegs>();
     const int cw = wg - 1;
     const int warp = (tid / 32) % 4;
     const int lane = tid & 31;
@@ -215,17 +220,20 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk) packP<Elem>(pa[kk], sc, 0, kk);
     };
-    // Ping-pong: warpgroup w issues only between bar.sync(kTurn + w) and its bar.arrive on the
-    // other's barrier; consumer 1 opens consumer 0's first turn. Both take (blocks + 1) turns, and
-    // consumer 1 skips its last arrive so every barrier completes exactly as often as it is waited on.
-    constexpr int kTurn = 3;  // ids 1, 2: the epilogue's per-warpgroup barriers
+    // Round robin: warpgroup w issues only between bar.sync(kTurn + w) and its bar.arrive on the
+    // next one's barrier; the last consumer opens consumer 0's first turn. All take (blocks + 1)
+    // turns, and the last skips its last arrive so every barrier completes exactly as often as it
+    // is waited on.
+    constexpr int kLast = T::kConsumers - 1;
+    constexpr int kTurn = 1 + T::kConsumers;  // ids 1 .. kConsumers: the epilogue's per-warpgroup barriers
     const auto turnBegin = [&]() { namedBarrierSync(kTurn + cw, 256); };
-    const auto turnEnd = [&]() { namedBarrierArrive(kTurn + (1 - cw), 256); };
+    const int next = T::kConsumers == 2 ? 1 - cw : (cw == kLast ? 0 : cw + 1);
+    const auto turnEnd = [&]() { namedBarrierArrive(kTurn + next, 256); };
 
     mbarWait(barQ, 0);
     int n_block = nextBlock(kb.n_max);
     if (n_block >= kb.n_min) {
-      if (cw == 1) turnEnd();
+      if (cw == kLast) turnEnd();
       mbarWait(barFullK(0), 0);
       turnBegin();
       issueS(0);
@@ -259,7 +267,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
       mbarWait(barFullV(last), ((it - 1) / kStages) & 1);
       turnBegin();
       issuePV(last);
-      if (cw == 0) turnEnd();
+      if (cw != kLast) turnEnd();
       wgmmaWait<0>();
       fenceRegs(o_flat);
     }
