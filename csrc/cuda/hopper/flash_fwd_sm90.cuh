@@ -180,27 +180,24 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
     float corr[1][2];
 
     const auto issueS = [&](int s) {
-      uint64_t dq = smemDesc(q_base, 16, 1024), dk = smemDesc(sK + s * T::kKVBytes, 16, 1024);
-      // Opaque bases plus immediate steps: otherwise each step rebuilds its descriptor
-      // (mask, shift, or, register moves) in front of every wgmma.
-      asm volatile("" : "+l"(dq), "+l"(dk));
+      const uint64_t dq = opaqueDesc(smemDesc(q_base, 16, 1024));
+      const uint64_t dk = opaqueDesc(smemDesc(sK + s * T::kKVBytes, 16, 1024));
       wgmmaFence();
 #pragma unroll
       for (int ks = 0; ks < T::kHeadDim / 16; ++ks) {
         const uint32_t chunk = ks / 4, within = (ks % 4) * 32;
-        wgmmaSS<Elem, kBlockN>(s_flat, dq + ((chunk * kBlockM * 128 + within) >> 4), dk + ((chunk * kBlockN * 128 + within) >> 4),
+        wgmmaSS<Elem, kBlockN>(s_flat, descStep(dq, chunk * kBlockM * 128 + within), descStep(dk, chunk * kBlockN * 128 + within),
                                ks > 0 ? 1 : 0);
       }
       wgmmaCommit();
     };
     const auto issuePV = [&](int s) {
-      uint64_t dv = smemDesc(sV + s * T::kKVBytes, kBlockN * 128, 1024);
-      asm volatile("" : "+l"(dv));
+      const uint64_t dv = opaqueDesc(smemDesc(sV + s * T::kKVBytes, kBlockN * 128, 1024));
       fenceRegs(o_flat);
       wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk) {
-        wgmmaRS<Elem, T::kHeadDim>(o_flat, pa[kk], dv + ((kk * 16 * 128) >> 4), 1);
+        wgmmaRS<Elem, T::kHeadDim>(o_flat, pa[kk], descStep(dv, kk * 16 * 128), 1);
       }
       wgmmaCommit();
     };

@@ -204,13 +204,11 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
     float pv_tmp[kPvFp8 ? kDT * 4 : 1];  // fp8: one block's P V
 
     const auto issueS = [&](int s) {
-      // Opaque bases plus immediate steps (as in flash_fwd_sm90.cuh): no descriptor rebuilt per wgmma.
-      uint64_t dk = smemDescK<T::kKSwizzle>(sK + s * T::kKBytes);
-      asm volatile("" : "+l"(dk));
+      const uint64_t dk = opaqueDesc(smemDescK<T::kKSwizzle>(sK + s * T::kKBytes));
       wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < T::kQSteps; ++kk) {
-        const uint64_t db = dk + ((kk * 32) >> 4);
+        const uint64_t db = descStep(dk, kk * 32);
         if constexpr (kQkFp8) {
           wgmmaE4m3RS<kBlockN>(s_acc, qa[kk], db, kk > 0 ? 1 : 0);
         } else {
@@ -220,14 +218,13 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
       wgmmaCommit();
     };
     const auto issuePV = [&](int s) {
-      uint64_t dv = smemDescK<T::kVSwizzle>(sV + s * T::kVBytes);
-      asm volatile("" : "+l"(dv));
+      const uint64_t dv = opaqueDesc(smemDescK<T::kVSwizzle>(sV + s * T::kVBytes));
       if constexpr (kPvFp8) {
         fenceRegs(pv_tmp);
         wgmmaFence();
 #pragma unroll
         for (int kk = 0; kk < T::kPSteps; ++kk) {
-          const uint64_t db = dv + ((kk * 32) >> 4);
+          const uint64_t db = descStep(dv, kk * 32);
           wgmmaE4m3RS<D>(pv_tmp, pa[kk], db, kk > 0 ? 1 : 0);
         }
       } else {
@@ -235,7 +232,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
         wgmmaFence();
 #pragma unroll
         for (int kk = 0; kk < T::kPSteps; ++kk) {
-          const uint64_t db = dv + ((kk * 32) >> 4);
+          const uint64_t db = descStep(dv, kk * 32);
           wgmmaF16RSK<D>(o_flat, pa[kk], db, 1);
         }
       }

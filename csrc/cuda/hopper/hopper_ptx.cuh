@@ -126,6 +126,19 @@ __device__ __forceinline__ uint64_t smemDesc(uint32_t addr, uint32_t lbo_bytes, 
   return d;
 }
 
+// A descriptor base the compiler cannot see through, for a loop of wgmmas that step through one
+// operand as base + immediate (descStep). Visible, each step's descriptor is rebuilt from its address
+// (mask, shift, or, moves to uniform registers: ~10 instructions in front of every wgmma, docs/perf.md
+// run 32) or every step's descriptor is hoisted into registers.
+__device__ __forceinline__ uint64_t opaqueDesc(uint64_t d) {
+  asm volatile("" : "+l"(d));
+  return d;
+}
+
+// Descriptor d moved `bytes` (a multiple of 16) on in shared memory: the start-address field holds
+// address / 16 in bits 0-13, and shared addresses stay below 256 KB, so the add never carries out.
+__device__ __forceinline__ uint64_t descStep(uint64_t d, uint32_t bytes) { return d + (bytes >> 4); }
+
 // K-major operand with rows of kSwizzle (64 or 128) bytes, as TMA writes a box of that inner width
 // with the same swizzle: 8-row atoms of 8 * kSwizzle bytes (bases aligned to them), sbo = one atom,
 // lbo unused (1); start moves 32 bytes per k step (k32 of 8-bit, k16 of 16-bit elements) inside

@@ -158,36 +158,32 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
 
     const auto issueS = [&](int it) {
       const uint32_t parity = (it >> 1) & 1;
-      // Descriptors as a base plus an immediate step, the bases opaque to the compiler: rebuilt per
-      // step from the address (mask, shift, or) and moved to uniform registers, they cost ~10
-      // instructions per wgmma, and the issue of these 36 small wgmmas is on the critical path
-      // (run 33: 4-8% faster). Opaque, so the 36 Q descriptors are not hoisted into 72 registers.
-      uint64_t dq = smemDesc(sQ, 16, 1024);
-      uint64_t dk = smemDesc(sKV + (it & 1) * kTileBytes + cw * 32 * 128, 16, 1024);  // keys [32 cw, +32)
-      asm volatile("" : "+l"(dq), "+l"(dk));
+      // Opaque bases plus immediate steps: the issue of these 36 small wgmmas is on the critical path
+      // (run 33: 4-8% faster), and the 36 Q descriptors are not hoisted into 72 registers.
+      const uint64_t dq = opaqueDesc(smemDesc(sQ, 16, 1024));
+      const uint64_t dk = opaqueDesc(smemDesc(sKV + (it & 1) * kTileBytes + cw * 32 * 128, 16, 1024));  // keys [32 cw, +32)
 #pragma unroll
       for (int c = 0; c < kChunks; ++c) {
         mbarWait(barFull(it & 1, c), parity);
         wgmmaFence();  // after the (divergent) wait, as CUTLASS's mainloops do: no compiler-injected one
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-          const uint64_t step = static_cast<uint64_t>((c * kChunkBytes + k * 32) >> 4);  // the 16-byte address field
-          wgmmaSS<T, 32>(s, dq + step, dk + step, (c | k) != 0 ? 1 : 0);
+          const uint32_t step = c * kChunkBytes + k * 32;
+          wgmmaSS<T, 32>(s, descStep(dq, step), descStep(dk, step), (c | k) != 0 ? 1 : 0);
         }
       }
       wgmmaCommit();
     };
     const auto issuePV = [&](int it) {
-      uint64_t dp = smemDesc(sP, 16, 1024);
-      uint64_t dv = smemDesc(sKV + (it & 1) * kTileBytes + 4 * cw * kChunkBytes, kChunkBytes, 1024);  // latent columns [256 cw, +256)
-      asm volatile("" : "+l"(dp), "+l"(dv));
+      const uint64_t dp = opaqueDesc(smemDesc(sP, 16, 1024));
+      const uint64_t dv = opaqueDesc(smemDesc(sKV + (it & 1) * kTileBytes + 4 * cw * kChunkBytes, kChunkBytes, 1024));  // latent columns [256 cw, +256)
       fenceRegs(o);
       wgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {  // keys [16 kk, +16) of the tile
         // P from shared memory for every k step, own half included: one instruction form for both
         // warpgroups, so no branch separates the wgmmas (ptxas serializes those).
-        wgmmaSST<T, 256>(o, dp + static_cast<uint64_t>((kk * 32) >> 4), dv + static_cast<uint64_t>((kk * 16 * 128) >> 4), 1);
+        wgmmaSST<T, 256>(o, descStep(dp, kk * 32), descStep(dv, kk * 16 * 128), 1);
       }
       wgmmaCommit();
     };
