@@ -1,18 +1,20 @@
 // The Hopper (sm_90a) dense forward: TMA loads, wgmma, warp specialization.
 //
-// A CTA computes kBlockM = 128 query rows of one (sequence, head) with three warpgroups:
+// A CTA computes kBlockM = 64 x kConsumers query rows of one (sequence, head) with a producer and
+// kConsumers (2; 3 for dense d64) consumer warpgroups:
 //   warpgroup 0 (producer, registers cut to 24): one thread issues the TMA copies, Q once, then
 //     K_j and V_j of every visited key block into a kStages-deep ring, each stage guarded by
-//     full (TMA bytes landed) and empty (both consumers done reading) mbarriers;
-//   warpgroups 1 and 2 (consumers, registers raised to 240): rows [64 w, 64 w + 64) each.
+//     full (TMA bytes landed) and empty (all consumers done reading) mbarriers;
+//   warpgroups 1 .. kConsumers (registers raised to 240 with two, 160 with three): rows
+//     [64 w, 64 w + 64) each.
 //     S = Q K_j^T is one batch of wgmma (A = Q, B = K, both from shared memory); the score pipeline
 //     (softcap/ALiBi, masks, online softmax) runs on the accumulator in registers, shared with the
 //     sm_80 kernel (../flash/fwd_common.cuh); P is repacked in registers as wgmma's A operand and
 //     O += P V_j is a second batch (B = V read "transposed", MN-major).
 // Overlap, as FlashAttention-3: within a warpgroup, S_{j+1} and P_j V_j are issued together and the
 // softmax of S_{j+1} runs while P_j V_j is still on the tensor cores (O's rescale waits for it);
-// between the two warpgroups, a named-barrier handshake makes them take turns issuing, so one's
-// softmax lines up with the other's matrix products ("ping-pong").
+// between the consumers, a named-barrier handshake makes them take turns issuing, so one's softmax
+// lines up with the others' matrix products ("ping-pong"; round robin with three).
 // Tiles land in shared memory as TMA writes them with the 128-byte swizzle: per 64-column chunk,
 // rows of 128 bytes; the wgmma descriptors (hopper_ptx.cuh) describe exactly that layout.
 // Everything per call (masks, window, softcap, ALiBi, GQA, varlen, scale, lse) is runtime, as in
