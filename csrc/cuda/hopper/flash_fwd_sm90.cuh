@@ -226,8 +226,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
     constexpr int kLast = T::kConsumers - 1;
     constexpr int kTurn = 1 + T::kConsumers;  // ids 1 .. kConsumers: the epilogue's per-warpgroup barriers
     const auto turnBegin = [&]() { namedBarrierSync(kTurn + cw, 256); };
-    const int next = T::kConsumers == 2 ? 1 - cw : (cw == kLast ? 0 : cw + 1);
-    const auto turnEnd = [&]() { namedBarrierArrive(kTurn + next, 256); };
+    const auto turnEnd = [&]() { namedBarrierArrive(kTurn + (cw == kLast ? 0 : cw + 1), 256); };
 
     mbarWait(barQ, 0);
     int n_block = nextBlock(kb.n_max);
