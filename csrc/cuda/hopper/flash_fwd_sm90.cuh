@@ -45,9 +45,13 @@ struct Sm90Traits {
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kStages = kStages_;
   static constexpr int kThreads = 128 * (kConsumers + 1);
-  // Register split after setmaxnreg (64K registers per SM, one CTA): the producer keeps 24.
+  // Register split after setmaxnreg (64K registers per SM, one CTA): the producer keeps 24, the
+  // consumers share the rest in setmaxnreg's steps of 8 (240 with two, 160 with three).
   static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
+  static constexpr int kConsumerRegs = (65536 / 128 - kProducerRegs) / kConsumers / 8 * 8;
+  // Whether the tile can walk a block-sparse mask: its rows are one mask row block and its key
+  // blocks tile the mask's key blocks.
+  static constexpr bool kWalksMasks = kBlockM == kSparseBlock && kSparseBlock % kBlockN == 0;
   static constexpr int kChunks = kHeadDim / 64;  // 128-byte column chunks (one TMA box each)
   static constexpr int kNT = kBlockN / 8;        // n8 tiles of S per warp
   static constexpr int kDT = kHeadDim / 8;       // n8 tiles of O per warp
@@ -60,7 +64,6 @@ struct Sm90Traits {
   static constexpr int kSmemBytes = kOffBar + 8 * kBars + 1024;  // + room to align the base to 1024
   static_assert(kHeadDim % 64 == 0 && kBlockN % 16 == 0, "tile shape");
   static_assert(kConsumers == 2 || kConsumers == 3, "consumer warpgroups");
-  static_assert(128 * (kProducerRegs + kConsumers * kConsumerRegs) <= 65536, "register file");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory");
 };
 
@@ -100,15 +103,15 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
   if (m0 >= seq.len_q) return;  // varlen: this sequence is shorter than the longest one
   const KeyBlocks kb = keyBlocks(p, m0, kBlockM, kBlockN, seq.len_q, seq.len_k);
   // Visited key blocks, from the last down: every block of [n_min, n_max), or with a block-sparse
-  // mask the listed ones (the host sends sparse calls here only when kBlockN divides the mask
-  // block). Producer and consumers walk the same sequence, each with its own cursor.
+  // mask the listed ones (the host sends sparse calls only to kWalksMasks tiles). Producer and
+  // consumers walk the same sequence, each with its own cursor.
   SparseCursor<kBlockN> cursor;
   const bool sparse = p.block_col_idx != nullptr;
-  if constexpr (kSparseBlock % kBlockN == 0) {
+  if constexpr (T::kWalksMasks) {
     if (sparse) cursor.init(p, b, h, m0);
   }
   const auto nextBlock = [&](int n) {
-    if constexpr (kSparseBlock % kBlockN == 0) {
+    if constexpr (T::kWalksMasks) {
       if (sparse) return cursor.below(n, kb.n_min, kb.n_max);
     }
     return n - 1;
@@ -306,6 +309,7 @@ bool sm90ImageLoaded() {
 template <typename T>
 void launchFlashFwdSm90(const AttnParams& a, cudaStream_t stream) {
   if (!sm90ImageLoaded<T>()) throwRange("this build of attn-cuda has no sm_90a kernels (rebuild with sm_90a in ATTN_CUDA_GENCODE)");
+  if (a.block_col_idx != nullptr && !T::kWalksMasks) throwRange("internal: a block-sparse call reached a Hopper tile that cannot walk the mask");
   Sm90Args args;
   args.p = flash::makeFwdParams(a);
   const bool varlen = a.cu_seqlens_q != nullptr;
