@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // attn-cuda's side of the GPU benchmark (scripts/gpu-check.sh runs it next to bench_torch.py).
-//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense,decode,mla,sparse,topk,quant,quantkv,prefill] (a comma list)
+//   node scripts/bench-gpu.js OUT.json [--quick] [--only dense,decode,mla,sparse,topk,quant,quantfwd,quantkv,prefill] (a comma list)
 // dense: the FlashAttention grid (head dim {64,128,256} x seq {512..16k} x causal, 16k tokens/batch).
 // decode: paged decode, 32 q heads / 8 kv heads, d128, bf16, batch {1,16,64,128} x context {2k,8k,32k},
 //         page size 16 and 256, timed by CUDA events around back-to-back launches (no JS overhead).
@@ -16,8 +16,9 @@
 // quant (only with --only quant): quantized forward ('int8-fp8' and 'fp8' on sm_89+, 'int8') vs our
 //         bf16 forward in the same run, d {128,64} x seq {4k,8k,16k} x causal, 16k tokens/batch,
 //         2048/d heads (on sm_90 also the sm_80 kernel of each mode, as 'MODE@sm80'); and
-//         fp8 / int8 KV-cache decode vs bf16 paged decode (32/8 heads, d128, page 16).
-// quantkv (only with --only quantkv): that KV-cache decode part alone.
+//         fp8 / int8 KV-cache decode vs bf16 paged decode (32/8 heads, d128, page 16). --no-sm80 skips
+//         the sm_80 variants; --dims / --seqs narrow the forward grid as for dense.
+// quantkv (only with --only quantkv): that KV-cache decode part alone; quantfwd: the forward part alone.
 // prefill (only with --only prefill): paged prefill of one sequence holding 16k tokens, its last 4k
 //         or 16k as new query rows (32/8 heads, d128, bf16, causal), pages 16 and 64, dense and with
 //         random 25% / 10% and radial block masks, vs our contiguous attention() on the same data and
@@ -43,6 +44,7 @@ const listOf = (name) => (argOf(name) ? argOf(name).split(',').map(Number) : und
 const dims = listOf('--dims'); // dense: only these head dims
 const seqs = listOf('--seqs'); // dense: only these sequence lengths
 const sweepSplits = listOf('--sweep-splits'); // decode: also time these split counts at batch <= 16
+const noSm80 = args.includes('--no-sm80'); // quant: skip the 'MODE@sm80' variants on sm_90
 if (!cuda.isAvailable()) {
   console.error(`no CUDA device: ${cuda.unavailableReason()}`);
   process.exit(1);
@@ -335,7 +337,7 @@ async function quantForward() {
   const codes = { 'int8-fp8': 1, int8: 2, fp8: 3 };
   const modes = sm >= 89 ? ['int8-fp8', 'fp8', 'int8'] : ['int8'];
   // On Hopper the sm_90a kernel serves these; 'MODE@sm80' times the sm_80 kernel on the same GPU.
-  const variants = modes.flatMap((m) => (sm === 90 ? [m, `${m}@sm80`] : [m]));
+  const variants = modes.flatMap((m) => (sm === 90 && !noSm80 ? [m, `${m}@sm80`] : [m]));
   const results = [];
   for (const d of dims || [128, 64])
     for (const S of seqs || (quick ? [4096] : [4096, 8192, 16384]))
@@ -551,6 +553,7 @@ async function prefill() {
   if (want('mla', false)) result.mla = await mla();
   if (want('sparse', false) || want('topk', false)) result.sparse = await sparse();
   if (want('quant', false)) result.quant = { forward: await quantForward(), decode: await quantDecode() };
+  else if (want('quantfwd', false)) result.quant = { forward: await quantForward() };
   else if (want('quantkv', false)) result.quant = { decode: await quantDecode() };
   if (want('prefill', false)) result.prefill = await prefill();
   if (want('prefill-sm80-child', false)) result.prefillSm80 = await prefillSm80Child();

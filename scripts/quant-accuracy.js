@@ -7,7 +7,7 @@
 //
 //   node scripts/quant-accuracy.js [--draws N] [--modes int8,int8-fp8,fp8] [--dims 64,128]
 //        [--kinds normal,heavy,apart] [--seq 512] [--heads 4] [--seed 1] [--json out.json]
-//        [--emulate-per-key-k]
+//        [--emulate-per-key-k] [--emulate-outliers 4,8,16]
 //
 // Contract (README, test/helpers/quant.ts): relative L2 <= 3e-2 and cosine >= 0.999 on the whole
 // output of a call. 'over' is the share of draws that miss either bound.
@@ -29,6 +29,11 @@
 //   emu-k64   K with one scale per 64-key block, as the library: the control, showing how much of
 //             the 'int8' mode's error comes from Q.K (its f16 P.V adds little).
 //   emu-k1    K with one scale per key (per row), the candidate fix for the int8 heavy tail.
+// --emulate-outliers N,... adds a row per N (also float64 emulations, also not what the library runs):
+//   emu-outN  per head, the N channels with the largest max|q_c| * max|k_c| (K smoothed) left out of
+//             the int8 quantization and multiplied exactly (as a 16-bit k16 MMA beside the int8 one
+//             would), the other channels int8 as the library (Q per token, K per 64 keys, their
+//             scales from those channels alone).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -40,7 +45,7 @@ const KEY_BLOCK = 64; // keys per K scale in the library (kQuantKeyBlock, csrc/c
 
 function parseArgs(argv) {
   const o = { draws: 10, modes: ['int8', 'int8-fp8', 'fp8'], dims: [64, 128], kinds: ['normal', 'heavy', 'apart'],
-    seq: 512, heads: 4, seed: 1, json: null, emulate: false };
+    seq: 512, heads: 4, seed: 1, json: null, emulate: false, outliers: [] };
   const list = (s) => s.split(',').filter(Boolean);
   const int = (s, name) => {
     const n = Number(s);
@@ -62,6 +67,7 @@ function parseArgs(argv) {
     else if (a === '--seed') o.seed = int(next(), a);
     else if (a === '--json') o.json = next();
     else if (a === '--emulate-per-key-k') o.emulate = true;
+    else if (a === '--emulate-outliers') o.outliers = list(next()).map((x) => int(x, a));
     else throw new RangeError(`unknown argument '${a}'`);
   }
   for (const k of o.kinds) if (!KINDS[k]) throw new RangeError(`unknown input kind '${k}' (${Object.keys(KINDS)})`);
@@ -148,22 +154,42 @@ function attendF64(q, k, v, S, H, D, causal) {
 // x [S][H][D] quantized to int8 with one scale per head and per `rows` consecutive rows, returned
 // dequantized: (q8 * s) . (k8 * s') in float64 is the exact integer dot times the two scales, up to
 // float64 rounding. Math.round's ties (half up, not to even) are measure-zero on random data.
-function int8RoundTrip(x, S, H, D, rows) {
+// exact(h, c) (optional): channel c of head h is kept as it is, outside the int8 range and scale.
+function int8RoundTrip(x, S, H, D, rows, exact = () => false) {
   const y = new Float64Array(x.length);
   for (let h = 0; h < H; h++) {
     for (let r0 = 0; r0 < S; r0 += rows) {
       const r1 = Math.min(S, r0 + rows);
       let amax = 0;
-      for (let r = r0; r < r1; r++) for (let c = 0; c < D; c++) amax = Math.max(amax, Math.abs(x[(r * H + h) * D + c]));
+      for (let r = r0; r < r1; r++)
+        for (let c = 0; c < D; c++) if (!exact(h, c)) amax = Math.max(amax, Math.abs(x[(r * H + h) * D + c]));
       const step = amax / 127;
       for (let r = r0; r < r1; r++)
         for (let c = 0; c < D; c++) {
           const e = (r * H + h) * D + c;
-          y[e] = step > 0 ? Math.round(x[e] / step) * step : 0;
+          y[e] = exact(h, c) ? x[e] : step > 0 ? Math.round(x[e] / step) * step : 0;
         }
     }
   }
   return y;
+}
+
+// Per head, the n channels with the largest max|q_c| * max|k_c|: a predicate (h, c) -> kept exact.
+function outlierChannels(q, k, S, H, D, n) {
+  const keep = new Uint8Array(H * D);
+  for (let h = 0; h < H; h++) {
+    const qmax = new Float64Array(D);
+    const kmax = new Float64Array(D);
+    for (let r = 0; r < S; r++)
+      for (let c = 0; c < D; c++) {
+        const e = (r * H + h) * D + c;
+        qmax[c] = Math.max(qmax[c], Math.abs(q[e]));
+        kmax[c] = Math.max(kmax[c], Math.abs(k[e]));
+      }
+    const order = Array.from({ length: D }, (_, c) => c).sort((a, b) => qmax[b] * kmax[b] - qmax[a] * kmax[a]);
+    for (const c of order.slice(0, n)) keep[h * D + c] = 1;
+  }
+  return (h, c) => keep[h * D + c] === 1;
 }
 
 // K minus its mean over keys, per head and channel (the library's smoothing, in float64 here).
@@ -208,6 +234,13 @@ async function measureDraw(o, r, D, kind) {
   const emulated = o.emulate ? [['emu-k64', KEY_BLOCK], ['emu-k1', 1]].map(([method, rows]) => ({
     method, q: int8RoundTrip(q, S, H, D, 1), k: int8RoundTrip(smoothK(k, S, H, D), S, H, D, rows),
   })) : [];
+  if (o.outliers.length) {
+    const ks = smoothK(k, S, H, D);
+    for (const n of o.outliers) {
+      const exact = outlierChannels(q, ks, S, H, D, n);
+      emulated.push({ method: `emu-out${n}`, q: int8RoundTrip(q, S, H, D, 1, exact), k: int8RoundTrip(ks, S, H, D, KEY_BLOCK, exact) });
+    }
+  }
   for (const causal of [false, true]) {
     const want = attendF64(q, k, v, S, H, D, causal);
     for (const run of runs.filter((x) => x.causal === causal)) results.push({ method: run.method, causal, ...accuracy(await rounded(run.out), want) });
@@ -254,7 +287,7 @@ async function main() {
         }
       console.error(`d${dim} ${kind}: ${o.draws} draws, ${((Date.now() - started) / 1000).toFixed(0)} s`);
     }
-  const methods = [...o.modes, ...(o.emulate ? ['emu-k64', 'emu-k1'] : [])];
+  const methods = [...o.modes, ...(o.emulate ? ['emu-k64', 'emu-k1'] : []), ...o.outliers.map((n) => `emu-out${n}`)];
   const summary = [...cells.values()]
     .map((c) => ({ method: c.method, dim: c.dim, kind: c.kind, causal: c.causal, ...summarize(c.rel, c.cos), rel: c.rel, cos: c.cos }))
     .sort((a, b) => methods.indexOf(a.method) - methods.indexOf(b.method) || a.dim - b.dim
