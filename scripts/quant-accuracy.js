@@ -34,6 +34,8 @@
 //             the int8 quantization and multiplied exactly (as a 16-bit k16 MMA beside the int8 one
 //             would), the other channels int8 as the library (Q per token, K per 64 keys, their
 //             scales from those channels alone).
+//   emu-koutN the same with the N channels of largest variance of the smoothed K (K alone: what the
+//             preprocessing's K statistics already see).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -174,7 +176,8 @@ function int8RoundTrip(x, S, H, D, rows, exact = () => false) {
   return y;
 }
 
-// Per head, the n channels with the largest max|q_c| * max|k_c|: a predicate (h, c) -> kept exact.
+// Per head, the n channels with the largest max|q_c| * max|k_c| (q null: the largest sum of k_c^2,
+// K alone): a predicate (h, c) -> kept exact.
 function outlierChannels(q, k, S, H, D, n) {
   const keep = new Uint8Array(H * D);
   for (let h = 0; h < H; h++) {
@@ -183,8 +186,13 @@ function outlierChannels(q, k, S, H, D, n) {
     for (let r = 0; r < S; r++)
       for (let c = 0; c < D; c++) {
         const e = (r * H + h) * D + c;
-        qmax[c] = Math.max(qmax[c], Math.abs(q[e]));
-        kmax[c] = Math.max(kmax[c], Math.abs(k[e]));
+        if (q) {
+          qmax[c] = Math.max(qmax[c], Math.abs(q[e]));
+          kmax[c] = Math.max(kmax[c], Math.abs(k[e]));
+        } else {
+          qmax[c] = 1;
+          kmax[c] += k[e] * k[e];
+        }
       }
     const order = Array.from({ length: D }, (_, c) => c).sort((a, b) => qmax[b] * kmax[b] - qmax[a] * kmax[a]);
     for (const c of order.slice(0, n)) keep[h * D + c] = 1;
@@ -239,6 +247,8 @@ async function measureDraw(o, r, D, kind) {
     for (const n of o.outliers) {
       const exact = outlierChannels(q, ks, S, H, D, n);
       emulated.push({ method: `emu-out${n}`, q: int8RoundTrip(q, S, H, D, 1, exact), k: int8RoundTrip(ks, S, H, D, KEY_BLOCK, exact) });
+      const byK = outlierChannels(null, ks, S, H, D, n);
+      emulated.push({ method: `emu-kout${n}`, q: int8RoundTrip(q, S, H, D, 1, byK), k: int8RoundTrip(ks, S, H, D, KEY_BLOCK, byK) });
     }
   }
   for (const causal of [false, true]) {
@@ -287,7 +297,7 @@ async function main() {
         }
       console.error(`d${dim} ${kind}: ${o.draws} draws, ${((Date.now() - started) / 1000).toFixed(0)} s`);
     }
-  const methods = [...o.modes, ...(o.emulate ? ['emu-k64', 'emu-k1'] : []), ...o.outliers.map((n) => `emu-out${n}`)];
+  const methods = [...o.modes, ...(o.emulate ? ['emu-k64', 'emu-k1'] : []), ...o.outliers.flatMap((n) => [`emu-out${n}`, `emu-kout${n}`])];
   const summary = [...cells.values()]
     .map((c) => ({ method: c.method, dim: c.dim, kind: c.kind, causal: c.causal, ...summarize(c.rel, c.cos), rel: c.rel, cos: c.cos }))
     .sort((a, b) => methods.indexOf(a.method) - methods.indexOf(b.method) || a.dim - b.dim
