@@ -136,13 +136,8 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     p.lse = hasLse ? reinterpret_cast<float*>(lse.data()) : nullptr;
 
     const attn::Device& dev = q.device();
-    attn::StoragePtr cuQs, cuKs, slopeS;
-    if (varlen) {
-      cuQs = toDevice(dev, cuQ);
-      cuKs = toDevice(dev, cuK);
-      p.cu_seqlens_q = static_cast<const int32_t*>(cuQs->data());
-      p.cu_seqlens_k = static_cast<const int32_t*>(cuKs->data());
-    }
+    attn::StoragePtr cuS, slopeS;
+    if (varlen) cuS = toDevicePacked<int32_t>(dev, {&cuQ, &cuK}, {&p.cu_seqlens_q, &p.cu_seqlens_k});
     if (!slopes.empty()) {
       slopeS = toDevice(dev, slopes);
       p.alibi_slopes = static_cast<const float*>(slopeS->data());
@@ -151,7 +146,7 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     if (p.total_q == 0) return info.Env().Undefined();
 
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(
-        std::vector<attn::StoragePtr>{q.storage, k.storage, v.storage, o.storage, hasLse ? lse.storage : nullptr, cuQs, cuKs, slopeS});
+        std::vector<attn::StoragePtr>{q.storage, k.storage, v.storage, o.storage, hasLse ? lse.storage : nullptr, cuS, slopeS});
     holds->insert(holds->end(), maskS.begin(), maskS.end());
     if (!dev.isCuda() && p.dtype != attn::DType::F32 && p.dtype != attn::DType::F16 && p.dtype != attn::DType::BF16)
       attn::throwType(std::string("attention on cpu supports f32, f16 and bf16, not ") + attn::dtypeName(p.dtype));
@@ -166,12 +161,9 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
         const attn::cuda::QuantForwardPlan plan =
             attn::cuda::quantForwardPlan(p, mode, varlen ? cuQ.data() : nullptr, varlen ? cuK.data() : nullptr);
         // Stream-ordered: these blocks return to the cache after the launches and are reused in order.
-        attn::StoragePtr qs = toDevice(dev, plan.q_start), ks = toDevice(dev, plan.k_start), kps = toDevice(dev, plan.kp_start);
-        attn::StoragePtr ws = allocate(dev, plan.workspace_bytes);
         attn::cuda::QuantForwardBuffers buf;
-        buf.q_start = static_cast<const int32_t*>(qs->data());
-        buf.k_start = static_cast<const int32_t*>(ks->data());
-        buf.kp_start = static_cast<const int32_t*>(kps->data());
+        attn::StoragePtr starts = toDevicePacked<int32_t>(dev, {&plan.q_start, &plan.k_start, &plan.kp_start}, {&buf.q_start, &buf.k_start, &buf.kp_start});
+        attn::StoragePtr ws = allocate(dev, plan.workspace_bytes);
         buf.workspace = ws->data();
         buf.counters = splitCounters(dev, static_cast<size_t>(p.batch) * p.heads_kv);
         const int kernelSm = forceSm80 ? 80 : c.sm;  // picks the kernel only (support was checked above)

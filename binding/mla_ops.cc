@@ -104,12 +104,9 @@ Napi::Value mlaAppend(const Napi::CallbackInfo& info) {
     if (p.total_new == 0) return info.Env().Undefined();
 
     const attn::Device& dev = g.pool.device();
-    attn::StoragePtr rowsS = toDevice(dev, rows), cuS = toDevice(dev, cuNew), startS = toDevice(dev, startPos);
-    p.cache.block_table_rows = static_cast<const int32_t*>(rowsS->data());
-    p.cu_new = static_cast<const int32_t*>(cuS->data());
-    p.start_pos = static_cast<const int32_t*>(startS->data());
+    attn::StoragePtr arraysS = toDevicePacked<int32_t>(dev, {&rows, &cuNew, &startPos}, {&p.cache.block_table_rows, &p.cu_new, &p.start_pos});
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
-        g.pool.storage, g.fp8 ? g.scales.storage : nullptr, latent.storage, hasRope ? rope.storage : nullptr, table.storage, rowsS, cuS, startS});
+        g.pool.storage, g.fp8 ? g.scales.storage : nullptr, latent.storage, hasRope ? rope.storage : nullptr, table.storage, arraysS});
     launch(dev, [p, holds] { attn::cpu::mlaAppend(p); }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
       attn::cuda::mlaAppend(p, c.stream);
@@ -168,7 +165,7 @@ Napi::Value mlaAttention(const Napi::CallbackInfo& info) {
     p.cu_seqlens_q = onDev.cuQData();
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
         q.storage, g.pool.storage, g.fp8 ? g.scales.storage : nullptr, table.storage, o.storage, hasLse ? lse.storage : nullptr,
-        onDev.rows, onDev.seqLens, onDev.cuQ});
+        onDev.storage});
     launch(dev, [p, holds] { attn::cpu::mlaAttention(p); }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
       std::string why;

@@ -15,8 +15,10 @@ namespace binding {
 
 void launchPageCopies(const attn::Device& dev, const PagePairs& pairs, const std::vector<PageArray>& arrays) {
   if (pairs.src.empty()) return;
-  attn::StoragePtr srcS = toDevice(dev, pairs.src), dstS = toDevice(dev, pairs.dst);
-  auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{srcS, dstS});
+  const int32_t* src = nullptr;
+  const int32_t* dst = nullptr;
+  attn::StoragePtr pairsS = toDevicePacked<int32_t>(dev, {&pairs.src, &pairs.dst}, {&src, &dst});
+  auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{pairsS});
   std::vector<attn::PageCopyParams> copies;
   for (const PageArray& a : arrays) {
     attn::PageCopyParams p;
@@ -25,8 +27,8 @@ void launchPageCopies(const attn::Device& dev, const PagePairs& pairs, const std
     p.planes = a.planes;
     p.plane_stride_bytes = a.planeStrideBytes;
     p.count = static_cast<int>(pairs.src.size());
-    p.src = static_cast<const int32_t*>(srcS->data());
-    p.dst = static_cast<const int32_t*>(dstS->data());
+    p.src = src;
+    p.dst = dst;
     copies.push_back(p);
     holds->push_back(a.array->storage);
   }

@@ -93,13 +93,9 @@ Napi::Value pagedSummarize(const Napi::CallbackInfo& info) {
     p.head_dim = static_cast<int>(dim);
     p.page_size = static_cast<int>(pageSize);
     const attn::Device& dev = pool.device();
-    attn::StoragePtr rowsS = toDevice(dev, rows), logS = toDevice(dev, logical), s0S = toDevice(dev, slotBegin), s1S = toDevice(dev, slotEnd);
-    p.rows = static_cast<const int32_t*>(rowsS->data());
-    p.logical = static_cast<const int32_t*>(logS->data());
-    p.slot_begin = static_cast<const int32_t*>(s0S->data());
-    p.slot_end = static_cast<const int32_t*>(s1S->data());
+    attn::StoragePtr arraysS = toDevicePacked<int32_t>(dev, {&rows, &logical, &slotBegin, &slotEnd}, {&p.rows, &p.logical, &p.slot_begin, &p.slot_end});
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(
-        std::vector<attn::StoragePtr>{pool.storage, sums.storage, table.storage, rowsS, logS, s0S, s1S, chans.storage});
+        std::vector<attn::StoragePtr>{pool.storage, sums.storage, table.storage, arraysS, chans.storage});
     launch(dev, [p, holds] { attn::cpu::pageSummarize(p); }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
       attn::cuda::pageSummarize(p, c.stream);

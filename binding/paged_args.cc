@@ -42,7 +42,8 @@ void SequenceBatch::check(int64_t qRows, int64_t tableKeys) {
   }
 }
 
-SequenceBatchOnDevice::SequenceBatchOnDevice(const attn::Device& dev, const SequenceBatch& b)
-    : rows(toDevice(dev, b.rows)), seqLens(toDevice(dev, b.seqLens)), cuQ(b.cuQ.empty() ? nullptr : toDevice(dev, b.cuQ)) {}
+SequenceBatchOnDevice::SequenceBatchOnDevice(const attn::Device& dev, const SequenceBatch& b) {
+  storage = toDevicePacked<int32_t>(dev, {&b.rows, &b.seqLens, &b.cuQ}, {&rows, &seqLens, &cuQ});
+}
 
 }  // namespace binding

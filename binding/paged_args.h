@@ -31,15 +31,18 @@ struct SequenceBatch {
   void check(int64_t qRows, int64_t tableKeys);
 };
 
-// The batch's arrays on the op's device. Uploads are stream-ordered, so the storages may go once
-// the launch that reads them is enqueued.
+// The batch's arrays on the op's device, in one storage (toDevicePacked: one upload per call, not
+// three). The storage may go once the launch that reads it is enqueued.
 struct SequenceBatchOnDevice {
-  attn::StoragePtr rows, seqLens, cuQ;  // cuQ null without cuSeqlensQ
+  attn::StoragePtr storage;
+  const int32_t* rows = nullptr;
+  const int32_t* seqLens = nullptr;
+  const int32_t* cuQ = nullptr;  // null without cuSeqlensQ
 
   SequenceBatchOnDevice(const attn::Device& dev, const SequenceBatch& b);
-  const int32_t* rowsData() const { return static_cast<const int32_t*>(rows->data()); }
-  const int32_t* seqLensData() const { return static_cast<const int32_t*>(seqLens->data()); }
-  const int32_t* cuQData() const { return cuQ ? static_cast<const int32_t*>(cuQ->data()) : nullptr; }
+  const int32_t* rowsData() const { return rows; }
+  const int32_t* seqLensData() const { return seqLens; }
+  const int32_t* cuQData() const { return cuQ; }
 };
 
 // The query, output and lse fields that PagedAttnParams and MlaAttnParams name alike.

@@ -137,12 +137,9 @@ Napi::Value pagedAppend(const Napi::CallbackInfo& info) {
     if (p.total_new == 0) return info.Env().Undefined();
 
     const attn::Device& dev = pool.device();
-    attn::StoragePtr rowsS = toDevice(dev, rows), cuS = toDevice(dev, cuNew), startS = toDevice(dev, startPos);
-    p.block_table_rows = static_cast<const int32_t*>(rowsS->data());
-    p.cu_new = static_cast<const int32_t*>(cuS->data());
-    p.start_pos = static_cast<const int32_t*>(startS->data());
+    attn::StoragePtr arraysS = toDevicePacked<int32_t>(dev, {&rows, &cuNew, &startPos}, {&p.block_table_rows, &p.cu_new, &p.start_pos});
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
-        pool.storage, k.storage, v.storage, table.storage, rowsS, cuS, startS, quant ? scales.storage : nullptr,
+        pool.storage, k.storage, v.storage, table.storage, arraysS, quant ? scales.storage : nullptr,
         quant ? smooth.storage : nullptr});
     launch(dev, [p, holds] { attn::cpu::pagedAppend(p); }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
@@ -235,7 +232,7 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     // Top-k sparse decode (options.topKPages): p now reads a compacted table the selection writes.
     TopKPlan topk = planTopK(opt, q, pool, layer, batch.seqLens, !batch.cuQ.empty(), p);
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
-        q.storage, pool.storage, table.storage, o.storage, hasLse ? lse.storage : nullptr, onDev.rows, onDev.seqLens, onDev.cuQ, slopeS,
+        q.storage, pool.storage, table.storage, o.storage, hasLse ? lse.storage : nullptr, onDev.storage, slopeS,
         quant ? scales.storage : nullptr, quant ? smooth.storage : nullptr});
     holds->insert(holds->end(), topk.holds.begin(), topk.holds.end());
     holds->insert(holds->end(), maskS.begin(), maskS.end());
