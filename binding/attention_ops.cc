@@ -117,6 +117,8 @@ Napi::Value attention(const Napi::CallbackInfo& info) {
     const int quantized = intOpt(opt, "quantized", 0);
     if (quantized < 0 || quantized > 3) attn::throwRange("options.quantized must be 0, 1, 2 or 3");
     const attn::QuantMode mode = static_cast<attn::QuantMode>(quantized);
+    p.quant_outliers = boolOpt(opt, "quantOutliers", false);
+    if (p.quant_outliers && mode == attn::QuantMode::None) attn::throwRange("options.quantOutliers needs options.quantized");
     // Tests and benchmarks: the quantized forward's sm_80 kernel on a Hopper GPU (as the environment
     // variable ATTN_CUDA_FORCE_SM80, which jest's sandboxed process.env cannot reach).
     const bool forceSm80 = boolOpt(opt, "forceSm80", false);

@@ -54,6 +54,15 @@ export interface AttentionOptions extends ScoreOptions {
    * returned lse is the exact one (the smoothing is added back).
    */
   quantized?: QuantizedMode;
+  /**
+   * With `quantized`: per (sequence, kv head), the 16 channels of largest K variance stay out of
+   * the 8-bit Q·Kᵀ; their q and smoothed k go to f16 and their dot runs on an f16 MMA beside the
+   * 8-bit one. For inputs whose outlier channels are large in Q and K alike (which the K smoothing
+   * cannot remove): there `'int8'` goes from ~5% relative L2 error to ~0.3%, `'int8-fp8'` and
+   * `'fp8'` to ~2.7%. It costs the quantized forward 19–28% of its speed on an H100
+   * (docs/perf.md, run 38). Default false.
+   */
+  quantOutliers?: boolean;
 }
 
 /** Precision modes of {@link AttentionOptions.quantized}. */
@@ -70,7 +79,7 @@ export interface AttentionResult {
 }
 
 const SCORE_KEYS = ['causal', 'window', 'softcap', 'scale', 'alibiSlopes'] as const;
-const ATTENTION_KEYS = [...SCORE_KEYS, 'cuSeqlensQ', 'cuSeqlensK', 'out', 'returnLse', 'blockMask', 'quantized'] as const;
+const ATTENTION_KEYS = [...SCORE_KEYS, 'cuSeqlensQ', 'cuSeqlensK', 'out', 'returnLse', 'blockMask', 'quantized', 'quantOutliers'] as const;
 
 /** Validates the score options and turns them into kernel parameters. @internal */
 export function scoreParams(o: Record<string, unknown>, headDim: number, headsQ: number, name: string): NativeAttentionOptions {
@@ -170,6 +179,10 @@ export function attentionWith(q: Tensor, k: Tensor, v: Tensor, options: Attentio
   if (headsKv === 0 || headsQ % headsKv !== 0) throw new RangeError(`q heads (${headsQ}) must be a multiple of k/v heads (${headsKv})`);
   if (!varlen && k.shape[0] !== q.shape[0]) throw new RangeError(`k batch ${k.shape[0]} must equal q batch ${q.shape[0]}`);
   const params = scoreParams(o, headDim, headsQ, 'options');
+  if (o.quantOutliers !== undefined) {
+    params.quantOutliers = checkBoolean(o.quantOutliers, 'options.quantOutliers');
+    if (params.quantOutliers && o.quantized === undefined) throw new RangeError('options.quantOutliers needs options.quantized');
+  }
   if (o.quantized !== undefined) {
     params.quantized = quantizedCode(o.quantized, params, q.device);
     selectKernel('quantizedAttention', q.device, q.dtype, headDim);

@@ -45,6 +45,8 @@ export interface NativeAttentionOptions {
   blockMask?: NativeBlockMask;
   /** Quantized forward: 1 int8-fp8, 2 int8, 3 fp8 (csrc/common/quant.h); absent or 0: off. */
   quantized?: number;
+  /** Quantized forward: the outlier channels leave the 8-bit Q·Kᵀ (AttentionOptions.quantOutliers). */
+  quantOutliers?: boolean;
   /** Quantized CUDA forward: run the sm_80 kernel even on a Hopper GPU (tests, benchmarks). */
   forceSm80?: boolean;
 }

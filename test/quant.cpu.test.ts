@@ -1,14 +1,15 @@
 import { attention, PagedKVCache, pagedAttention, Tensor } from '../lib';
 import { ShadowCache } from './helpers/paged';
-import { accuracy, CONTRACT, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './helpers/quant';
+import { accuracy, caseFor, CONTRACT, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './helpers/quant';
 import { expectThrows } from './helpers/throws';
 import { KV_CONTRACT, kvContract, quantKvCases, runKvCase } from './helpers/quant_kv';
 
 describe('quantized attention on the CPU meets the accuracy contract against float64', () => {
   for (const mode of ['int8', 'int8-fp8', 'fp8'] as const) {
     describe(mode, () => {
-      for (const kind of ['random', 'heavy'] as const) {
-        test.each(quantCases([64]).concat(quantCases([40]).slice(0, 2)))(`${kind} %s`, async (_name, c) => {
+      for (const kind of ['random', 'heavy', 'shared'] as const) {
+        test.each(quantCases([64]).concat(quantCases([40]).slice(0, 2)))(`${kind} %s`, async (_name, c0) => {
+          const c = caseFor(c0, kind);
           const x = makeInputs(c, kind);
           const [got, want] = await Promise.all([runQuant(c, x, 'bf16', 'cpu', mode), referenceOf(c, x, 'bf16')]);
           const a = accuracy(got, want);
@@ -19,6 +20,16 @@ describe('quantized attention on the CPU meets the accuracy contract against flo
       }
     });
   }
+
+  test('quantOutliers: outlier channels large in Q and K alike cost the 8-bit Q.K its accuracy unless they leave it', async () => {
+    const c: QuantCase = { lenQ: [256], lenK: [256], headsQ: 2, headsKv: 2, dim: 64 };
+    const x = makeInputs(c, 'shared');
+    const want = await referenceOf(c, x, 'bf16');
+    const off = accuracy(await runQuant(c, x, 'bf16', 'cpu', 'int8'), want);
+    const on = accuracy(await runQuant(caseFor(c, 'shared'), x, 'bf16', 'cpu', 'int8'), want);
+    expect(on.rel).toBeLessThan(CONTRACT.int8.shared.rel);
+    expect(on.rel).toBeLessThan(off.rel / 3);  // CPU draws: ~5% off, ~0.3% on
+  });
 
   test('f32 and f16 inputs, head dim 128, long causal sequence', async () => {
     const c: QuantCase = { lenQ: [700], lenK: [700], headsQ: 1, headsKv: 1, dim: 128, options: { causal: true } };
@@ -54,6 +65,8 @@ describe('quantized attention argument errors', () => {
   const k = Tensor.randn([1, 8, 2, 16]);
   test.each([
     ['unknown mode', () => attention(q, k, k, { quantized: 'int4' as never }), 'RangeError', /options.quantized must be 'int8-fp8', 'int8' or 'fp8', got 'int4'/],
+    ['outliers without a mode', () => attention(q, k, k, { quantOutliers: true }), 'RangeError', /options.quantOutliers needs options.quantized/],
+    ['outliers type', () => attention(q, k, k, { quantized: 'int8', quantOutliers: 1 as never }), 'TypeError', /options.quantOutliers must be a boolean/],
     ['mode type', () => attention(q, k, k, { quantized: 1 as never }), 'TypeError', /options.quantized must be 'int8-fp8', 'int8' or 'fp8'/],
     ['softcap', () => attention(q, k, k, { quantized: 'int8', softcap: 5 }), 'RangeError', /does not support options.softcap/],
     ['alibi', () => attention(q, k, k, { quantized: 'int8-fp8', alibiSlopes: [0.1, 0.2] }), 'RangeError', /does not support options.alibiSlopes/],

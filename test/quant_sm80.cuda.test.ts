@@ -10,5 +10,6 @@ const modes = (['int8', 'int8-fp8', 'fp8'] as QuantizedMode[]).filter(supported)
   for (const mode of modes) {
     test.each([...quantCases([64, 128])])(`${mode} bf16 random %s`, (_n, c) => checkCase(c, 'random', 'bf16', mode, true));
     test.each([...quantCases([128])])(`${mode} f16 heavy %s`, (_n, c) => checkCase(c, 'heavy', 'f16', mode, true));
+    test.each([...quantCases([64])])(`${mode} bf16 shared outlier channels %s`, (_n, c) => checkCase(c, 'shared', 'bf16', mode, true));
   }
 });

@@ -53,6 +53,8 @@ struct AttnParams : BlockSparseMask {
 
   float scale = 1.0f;
   float softcap = 0.0f;  // 0 = off
+  // Quantized forward only: leave the outlier channels out of the 8-bit Q.K (csrc/common/quant.h).
+  bool quant_outliers = false;
   bool causal = false;
   int window_left = -1;   // -1 = unbounded
   int window_right = -1;  // -1 = unbounded; causal sets 0

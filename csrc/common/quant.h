@@ -17,8 +17,18 @@
 //   kQuantKeyBlock keys, last block first (the order the CUDA kernel walks them); P = exp(s - m)
 //   with m the running max after the block, stored as fp8(P * kQuantPScale)
 //   (int8-fp8, fp8) or f16(P) (int8); the row sum uses the unquantized P; o = acc * vs / (P scale * sum).
+// Outlier channels (AttnParams::quant_outliers, off by default: they cost the kernels 19-28% on
+//   the H100): per (sequence, kv head), the quantOutlierCount(D) channels of largest K
+//   variance (sum of k^2 per key block in key order, blocks in order, / key count, minus mean^2;
+//   ties to the lower channel) stay out of the 8-bit Q.K: Q8 and K' hold 0 there and the Q and K
+//   scales come from the other channels. Their q and smoothed k go to f16 times a power of two
+//   (outlierPow2: max |.| into [2^13, 2^14); q per (token, head), k per (sequence, kv head)), and
+//   the f16 dot over them (f32 sums), divided by the two powers, joins the dequantized 8-bit dot.
+//   A few channels that are large in both Q and K otherwise set both int8 scales and their own
+//   rounding, multiplied by the other side's large values, dominates the score error.
 // A zero amax gives scale 0 and quantized zeros (never a division by zero).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -43,6 +53,40 @@ constexpr bool quantQkFp8(QuantMode m) { return m == QuantMode::Fp8; }
 inline float quantInverse(float target, float amax) { return amax > 0.0f ? target / amax : 0.0f; }
 // Dequantization scale `amax / target`.
 inline float quantScale(float target, float amax) { return amax / target; }
+
+// Outlier channels per (sequence, kv head) (16 at head dims >= 64; one f16 k16 MMA step).
+constexpr int kQuantOutliers = 16;
+inline int quantOutlierCount(int head_dim) { return std::min(kQuantOutliers, head_dim / 4); }
+
+// Rank of channel c among the D variances (0 = largest; NaN ranks as -inf; ties to the lower
+// channel): channels of rank < quantOutlierCount(D) are the outliers. A total order, so exactly
+// that many are picked whatever the values.
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+inline int outlierRank(const float* var, int D, int c) {
+  const auto key = [](float x) { return x == x ? x : -INFINITY; };
+  const float vc = key(var[c]);
+  int rank = 0;
+  for (int d = 0; d < D; ++d) {
+    const float vd = key(var[d]);
+    rank += (vd > vc || (vd == vc && d < c)) ? 1 : 0;
+  }
+  return rank;
+}
+
+// The power of two p with amax * p in [2^13, 2^14) (1 for amax 0): f16 keeps 11 bits at any
+// magnitude in range, and the products of two such values stay far below f16's and f32's limits.
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+inline float outlierPow2(float amax) {
+  if (!(amax > 0.0f)) return 1.0f;
+  int e = 0;
+  frexpf(amax, &e);  // amax = m * 2^e, m in [0.5, 1)
+  const int shift = 14 - e;
+  return ldexpf(1.0f, shift < -100 ? -100 : shift > 100 ? 100 : shift);
+}
 
 // Round to nearest even and clamp to [-127, 127].
 inline int8_t quantizeInt8(float x, float inv) {

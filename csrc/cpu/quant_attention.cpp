@@ -40,6 +40,10 @@ inline int64_t rowOffset(const AttnParams& p, int64_t batch_stride, int64_t row_
 // One (sequence, kv head) after preprocessing.
 struct QuantKv {
   std::vector<float> mean;    // [D]
+  std::vector<int> outl;      // outlier channels, ascending (csrc/common/quant.h)
+  std::vector<char> is_outl;  // [D]
+  std::vector<float> ko;      // [len_k][outl.size()] the stored f16 value of k' * ko_pow2, as float
+  float ko_pow2 = 1.0f;
   std::vector<int8_t> k8;     // [len_k][D] (int8 modes)
   std::vector<float> kf;      // [len_k][D] the stored e4m3 value as float (mode fp8)
   std::vector<float> kscale;  // [blocks]
@@ -51,6 +55,7 @@ float storedV(float x, bool fp8) { return fp8 ? fp8e4m3ToFloat(floatToFp8e4m3(x)
 float storedFp8(float x, float inv) { return fp8e4m3ToFloat(floatToFp8e4m3(x * inv)); }
 
 void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, bool qk_fp8, QuantKv* out) {
+  const int n_outl = p.quant_outliers ? quantOutlierCount(p.head_dim) : 0;
   const int D = p.head_dim;
   const SeqBounds sb = bounds(p, b);
   const int64_t n = sb.len_k;
@@ -63,19 +68,34 @@ void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, bool qk_fp8, Quant
   // Mean: per block a sequential float sum over its keys, then the blocks in order (the CUDA
   // stats kernel sums each block, and its last CTA per sequence the blocks, in exactly this order).
   out->mean.assign(D, 0.0f);
-  std::vector<float> vmax(D, 0.0f);
+  std::vector<float> vmax(D, 0.0f), var(D, 0.0f), kabs(D, 0.0f);
   for (int c = 0; c < D; ++c) {
-    float total = 0.0f;
+    float total = 0.0f, total_sq = 0.0f;
     for (int64_t blk = 0; blk < blocks; ++blk) {
-      float part = 0.0f;
+      float part = 0.0f, part_sq = 0.0f;
       for (int64_t j = blk * kB; j < std::min(n, (blk + 1) * kB); ++j) {
         part += k[j * D + c];
+        part_sq = std::fmaf(k[j * D + c], k[j * D + c], part_sq);
         vmax[c] = std::fmax(vmax[c], std::fabs(v[j * D + c]));
+        kabs[c] = std::fmax(kabs[c], std::fabs(k[j * D + c]));
       }
       total += part;
+      total_sq += part_sq;
     }
     out->mean[c] = n > 0 ? total / static_cast<float>(n) : 0.0f;
+    var[c] = n > 0 ? std::fmaf(-out->mean[c], out->mean[c], total_sq / static_cast<float>(n)) : 0.0f;
   }
+  // Outlier channels: rank by variance (NaN last, ties to the lower channel), the first few.
+  out->is_outl.assign(D, 0);
+  for (int c = 0; c < D; ++c) out->is_outl[c] = outlierRank(var.data(), D, c) < n_outl ? 1 : 0;
+  out->outl.clear();
+  for (int c = 0; c < D; ++c)
+    if (out->is_outl[c]) out->outl.push_back(c);
+  const int n_out = static_cast<int>(out->outl.size());
+  // The f16 power of two from a bound on |k - mean| (max |k| + |mean|), which the statistics give.
+  float bound = 0.0f;
+  for (int c : out->outl) bound = std::fmax(bound, kabs[c] + std::fabs(out->mean[c]));
+  out->ko_pow2 = outlierPow2(bound);
   const float k_target = qk_fp8 ? kFp8Max : kInt8Max;
   if (qk_fp8) {
     out->kf.assign(static_cast<size_t>(n * D), 0.0f);
@@ -83,22 +103,26 @@ void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, bool qk_fp8, Quant
     out->k8.assign(static_cast<size_t>(n * D), 0);
   }
   out->kscale.assign(static_cast<size_t>(blocks), 0.0f);
+  for (int64_t j = 0; j < n; ++j)
+    for (int c = 0; c < D; ++c) k[j * D + c] -= out->mean[c];
+  out->ko.resize(static_cast<size_t>(n * n_out));
+  for (int64_t j = 0; j < n; ++j)
+    for (int i = 0; i < n_out; ++i) out->ko[j * n_out + i] = f16ToFloat(floatToF16(k[j * D + out->outl[i]] * out->ko_pow2));
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t j0 = blk * kB, j1 = std::min(n, j0 + kB);
     float amax = 0.0f;
     for (int64_t j = j0; j < j1; ++j)
-      for (int c = 0; c < D; ++c) {
-        k[j * D + c] -= out->mean[c];
-        amax = std::fmax(amax, std::fabs(k[j * D + c]));
-      }
+      for (int c = 0; c < D; ++c)
+        if (!out->is_outl[c]) amax = std::fmax(amax, std::fabs(k[j * D + c]));
     const float inv = quantInverse(k_target, amax);
     out->kscale[blk] = quantScale(k_target, amax);
     for (int64_t j = j0; j < j1; ++j)
       for (int c = 0; c < D; ++c) {
+        const float x = out->is_outl[c] ? 0.0f : k[j * D + c];
         if (qk_fp8) {
-          out->kf[j * D + c] = storedFp8(k[j * D + c], inv);
+          out->kf[j * D + c] = storedFp8(x, inv);
         } else {
-          out->k8[j * D + c] = quantizeInt8(k[j * D + c], inv);
+          out->k8[j * D + c] = quantizeInt8(x, inv);
         }
       }
   }
@@ -132,7 +156,7 @@ void quantAttentionForward(const AttnParams& p, QuantMode mode) {
   const int64_t items = q_base[p.batch] * p.heads_q;
 
   parallelFor(items, 8, [&](int64_t begin, int64_t end) {
-    std::vector<float> q(D), acc(D), part(D), x(kB), pq(kB), qf(D);
+    std::vector<float> q(D), acc(D), part(D), x(kB), pq(kB), qf(D), qo(D);
     std::vector<int8_t> q8(D);
     int b = 0;
     for (int64_t item = begin; item < end; ++item) {
@@ -146,20 +170,29 @@ void quantAttentionForward(const AttnParams& p, QuantMode mode) {
       const QuantKv& s = kv[static_cast<size_t>(b) * p.heads_kv + hk];
 
       loadRow(p.q, rowOffset(p, p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, sb.q_row0, i, h), p.dtype, D, q.data());
-      float amax = 0.0f, qm = 0.0f;
+      float amax = 0.0f, amax_out = 0.0f, qm = 0.0f;
       for (int c = 0; c < D; ++c) {
-        amax = std::fmax(amax, std::fabs(q[c]));
+        if (s.is_outl[c]) {
+          amax_out = std::fmax(amax_out, std::fabs(q[c]));
+        } else {
+          amax = std::fmax(amax, std::fabs(q[c]));
+        }
         qm += q[c] * s.mean[c];
       }
       const float qinv = quantInverse(q_target, amax);
       for (int c = 0; c < D; ++c) {
+        const float xq = s.is_outl[c] ? 0.0f : q[c];
         if (qk_fp8) {
-          qf[c] = storedFp8(q[c], qinv);
+          qf[c] = storedFp8(xq, qinv);
         } else {
-          q8[c] = quantizeInt8(q[c], qinv);
+          q8[c] = quantizeInt8(xq, qinv);
         }
       }
+      const int n_out = static_cast<int>(s.outl.size());
+      const float qo_pow2 = outlierPow2(amax_out);
+      for (int i = 0; i < n_out; ++i) qo[i] = f16ToFloat(floatToF16(q[s.outl[i]] * qo_pow2));
       const float row_mult = quantScale(q_target, amax) * mult;
+      const float out_mult = mult / (qo_pow2 * s.ko_pow2);
 
       // Visible keys [lo, hi): the mask of csrc/common/attention_params.h.
       const int64_t offset = sb.len_k - sb.len_q;
@@ -187,7 +220,11 @@ void quantAttentionForward(const AttnParams& p, QuantMode mode) {
               for (int c = 0; c < D; ++c) di += static_cast<int32_t>(q8[c]) * kj[c];
               dot = static_cast<float>(di);
             }
-            x[j - j0] = dot * bm;
+            // The f16 products are exact in double; the tensor cores sum them in float32.
+            double d_out = 0.0;
+            const float* koj = &s.ko[j * n_out];
+            for (int i = 0; i < n_out; ++i) d_out += static_cast<double>(qo[i]) * koj[i];
+            x[j - j0] = n_out > 0 ? std::fmaf(static_cast<float>(d_out), out_mult, dot * bm) : dot * bm;
             mx = std::fmax(mx, x[j - j0]);
           }
           const float corr = std::exp2(m - mx);  // m == -inf -> 0

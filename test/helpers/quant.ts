@@ -15,17 +15,30 @@ export function gaussian(n: number): Float64Array {
   return out;
 }
 
-export type InputKind = 'random' | 'heavy';
+export type InputKind = 'random' | 'heavy' | 'shared';
 
 /**
  * `rows` x `heads` x `dim` values of one of q, k or v. 'random': N(0, 1). 'heavy': the outliers of
  * real K/Q/V activations: K gets a large common offset (+20 on every channel) and a few outlier
  * channels whose values sit 10-50x away from zero (a per-channel bias) with twice the spread; Q
- * gets two channels 4x wider; V gets the same outlier channels 10-50x wider. `outliers` picks the
- * channels (shared by q, k and v of one case).
+ * gets two channels 4x wider; V gets the same outlier channels 10-50x wider. 'shared': outlier
+ * channels large in Q and K alike (x10 .. x20 in both, zero mean; K also gets a per-channel offset
+ * up to +-20), which smoothing cannot remove: without the 16-bit outlier channels of
+ * csrc/common/quant.h they set both int8 scales. `outliers` picks the channels (shared by q, k and
+ * v of one case).
  */
 export function makeValues(kind: InputKind, role: 'q' | 'k' | 'v', rows: number, heads: number, dim: number, outliers: number[]): Float32Array {
   const x = gaussian(rows * heads * dim);
+  if (kind === 'shared') {
+    const gains = outliers.map((_, i) => 10 + (10 * i) / Math.max(1, outliers.length - 1)); // 10 .. 20
+    const offset = Array.from({ length: dim }, (_, c) => ((c * 37) % 41) - 20);
+    for (let r = 0; r < rows * heads; r++) {
+      const row = x.subarray(r * dim, (r + 1) * dim);
+      if (role === 'v') continue;
+      outliers.forEach((c, i) => (row[c] *= gains[i]));
+      if (role === 'k') for (let c = 0; c < dim; c++) row[c] += offset[c];
+    }
+  }
   if (kind === 'heavy') {
     const mags = outliers.map((_, i) => 10 + (40 * i) / Math.max(1, outliers.length - 1)); // 10 .. 50
     for (let r = 0; r < rows * heads; r++) {
@@ -208,12 +221,21 @@ export function accuracy(got: QuantRun, want: QuantRun): Accuracy {
  * 0.094), but on heavy-tailed ones the scores of peaked rows move (worst: cosine 0.9925, relative L2
  * 0.133, lse 0.47) - the reason SageAttention keeps Q.K in INT8. Held to those envelopes with margin.
  * lse is exact up to the score error (largest where a row sees few keys).
+ * 'shared' (outlier channels large in Q and K alike): with the 16-bit outlier channels every mode
+ * stays near its random-input error (worst of 8 CPU draws x 12 cases: int8 cosine 0.99999 and rel.
+ * L2 0.0038, int8-fp8 0.99963 / 0.027, fp8 0.99961 / 0.028); lse errors reach 0.23 / 0.21 / 0.30
+ * because these logits run to the hundreds and the outlier values keep f16's 11 bits.
  */
 export const CONTRACT: Record<QuantizedMode, Record<InputKind, { cos: number; rel: number; lse: number }>> = {
-  int8: { random: { cos: 0.999, rel: 3e-2, lse: 0.15 }, heavy: { cos: 0.999, rel: 3e-2, lse: 0.15 } },
-  'int8-fp8': { random: { cos: 0.998, rel: 6e-2, lse: 0.15 }, heavy: { cos: 0.998, rel: 8e-2, lse: 0.2 } },
-  fp8: { random: { cos: 0.997, rel: 7e-2, lse: 0.15 }, heavy: { cos: 0.985, rel: 0.2, lse: 0.8 } },
+  int8: { random: { cos: 0.999, rel: 3e-2, lse: 0.15 }, heavy: { cos: 0.999, rel: 3e-2, lse: 0.15 }, shared: { cos: 0.999, rel: 3e-2, lse: 0.5 } },
+  'int8-fp8': { random: { cos: 0.998, rel: 6e-2, lse: 0.15 }, heavy: { cos: 0.998, rel: 8e-2, lse: 0.2 }, shared: { cos: 0.999, rel: 4e-2, lse: 0.5 } },
+  fp8: { random: { cos: 0.997, rel: 7e-2, lse: 0.15 }, heavy: { cos: 0.985, rel: 0.2, lse: 0.8 }, shared: { cos: 0.998, rel: 5e-2, lse: 0.6 } },
 };
+
+/** The case as the suites run it on `kind` inputs: 'shared' ones with options.quantOutliers. */
+export function caseFor(c: QuantCase, kind: InputKind): QuantCase {
+  return kind === 'shared' ? { ...c, options: { ...c.options, quantOutliers: true } } : c;
+}
 
 /** Shapes shared by the CPU and GPU suites. */
 export function quantCases(dims: number[]): Array<[string, QuantCase]> {

@@ -1,6 +1,6 @@
 /** The CUDA quantized-forward suites (one jest file per mode, so they run in parallel). */
 import { cuda, DType, QuantizedMode } from '../../lib';
-import { accuracy, CONTRACT, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './quant';
+import { accuracy, caseFor, CONTRACT, InputKind, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './quant';
 import { maxAbsDiff, relL2 } from './reference';
 
 export const describeCuda = cuda.isAvailable() ? describe : describe.skip;
@@ -13,7 +13,8 @@ export const supported = (mode: QuantizedMode): boolean => mode === 'int8' || sm
 const AGREE: Record<string, number> = { bf16: 5e-3, f16: 2e-3 };
 
 /** One case on the GPU: the accuracy contract against float64 and agreement with the CPU emulation. */
-export async function checkCase(c: QuantCase, kind: 'random' | 'heavy', dtype: DType, mode: QuantizedMode, forceSm80 = false): Promise<void> {
+export async function checkCase(c0: QuantCase, kind: InputKind, dtype: DType, mode: QuantizedMode, forceSm80 = false): Promise<void> {
+  const c = caseFor(c0, kind);
   const x = makeInputs(c, kind);
   const [got, cpu, want] = await Promise.all([
     runQuant(c, x, dtype, 'cuda:0', mode, { forceSm80 }), runQuant(c, x, dtype, 'cpu', mode), referenceOf(c, x, dtype),
@@ -44,7 +45,7 @@ export function quantModeSuite(mode: QuantizedMode): void {
     // fp8 shares every path but Q.K with int8-fp8 (f16 output included): bf16 only keeps the suite short.
     for (const dtype of (mode === 'fp8' ? ['bf16'] : ['bf16', 'f16']) as DType[]) {
       describe(dtype, () => {
-        for (const kind of ['random', 'heavy'] as const) {
+        for (const kind of ['random', 'heavy', 'shared'] as const) {
           test.each([...quantCases([64, 128]), ...long])(`${kind} %s: contract vs float64, agreement with the CPU emulation`, (_n, c) =>
             checkCase(c, kind, dtype, mode));
         }

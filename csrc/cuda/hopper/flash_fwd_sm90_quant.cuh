@@ -11,7 +11,10 @@
 // granularity the CPU emulation follows, so P is quantized against the same running max):
 //   S = Q8 K8^T: wgmma m64n64k32, A = Q8 from registers (loaded once: 4 registers per k32 step, so
 //     the only shared-memory operand is K), B = K8 K-major; s32 (exact) for int8, f32 for fp8;
-//   x = float(S) * q_scale * k_scale * scale * log2(e); masks and online softmax of fwd_common.cuh;
+//   x = float(S) * q_scale * k_scale * scale * log2(e), with kOutl plus the outlier channels' f16 dot
+//   (csrc/common/quant.h; mma.sync m16n8k16 per warp, Q in registers, the block's K rows read from
+//   L2 while its S is on the tensor cores) * qo_scale * ko_scale * scale * log2(e);
+//   masks and online softmax of fwd_common.cuh;
 //   P V: 8-bit P (e4m3(P * 448), packed straight from the S registers: the m64nNk32 A fragment of a
 //     warp is the mma.m16n8k32 one, which quant_prep.cu's key permutation of V^T matches) times V^T
 //     K-major (8-bit operands are K-major only: that is why V is stored transposed) into a zeroed f32
@@ -44,10 +47,11 @@
 
 namespace attn::cuda::hopper {
 
-template <int kHeadDim_, QuantMode kMode_>
+template <int kHeadDim_, QuantMode kMode_, bool kOutl_>
 struct QuantSm90Traits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr QuantMode kMode = kMode_;
+  static constexpr bool kOutl = kOutl_;  // the outlier channels leave the 8-bit Q.K
   static constexpr int kBlockM = 128;              // two consumer warpgroups x 64 rows
   static constexpr int kBlockN = kQuantKeyBlock;   // 64
   static constexpr int kStages = 4;
@@ -170,7 +174,10 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
     // in 2/3) and the per-row score multiplier q_scale * scale * log2(e). Rows past the sequence
     // get zeros: their scores are 0, finite, and never stored.
     uint32_t qa[T::kQSteps][4];
-    float row_mult[2];
+    float row_mult[2], out_mult[2];
+    uint32_t qoa[4];  // the outlier channels of Q: the m16n8k16 A fragment (rows g, g + 8)
+    float ko_scale = 0.0f;
+    if constexpr (T::kOutl) ko_scale = __ldg(p.ko_scale + static_cast<int64_t>(b) * p.heads_kv + hk);
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int r = m0 + row0 + g + 8 * hh;
@@ -183,8 +190,26 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
         qa[kk][2 + hh] = valid ? __ldg(qg + kk * 8 + 4 + t) : 0u;
       }
       row_mult[hh] = valid ? __ldg(p.q_scale + qrow) * p.mult : 0.0f;
+      if constexpr (T::kOutl) {
+        out_mult[hh] = valid ? __ldg(p.qo_scale + qrow) * ko_scale * p.mult : 0.0f;
+        const uint32_t* qo = reinterpret_cast<const uint32_t*>(p.qo + qrow * kQuantOutliers);
+        qoa[hh] = valid ? __ldg(qo + t) : 0u;
+        qoa[2 + hh] = valid ? __ldg(qo + 4 + t) : 0u;
+      }
     }
     const float* k_scale = p.k_scale + static_cast<int64_t>(hk) * (p.total_kp / kBlockN) + kp0 / kBlockN;
+    // The outlier channels' K rows of a block as m16n8k16 B fragments (key g of n-tile nt,
+    // channels 2t.. and 8 + 2t..), loaded when the block's S is issued.
+    const uint32_t* kog = reinterpret_cast<const uint32_t*>(p.ko + (static_cast<int64_t>(hk) * p.total_kp + kp0) * kQuantOutliers);
+    uint32_t kob[kNT][2];
+    const auto loadKo = [&](int n_block) {
+#pragma unroll
+      for (int nt = 0; nt < (T::kOutl ? kNT : 0); ++nt) {
+        const uint32_t* row = kog + static_cast<int64_t>(n_block * kBlockN + nt * 8 + g) * (kQuantOutliers / 2);
+        kob[nt][0] = __ldg(row + t);
+        kob[nt][1] = __ldg(row + 4 + t);
+      }
+    };
 
     float acc_o[1][kDT][4];
 #pragma unroll
@@ -274,6 +299,13 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
             sc[0][nt][2 * hh + e] = xf * bm;
           }
       }
+#pragma unroll
+      for (int nt = 0; nt < (T::kOutl ? kNT : 0); ++nt) {
+        float so[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        mma16816<__half>(so, qoa, kob[nt][0], kob[nt][1]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) sc[0][nt][e] = fmaf(so[e], out_mult[e >> 1], sc[0][nt][e]);
+      }
       if (n_block >= kb.mask_right_from || n_block < kb.mask_left_below)
         maskScores<1, kNT>(sc, p, row_diag, n_block * kBlockN, t, len_k);
       softmaxStep<1, kNT>(sc, row_max, row_sum, corr, 1.0f);
@@ -321,6 +353,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
       turnBegin();
       issueS(0);
       turnEnd();
+      loadKo(n_block);
       wgmmaWait<0>();
       fenceRegs(s_acc);
       release(barEmptyK(0));
@@ -337,6 +370,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
         issueS(s);
         issuePV(prev);
         turnEnd();
+        loadKo(n_next);
         wgmmaWait<1>();  // S of n_next
         fenceRegs(s_acc);
         release(barEmptyK(s));
@@ -405,9 +439,9 @@ bool quantSm90ImageLoaded() {
   return loaded;
 }
 
-template <int D, QuantMode kMode>
+template <int D, QuantMode kMode, bool kOutl>
 void launchQuantFwdSm90(const quant::QuantArgs& a, cudaStream_t stream) {
-  using T = QuantSm90Traits<D, kMode>;
+  using T = QuantSm90Traits<D, kMode, kOutl>;
   if (!quantSm90ImageLoaded<T>())
     throwRange("this build of attn-cuda has no sm_90a kernels (rebuild with sm_90a in ATTN_CUDA_GENCODE)");
   QuantSm90Args args;
@@ -432,13 +466,22 @@ void launchQuantFwdSm90(const quant::QuantArgs& a, cudaStream_t stream) {
   ATTN_CUDA_CHECK_LAUNCH();
 }
 
+template <int D, bool kOutl>
+void launchQuantFwdSm90Variant(const quant::QuantArgs& a, QuantMode mode, cudaStream_t stream) {
+  switch (mode) {
+    case QuantMode::Int8Fp8: launchQuantFwdSm90<D, QuantMode::Int8Fp8, kOutl>(a, stream); break;
+    case QuantMode::Int8: launchQuantFwdSm90<D, QuantMode::Int8, kOutl>(a, stream); break;
+    case QuantMode::Fp8: launchQuantFwdSm90<D, QuantMode::Fp8, kOutl>(a, stream); break;
+    default: throwRange("quantized forward: unknown mode");
+  }
+}
+
 template <int D>
 void launchQuantFwdSm90ForMode(const quant::QuantArgs& a, QuantMode mode, cudaStream_t stream) {
-  switch (mode) {
-    case QuantMode::Int8Fp8: launchQuantFwdSm90<D, QuantMode::Int8Fp8>(a, stream); break;
-    case QuantMode::Int8: launchQuantFwdSm90<D, QuantMode::Int8>(a, stream); break;
-    case QuantMode::Fp8: launchQuantFwdSm90<D, QuantMode::Fp8>(a, stream); break;
-    default: throwRange("quantized forward: unknown mode");
+  if (a.outliers) {
+    launchQuantFwdSm90Variant<D, true>(a, mode, stream);
+  } else {
+    launchQuantFwdSm90Variant<D, false>(a, mode, stream);
   }
 }
 

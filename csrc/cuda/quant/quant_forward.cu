@@ -128,6 +128,7 @@ void quantForward(const AttnParams& p, QuantMode mode, int sm, const QuantForwar
   a.window_right = p.window_right < 0 ? -1 : p.window_right;
   a.scale = p.scale;
   a.mult = p.scale * 1.4426950408889634f;
+  a.outliers = p.quant_outliers ? 1 : 0;
   a.q8 = reinterpret_cast<int8_t*>(ws + w.q8);
   a.q_scale = reinterpret_cast<float*>(ws + w.q_scale);
   a.q_mean = reinterpret_cast<float*>(ws + w.q_mean);
@@ -139,6 +140,13 @@ void quantForward(const AttnParams& p, QuantMode mode, int sm, const QuantForwar
   a.k_mean = reinterpret_cast<float*>(ws + w.k_mean);
   a.k_part = reinterpret_cast<float*>(ws + w.k_part);
   a.v_part = reinterpret_cast<float*>(ws + w.v_part);
+  a.k_sq_part = reinterpret_cast<float*>(ws + w.k_sq_part);
+  a.k_abs_part = reinterpret_cast<float*>(ws + w.k_abs_part);
+  a.outl = reinterpret_cast<int32_t*>(ws + w.outl);
+  a.ko_scale = reinterpret_cast<float*>(ws + w.ko_scale);
+  a.ko = reinterpret_cast<uint16_t*>(ws + w.ko);
+  a.qo = reinterpret_cast<uint16_t*>(ws + w.qo);
+  a.qo_scale = reinterpret_cast<float*>(ws + w.qo_scale);
   a.counters = buf.counters;
   if (prep) {
     bool keyless_seqs = false;

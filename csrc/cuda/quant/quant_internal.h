@@ -65,11 +65,23 @@ struct QuantArgs {
   // [batch][heads_kv] stats CTAs of the sequence done so far: zero before and after each stats
   // launch (the device context's split counters, zeroed once; the last CTA resets its counter).
   unsigned* counters;
+
+  // Outlier channels (csrc/common/quant.h), used when `outliers` is 1: kQuantOutliers per
+  // (sequence, kv head), ascending.
+  int outliers;       // 1: they leave the 8-bit Q.K (AttnParams::quant_outliers)
+  float* k_sq_part;   // [heads_kv][total_kp / kBlockN][D] per-block sums of k^2
+  float* k_abs_part;  // [heads_kv][total_kp / kBlockN][D] per-block |k| maxima
+  int32_t* outl;       // [batch][heads_kv][kQuantOutliers]
+  float* ko_scale;     // [batch][heads_kv] 1 / ko_pow2
+  uint16_t* ko;        // [heads_kv][total_kp][kQuantOutliers] f16 bits of k' * ko_pow2 (padding 0)
+  uint16_t* qo;        // [heads_q][total_q][kQuantOutliers] f16 bits of q * qo_pow2
+  float* qo_scale;     // [heads_q][total_q] 1 / qo_pow2
 };
 
 // Byte offsets of the workspace arrays (each 256-byte aligned) and the total size.
 struct QuantWorkspace {
-  size_t q8, q_scale, q_mean, k8, k_scale, vt, v_scale, v_inv, k_mean, k_part, v_part, bytes;
+  size_t q8, q_scale, q_mean, k8, k_scale, vt, v_scale, v_inv, k_mean, k_part, v_part;
+  size_t k_sq_part, k_abs_part, outl, ko_scale, ko, qo, qo_scale, bytes;
 };
 
 inline QuantWorkspace quantWorkspaceLayout(const AttnParams& p, QuantMode mode, int64_t total_q, int64_t total_kp) {
@@ -96,6 +108,14 @@ inline QuantWorkspace quantWorkspaceLayout(const AttnParams& p, QuantMode mode, 
   w.k_mean = take(static_cast<size_t>(p.batch) * hk * D * 4);
   w.k_part = take(hk * blocks * D * 4);
   w.v_part = take(hk * blocks * D * 4);
+  const size_t outl = p.quant_outliers ? 1 : 0;  // the outlier arrays take no room when off
+  w.k_sq_part = take(outl * hk * blocks * D * 4);
+  w.k_abs_part = take(outl * hk * blocks * D * 4);
+  w.outl = take(outl * static_cast<size_t>(p.batch) * hk * kQuantOutliers * 4);
+  w.ko_scale = take(outl * static_cast<size_t>(p.batch) * hk * 4);
+  w.ko = take(outl * hk * tk * kQuantOutliers * 2);
+  w.qo = take(outl * hq * tq * kQuantOutliers * 2);
+  w.qo_scale = take(outl * hq * tq * 4);
   w.bytes = at;
   return w;
 }

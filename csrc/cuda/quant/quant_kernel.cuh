@@ -10,7 +10,9 @@
 //
 // One CTA = 128 query rows of one (sequence, head), 4 warps x 2 m16 tiles; key tiles of 64 from
 // the last to the first, K double-buffered, as flash. Per tile:
-//   S = Q8 K8^T on mma.m16n8k32.s8 (exact int32), x = float(S) * q_scale * k_scale * scale * log2e;
+//   S = Q8 K8^T on mma.m16n8k32.s8 (exact int32), x = float(S) * q_scale * k_scale * scale * log2e
+//   with kOutl, plus the outlier channels' f16 dot (m16n8k16, Q fragments in registers, their K
+//   rows staged with the K tile) * qo_scale * ko_scale * scale * log2e;
 //   mask; online softmax (exp2);
 //   kFp8:  P8 = e4m3(P * 448) straight from the S registers (the fragment order of m16n8k32 is
 //          matched by V^T's key permutation); per 8-channel tile, the tile's two k32 MMAs go to a
@@ -32,7 +34,7 @@
 
 namespace attn::cuda::quant {
 
-template <int D, bool kFp8>
+template <int D, bool kFp8, bool kOutl>
 struct QuantTraits {
   static constexpr int kMTiles = kBlockM / (16 * kWarps);  // 2
   static constexpr int kNTiles = kBlockN / 8;              // 8 n8 tiles of S
@@ -47,18 +49,20 @@ struct QuantTraits {
   static constexpr int kSmemQ = TileQ::kBytes;
   static constexpr int kSmemK = 2 * TileK::kBytes;
   static constexpr int kSmemV = TileV::kBytes;
-  static constexpr int kSmemBytes = kSmemQ + kSmemK + kSmemV + flash::kSmemAlign;
+  static constexpr int kKoBytes = kBlockN * kQuantOutliers * 2;  // a block's outlier K rows (f16)
+  static constexpr int kSmemBytes = kSmemQ + kSmemK + kSmemV + (kOutl ? 2 * kKoBytes : 0) + flash::kSmemAlign;
   static_assert(TileO::kBytes <= kSmemQ + kSmemK + kSmemV, "the output tile reuses the input tiles");
   static_assert(D == 64 || D == 128, "head dims 64 and 128");
+  static_assert(kKoBytes == kThreads * 16, "one 16-byte copy per thread stages a block's outlier K");
 };
 
 __device__ __forceinline__ uint32_t packOut(float lo, float hi, bool bf16) {
   return bf16 ? ElemTraits<__nv_bfloat16>::pack(lo, hi) : ElemTraits<__half>::pack(lo, hi);
 }
 
-template <int D, bool kFp8, bool kQkFp8>
+template <int D, bool kFp8, bool kQkFp8, bool kOutl>
 __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p) {
-  using T = QuantTraits<D, kFp8>;
+  using T = QuantTraits<D, kFp8, kOutl>;
   using TileQ = typename T::TileQ;
   using TileK = typename T::TileK;
   using TileV = typename T::TileV;
@@ -94,16 +98,21 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
   constexpr int64_t kRowQ = D / 2;  // row strides in 16-bit units
   const int64_t row_v = static_cast<int64_t>(p.total_kp) * T::kVBytes / 2;
   const float* k_scale = p.k_scale + static_cast<int64_t>(hk) * (p.total_kp / kBlockN) + kp0 / kBlockN;
+  // Outlier channels: the sequence's f16 K rows ([key][kQuantOutliers]), staged per block beside K.
+  const unsigned char* kog = reinterpret_cast<const unsigned char*>(p.ko + (static_cast<int64_t>(hk) * p.total_kp + kp0) * kQuantOutliers);
 
   const uint32_t sQ = (smemAddr(smem) + (flash::kSmemAlign - 1)) & ~static_cast<uint32_t>(flash::kSmemAlign - 1);
   const uint32_t sK = sQ + T::kSmemQ;
   const uint32_t sV = sK + T::kSmemK;
+  const uint32_t sKo = sV + T::kSmemV;  // two stages, as K
+  const auto loadKo = [&](int st, int n0) { cpAsync16(sKo + st * T::kKoBytes + tid * 16, kog + static_cast<int64_t>(n0) * kQuantOutliers * 2 + tid * 16, true); };
 
   flash::loadTile<TileQ, kThreads>(sQ, qg + m0 * kRowQ, kRowQ, len_q - m0, tid);
   cpAsyncCommit();
   if (n_block_max > n_block_min) {
     const int n0 = (n_block_max - 1) * kBlockN;
     flash::loadTile<TileK, kThreads>(sK, kg + n0 * kRowQ, kRowQ, kBlockN, tid);  // padded: whole tiles exist
+    if constexpr (kOutl) loadKo(0, n0);
   }
   cpAsyncCommit();
 
@@ -116,13 +125,26 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
   const int t = lane & 3;
   // Per-row multiplier q_scale * scale * log2(e) (0 for rows past the sequence: their scores are
   // 0, finite, and never stored).
-  float row_mult[kMT][2];
+  float row_mult[kMT][2], out_mult[kMT][2];
+  uint32_t qoa[kMT][4];  // the outlier channels of Q: m16n8k16 A fragments (rows g, g + 8)
+  float ko_scale = 0.0f;
+  if constexpr (kOutl) ko_scale = __ldg(p.ko_scale + static_cast<int64_t>(b) * p.heads_kv + hk);
 #pragma unroll
   for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int r = m0 + warp_row0 + mt * 16 + g + 8 * hh;
-      row_mult[mt][hh] = r < len_q ? p.q_scale[static_cast<int64_t>(h) * p.total_q + q0 + r] * p.mult : 0.0f;
+      if constexpr (kOutl) {
+        const int64_t qrow = static_cast<int64_t>(h) * p.total_q + q0 + r;
+        const bool valid = r < len_q;
+        row_mult[mt][hh] = valid ? p.q_scale[qrow] * p.mult : 0.0f;
+        out_mult[mt][hh] = valid ? __ldg(p.qo_scale + qrow) * ko_scale * p.mult : 0.0f;
+        const uint32_t* qo = reinterpret_cast<const uint32_t*>(p.qo + qrow * kQuantOutliers);
+        qoa[mt][hh] = valid ? __ldg(qo + t) : 0u;
+        qoa[mt][2 + hh] = valid ? __ldg(qo + 4 + t) : 0u;
+      } else {
+        row_mult[mt][hh] = r < len_q ? p.q_scale[static_cast<int64_t>(h) * p.total_q + q0 + r] * p.mult : 0.0f;
+      }
     }
 
   float acc_o[kMT][kDT][4];
@@ -156,6 +178,7 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
     if (n_block > n_block_min) {
       const int n0_next = n0 - kBlockN;
       flash::loadTile<TileK, kThreads>(sK + (stage ^ 1) * TileK::kBytes, kg + n0_next * kRowQ, kRowQ, kBlockN, tid);
+      if constexpr (kOutl) loadKo(stage ^ 1, n0_next);
     }
     cpAsyncCommit();
 
@@ -191,7 +214,7 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
       }
     }
 
-    // Scores in log2 units.
+    // Scores in log2 units: the 8-bit dot, then the outlier channels' f16 dot added.
     float s[kMT][kNT][4];
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
@@ -203,6 +226,19 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
 #pragma unroll
           for (int e = 0; e < 2; ++e) s[mt][nt][2 * hh + e] = static_cast<float>(si[mt][nt][2 * hh + e]) * bm;
       }
+    // Outlier K rows as m16n8k16 B fragments: key g of n-tile nt, channels 2t.. and 8 + 2t...
+    const uint32_t koj = sKo + stage * T::kKoBytes + g * (kQuantOutliers * 2) + 4 * t;
+#pragma unroll
+    for (int nt = 0; nt < (kOutl ? kNT : 0); ++nt) {
+      const uint32_t b0 = ldShared32(koj + nt * 8 * kQuantOutliers * 2), b1 = ldShared32(koj + nt * 8 * kQuantOutliers * 2 + 16);
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        float so[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        mma16816<__half>(so, qoa[mt], b0, b1);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[mt][nt][e] = fmaf(so[e], out_mult[mt][e >> 1], s[mt][nt][e]);
+      }
+    }
 
     if (n_block >= keys.mask_right_from || n_block < keys.mask_left_below)
       flash::maskScores<kMT, kNT>(s, p, row_diag, n0, t, len_k);
@@ -315,13 +351,13 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
   flash::storeTile<TileO, kThreads>(sQ, og + m0 * p.o_row_stride, p.o_row_stride, len_q - m0, tid);
 }
 
-template <int D, bool kFp8, bool kQkFp8 = false>
-void launchQuantFwd(const QuantArgs& args, cudaStream_t stream) {
-  using T = QuantTraits<D, kFp8>;
+template <int D, bool kFp8, bool kQkFp8, bool kOutl>
+void launchQuantFwdVariant(const QuantArgs& args, cudaStream_t stream) {
+  using T = QuantTraits<D, kFp8, kOutl>;
   QuantArgs p = args;
   const int num_m = (p.seqlen_q + kBlockM - 1) / kBlockM;
   const dim3 grid(num_m, p.heads_q, p.batch);
-  auto kernel = quantFwdKernel<D, kFp8, kQkFp8>;
+  auto kernel = quantFwdKernel<D, kFp8, kQkFp8, kOutl>;
   if (T::kSmemBytes > 48 * 1024) {
     ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
   }
@@ -336,6 +372,15 @@ void launchQuantFwd(const QuantArgs& args, cudaStream_t stream) {
   }
   kernel<<<grid, kThreads, T::kSmemBytes, stream>>>(p);
   ATTN_CUDA_CHECK_LAUNCH();
+}
+
+template <int D, bool kFp8, bool kQkFp8 = false>
+void launchQuantFwd(const QuantArgs& args, cudaStream_t stream) {
+  if (args.outliers) {
+    launchQuantFwdVariant<D, kFp8, kQkFp8, true>(args, stream);
+  } else {
+    launchQuantFwdVariant<D, kFp8, kQkFp8, false>(args, stream);
+  }
 }
 
 }  // namespace attn::cuda::quant

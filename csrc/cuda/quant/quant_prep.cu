@@ -1,8 +1,10 @@
 // Preprocessing of the quantized forward (rules: csrc/common/quant.h). Two launches, both memory
 // bound: each thread issues all its loads (16-byte K/V chunks, a warp's Q rows) before using any.
-//   stats:    per (key block, kv head): the block's per-channel K sum and |V| max (k_part, v_part).
-//             The last CTA of a (sequence, kv head) to finish (QuantArgs::counters) adds the
-//             blocks' partials into the K mean and turns their |V| max into V scale and inverse.
+//   stats:    per (key block, kv head): the block's per-channel K sum and |V| max (with the
+//             outlier channels, kOutl: also its K^2 sum and |K| max). The last CTA of a (sequence,
+//             kv head) to finish (QuantArgs::counters) adds the blocks' partials into the K mean
+//             (and variance, and picks the outlier channels) and turns the |V| max into V scale
+//             and inverse.
 //   quantize: per (key block, kv head): smoothed K -> int8 (e4m3 in mode fp8) with the block
 //             scale; V -> fp8 / f16 with the channel scales, written transposed (V^T [D][keys],
 //             keys permuted for fp8). After those CTAs, Q: a warp per kQRows (token, head) rows,
@@ -132,35 +134,77 @@ __device__ __forceinline__ void writeSeqStats(const QuantArgs& a, int b, int hk,
   a.v_inv[o] = vmax > 0.0f ? __fdiv_rn(kQuantVTarget, vmax) : 0.0f;
 }
 
+// The outlier channels of (sequence b, kv head hk) from its K variances (csrc/common/quant.h:
+// rank < kQuantOutliers), ascending, and the f16 scale of their K from the |k - mean| bounds.
+// Called by the whole CTA.
+template <int D>
+__device__ void writeOutliers(const QuantArgs& a, int b, int hk, const float* s_var, const float* s_bound) {
+  static_assert(D >= 4 * kQuantOutliers, "quantOutlierCount(D) == kQuantOutliers");
+  __shared__ int s_sel[D];
+  for (int c = threadIdx.x; c < D; c += kThreads) s_sel[c] = outlierRank(s_var, D, c) < kQuantOutliers ? 1 : 0;
+  __syncthreads();
+  const int64_t seq = static_cast<int64_t>(b) * a.heads_kv + hk;
+  for (int c = threadIdx.x; c < D; c += kThreads) {
+    if (!s_sel[c]) continue;
+    int pos = 0;
+    for (int d = 0; d < c; ++d) pos += s_sel[d];
+    a.outl[seq * kQuantOutliers + pos] = c;
+  }
+  if (threadIdx.x == 0) {
+    float bound = 0.0f;
+    for (int c = 0; c < D; ++c)
+      if (s_sel[c]) bound = fmaxf(bound, s_bound[c]);
+    a.ko_scale[seq] = __fdiv_rn(1.0f, outlierPow2(bound));
+  }
+}
+
 // (Sequence b, kv head hk)'s statistics from its blocks' partials, once all are written: the K
 // sums added in block order (the CPU emulation's order), one thread per channel. Read from L2
 // (__ldcg: other SMs wrote them during this launch), kBatch blocks in flight per thread (one
 // round at 2k keys, where this tail is a visible part of the launch).
-template <int D>
+template <int D, bool kOutl>
 __device__ void finishSequence(const QuantArgs& a, int b, int hk) {
-  constexpr int kBatch = 32;
+  constexpr int kBatch = kOutl ? 16 : 32;
+  __shared__ float s_var[D], s_bound[D];
   const int blocks = a.total_kp / kBlockN;
   const int blk0 = __ldg(a.kp_start + b) / kBlockN;
   const int nb = __ldg(a.kp_start + b + 1) / kBlockN - blk0;
   const int len = __ldg(a.k_start + b + 1) - __ldg(a.k_start + b);
   const int64_t part0 = (static_cast<int64_t>(hk) * blocks + blk0) * D;
   for (int c = threadIdx.x; c < D; c += kThreads) {
-    float sum = 0.0f, vmax = 0.0f;
+    float sum = 0.0f, sq = 0.0f, kabs = 0.0f, vmax = 0.0f;
     for (int i0 = 0; i0 < nb; i0 += kBatch) {
-      float ks[kBatch], vs[kBatch];
+      float ks[kBatch], qs[kBatch], as[kBatch], vs[kBatch];
 #pragma unroll
       for (int i = 0; i < kBatch; ++i) {
         const int64_t idx = part0 + static_cast<int64_t>(i0 + i) * D + c;
         ks[i] = i0 + i < nb ? __ldcg(a.k_part + idx) : 0.0f;
+        if constexpr (kOutl) {
+          qs[i] = i0 + i < nb ? __ldcg(a.k_sq_part + idx) : 0.0f;
+          as[i] = i0 + i < nb ? __ldcg(a.k_abs_part + idx) : 0.0f;
+        }
         vs[i] = i0 + i < nb ? __ldcg(a.v_part + idx) : 0.0f;
       }
 #pragma unroll
       for (int i = 0; i < kBatch; ++i) {
-        if (i0 + i < nb) sum = __fadd_rn(sum, ks[i]);
+        if (i0 + i < nb) {
+          sum = __fadd_rn(sum, ks[i]);
+          if constexpr (kOutl) sq = __fadd_rn(sq, qs[i]);
+        }
+        if constexpr (kOutl) kabs = fmaxf(kabs, as[i]);
         vmax = fmaxf(vmax, vs[i]);
       }
     }
     writeSeqStats(a, b, hk, c, len, sum, vmax);
+    if constexpr (kOutl) {
+      const float mean = len > 0 ? __fdiv_rn(sum, static_cast<float>(len)) : 0.0f;
+      s_var[c] = len > 0 ? __fmaf_rn(-mean, mean, __fdiv_rn(sq, static_cast<float>(len))) : 0.0f;
+      s_bound[c] = __fadd_rn(kabs, fabsf(mean));
+    }
+  }
+  if constexpr (kOutl) {
+    __syncthreads();
+    writeOutliers<D>(a, b, hk, s_var, s_bound);
   }
 }
 
@@ -168,7 +212,7 @@ __device__ void finishSequence(const QuantArgs& a, int b, int hk) {
 // thread per channel sums the block's keys in key order (the CPU emulation's order); |V| max in
 // registers, then across threads (max is exact in any order). CTAs x >= blocks (launched only when
 // some sequence has no keys, and so no block) write zero statistics for sequence x - blocks.
-template <typename T, int D>
+template <typename T, int D, bool kOutl>
 __global__ void __launch_bounds__(kThreads) statsKernel(const QuantArgs a) {
   using C = BlockChunks<D>;
   __shared__ __align__(16) uint16_t s_k[kBlockN * D];
@@ -179,8 +223,17 @@ __global__ void __launch_bounds__(kThreads) statsKernel(const QuantArgs a) {
   const int hk = blockIdx.y, tid = threadIdx.x;
   if (static_cast<int>(blockIdx.x) >= blocks) {
     const int b = blockIdx.x - blocks;
-    if (__ldg(a.k_start + b + 1) == __ldg(a.k_start + b))
-      for (int c = tid; c < D; c += kThreads) writeSeqStats(a, b, hk, c, 0, 0.0f, 0.0f);
+    if (__ldg(a.k_start + b + 1) == __ldg(a.k_start + b)) {  // uniform over the CTA
+      __shared__ float s_zero[D];
+      for (int c = tid; c < D; c += kThreads) {
+        writeSeqStats(a, b, hk, c, 0, 0.0f, 0.0f);
+        if constexpr (kOutl) s_zero[c] = 0.0f;
+      }
+      if constexpr (kOutl) {
+        __syncthreads();
+        writeOutliers<D>(a, b, hk, s_zero, s_zero);
+      }
+    }
     return;
   }
   const int blk = blockIdx.x;
@@ -209,14 +262,25 @@ __global__ void __launch_bounds__(kThreads) statsKernel(const QuantArgs a) {
   __syncthreads();
   const int64_t part = (static_cast<int64_t>(hk) * blocks + blk) * D;
   for (int c = tid; c < D; c += kThreads) {
-    float sum = 0.0f;
+    float sum = 0.0f, sq = 0.0f, kabs = 0.0f;
 #pragma unroll 8
-    for (int jj = 0; jj < kb.n; ++jj) sum = __fadd_rn(sum, bitsToFloat<T>(s_k[jj * D + c]));
+    for (int jj = 0; jj < kb.n; ++jj) {
+      const float x = bitsToFloat<T>(s_k[jj * D + c]);
+      sum = __fadd_rn(sum, x);
+      if constexpr (kOutl) {
+        sq = __fmaf_rn(x, x, sq);
+        kabs = fmaxf(kabs, fabsf(x));
+      }
+    }
     float vm = s_vmax[0][c];
 #pragma unroll
     for (int w = 1; w < kWarps; ++w) vm = fmaxf(vm, s_vmax[w][c]);
     a.k_part[part + c] = sum;
     a.v_part[part + c] = vm;
+    if constexpr (kOutl) {
+      a.k_sq_part[part + c] = sq;
+      a.k_abs_part[part + c] = kabs;
+    }
   }
 
   // The last CTA of the sequence to arrive finishes it, and zeroes the counter for the next launch.
@@ -232,7 +296,7 @@ __global__ void __launch_bounds__(kThreads) statsKernel(const QuantArgs a) {
   __syncthreads();
   if (!s_last) return;
   __threadfence();  // the other CTAs' partials before the reads
-  finishSequence<D>(a, kb.b, hk);
+  finishSequence<D, kOutl>(a, kb.b, hk);
 }
 
 // Position of key jj (0..63) of a block in the fp8 V^T row: the mma.m16n8k32 A fragment of P
@@ -243,6 +307,23 @@ __device__ __forceinline__ int fp8KeySlot(int jj) {
   const int slot = r < 8 ? 4 * (r >> 1) + (r & 1) : 4 * ((r - 8) >> 1) + 2 + (r & 1);
   return (jj & ~15) + slot;
 }
+
+// For each of the 8 channels c0 .. c0 + 7: its place in the (sequence, kv head)'s outlier list,
+// or -1.
+__device__ __forceinline__ void outlierSlots(const int32_t* outl, int c0, int (&slot)[8]) {
+  int list[kQuantOutliers];
+#pragma unroll
+  for (int i = 0; i < kQuantOutliers; ++i) list[i] = __ldg(outl + i);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    slot[e] = -1;
+#pragma unroll
+    for (int i = 0; i < kQuantOutliers; ++i) slot[e] = list[i] == c0 + e ? i : slot[e];
+  }
+}
+
+// f16 bits of x (round to nearest even).
+__device__ __forceinline__ uint16_t f16Bits(float x) { return __half_as_ushort(__float2half_rn(x)); }
 
 // One 8-bit code of x * inv: int8 (round to nearest even, clamped to +-127) or e4m3 (saturating).
 template <bool kFp8>
@@ -256,8 +337,9 @@ __device__ __forceinline__ uint32_t quantCode(float x, float inv) {
 }
 
 // One (key block, kv head) of K and V. kFp8: V (and P) in e4m3, else f16; kKFp8: K in e4m3
-// (mode fp8), else int8. Padding keys are written as zeros.
-template <typename T, int D, bool kFp8, bool kKFp8>
+// (mode fp8), else int8; kOutl: the outlier channels go to Ko (f16), 0 in K8. Padding keys are
+// written as zeros.
+template <typename T, int D, bool kFp8, bool kKFp8, bool kOutl>
 __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
   using C = BlockChunks<D>;
   constexpr int kVBytes = kFp8 ? 1 : 2;
@@ -272,9 +354,19 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
   uint4 kr[C::kUnits], vr[C::kUnits];
   loadKvChunks<D>(a, kb, hk, kr, vr);
   float mean[8], vinv[8];  // of this thread's column
-  const int64_t st = (static_cast<int64_t>(kb.b) * a.heads_kv + hk) * D + cc * 8;
+  const int64_t seq = static_cast<int64_t>(kb.b) * a.heads_kv + hk;
+  const int64_t st = seq * D + cc * 8;
   load8f(a.k_mean + st, mean);
   load8f(a.v_inv + st, vinv);
+  int slot[8];  // outlier channels of this column: their place in Ko rows, else -1
+  float ko_pow2 = 1.0f;
+  if constexpr (kOutl) {
+    outlierSlots(a.outl + seq * kQuantOutliers, cc * 8, slot);
+    ko_pow2 = __fdiv_rn(1.0f, __ldg(a.ko_scale + seq));
+  } else {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) slot[e] = -1;
+  }
 
   // K: smooth, block absmax, int8 (padding keys: 0, not -mean). Smoothed twice rather than kept:
   // registers hold the raw chunks of K and V in flight.
@@ -290,7 +382,8 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
     float x[8];
     smoothedK(i, x);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(x[e]));
+    for (int e = 0; e < 8; ++e)
+      if (slot[e] < 0) amax = fmaxf(amax, fabsf(x[e]));
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
@@ -307,11 +400,23 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
     float x[8];
     smoothedK(i, x);
     uint32_t w[2] = {0u, 0u};
+    if constexpr (kOutl) {
+      const int jj = jj0 + i * C::kRowStep;
+      const int64_t krow = static_cast<int64_t>(hk) * a.total_kp + key0 + jj;
 #pragma unroll
-    for (int e = 0; e < 8; ++e) w[e >> 2] |= quantCode<kKFp8>(x[e], inv) << (8 * (e & 3));
-    const int jj = jj0 + i * C::kRowStep;
-    int8_t* dst = a.k8 + (static_cast<int64_t>(hk) * a.total_kp + key0 + jj) * D + cc * 8;
-    *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
+      for (int e = 0; e < 8; ++e) {
+        if (slot[e] >= 0) a.ko[krow * kQuantOutliers + slot[e]] = f16Bits(__fmul_rn(x[e], ko_pow2));
+        w[e >> 2] |= quantCode<kKFp8>(slot[e] >= 0 ? 0.0f : x[e], inv) << (8 * (e & 3));
+      }
+      int8_t* dst = a.k8 + krow * D + cc * 8;
+      *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) w[e >> 2] |= quantCode<kKFp8>(x[e], inv) << (8 * (e & 3));
+      const int jj = jj0 + i * C::kRowStep;
+      int8_t* dst = a.k8 + (static_cast<int64_t>(hk) * a.total_kp + key0 + jj) * D + cc * 8;
+      *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
+    }
   }
 
   // V: channel scale, fp8 / f16, transposed through shared memory (padding keys load as zeros).
@@ -347,7 +452,7 @@ constexpr int kQRows = 16;
 // Q rows [(cta * kWarps + warp) * kQRows, + kQRows) of the (token, head) pairs (head fastest).
 // Lanes and sums as with a warp per row (a lane: kPer consecutive channels), so q_mean keeps its
 // bits; the warp's rows are all loaded first.
-template <typename T, int D, bool kFp8>
+template <typename T, int D, bool kFp8, bool kOutl>
 __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   constexpr int kPer = D / 32;  // channels per lane
   static_assert(kQRows <= 32, "a lane locates each row");
@@ -382,24 +487,47 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   constexpr float kTarget = kFp8 ? kFp8Max : kInt8Max;
 #pragma unroll
   for (int r = 0; r < kQRows; ++r) {
-    const float* mean = a.k_mean + __shfl_sync(0xffffffffu, mean_off, r);
+    const int64_t mo = __shfl_sync(0xffffffffu, mean_off, r);
+    const float* mean = a.k_mean + mo;
     const int64_t row = static_cast<int64_t>(__shfl_sync(0xffffffffu, h, r)) * a.total_q + __shfl_sync(0xffffffffu, t, r);
     if (row0 + r >= rows) break;  // uniform per warp
-    float amax = 0.0f, dot = 0.0f;
+    // This lane's outlier channels (their place in the Qo row, else -1).
+    int slot[kPer];
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) slot[e] = -1;
+    if constexpr (kOutl) {
+      const int32_t* outl = a.outl + (mo / D) * kQuantOutliers;
+#pragma unroll
+      for (int i = 0; i < kQuantOutliers; ++i) {
+        const int c = __ldg(outl + i);
+#pragma unroll
+        for (int e = 0; e < kPer; ++e) slot[e] = c == lane * kPer + e ? i : slot[e];
+      }
+    }
+    float amax = 0.0f, amax_out = 0.0f, dot = 0.0f;
 #pragma unroll
     for (int e = 0; e < kPer; ++e) {
-      amax = fmaxf(amax, fabsf(x[r][e]));
+      if (slot[e] >= 0) {
+        amax_out = fmaxf(amax_out, fabsf(x[r][e]));
+      } else {
+        amax = fmaxf(amax, fabsf(x[r][e]));
+      }
       dot = fmaf(x[r][e], mean[lane * kPer + e], dot);
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
       amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      if constexpr (kOutl) amax_out = fmaxf(amax_out, __shfl_xor_sync(0xffffffffu, amax_out, o));
       dot += __shfl_xor_sync(0xffffffffu, dot, o);
     }
     const float inv = amax > 0.0f ? __fdiv_rn(kTarget, amax) : 0.0f;
+    const float qo_pow2 = kOutl ? outlierPow2(amax_out) : 1.0f;
     uint32_t packed = 0;
 #pragma unroll
-    for (int e = 0; e < kPer; ++e) packed |= quantCode<kFp8>(x[r][e], inv) << (8 * e);
+    for (int e = 0; e < kPer; ++e) {
+      if (slot[e] >= 0) a.qo[row * kQuantOutliers + slot[e]] = f16Bits(__fmul_rn(x[r][e], qo_pow2));
+      packed |= quantCode<kFp8>(slot[e] >= 0 ? 0.0f : x[r][e], inv) << (8 * e);
+    }
     int8_t* dst = a.q8 + row * D + lane * kPer;
     if constexpr (kPer == 4) {
       *reinterpret_cast<uint32_t*>(dst) = packed;
@@ -409,41 +537,42 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
     if (lane == 0) {
       a.q_scale[row] = __fdiv_rn(amax, kTarget);
       a.q_mean[row] = a.scale * dot;
+      if constexpr (kOutl) a.qo_scale[row] = __fdiv_rn(1.0f, qo_pow2);
     }
   }
 }
 
 // CTAs [0, blocks * heads_kv): K/V blocks, the last first (the stats launch read it last, so it
 // may still be in L2); the rest: Q rows.
-template <typename T, int D, bool kFp8, bool kKFp8>
+template <typename T, int D, bool kFp8, bool kKFp8, bool kOutl>
 __global__ void __launch_bounds__(kThreads) quantizeKernel(const QuantArgs a) {
   const int blocks = a.total_kp / kBlockN;
   const int64_t kv_ctas = static_cast<int64_t>(blocks) * a.heads_kv;
   const int64_t x = blockIdx.x;
   if (x < kv_ctas) {
     const int64_t r = kv_ctas - 1 - x;
-    quantKvBlock<T, D, kFp8, kKFp8>(a, static_cast<int>(r % blocks), static_cast<int>(r / blocks));
+    quantKvBlock<T, D, kFp8, kKFp8, kOutl>(a, static_cast<int>(r % blocks), static_cast<int>(r / blocks));
   } else {
-    quantQRows<T, D, kKFp8>(a, x - kv_ctas);
+    quantQRows<T, D, kKFp8, kOutl>(a, x - kv_ctas);
   }
 }
 
-template <typename T, int D>
+template <typename T, int D, bool kOutl>
 void launchPrep(const QuantArgs& a, QuantMode mode, bool keyless_seqs, cudaStream_t stream) {
   const int blocks = a.total_kp / kBlockN;
   const unsigned stats_ctas = static_cast<unsigned>(blocks + (keyless_seqs ? a.batch : 0));
-  statsKernel<T, D><<<dim3(stats_ctas, a.heads_kv), kThreads, 0, stream>>>(a);
+  statsKernel<T, D, kOutl><<<dim3(stats_ctas, a.heads_kv), kThreads, 0, stream>>>(a);
   ATTN_CUDA_CHECK_LAUNCH();
   constexpr int kQRowsPerCta = kWarps * kQRows;
   const int64_t q_rows = static_cast<int64_t>(a.total_q) * a.heads_q;
   const int64_t q_ctas = (q_rows + kQRowsPerCta - 1) / kQRowsPerCta;
   const auto grid = static_cast<unsigned>(static_cast<int64_t>(blocks) * a.heads_kv + q_ctas);
   if (mode == QuantMode::Fp8) {
-    quantizeKernel<T, D, true, true><<<grid, kThreads, 0, stream>>>(a);
+    quantizeKernel<T, D, true, true, kOutl><<<grid, kThreads, 0, stream>>>(a);
   } else if (mode == QuantMode::Int8Fp8) {
-    quantizeKernel<T, D, true, false><<<grid, kThreads, 0, stream>>>(a);
+    quantizeKernel<T, D, true, false, kOutl><<<grid, kThreads, 0, stream>>>(a);
   } else {
-    quantizeKernel<T, D, false, false><<<grid, kThreads, 0, stream>>>(a);
+    quantizeKernel<T, D, false, false, kOutl><<<grid, kThreads, 0, stream>>>(a);
   }
   ATTN_CUDA_CHECK_LAUNCH();
 }
@@ -451,9 +580,9 @@ void launchPrep(const QuantArgs& a, QuantMode mode, bool keyless_seqs, cudaStrea
 template <typename T>
 void launchPrepForType(const QuantArgs& a, QuantMode mode, bool keyless_seqs, cudaStream_t stream) {
   if (a.head_dim == 64) {
-    launchPrep<T, 64>(a, mode, keyless_seqs, stream);
+    a.outliers ? launchPrep<T, 64, true>(a, mode, keyless_seqs, stream) : launchPrep<T, 64, false>(a, mode, keyless_seqs, stream);
   } else {
-    launchPrep<T, 128>(a, mode, keyless_seqs, stream);
+    a.outliers ? launchPrep<T, 128, true>(a, mode, keyless_seqs, stream) : launchPrep<T, 128, false>(a, mode, keyless_seqs, stream);
   }
 }
 
