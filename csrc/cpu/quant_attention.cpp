@@ -87,7 +87,8 @@ void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, bool qk_fp8, Quant
   }
   // Outlier channels: rank by variance (NaN last, ties to the lower channel), the first few.
   out->is_outl.assign(D, 0);
-  for (int c = 0; c < D; ++c) out->is_outl[c] = outlierRank(var.data(), D, c) < n_outl ? 1 : 0;
+  if (n_outl > 0)
+    for (int c = 0; c < D; ++c) out->is_outl[c] = outlierRank(var.data(), D, c) < n_outl ? 1 : 0;
   out->outl.clear();
   for (int c = 0; c < D; ++c)
     if (out->is_outl[c]) out->outl.push_back(c);
