@@ -14,7 +14,8 @@
 //   x = float(S) * q_scale * k_scale * scale * log2(e), with kOutl plus the outlier channels' f16 dot
 //   (csrc/common/quant.h; mma.sync m16n8k16 per warp, Q in registers, the block's K rows read from
 //   L2 while its S is on the tensor cores) * qo_scale * ko_scale * scale * log2(e);
-//   masks and online softmax of fwd_common.cuh;
+//   masks of fwd_common.cuh and an online softmax that takes the multiplier and the e4m3 P scale
+//   inside its exp2 FMA (quantSoftmaxStep: three instructions fewer per score, docs/perf.md run 42);
 //   P V: 8-bit P (e4m3(P * 448), packed straight from the S registers: the m64nNk32 A fragment of a
 //     warp is the mma.m16n8k32 one, which quant_prep.cu's key permutation of V^T matches) times V^T
 //     K-major (8-bit operands are K-major only: that is why V is stored transposed) into a zeroed f32
@@ -88,10 +89,60 @@ struct QuantSm90Args {
   CUtensorMap v;  // vt: {total_kp, D, heads_kv} e4m3 / f16, box {64, D}
 };
 
-// int32 -> float, exact for |x| < 2^22 (|Q8 . K8| <= 127 * 127 * 128 < 2^21) on the integer and FMA
-// pipes instead of the quarter-rate conversion unit: 1.5 * 2^23 + x is exactly representable.
-__device__ __forceinline__ float smallIntToFloat(int32_t x) {
-  return __int_as_float(x + 0x4B400000) - 12582912.0f;
+// int32 -> float, exact for |x| < 2^22 (|Q8 . K8| <= 127 * 127 * 128 < 2^21) on the integer pipe
+// instead of the quarter-rate conversion unit: the float 1.5 * 2^23 + x is exactly representable,
+// its bits are those of 1.5 * 2^23 plus x. The score path keeps that offset value (kIntScoreZero
+// is subtracted inside the exp2's FMA, quantSoftmaxStep); smallIntToFloat removes it.
+constexpr float kIntScoreZero = 12582912.0f;  // 1.5 * 2^23
+__device__ __forceinline__ float offsetIntToFloat(int32_t x) { return __int_as_float(x + 0x4B400000); }
+__device__ __forceinline__ float smallIntToFloat(int32_t x) { return offsetIntToFloat(x) - kIntScoreZero; }
+
+// A block's score multiplier (q_scale * k_scale * scale * log2(e)) is at least this, so that a
+// masked score (-inf) times it stays -inf: a zero row or key block has scale 0 and scores 0, which
+// any positive multiplier keeps at (about) 0.
+constexpr float kMinScoreMult = 1e-30f;
+
+// Online softmax step on raw block scores: score = (raw - zero) * mult[hh] in log2 units with
+// mult > 0 (zero = kIntScoreZero when kIntRaw, the int8 S offset by the conversion, else 0), so the
+// multiply rides in the exp2's FMA and the probabilities come out times 2^p_log2 (e4m3 P scale)
+// for free. row_max is kept in score units, across blocks of different multipliers. Otherwise as
+// flash::softmaxStep (a row with no visible key yet subtracts 0).
+// kIntRaw subtracts the block's raw max first (exact: integers on one offset) so that the FMA's
+// addend is a difference of scores: folding zero * mult into it would round it to ulp(zero * mult),
+// a shift common to the block's probabilities that moves their e4m3 rounding (measured: 2.5e-3
+// relative L2 from the CPU emulation on heavy-tailed inputs, against 2e-3 allowed).
+template <int kNT, bool kIntRaw>
+__device__ __forceinline__ void quantSoftmaxStep(float (&s)[1][kNT][4], const float (&mult)[2], float p_log2,
+                                                 float (&row_max)[1][2], float (&row_sum)[1][2], float (&corr)[1][2]) {
+  constexpr float zero = kIntRaw ? kIntScoreZero : 0.0f;
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    float part[kNT];
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) part[nt] = fmaxf(s[0][nt][2 * hh], s[0][nt][2 * hh + 1]);
+    float mx = flash::treeReduce(part, flash::maxOp);
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const bool none = mx == -INFINITY;  // every key of the block masked for this row
+    const float m_blk = (mx - zero) * mult[hh];  // -inf stays -inf
+    const float m_new = fmaxf(row_max[0][hh], m_blk);
+    const float m_sub = m_new == -INFINITY ? 0.0f : m_new;
+    corr[0][hh] = exp2Approx(row_max[0][hh] - m_sub);
+    row_max[0][hh] = m_new;
+    // exp2 argument: kIntRaw (raw - mx) * mult + (m_blk - m_sub + p_log2), else raw * mult + (p_log2 - m_sub).
+    const float ref = kIntRaw && !none ? mx : 0.0f;
+    const float add = (kIntRaw && !none ? m_blk - m_sub : -m_sub) + p_log2;
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float x = kIntRaw ? s[0][nt][2 * hh + e] - ref : s[0][nt][2 * hh + e];
+        s[0][nt][2 * hh + e] = exp2Approx(fmaf(x, mult[hh], add));
+      }
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) part[nt] = s[0][nt][2 * hh] + s[0][nt][2 * hh + 1];
+    row_sum[0][hh] = fmaf(row_sum[0][hh], corr[0][hh], flash::treeReduce(part, flash::addOp));
+  }
 }
 
 template <typename T>
@@ -106,7 +157,14 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
   constexpr int kDT = T::kDT;
   constexpr bool kQkFp8 = T::kQkFp8;
   constexpr bool kPvFp8 = T::kPvFp8;
-  constexpr float kPScale = kPvFp8 ? kQuantPScaleFp8 : 1.0f;
+  // P comes out of the softmax times kQuantPScaleFp8 (e4m3) or 1 (f16), and so does the row sum.
+  constexpr float kPLog2 = kPvFp8 ? 8.8073549220576041f : 0.0f;  // log2(448)
+  static_assert(!kPvFp8 || kQuantPScaleFp8 == 448.0f, "kPLog2 is log2(kQuantPScaleFp8)");
+  // The block multiplier rides in the softmax's exp2 FMA (quantSoftmaxStep) except with the outlier
+  // channels, whose f16 dot has a multiplier of its own, and for d64 int8-fp8, which ptxas schedules
+  // 9% slower that way (docs/perf.md run 41): there the scores are scaled first.
+  constexpr bool kPreScale = T::kOutl || (D == 64 && T::kMode == QuantMode::Int8Fp8);
+  constexpr bool kIntRaw = !kQkFp8 && !kPreScale;  // scores stay int8 S offset by kIntScoreZero
   const quant::QuantArgs& p = args.p;
 
   extern __shared__ __align__(1024) unsigned char smem[];
@@ -278,13 +336,16 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
       __syncwarp();
       if (lane == 0) mbarArrive(bar);
     };
-    // S of block n_block (in s_acc) -> scores in log2 units -> probabilities; corr gets the factor
-    // the output accumulated so far must be scaled by.
+    // S of block n_block (in s_acc) -> probabilities times the P scale; corr gets the factor the
+    // output accumulated so far must be scaled by. Raw scores (int8: offset by kIntScoreZero) or,
+    // with kPreScale, scores in log2 units.
     const auto scoresToP = [&](int n_block) {
       const float kscale = __ldg(k_scale + n_block);
+      float mult[2];
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const float bm = row_mult[hh] * kscale;
+        mult[hh] = kPreScale ? 1.0f : fmaxf(bm, kMinScoreMult);
 #pragma unroll
         for (int nt = 0; nt < kNT; ++nt)
 #pragma unroll
@@ -292,11 +353,11 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
             const SAcc x = s_acc[4 * nt + 2 * hh + e];
             float xf;
             if constexpr (kQkFp8) {
-              xf = x;
+              xf = kPreScale ? x * bm : x;
             } else {
-              xf = smallIntToFloat(x);
+              xf = kPreScale ? smallIntToFloat(x) * bm : offsetIntToFloat(x);
             }
-            sc[0][nt][2 * hh + e] = xf * bm;
+            sc[0][nt][2 * hh + e] = xf;
           }
       }
 #pragma unroll
@@ -308,7 +369,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
       }
       if (n_block >= kb.mask_right_from || n_block < kb.mask_left_below)
         maskScores<1, kNT>(sc, p, row_diag, n_block * kBlockN, t, len_k);
-      softmaxStep<1, kNT>(sc, row_max, row_sum, corr, 1.0f);
+      quantSoftmaxStep<kNT, kIntRaw>(sc, mult, kPLog2, row_max, row_sum, corr);
     };
     const auto packAll = [&]() {
       if constexpr (kPvFp8) {
@@ -319,10 +380,10 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
           const float(&s1)[4] = sc[0][4 * kk + 1];
           const float(&s2)[4] = sc[0][4 * kk + 2];
           const float(&s3)[4] = sc[0][4 * kk + 3];
-          pa[kk][0] = quant::packE4m3x4(s0[0] * kPScale, s0[1] * kPScale, s1[0] * kPScale, s1[1] * kPScale);
-          pa[kk][1] = quant::packE4m3x4(s0[2] * kPScale, s0[3] * kPScale, s1[2] * kPScale, s1[3] * kPScale);
-          pa[kk][2] = quant::packE4m3x4(s2[0] * kPScale, s2[1] * kPScale, s3[0] * kPScale, s3[1] * kPScale);
-          pa[kk][3] = quant::packE4m3x4(s2[2] * kPScale, s2[3] * kPScale, s3[2] * kPScale, s3[3] * kPScale);
+          pa[kk][0] = quant::packE4m3x4(s0[0], s0[1], s1[0], s1[1]);
+          pa[kk][1] = quant::packE4m3x4(s0[2], s0[3], s1[2], s1[3]);
+          pa[kk][2] = quant::packE4m3x4(s2[0], s2[1], s3[0], s3[1]);
+          pa[kk][3] = quant::packE4m3x4(s2[2], s2[3], s3[2], s3[3]);
         }
       } else {
 #pragma unroll
@@ -391,7 +452,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
       afterPV();
     }
 
-    // Epilogue: o = acc * v_scale[c] / (P scale * rowsum); lse (natural log) + scale * q . mean_k.
+    // Epilogue: o = acc * v_scale[c] / rowsum (both carry the P scale); lse (natural log) + scale * q . mean_k.
     // O is staged through this warpgroup's rows of the output tile (128-byte rows per 64 columns,
     // swizzled as the bf16 kernel's) so the global stores are 16-byte rows.
     const bool out_bf16 = p.in_bf16 != 0;
@@ -407,11 +468,11 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
       sum += __shfl_xor_sync(0xffffffffu, sum, 1);
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
       const bool empty = !(sum > 0.0f);
-      const float inv = empty ? 0.0f : 1.0f / (sum * kPScale);
+      const float inv = empty ? 0.0f : 1.0f / sum;
       const int r = row0 + g + 8 * hh;
       if (lse_row0 != nullptr && t == 0 && m0 + r < len_q) {
         const float qm = p.q_mean[static_cast<int64_t>(h) * p.total_q + q0 + m0 + r];
-        lse_row0[r] = empty ? -INFINITY : (row_max[0][hh] + __log2f(sum)) * kLn2 + qm;
+        lse_row0[r] = empty ? -INFINITY : (row_max[0][hh] + (__log2f(sum) - kPLog2)) * kLn2 + qm;
       }
 #pragma unroll
       for (int dt = 0; dt < kDT; ++dt) {
