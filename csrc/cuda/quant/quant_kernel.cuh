@@ -134,16 +134,14 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       const int r = m0 + warp_row0 + mt * 16 + g + 8 * hh;
+      const int64_t qrow = static_cast<int64_t>(h) * p.total_q + q0 + r;
+      const bool valid = r < len_q;
+      row_mult[mt][hh] = valid ? p.q_scale[qrow] * p.mult : 0.0f;
       if constexpr (kOutl) {
-        const int64_t qrow = static_cast<int64_t>(h) * p.total_q + q0 + r;
-        const bool valid = r < len_q;
-        row_mult[mt][hh] = valid ? p.q_scale[qrow] * p.mult : 0.0f;
         out_mult[mt][hh] = valid ? __ldg(p.qo_scale + qrow) * ko_scale * p.mult : 0.0f;
         const uint32_t* qo = reinterpret_cast<const uint32_t*>(p.qo + qrow * kQuantOutliers);
         qoa[mt][hh] = valid ? __ldg(qo + t) : 0u;
         qoa[mt][2 + hh] = valid ? __ldg(qo + 4 + t) : 0u;
-      } else {
-        row_mult[mt][hh] = r < len_q ? p.q_scale[static_cast<int64_t>(h) * p.total_q + q0 + r] * p.mult : 0.0f;
       }
     }
 

@@ -308,14 +308,15 @@ __device__ __forceinline__ int fp8KeySlot(int jj) {
   return (jj & ~15) + slot;
 }
 
-// For each of the 8 channels c0 .. c0 + 7: its place in the (sequence, kv head)'s outlier list,
-// or -1.
-__device__ __forceinline__ void outlierSlots(const int32_t* outl, int c0, int (&slot)[8]) {
+// For each of the N channels c0 .. c0 + N - 1: its place in the (sequence, kv head)'s outlier
+// list, or -1.
+template <int N>
+__device__ __forceinline__ void outlierSlots(const int32_t* outl, int c0, int (&slot)[N]) {
   int list[kQuantOutliers];
 #pragma unroll
   for (int i = 0; i < kQuantOutliers; ++i) list[i] = __ldg(outl + i);
 #pragma unroll
-  for (int e = 0; e < 8; ++e) {
+  for (int e = 0; e < N; ++e) {
     slot[e] = -1;
 #pragma unroll
     for (int i = 0; i < kQuantOutliers; ++i) slot[e] = list[i] == c0 + e ? i : slot[e];
@@ -400,23 +401,14 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
     float x[8];
     smoothedK(i, x);
     uint32_t w[2] = {0u, 0u};
-    if constexpr (kOutl) {
-      const int jj = jj0 + i * C::kRowStep;
-      const int64_t krow = static_cast<int64_t>(hk) * a.total_kp + key0 + jj;
+    const int jj = jj0 + i * C::kRowStep;
+    const int64_t krow = static_cast<int64_t>(hk) * a.total_kp + key0 + jj;
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        if (slot[e] >= 0) a.ko[krow * kQuantOutliers + slot[e]] = f16Bits(__fmul_rn(x[e], ko_pow2));
-        w[e >> 2] |= quantCode<kKFp8>(slot[e] >= 0 ? 0.0f : x[e], inv) << (8 * (e & 3));
-      }
-      int8_t* dst = a.k8 + krow * D + cc * 8;
-      *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) w[e >> 2] |= quantCode<kKFp8>(x[e], inv) << (8 * (e & 3));
-      const int jj = jj0 + i * C::kRowStep;
-      int8_t* dst = a.k8 + (static_cast<int64_t>(hk) * a.total_kp + key0 + jj) * D + cc * 8;
-      *reinterpret_cast<uint2*>(dst) = make_uint2(w[0], w[1]);
+    for (int e = 0; e < 8; ++e) {  // slot[e] is a constant -1 without kOutl
+      if (slot[e] >= 0) a.ko[krow * kQuantOutliers + slot[e]] = f16Bits(__fmul_rn(x[e], ko_pow2));
+      w[e >> 2] |= quantCode<kKFp8>(slot[e] >= 0 ? 0.0f : x[e], inv) << (8 * (e & 3));
     }
+    *reinterpret_cast<uint2*>(a.k8 + krow * D + cc * 8) = make_uint2(w[0], w[1]);
   }
 
   // V: channel scale, fp8 / f16, transposed through shared memory (padding keys load as zeros).
@@ -493,16 +485,11 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
     if (row0 + r >= rows) break;  // uniform per warp
     // This lane's outlier channels (their place in the Qo row, else -1).
     int slot[kPer];
-#pragma unroll
-    for (int e = 0; e < kPer; ++e) slot[e] = -1;
     if constexpr (kOutl) {
-      const int32_t* outl = a.outl + (mo / D) * kQuantOutliers;
+      outlierSlots(a.outl + (mo / D) * kQuantOutliers, lane * kPer, slot);
+    } else {
 #pragma unroll
-      for (int i = 0; i < kQuantOutliers; ++i) {
-        const int c = __ldg(outl + i);
-#pragma unroll
-        for (int e = 0; e < kPer; ++e) slot[e] = c == lane * kPer + e ? i : slot[e];
-      }
+      for (int e = 0; e < kPer; ++e) slot[e] = -1;
     }
     float amax = 0.0f, amax_out = 0.0f, dot = 0.0f;
 #pragma unroll
