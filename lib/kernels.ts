@@ -39,11 +39,21 @@ export function availableFamilies(device: Device): KernelFamily[] {
   return KERNEL_FAMILIES.filter((f) => f.backend === 'cuda' && dev !== undefined && dev.sm >= (f.minSm ?? 0));
 }
 
+// selectKernel's answers: the table and the devices do not change while the process runs, and a
+// decode step asks the same question every call.
+const selected = new Map<string, KernelFamily>();
+
 /** Finds the kernel for an op call or throws a RangeError listing what the device supports. @internal */
 export function selectKernel(op: KernelFamily['op'], device: Device, dtype: DType, headDim: number): KernelFamily {
+  const key = `${op}|${device}|${dtype}|${headDim}`;
+  const known = selected.get(key);
+  if (known) return known;
   const families = availableFamilies(device).filter((f) => f.op === op);
   const match = families.find((f) => f.dtypes.includes(dtype) && (f.headDims === 'any' || f.headDims.includes(headDim)));
-  if (match) return match;
+  if (match) {
+    selected.set(key, match);
+    return match;
+  }
   const offer = families.map((f) => `${f.dtypes.join('/')} with head dim ${f.headDims === 'any' ? 'any' : f.headDims.join('/')}`).join('; ');
   throw new RangeError(`${op} on ${device} has no kernel for dtype ${dtype} and head dim ${headDim} (supported: ${offer || 'none'})`);
 }

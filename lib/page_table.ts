@@ -118,7 +118,11 @@ export class PageTable {
     this.checkLive();
     const ids = typeof seq === 'number' ? [seq] : Array.isArray(seq) ? (seq as unknown[]) : undefined;
     if (ids === undefined || ids.length === 0) throw new TypeError(`seq must be a sequence id or a non-empty array of ids, got ${describe(seq)}`);
-    const states = ids.map((id, i) => this.state(id, typeof seq === 'number' ? 'seq' : `seq[${i}]`));
+    const states = new Array<SequenceState>(ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      // state() only for the error (its message names the entry): this runs per layer per step.
+      states[i] = this.seqs.get(ids[i] as number) ?? this.state(ids[i], typeof seq === 'number' ? 'seq' : `seq[${i}]`);
+    }
     if (new Set(ids).size !== ids.length) throw new RangeError('seq lists a sequence twice');
     return states;
   }
@@ -132,23 +136,25 @@ export class PageTable {
   planAppend(states: SequenceState[], layer: number, counts: number[]): AppendPlan {
     const ps = this.pageSize;
     let needed = 0;
-    states.forEach((s, i) => {
+    for (let i = 0; i < states.length; i++) {
+      const s = states[i];
       const start = s.lengths[layer];
       const end = start + counts[i];
       if (end > this.maxPagesPerSequence * ps)
         throw new RangeError(`sequence ${this.idOf(s)} would hold ${end} tokens, more than options.maxSequenceLength (${this.maxPagesPerSequence * ps})`);
-      if (counts[i] === 0) return;
+      if (counts[i] === 0) continue;
       const last = Math.ceil(end / ps);
       needed += Math.max(0, last - s.pages.length);
       for (let p = Math.floor(start / ps); p < Math.min(last, s.pages.length); p++) if (this.refCount[s.pages[p]] > 1) needed++;
-    });
+    }
     if (needed > this.freePages.length)
       throw new RangeError(`${this.owner} is out of pages: this append needs ${needed}, ${this.freePages.length} of ${this.capacityPages} are free`);
 
     const copySrc: number[] = [];
     const copyDst: number[] = [];
-    states.forEach((s, i) => {
-      if (counts[i] === 0) return;
+    for (let i = 0; i < states.length; i++) {
+      const s = states[i];
+      if (counts[i] === 0) continue;
       const start = s.lengths[layer];
       const last = Math.ceil((start + counts[i]) / ps);
       let lo = Infinity;
@@ -170,21 +176,21 @@ export class PageTable {
         hi = Math.max(hi, p);
       }
       if (hi >= 0) this.writeTableRow(s, lo, hi + 1);
-    });
+    }
     const cuNew = new Int32Array(states.length + 1);
-    for (let i = 0; i < states.length; i++) cuNew[i + 1] = cuNew[i] + counts[i];
-    return {
-      states, counts, cuNew,
-      rows: Int32Array.from(states, (s) => s.row),
-      startPos: Int32Array.from(states, (s) => s.lengths[layer]),
-      copySrc: Int32Array.from(copySrc),
-      copyDst: Int32Array.from(copyDst),
-    };
+    const rows = new Int32Array(states.length);
+    const startPos = new Int32Array(states.length);
+    for (let i = 0; i < states.length; i++) {
+      cuNew[i + 1] = cuNew[i] + counts[i];
+      rows[i] = states[i].row;
+      startPos[i] = states[i].lengths[layer];
+    }
+    return { states, counts, cuNew, rows, startPos, copySrc: Int32Array.from(copySrc), copyDst: Int32Array.from(copyDst) };
   }
 
   /** Records the tokens of a planned append as written. */
   commit(plan: AppendPlan, layer: number): void {
-    plan.states.forEach((s, i) => (s.lengths[layer] += plan.counts[i]));
+    for (let i = 0; i < plan.states.length; i++) plan.states[i].lengths[layer] += plan.counts[i];
   }
 
   /** Pages in use, pages referenced more than once, and tokens summed over sequences. */
@@ -208,8 +214,14 @@ export class PageTable {
 
   batchInfo(ids: readonly number[], layer: number, name: string): { rows: Int32Array; seqLens: Int32Array } {
     this.checkLive();
-    const states = ids.map((id, i) => this.state(id, `${name}[${i}]`));
-    return { rows: Int32Array.from(states, (s) => s.row), seqLens: Int32Array.from(states, (s) => s.lengths[layer]) };
+    const rows = new Int32Array(ids.length), seqLens = new Int32Array(ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      // state() only for the error (its message names the entry): a decode step calls this per layer.
+      const s = this.seqs.get(ids[i]) ?? this.state(ids[i], `${name}[${i}]`);
+      rows[i] = s.row;
+      seqLens[i] = s.lengths[layer];
+    }
+    return { rows, seqLens };
   }
 
   dispose(): void {

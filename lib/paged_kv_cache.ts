@@ -196,7 +196,8 @@ export class PagedKVCache extends PagedSequences implements Disposable {
       n = [k.shape[0]];
     } else {
       if (!Array.isArray(counts) || counts.length !== states.length) throw new RangeError(`counts must have one entry per sequence (${states.length})`);
-      n = counts.map((c, i) => checkInteger(c, `counts[${i}]`));
+      // The name is built only for the error: this runs per layer per decode step.
+      n = counts.map((c, i) => (Number.isSafeInteger(c) && c >= 0 ? c : checkInteger(c, `counts[${i}]`)));
       const total = n.reduce((a, b) => a + b, 0);
       if (total !== k.shape[0]) throw new RangeError(`counts sum to ${total} but k has ${k.shape[0]} tokens`);
     }
