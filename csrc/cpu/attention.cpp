@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "dot.h"
 #include "element_io.h"
 #include "parallel.h"
 #include "score_rules.h"
@@ -88,10 +89,8 @@ void attentionForward(const AttnParams& p) {
       auto visit = [&](int64_t j0, int64_t j1) {
         for (int64_t j = j0; j < j1; ++j) {
           const float* kj = kh + j * D;
-          float dot = 0.0f;
-          for (int c = 0; c < D; ++c) dot += q[c] * kj[c];
           float pw;
-          float corr = sm.add(rules.score(dot, slope, i, offset, j), &pw);
+          float corr = sm.add(rules.score(dotF32(q.data(), kj, D), slope, i, offset, j), &pw);
           const float* vj = vh + j * D;
           if (corr != 1.0f)
             for (int c = 0; c < D; ++c) acc[c] = acc[c] * corr + pw * vj[c];

@@ -12,6 +12,7 @@
 
 #include "../common/error.h"
 #include "../common/half.h"
+#include "dot.h"
 #include "element_io.h"
 #include "parallel.h"
 #include "query_sequences.h"
@@ -138,9 +139,7 @@ void mlaAttention(const MlaAttnParams& p) {
         float mx = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j < hi; ++j) {
           loadCacheRow(p.cache, rowIndex(p.cache, bt, j), kv.data());
-          float dot = 0.0f;
-          for (int c = 0; c < kMlaRow; ++c) dot += q[c] * kv[c];
-          float s = dot * p.scale;
+          float s = dotF32(q.data(), kv.data(), kMlaRow) * p.scale;
           if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
           scores[static_cast<size_t>(j)] = s;
           mx = std::max(mx, s);

@@ -20,6 +20,8 @@
 #include "../common/error.h"
 #include "../common/half.h"
 #include "../common/quant.h"
+#include "dot.h"
+#include "element_io.h"
 #include "parallel.h"
 #include "query_sequences.h"
 
@@ -184,7 +186,7 @@ void pagedAttention(const PagedAttnParams& p) {
 
   const int64_t items = static_cast<int64_t>(p.total_q) * p.heads_q;
   parallelFor(items, 4, [&](int64_t begin, int64_t end) {
-    std::vector<float> q(static_cast<size_t>(D)), acc(static_cast<size_t>(D)), scores;
+    std::vector<float> q(static_cast<size_t>(D)), acc(static_cast<size_t>(D)), row_buf(static_cast<size_t>(D)), scores;
     std::vector<std::pair<int64_t, int64_t>> ranges;  // visible keys: ascending half-open ranges
     for (int64_t item = begin; item < end; ++item) {
       const int row = static_cast<int>(item / p.heads_q);
@@ -224,6 +226,15 @@ void pagedAttention(const PagedAttnParams& p) {
         const float scale = p.v_scales[page * p.scale_page_stride + kvh * p.scale_head_stride + j % p.page_size];
         return loadQuant(p.cache_dtype, p.v_pages, base + c) * scale * p.v_chan[kvh * D + c];
       };
+      // Key or value j as floats in row_buf: a whole-row load for 16/32-bit caches (the type switch
+      // out of the element loop), element by element through keyAt / valueAt for 8-bit ones.
+      auto rowOf = [&](const void* pages, const auto& elemAt, int64_t j, int64_t base) {
+        if (!quant) {
+          loadRow(pages, base, p.dtype, D, row_buf.data());
+        } else {
+          for (int c = 0; c < D; ++c) row_buf[c] = elemAt(j, base, c);
+        }
+      };
 
       // With a block mask: the listed key blocks of this row's query block (its rows counted from
       // the sequence's first query), within [lo, hi). Keys below `next` were taken, so even an
@@ -255,9 +266,8 @@ void pagedAttention(const PagedAttnParams& p) {
         for (const auto& [j0, j1] : ranges)
           for (int64_t j = j0; j < j1; ++j) {
             const int64_t base = kvIndex(j);
-            float s = 0.0f;
-            for (int c = 0; c < D; ++c) s += q[c] * keyAt(j, base, c);
-            s *= p.scale;
+            rowOf(p.k_pages, keyAt, j, base);
+            float s = dotF32(q.data(), row_buf.data(), D) * p.scale;
             if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
             if (p.alibi_slopes) s -= slope * static_cast<float>(std::llabs(pos - j));
             scores.push_back(s);
@@ -269,8 +279,8 @@ void pagedAttention(const PagedAttnParams& p) {
           for (int64_t j = j0; j < j1; ++j) {
             const float w = std::exp(scores[n++] - mx);
             sum += w;
-            const int64_t base = kvIndex(j);
-            for (int c = 0; c < D; ++c) acc[c] += w * valueAt(j, base, c);
+            rowOf(p.v_pages, valueAt, j, kvIndex(j));
+            for (int c = 0; c < D; ++c) acc[c] += w * row_buf[c];
           }
         for (int c = 0; c < D; ++c) acc[c] /= sum;
         lse = mx + std::log(sum);
