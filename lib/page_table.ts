@@ -119,10 +119,7 @@ export class PageTable {
     const ids = typeof seq === 'number' ? [seq] : Array.isArray(seq) ? (seq as unknown[]) : undefined;
     if (ids === undefined || ids.length === 0) throw new TypeError(`seq must be a sequence id or a non-empty array of ids, got ${describe(seq)}`);
     const states = new Array<SequenceState>(ids.length);
-    for (let i = 0; i < ids.length; i++) {
-      // state() only for the error (its message names the entry): this runs per layer per step.
-      states[i] = this.seqs.get(ids[i] as number) ?? this.state(ids[i], typeof seq === 'number' ? 'seq' : `seq[${i}]`);
-    }
+    for (let i = 0; i < ids.length; i++) states[i] = this.entryState(ids[i], 'seq', typeof seq === 'number' ? -1 : i);
     if (new Set(ids).size !== ids.length) throw new RangeError('seq lists a sequence twice');
     return states;
   }
@@ -216,8 +213,7 @@ export class PageTable {
     this.checkLive();
     const rows = new Int32Array(ids.length), seqLens = new Int32Array(ids.length);
     for (let i = 0; i < ids.length; i++) {
-      // state() only for the error (its message names the entry): a decode step calls this per layer.
-      const s = this.seqs.get(ids[i]) ?? this.state(ids[i], `${name}[${i}]`);
+      const s = this.entryState(ids[i], name, i);
       rows[i] = s.row;
       seqLens[i] = s.lengths[layer];
     }
@@ -236,6 +232,12 @@ export class PageTable {
   private idOf(s: SequenceState): number {
     for (const [id, t] of this.seqs) if (t === s) return id;
     return -1;
+  }
+
+  // state() of entry i of a list argument, its name (`name[i]`, or `name` when i < 0) built only
+  // for the error: decode steps look their sequences up per layer.
+  private entryState(seq: unknown, name: string, i: number): SequenceState {
+    return this.seqs.get(seq as number) ?? this.state(seq, i < 0 ? name : `${name}[${i}]`);
   }
 
   private state(seq: unknown, name: string): SequenceState {
