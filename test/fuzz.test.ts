@@ -4,7 +4,7 @@
  * throws a TypeError/RangeError; the process never dies.
  */
 import fc from 'fast-check';
-import { attention, memory, PagedKVCache, pagedAttention, synchronize, Tensor } from '../lib';
+import { attention, BlockSparseMask, memory, mlaDecode, PagedKVCache, PagedLatentCache, pagedAttention, synchronize, Tensor } from '../lib';
 import { referenceAttention, relL2 } from './helpers/reference';
 
 const NAMED = new Set(['TypeError', 'RangeError']);
@@ -54,6 +54,11 @@ const hostile: fc.Arbitrary<unknown> = fc.oneof(
   fc.string({ maxLength: 6 }),
   fc.array(fc.integer({ min: -2, max: 9 }), { maxLength: 5 }),
   fc.dictionary(fc.constantFrom('causal', 'window', 'softcap', 'scale', 'alibiSlopes', 'out', 'dtype', 'device', 'cuSeqlensQ', 'pageSize', 'layers', 'kvHeads', 'headDim', 'capacityPages'), fc.oneof(fc.integer({ min: -3, max: 9 }), fc.boolean(), fc.array(fc.integer({ min: -1, max: 9 }), { maxLength: 3 }))),
+  // The less common options, with values that are almost right.
+  fc.dictionary(
+    fc.constantFrom('quantized', 'quantOutliers', 'returnLse', 'cuSeqlensK', 'blockMask', 'topK', 'queryCounts', 'numSplits', 'lse', 'batch', 'heads', 'rowsQ', 'rowsK', 'sinks', 'window', 'decay', 'seqLen', 'pageSummaries', 'computeDtype'),
+    fc.oneof(fc.constantFrom('int8', 'int8-fp8', 'fp8', 'int4', 'bf16', 'fp8e4m3', { pages: 2 }, { tokens: -1 }, { pages: 1.5 }), fc.integer({ min: -3, max: 300 }), fc.boolean(), fc.array(fc.integer({ min: -1, max: 9 }), { maxLength: 3 })),
+  ),
 );
 
 describe('hostile arguments', () => {
@@ -61,6 +66,10 @@ describe('hostile arguments', () => {
   const seq = cache.addSequence();
   cache.append(seq, 0, Tensor.randn([3, 2, 4]), Tensor.randn([3, 2, 4]));
   const good = Tensor.randn([1, 3, 2, 4]);
+  const latent = new PagedLatentCache({ layers: 1, pageSize: 2, capacityPages: 8 });
+  const lseq = latent.addSequence();
+  latent.append(lseq, 0, Tensor.randn([3, 512]), Tensor.randn([3, 64]));
+  const mlaQ = Tensor.randn([1, 2, 576]);
   type Target = [string, (a: unknown[]) => unknown];
   const targets: Target[] = [
     ['Tensor.fromArray', (a) => Tensor.fromArray(a[0] as never, a[1] as never, a[2] as never)],
@@ -82,6 +91,15 @@ describe('hostile arguments', () => {
     ['cache.length', (a) => cache.length(a[0] as never, a[1] as never)],
     ['pagedAttention', (a) => pagedAttention(a[0] as never, cache, a[1] as never, a[2] as never, a[3] as never)],
     ['pagedAttention (any cache)', (a) => pagedAttention(a[0] as never, a[1] as never, 0, [seq])],
+    ['attention (valid q/k/v, any options)', (a) => attention(good, good, good, a[0] as never)],
+    ['PagedLatentCache', (a) => new PagedLatentCache(a[0] as never).dispose()],
+    ['latent.append', (a) => latent.append(a[0] as never, a[1] as never, a[2] as never, a[3] as never, a[4] as never)],
+    ['mlaDecode', (a) => mlaDecode(a[0] as never, latent, a[1] as never, a[2] as never, a[3] as never)],
+    ['mlaDecode (valid q)', (a) => mlaDecode(mlaQ, latent, 0, [lseq], a[0] as never)],
+    ['BlockSparseMask.fromDense', (a) => BlockSparseMask.fromDense(a[0] as never, a[1] as never, a[2] as never).dispose()],
+    ['BlockSparseMask.fromCsr', (a) => BlockSparseMask.fromCsr(a[0] as never, a[1] as never, a[2] as never, a[3] as never).dispose()],
+    ['BlockSparseMask.slidingWindowWithSinks', (a) => BlockSparseMask.slidingWindowWithSinks(a[0] as never).dispose()],
+    ['BlockSparseMask.radial', (a) => BlockSparseMask.radial(a[0] as never).dispose()],
     ['memory.stats', (a) => memory.stats(a[0] as never)],
     ['synchronize', (a) => synchronize(a[0] as never)],
   ];
@@ -93,8 +111,9 @@ describe('hostile arguments', () => {
       }),
       { numRuns: 150 },
     );
-    // The cache is still consistent and usable after all of it.
+    // The caches are still consistent and usable after all of it.
     expect(cache.length(seq)).toBeGreaterThanOrEqual(3);
+    expect(latent.length(lseq)).toBeGreaterThanOrEqual(3);
     await synchronize('cpu');
   }, 60_000);
 });
