@@ -184,27 +184,36 @@ void pagedAttention(const PagedAttnParams& p) {
 
   const std::vector<int> row_seq = querySequences(p.cu_seqlens_q, p.batch, p.total_q, "pagedAttention");
 
-  const int64_t items = static_cast<int64_t>(p.total_q) * p.heads_q;
-  parallelFor(items, 4, [&](int64_t begin, int64_t end) {
-    std::vector<float> q(static_cast<size_t>(D)), acc(static_cast<size_t>(D)), row_buf(static_cast<size_t>(D)), scores;
+  // One work item per (query row, kv head, share of its group's query heads): the heads of a share
+  // reuse each K and V row load and its conversion. Shares are as large as keeps every thread busy
+  // (a batch-1 decode has few rows); with a block mask the heads' key lists differ, so each head
+  // goes alone.
+  const int64_t pairs = static_cast<int64_t>(p.total_q) * p.heads_kv;
+  int shares = 1;
+  while (shares < group && pairs * shares < 2LL * threadCount()) shares *= 2;
+  while (group % shares != 0) --shares;  // a divisor of the group (the loop above may pass one)
+  const int per_share = group / shares;
+  const int64_t items = pairs * shares;
+  parallelFor(items, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> q(static_cast<size_t>(group) * D), acc(static_cast<size_t>(group) * D), row_buf(static_cast<size_t>(D));
+    std::vector<float> scores, mx(static_cast<size_t>(group)), sum(static_cast<size_t>(group));
     std::vector<std::pair<int64_t, int64_t>> ranges;  // visible keys: ascending half-open ranges
     for (int64_t item = begin; item < end; ++item) {
-      const int row = static_cast<int>(item / p.heads_q);
-      const int h = static_cast<int>(item % p.heads_q);
+      const int row = static_cast<int>(item / (static_cast<int64_t>(p.heads_kv) * shares));
+      const int kvh = static_cast<int>(item / shares % p.heads_kv);
+      const int h_first = kvh * group + static_cast<int>(item % shares) * per_share;
       const int b = row_seq[static_cast<size_t>(row)];
       const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
       const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
       const int64_t len_k = p.seq_lens[b];
       const int64_t nq = r1 - r0;
       const int64_t pos = (len_k - nq) + (row - r0);  // i + offset (bottom-right aligned)
-      const int kvh = h / group;
 
       // Key j is visible iff (wl < 0 || j >= pos - wl) && (wr < 0 || j <= pos + wr) && 0 <= j < len_k.
       int64_t lo = 0, hi = len_k;
       if (window_left >= 0) lo = std::max<int64_t>(lo, pos - window_left);
       if (window_right >= 0) hi = std::min<int64_t>(hi, pos + window_right + 1);
 
-      for (int c = 0; c < D; ++c) q[c] = loadElem(p.dtype, p.q, row * p.q_row_stride + h * p.q_head_stride + c);
       const int64_t table_row = p.block_table_rows != nullptr ? p.block_table_rows[b] : b;
       const int32_t* bt = p.block_table + table_row * p.block_table_stride;
       auto kvIndex = [&](int64_t j) {
@@ -236,57 +245,74 @@ void pagedAttention(const PagedAttnParams& p) {
         }
       };
 
-      // With a block mask: the listed key blocks of this row's query block (its rows counted from
-      // the sequence's first query), within [lo, hi). Keys below `next` were taken, so even an
-      // unsorted list never visits a key twice.
-      ranges.clear();
-      if (p.block_row_ptr == nullptr) {
-        if (hi > lo) ranges.emplace_back(lo, hi);
-      } else {
-        const int64_t r = p.blockMaskRow(b, h, static_cast<int>((row - r0) / kSparseBlock));
-        const int64_t e0 = std::clamp<int64_t>(p.block_row_ptr[r], 0, p.block_mask_nnz);
-        const int64_t e1 = std::clamp<int64_t>(p.block_row_ptr[r + 1], e0, p.block_mask_nnz);
-        int64_t next = lo;
-        for (int64_t e = e0; e < e1; ++e) {
-          const int64_t k0 = std::max<int64_t>(next, static_cast<int64_t>(p.block_col_idx[e]) * kSparseBlock);
-          const int64_t k1 = std::min<int64_t>(hi, (static_cast<int64_t>(p.block_col_idx[e]) + 1) * kSparseBlock);
-          if (k0 < k1) {
-            ranges.emplace_back(k0, k1);
-            next = k1;
+      // Query heads [h0, h0 + n), which see the same keys.
+      auto attend = [&](int h0, int n) {
+        // With a block mask: the listed key blocks of this row's query block (its rows counted
+        // from the sequence's first query), within [lo, hi). Keys below `next` were taken, so even
+        // an unsorted list never visits a key twice.
+        ranges.clear();
+        if (p.block_row_ptr == nullptr) {
+          if (hi > lo) ranges.emplace_back(lo, hi);
+        } else {
+          const int64_t r = p.blockMaskRow(b, h0, static_cast<int>((row - r0) / kSparseBlock));
+          const int64_t e0 = std::clamp<int64_t>(p.block_row_ptr[r], 0, p.block_mask_nnz);
+          const int64_t e1 = std::clamp<int64_t>(p.block_row_ptr[r + 1], e0, p.block_mask_nnz);
+          int64_t next = lo;
+          for (int64_t e = e0; e < e1; ++e) {
+            const int64_t k0 = std::max<int64_t>(next, static_cast<int64_t>(p.block_col_idx[e]) * kSparseBlock);
+            const int64_t k1 = std::min<int64_t>(hi, (static_cast<int64_t>(p.block_col_idx[e]) + 1) * kSparseBlock);
+            if (k0 < k1) {
+              ranges.emplace_back(k0, k1);
+              next = k1;
+            }
           }
         }
+        for (int g = 0; g < n; ++g)
+          for (int c = 0; c < D; ++c)
+            q[g * D + c] = loadElem(p.dtype, p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride + c);
+        std::fill(acc.begin(), acc.begin() + static_cast<int64_t>(n) * D, 0.0f);
+        std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
+        if (!ranges.empty()) {
+          // Scores, key-major: scores[k * n + g] for the k-th visible key.
+          scores.clear();
+          for (const auto& [j0, j1] : ranges)
+            for (int64_t j = j0; j < j1; ++j) {
+              rowOf(p.k_pages, keyAt, j, kvIndex(j));
+              for (int g = 0; g < n; ++g) {
+                float s = dotF32(&q[g * D], row_buf.data(), D) * p.scale;
+                if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
+                if (p.alibi_slopes) s -= p.alibi_slopes[h0 + g] * static_cast<float>(std::llabs(pos - j));
+                scores.push_back(s);
+                mx[g] = std::max(mx[g], s);
+              }
+            }
+          std::fill(sum.begin(), sum.end(), 0.0f);
+          size_t k = 0;
+          for (const auto& [j0, j1] : ranges)
+            for (int64_t j = j0; j < j1; ++j) {
+              rowOf(p.v_pages, valueAt, j, kvIndex(j));
+              for (int g = 0; g < n; ++g) {
+                const float w = std::exp(scores[k++] - mx[g]);
+                sum[g] += w;
+                float* a = &acc[g * D];
+                for (int c = 0; c < D; ++c) a[c] += w * row_buf[c];
+              }
+            }
+          for (int g = 0; g < n; ++g)
+            for (int c = 0; c < D; ++c) acc[g * D + c] /= sum[g];
+        }
+        for (int g = 0; g < n; ++g) {
+          const int h = h0 + g;
+          for (int c = 0; c < D; ++c) storeElem(p.dtype, p.o, row * p.o_row_stride + h * p.o_head_stride + c, acc[g * D + c]);
+          const float lse = ranges.empty() ? -std::numeric_limits<float>::infinity() : mx[g] + std::log(sum[g]);
+          if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads_q + h] = lse;
+        }
+      };
+      if (p.block_row_ptr == nullptr) {
+        attend(h_first, per_share);
+      } else {
+        for (int g = 0; g < per_share; ++g) attend(h_first + g, 1);
       }
-
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      float lse = -std::numeric_limits<float>::infinity();
-      if (!ranges.empty()) {
-        const float slope = p.alibi_slopes ? p.alibi_slopes[h] : 0.0f;
-        scores.clear();
-        float mx = -std::numeric_limits<float>::infinity();
-        for (const auto& [j0, j1] : ranges)
-          for (int64_t j = j0; j < j1; ++j) {
-            const int64_t base = kvIndex(j);
-            rowOf(p.k_pages, keyAt, j, base);
-            float s = dotF32(q.data(), row_buf.data(), D) * p.scale;
-            if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
-            if (p.alibi_slopes) s -= slope * static_cast<float>(std::llabs(pos - j));
-            scores.push_back(s);
-            mx = std::max(mx, s);
-          }
-        float sum = 0.0f;
-        size_t n = 0;
-        for (const auto& [j0, j1] : ranges)
-          for (int64_t j = j0; j < j1; ++j) {
-            const float w = std::exp(scores[n++] - mx);
-            sum += w;
-            rowOf(p.v_pages, valueAt, j, kvIndex(j));
-            for (int c = 0; c < D; ++c) acc[c] += w * row_buf[c];
-          }
-        for (int c = 0; c < D; ++c) acc[c] /= sum;
-        lse = mx + std::log(sum);
-      }
-      for (int c = 0; c < D; ++c) storeElem(p.dtype, p.o, row * p.o_row_stride + h * p.o_head_stride + c, acc[c]);
-      if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads_q + h] = lse;
     }
   });
 }
