@@ -48,9 +48,14 @@ describe('quantized attention on the CPU meets the accuracy contract against flo
     const x = makeInputs(c, 'random');
     const offset = Array.from({ length: 64 }, (_, i) => (i % 3 === 0 ? 40 : -15) + i * 0.25);
     const shifted = { ...x, k: x.k.map((v, i) => v + offset[i % 64]) };
+    const want = await referenceOf(c, x, 'f32');
     for (const mode of ['int8', 'int8-fp8', 'fp8'] as const) {
       const [a, b] = await Promise.all([runQuant(c, x, 'f32', 'cpu', mode), runQuant(c, shifted, 'f32', 'cpu', mode)]);
-      expect(accuracy(b, a).cos).toBeGreaterThan(0.99999);
+      // The offset only moves a few values across rounding boundaries (300 draws: relative L2 at
+      // most 0.07% / 0.38% / 0.51% for int8 / int8-fp8 / fp8, about a tenth of the modes' own
+      // error), so it stays under a quarter of the mode's error on these inputs. A fixed cos
+      // > 0.99999 failed about one draw in 300 (fp8: a changed K block scale moves the whole block).
+      expect(accuracy(b, a).rel).toBeLessThan(0.25 * accuracy(a, want).rel);
       for (let i = 0; i < 200; i++) {
         let qo = 0;
         for (let d = 0; d < 64; d++) qo += x.q[i * 64 + d] * offset[d];

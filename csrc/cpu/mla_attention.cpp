@@ -116,12 +116,20 @@ void mlaAttention(const MlaAttnParams& p) {
   }
   const std::vector<int> row_seq = querySequences(p.cu_seqlens_q, p.batch, p.total_q, "mlaAttention");
 
-  const int64_t items = static_cast<int64_t>(p.total_q) * p.heads;
-  parallelFor(items, 2, [&](int64_t begin, int64_t end) {
-    std::vector<float> q(kMlaRow), acc(kMlaLatent), kv(kMlaRow), scores;
+  // Work items per (query row, share of the heads): every head reads the same latent rows, so the
+  // heads of a share reuse each row's load and conversion. Shares are as large as keeps every thread
+  // busy (decode has few rows).
+  int shares = 1;
+  while (shares < p.heads && static_cast<int64_t>(p.total_q) * shares < 2LL * threadCount()) shares *= 2;
+  while (p.heads % shares != 0) --shares;  // a divisor of the head count
+  const int per_share = p.heads / shares;
+  const int64_t items = static_cast<int64_t>(p.total_q) * shares;
+  parallelFor(items, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> q(static_cast<size_t>(per_share) * kMlaRow), acc(static_cast<size_t>(per_share) * kMlaLatent), kv(kMlaRow);
+    std::vector<float> scores, mx(static_cast<size_t>(per_share)), sum(static_cast<size_t>(per_share));
     for (int64_t item = begin; item < end; ++item) {
-      const int row = static_cast<int>(item / p.heads);
-      const int h = static_cast<int>(item % p.heads);
+      const int row = static_cast<int>(item / shares);
+      const int h0 = static_cast<int>(item % shares) * per_share;
       const int b = row_seq[static_cast<size_t>(row)];
       const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
       const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
@@ -130,32 +138,41 @@ void mlaAttention(const MlaAttnParams& p) {
       const int64_t hi = p.causal ? std::min<int64_t>(len_k, std::max<int64_t>(pos + 1, 0)) : len_k;
       const int64_t table_row = p.cache.block_table_rows ? p.cache.block_table_rows[b] : b;
       const int32_t* bt = p.cache.block_table + table_row * p.cache.block_table_stride;
-      loadRow(p.q, row * p.q_row_stride + h * p.q_head_stride, p.dtype, kMlaRow, q.data());
+      for (int g = 0; g < per_share; ++g)
+        loadRow(p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride, p.dtype, kMlaRow, &q[static_cast<size_t>(g) * kMlaRow]);
 
       std::fill(acc.begin(), acc.end(), 0.0f);
-      float lse = -std::numeric_limits<float>::infinity();
+      std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
       if (hi > 0) {
-        scores.assign(static_cast<size_t>(hi), 0.0f);
-        float mx = -std::numeric_limits<float>::infinity();
+        // Scores, key-major: scores[j * per_share + g].
+        scores.assign(static_cast<size_t>(hi) * per_share, 0.0f);
         for (int64_t j = 0; j < hi; ++j) {
           loadCacheRow(p.cache, rowIndex(p.cache, bt, j), kv.data());
-          float s = dotF32(q.data(), kv.data(), kMlaRow) * p.scale;
-          if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
-          scores[static_cast<size_t>(j)] = s;
-          mx = std::max(mx, s);
+          for (int g = 0; g < per_share; ++g) {
+            float s = dotF32(&q[static_cast<size_t>(g) * kMlaRow], kv.data(), kMlaRow) * p.scale;
+            if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
+            scores[static_cast<size_t>(j) * per_share + g] = s;
+            mx[g] = std::max(mx[g], s);
+          }
         }
-        float sum = 0.0f;
+        std::fill(sum.begin(), sum.end(), 0.0f);
         for (int64_t j = 0; j < hi; ++j) {
-          const float w = std::exp(scores[static_cast<size_t>(j)] - mx);
-          sum += w;
           loadCacheRow(p.cache, rowIndex(p.cache, bt, j), kv.data());
-          for (int c = 0; c < kMlaLatent; ++c) acc[c] += w * kv[c];  // values: the latent itself
+          for (int g = 0; g < per_share; ++g) {
+            const float w = std::exp(scores[static_cast<size_t>(j) * per_share + g] - mx[g]);
+            sum[g] += w;
+            float* a = &acc[static_cast<size_t>(g) * kMlaLatent];
+            for (int c = 0; c < kMlaLatent; ++c) a[c] += w * kv[c];  // values: the latent itself
+          }
         }
-        for (int c = 0; c < kMlaLatent; ++c) acc[c] /= sum;
-        lse = mx + std::log(sum);
+        for (int g = 0; g < per_share; ++g)
+          for (int c = 0; c < kMlaLatent; ++c) acc[static_cast<size_t>(g) * kMlaLatent + c] /= sum[g];
       }
-      storeRow(p.o, row * p.o_row_stride + h * p.o_head_stride, p.dtype, kMlaLatent, acc.data());
-      if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads + h] = lse;
+      for (int g = 0; g < per_share; ++g) {
+        const int h = h0 + g;
+        storeRow(p.o, row * p.o_row_stride + h * p.o_head_stride, p.dtype, kMlaLatent, &acc[static_cast<size_t>(g) * kMlaLatent]);
+        if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads + h] = hi > 0 ? mx[g] + std::log(sum[g]) : -std::numeric_limits<float>::infinity();
+      }
     }
   });
 }
