@@ -119,9 +119,7 @@ void mlaAttention(const MlaAttnParams& p) {
   // Work items per (query row, share of the heads): every head reads the same latent rows, so the
   // heads of a share reuse each row's load and conversion. Shares are as large as keeps every thread
   // busy (decode has few rows).
-  int shares = 1;
-  while (shares < p.heads && static_cast<int64_t>(p.total_q) * shares < 2LL * threadCount()) shares *= 2;
-  while (p.heads % shares != 0) --shares;  // a divisor of the head count
+  const int shares = partsForThreads(p.total_q, p.heads);
   const int per_share = p.heads / shares;
   const int64_t items = static_cast<int64_t>(p.total_q) * shares;
   parallelFor(items, 1, [&](int64_t begin, int64_t end) {

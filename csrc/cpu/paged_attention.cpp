@@ -189,9 +189,7 @@ void pagedAttention(const PagedAttnParams& p) {
   // (a batch-1 decode has few rows); with a block mask the heads' key lists differ, so each head
   // goes alone.
   const int64_t pairs = static_cast<int64_t>(p.total_q) * p.heads_kv;
-  int shares = 1;
-  while (shares < group && pairs * shares < 2LL * threadCount()) shares *= 2;
-  while (group % shares != 0) --shares;  // a divisor of the group (the loop above may pass one)
+  const int shares = partsForThreads(pairs, group);
   const int per_share = group / shares;
   const int64_t items = pairs * shares;
   parallelFor(items, 1, [&](int64_t begin, int64_t end) {

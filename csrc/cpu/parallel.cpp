@@ -116,4 +116,11 @@ void parallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int
   pool().run(n, grain, fn);
 }
 
+int partsForThreads(int64_t units, int max_parts) {
+  int parts = 1;
+  while (parts < max_parts && units * parts < 2LL * threadCount()) parts *= 2;
+  while (max_parts % parts != 0) --parts;  // doubling may step past a divisor
+  return parts;
+}
+
 }  // namespace attn::cpu
