@@ -30,6 +30,24 @@ inline int64_t rowOffset(const AttnParams& p, int64_t batch_stride, int64_t row_
   return base + (row0 + r) * row_stride + h * head_stride;
 }
 
+// Keys [j0, j1) of one query row into its online softmax and accumulator. The hot loop of the
+// dense CPU kernel, compiled twice on x86-64 Linux (AVX2 + FMA, and the baseline the package is
+// built for) and picked once at load time: prebuilt binaries stay portable.
+ATTN_CPU_MULTIVERSION
+void attendKeys(const float* q, const float* kh, const float* vh, int D, const ScoreRules& rules, float slope,
+                int64_t i, int64_t offset, int64_t j0, int64_t j1, OnlineSoftmax& sm, float* acc) {
+  for (int64_t j = j0; j < j1; ++j) {
+    const float* kj = kh + j * D;
+    float pw;
+    const float corr = sm.add(rules.score(dotF32(q, kj, D), slope, i, offset, j), &pw);
+    const float* vj = vh + j * D;
+    if (corr != 1.0f)
+      for (int c = 0; c < D; ++c) acc[c] = acc[c] * corr + pw * vj[c];
+    else
+      for (int c = 0; c < D; ++c) acc[c] += pw * vj[c];
+  }
+}
+
 }  // namespace
 
 void attentionForward(const AttnParams& p) {
@@ -87,16 +105,7 @@ void attentionForward(const AttnParams& p) {
       const float* kh = &kf[kv_base[b] + static_cast<int64_t>(hk) * sb.len_k * D];
       const float* vh = &vf[kv_base[b] + static_cast<int64_t>(hk) * sb.len_k * D];
       auto visit = [&](int64_t j0, int64_t j1) {
-        for (int64_t j = j0; j < j1; ++j) {
-          const float* kj = kh + j * D;
-          float pw;
-          float corr = sm.add(rules.score(dotF32(q.data(), kj, D), slope, i, offset, j), &pw);
-          const float* vj = vh + j * D;
-          if (corr != 1.0f)
-            for (int c = 0; c < D; ++c) acc[c] = acc[c] * corr + pw * vj[c];
-          else
-            for (int c = 0; c < D; ++c) acc[c] += pw * vj[c];
-        }
+        attendKeys(q.data(), kh, vh, D, rules, slope, i, offset, j0, j1, sm, acc.data());
       };
       if (p.block_row_ptr == nullptr) {
         visit(lo, hi);
