@@ -38,15 +38,6 @@ float loadElem(DType t, const void* base, int64_t i) {
   return 0.0f;
 }
 
-void storeElem(DType t, void* base, int64_t i, float v) {
-  switch (t) {
-    case DType::F32: static_cast<float*>(base)[i] = v; break;
-    case DType::F16: static_cast<uint16_t*>(base)[i] = floatToF16(v); break;
-    case DType::BF16: static_cast<uint16_t*>(base)[i] = floatToBf16(v); break;
-    default: break;
-  }
-}
-
 // One 8-bit cache element as float (unscaled).
 float loadQuant(DType t, const void* base, int64_t i) {
   return t == DType::FP8E4M3 ? fp8e4m3ToFloat(static_cast<const uint8_t*>(base)[i])
@@ -265,9 +256,7 @@ void pagedAttention(const PagedAttnParams& p) {
             }
           }
         }
-        for (int g = 0; g < n; ++g)
-          for (int c = 0; c < D; ++c)
-            q[g * D + c] = loadElem(p.dtype, p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride + c);
+        for (int g = 0; g < n; ++g) loadRow(p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride, p.dtype, D, &q[g * D]);
         std::fill(acc.begin(), acc.begin() + static_cast<int64_t>(n) * D, 0.0f);
         std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
         if (!ranges.empty()) {
@@ -301,7 +290,7 @@ void pagedAttention(const PagedAttnParams& p) {
         }
         for (int g = 0; g < n; ++g) {
           const int h = h0 + g;
-          for (int c = 0; c < D; ++c) storeElem(p.dtype, p.o, row * p.o_row_stride + h * p.o_head_stride + c, acc[g * D + c]);
+          storeRow(p.o, row * p.o_row_stride + h * p.o_head_stride, p.dtype, D, &acc[g * D]);
           const float lse = ranges.empty() ? -std::numeric_limits<float>::infinity() : mx[g] + std::log(sum[g]);
           if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads_q + h] = lse;
         }
