@@ -1,6 +1,8 @@
 // One launch of a benchmark case, for a profiler: `ncu -k regex:NAME node scripts/profile-case.js CASE`.
 // Cases: mla (128 heads, batch 64, 8k, page 64, bf16: the compute-bound MLA cell),
-//        decode1x8k (paged decode, 32/8 heads, d128, batch 1, 8k, page 16).
+//        decode1x8k (paged decode, 32/8 heads, d128, batch 1, 8k, page 16),
+//        decode CONTEXT [SPLITS] [LAUNCHES] (the same at any context; SPLITS 0 = the backend's
+//        choice; LAUNCHES back-to-back launches, so `ncu --launch-skip` can take a warm one).
 const path = require('node:path');
 const root = path.join(__dirname, '..');
 const { Tensor, PagedKVCache, PagedLatentCache, synchronize } = require(root);
@@ -17,9 +19,11 @@ async function main(name) {
     const out = Tensor.empty([batch, heads, 512], { dtype: 'bf16', device });
     const { rows: tableRows, seqLens } = cache.batchInfo(seqs, 0, 'seqs');
     native.mlaAttention(q, cache.pool, cache.scales, 0, cache.blockTable, out, null, { scale: 1 / Math.sqrt(192), softcap: 0, causal: true, rows: tableRows, seqLens, numSplits: 0 });
-  } else if (name === 'decode1x8k') {
-    const context = 8192, pageSize = 16;
-    const cache = new PagedKVCache({ layers: 1, kvHeads: 8, headDim: 128, pageSize, device, dtype: 'bf16', capacityPages: context / pageSize, maxSequences: 1, maxSequenceLength: context });
+  } else if (name === 'decode1x8k' || name === 'decode') {
+    const context = name === 'decode' ? Number(process.argv[3] || 8192) : 8192, pageSize = 16;
+    const numSplits = name === 'decode' ? Number(process.argv[4] || 0) : 0;
+    const launches = name === 'decode' ? Number(process.argv[5] || 1) : 1;
+    const cache = new PagedKVCache({ layers: 1, kvHeads: 8, headDim: 128, pageSize, device, dtype: 'bf16', capacityPages: Math.ceil(context / pageSize), maxSequences: 1, maxSequenceLength: context });
     const k = Tensor.randn([context, 8, 128], { dtype: 'bf16', device });
     const v = Tensor.randn([context, 8, 128], { dtype: 'bf16', device });
     const s = cache.addSequence();
@@ -27,9 +31,11 @@ async function main(name) {
     const q = Tensor.randn([1, 32, 128], { dtype: 'bf16', device });
     const out = Tensor.empty([1, 32, 128], { dtype: 'bf16', device });
     const { rows, seqLens } = cache.batchInfo([s], 0, 'seqs');
-    native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { scale: 1 / Math.sqrt(128), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits: 0 });
+    for (let i = 0; i < launches; i++) {
+      native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { scale: 1 / Math.sqrt(128), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits });
+    }
   } else {
-    throw new RangeError(`unknown case '${name}' (mla, decode1x8k)`);
+    throw new RangeError(`unknown case '${name}' (mla, decode1x8k, decode)`);
   }
   await synchronize(device);
 }

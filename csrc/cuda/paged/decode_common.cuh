@@ -32,7 +32,11 @@ struct DecodeCta {
 
   // Visible keys of local row m: [lo, hi) within [0, len_k).
   __device__ __forceinline__ void rowRange(const DecodeArgs& a, int m, int& lo, int& hi) const {
-    const long long pos = static_cast<long long>(offset) + (m0 + m) / a.group;
+    queryRange(a, (m0 + m) / a.group, lo, hi);
+  }
+  // Visible keys of the sequence's query row qi (every head of the row sees the same keys).
+  __device__ __forceinline__ void queryRange(const DecodeArgs& a, int qi, int& lo, int& hi) const {
+    const long long pos = static_cast<long long>(offset) + qi;
     long long l = 0, h = len_k;
     if (a.window_left >= 0) l = max(l, pos - a.window_left);
     if (a.window_right >= 0) h = min(h, pos + a.window_right + 1);
@@ -70,9 +74,11 @@ __device__ __forceinline__ bool decodeCtaOf(const DecodeArgs& a, DecodeCta& c) {
   int lo_all = INT_MAX, hi_all = 0, min_hi = INT_MAX;
   c.max_lo = 0;
   c.any_empty = false;
-  for (int m = 0; m < c.mrows; ++m) {
+  // The rows' query rows (one for decode): the heads of a query row share its key range.
+  const int qi_end = (c.m0 + c.mrows - 1) / a.group + 1;
+  for (int qi = c.m0 / a.group; qi < qi_end; ++qi) {
     int lo, hi;
-    c.rowRange(a, m, lo, hi);
+    c.queryRange(a, qi, lo, hi);
     if (hi <= lo) {
       c.any_empty = true;
       continue;
@@ -211,6 +217,7 @@ __device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const Decode
                                                const float* v_chan) {
   __shared__ float sm_m[kDecodeWarps][kDecodeRows];
   __shared__ float sm_l[kDecodeWarps][kDecodeRows];
+  __shared__ float s_lse[kDecodeRows];  // cluster combine: this split's lse per row
   constexpr float kLn2 = 0.6931471805599453f;
   constexpr int kOStride = kDecodeOStride<D>;
   const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
@@ -257,7 +264,9 @@ __device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const Decode
       const float lse = L > 0.0f ? M * kLn2 + logf(L) : kNegInf;
       int qrow, h;
       const int64_t idx = c.pairOf(a, row, qrow, h);
-      if (split_out) {
+      if (a.cluster) {
+        s_lse[row] = lse;
+      } else if (split_out) {
         a.ws_lse[static_cast<int64_t>(c.split) * a.total_q * a.heads_q + idx] = lse;
       } else if (a.lse) {
         a.lse[idx] = lse;
@@ -279,6 +288,12 @@ __device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const Decode
       v[0] += x0.x; v[1] += x0.y; v[2] += x0.z; v[3] += x0.w;
       v[4] += x1.x; v[5] += x1.y; v[6] += x1.z; v[7] += x1.w;
     }
+    if (a.cluster) {  // this split's partial, in place of warp 0's rows (only this thread reads them)
+      float4* dst = reinterpret_cast<float4*>(s_o + r * kOStride + cc * 8);
+      dst[0] = make_float4(v[0], v[1], v[2], v[3]);
+      dst[1] = make_float4(v[4], v[5], v[6], v[7]);
+      continue;
+    }
     int row, h;
     c.pairOf(a, r, row, h);
     if (split_out) {
@@ -290,7 +305,11 @@ __device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const Decode
       store8<T>(dst, v);
     }
   }
-  if (split_out && a.counters != nullptr && lastSplitArrived(a)) combineSplitRows<T, D>(a, c.m0, c.mrows, c.kvh, c.q0, s_o);
+  if (a.cluster) {
+    clusterCombineRows<T, D>(a, c.m0, c.mrows, c.kvh, c.q0, s_o, kOStride, s_lse);
+  } else if (split_out && a.counters != nullptr && lastSplitArrived(a)) {
+    combineSplitRows<T, D>(a, c.m0, c.mrows, c.kvh, c.q0, s_o);
+  }
 }
 
 }  // namespace attn::cuda::paged

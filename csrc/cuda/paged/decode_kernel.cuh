@@ -24,6 +24,7 @@
 #include "../common/stage_ring.cuh"
 #include "paged_internal.h"
 #include "decode_common.cuh"
+#include "decode_launch.cuh"
 
 namespace attn::cuda::paged {
 
@@ -215,20 +216,9 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
 }
 
 template <typename T, int D>
-void launchPagedDecode(const DecodeArgs& args, cudaStream_t stream) {
+void launchPagedDecode(const DecodeArgs& a, cudaStream_t stream) {
   using Cfg = DecodeCfg<D>;
-  auto kernel = pagedDecodeKernel<T, D>;
-  DecodeArgs a = args;
-  const dim3 grid(static_cast<unsigned>(a.batch) * a.heads_kv * a.mblocks, a.num_splits);
-  // A CTA alone on its SM takes the deep pipeline; otherwise CTAs share SMs.
-  const bool alone = static_cast<int64_t>(grid.x) * grid.y <= a.num_sms;
-  a.stages = alone ? Cfg::kMaxStages : Cfg::kStages;
-  const int smem = decodeSmemBytes(D, a.stages);
-  if (smem > 48 * 1024) {
-    ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  }
-  kernel<<<grid, Cfg::kThreads, smem, stream>>>(a);
-  ATTN_CUDA_CHECK_LAUNCH();
+  launchDecodeGrid(pagedDecodeKernel<T, D>, a, Cfg::kStages, Cfg::kMaxStages, [](int st) { return decodeSmemBytes(D, st); }, stream);
 }
 
 }  // namespace attn::cuda::paged

@@ -36,6 +36,7 @@
 #include "../common/stage_ring.cuh"
 #include "paged_internal.h"
 #include "decode_common.cuh"
+#include "decode_launch.cuh"
 
 namespace attn::cuda::paged {
 
@@ -402,19 +403,10 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
 }
 
 template <typename T, int D>
-void launchPagedDecodeQuant(const DecodeArgs& args, cudaStream_t stream) {
+void launchPagedDecodeQuant(const DecodeArgs& a, cudaStream_t stream) {
   using Cfg = QuantDecodeCfg<D>;
-  DecodeArgs a = args;
-  const dim3 grid(static_cast<unsigned>(a.batch) * a.heads_kv * a.mblocks, a.num_splits);
-  const bool alone = static_cast<int64_t>(grid.x) * grid.y <= a.num_sms;
-  a.stages = alone ? Cfg::kMaxStages : Cfg::kStages;
-  const int smem = decodeQuantSmemBytes(D, a.stages);
   auto kernel = a.kv_fp8 ? pagedDecodeQuantKernel<T, D, true> : pagedDecodeQuantKernel<T, D, false>;
-  if (smem > 48 * 1024) {
-    ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  }
-  kernel<<<grid, Cfg::kThreads, smem, stream>>>(a);
-  ATTN_CUDA_CHECK_LAUNCH();
+  launchDecodeGrid(kernel, a, Cfg::kStages, Cfg::kMaxStages, [](int st) { return decodeQuantSmemBytes(D, st); }, stream);
 }
 
 }  // namespace attn::cuda::paged

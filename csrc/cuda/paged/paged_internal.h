@@ -62,6 +62,7 @@ struct DecodeArgs {
   float* ws_o;    // [num_splits, total_q, heads_q, head_dim] (num_splits > 1)
   float* ws_lse;  // [num_splits, total_q, heads_q]
   unsigned* counters;  // per CTA row (grid.x), zero between launches: fused combine (split_combine.cuh); null: combine.cu
+  int cluster;         // set by the launcher: 1 = the splits of a CTA row are one cluster (clusterCombineRows)
   // Quantized cache only (see PagedAttnParams).
   int kv_fp8;  // 1: e4m3 pages, 0: int8 pages
   const float* k_scales;

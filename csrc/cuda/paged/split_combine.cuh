@@ -7,6 +7,7 @@
 // Arrival is counted in a.counters[blockIdx.x] (zeroed once by the device context); the last CTA
 // resets it, so the counters are zero again for the next launch on the stream.
 #pragma once
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -15,6 +16,16 @@
 #include "paged_internal.h"
 
 namespace attn::cuda::paged {
+
+// Local row r of a CTA row (pairs from m0, kv head kvh, first query row q0): its head h, query row
+// `row`, and the (row, head) pair's index.
+__device__ __forceinline__ int64_t splitRowPair(const DecodeArgs& a, int m0, int kvh, int q0, int r, int& h, int& row) {
+  const int m = m0 + r;
+  const int qi = m / a.group;
+  h = kvh * a.group + (m - qi * a.group);
+  row = q0 + qi;
+  return static_cast<int64_t>(row) * a.heads_q + h;
+}
 
 // Called by every thread of the CTA after it wrote its partial (ws_o, ws_lse). True in the CTA
 // that completes the count: every other split's partial is then visible to it.
@@ -46,13 +57,7 @@ __device__ void combineSplitRows(const DecodeArgs& a, int m0, int mrows, int kvh
   const int warp = threadIdx.x >> 5;
   const int S = a.num_splits;
   const int64_t pairs = static_cast<int64_t>(a.total_q) * a.heads_q;
-  auto pairOf = [&](int r, int& h, int& row) {
-    const int m = m0 + r;
-    const int qi = m / a.group;
-    h = kvh * a.group + (m - qi * a.group);
-    row = q0 + qi;
-    return static_cast<int64_t>(row) * a.heads_q + h;
-  };
+  auto pairOf = [&](int r, int& h, int& row) { return splitRowPair(a, m0, kvh, q0, r, h, row); };
 
   // Weights exp(lse_s - lse) per row (a warp per row, lanes over the splits) and the final lse.
   for (int r = warp; r < mrows; r += kDecodeWarps) {
@@ -136,6 +141,66 @@ __device__ void combineSplitRows(const DecodeArgs& a, int m0, int mrows, int kvh
       store8<T>(dst, v);
     }
   }
+}
+
+// The cluster form of the combine (a.cluster: the num_splits CTAs of this CTA row are one thread
+// block cluster, rank = split). Each CTA left its normalized partial for local rows [0, mrows) in
+// its own shared memory (s_part, row stride `stride` floats) and its natural-log lse in s_lse.
+// After the cluster barrier every CTA merges a share of the (row, 8 channels) units, one lane per
+// split reading that split's lse and partial through distributed shared memory, the lanes' sums
+// added by shuffles; a second barrier keeps every CTA's shared memory alive until all have read.
+// This replaces the global partials, the fence, the arrival counter and the last CTA's reads.
+template <typename T, int D>
+__device__ void clusterCombineRows(const DecodeArgs& a, int m0, int mrows, int kvh, int q0, float* s_part, int stride,
+                                   float* s_lse) {
+#if __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  const cg::cluster_group cluster = cg::this_cluster();
+  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
+  cluster.sync();  // every split's partial and lse are in its shared memory
+
+  const int S = a.num_splits;  // == the cluster size, <= 16
+  const int rank = static_cast<int>(cluster.block_rank());
+  int lanes = 1;  // lanes per unit: a power of two >= S, so a unit's lanes share a warp
+  while (lanes < S) lanes <<= 1;
+  const int per_cta = kDecodeThreads / lanes;  // units per CTA per pass
+  const int s = static_cast<int>(threadIdx.x) % lanes;
+  const int units = mrows * (D / 8);
+  for (int base = rank * per_cta; base < units; base += S * per_cta) {  // uniform over the CTA: the shuffles below
+    const int u = base + static_cast<int>(threadIdx.x) / lanes;
+    const bool active = u < units;
+    const int r = active ? u / (D / 8) : 0, c = u % (D / 8);
+    float lse = kNegInf;
+    float4 x0 = make_float4(0.0f, 0.0f, 0.0f, 0.0f), x1 = x0;
+    if (active && s < S) {
+      const float* part = cluster.map_shared_rank(s_part, s) + r * stride + c * 8;
+      lse = *cluster.map_shared_rank(s_lse + r, s);
+      x0 = reinterpret_cast<const float4*>(part)[0];
+      x1 = reinterpret_cast<const float4*>(part)[1];
+    }
+    float mx = lse;
+    for (int o = 1; o < lanes; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    const float w = (mx == kNegInf || lse == kNegInf) ? 0.0f : __expf(lse - mx);
+    float v[8] = {w * x0.x, w * x0.y, w * x0.z, w * x0.w, w * x1.x, w * x1.y, w * x1.z, w * x1.w};
+    float sum = w;
+    for (int o = 1; o < lanes; o <<= 1) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[k] += __shfl_xor_sync(0xffffffffu, v[k], o);
+      sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    }
+    if (active && s == 0) {
+      int h, row;
+      const int64_t idx = splitRowPair(a, m0, kvh, q0, r, h, row);
+      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[k] *= inv;
+      T* dst = static_cast<T*>(a.o) + static_cast<int64_t>(row) * a.o_row_stride + static_cast<int64_t>(h) * a.o_head_stride + c * 8;
+      store8<T>(dst, v);
+      if (c == 0 && a.lse) a.lse[idx] = mx == kNegInf ? kNegInf : mx + __logf(sum);
+    }
+  }
+  cluster.sync();  // no CTA leaves while another still reads its shared memory
+#endif
 }
 
 }  // namespace attn::cuda::paged
