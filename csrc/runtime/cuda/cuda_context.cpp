@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,6 +68,11 @@ struct Context::Impl {
   std::unordered_map<void*, size_t> blockSizes;    // every block obtained from cudaMalloc
   MemoryStats stats;
   std::vector<std::unique_ptr<PinnedBlock>> pinned;
+  // Small uploads (an op's argument arrays, every call) share staging blocks: see Context::upload.
+  std::vector<std::unique_ptr<PinnedBlock>> stageBlocks;  // owner
+  PinnedBlock* stage = nullptr;                            // the block being filled
+  size_t stageUsed = 0;
+  std::deque<PinnedBlock*> stageRetired;                   // full blocks, oldest first
   std::vector<unsigned*> counters;  // newest last; process lifetime like the context
   size_t counterCap = 0;
 };
@@ -185,6 +191,15 @@ void Context::emptyCache() {
     impl_->stats.reservedBytes -= static_cast<int64_t>(size);
   }
   impl_->freeBlocks.clear();
+  // The stream is idle: every staging block is free again; all go.
+  for (auto& b : impl_->stageBlocks) {
+    cudaEventDestroy(b->lastUse);
+    cudaFreeHost(b->ptr);
+  }
+  impl_->stageBlocks.clear();
+  impl_->stageRetired.clear();
+  impl_->stage = nullptr;
+  impl_->stageUsed = 0;
   for (auto it = impl_->pinned.begin(); it != impl_->pinned.end();) {
     PinnedBlock& b = **it;
     if (!b.busy && cudaEventQuery(b.lastUse) == cudaSuccess) {
@@ -244,10 +259,51 @@ class EventFence final : public Fence {
 
 }  // namespace
 
+// A small upload takes the next slice of the current staging block: no event per upload and no
+// search over blocks (a decode call's host time is a few microseconds of such work). A full block
+// records one event and retires; retired blocks finish in stream order, so only the oldest needs a
+// look when a new block is wanted.
 void Context::upload(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   activate();
   std::lock_guard<std::mutex> lock(impl_->mu);
+  constexpr size_t kStageBytes = 1 << 20, kSmall = kStageBytes / 16, kAlign = 256;
+  if (bytes <= kSmall) {
+    Impl& m = *impl_;
+    const size_t slice = (bytes + kAlign - 1) / kAlign * kAlign;
+    if (!m.stage || m.stageUsed + slice > m.stage->size) {
+      if (m.stage) {
+        ATTN_CUDA_CHECK(cudaEventRecord(m.stage->lastUse, stream_));
+        m.stageRetired.push_back(m.stage);
+      }
+      m.stage = nullptr;
+      if (!m.stageRetired.empty()) {
+        const cudaError_t q = cudaEventQuery(m.stageRetired.front()->lastUse);
+        if (q == cudaSuccess) {
+          m.stage = m.stageRetired.front();
+          m.stageRetired.pop_front();
+        } else if (q != cudaErrorNotReady) {
+          ATTN_CUDA_CHECK(q);
+        } else {
+          (void)cudaGetLastError();
+        }
+      }
+      if (!m.stage) {
+        auto block = std::make_unique<PinnedBlock>();
+        ATTN_CUDA_CHECK(cudaHostAlloc(&block->ptr, kStageBytes, cudaHostAllocDefault));
+        block->size = kStageBytes;
+        ATTN_CUDA_CHECK(cudaEventCreateWithFlags(&block->lastUse, cudaEventDisableTiming));
+        m.stage = block.get();
+        m.stageBlocks.push_back(std::move(block));
+      }
+      m.stageUsed = 0;
+    }
+    char* at = static_cast<char*>(m.stage->ptr) + m.stageUsed;
+    std::memcpy(at, src, bytes);
+    ATTN_CUDA_CHECK(cudaMemcpyAsync(dst, at, bytes, cudaMemcpyHostToDevice, stream_));
+    m.stageUsed += slice;
+    return;
+  }
   PinnedBlock* b = acquirePinned(impl_->pinned, bytes);
   std::memcpy(b->ptr, src, bytes);
   ATTN_CUDA_CHECK(cudaMemcpyAsync(dst, b->ptr, bytes, cudaMemcpyHostToDevice, stream_));
