@@ -7,6 +7,9 @@
 // back-to-back launches, median of 5 (as scripts/bench-gpu.js times decode). 'api': the public
 // pagedAttention() (argument checks, the binding's uploads, the launch), wall clock per call over
 // 200 back-to-back calls then one synchronize, median of 5: what a caller's stream spends per call.
+// 'native': the same for the native op called directly with prepared arguments (binding + launch).
+// --parts adds host-cost references measured the same way: 'fill' (one small kernel launch), 'write'
+// (one small upload) and 'throws' (the binding's argument checks up to a thrown error).
 'use strict';
 const path = require('node:path');
 const root = path.join(__dirname, '..');
@@ -63,6 +66,39 @@ async function main() {
       walls.push(((performance.now() - t0) / 200) * 1000);
     }
     row.us.api = median(walls);
+    // The binding and launch alone: the same call straight to the native op, its arguments built once.
+    const nativeParams = { scale: 1 / Math.sqrt(headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows: tableRows, seqLens, numSplits: 0 };
+    const nativeWalls = [];
+    for (let r = 0; r < 5; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < 200; i++) native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, nativeParams);
+      await synchronize(device);
+      nativeWalls.push(((performance.now() - t0) / 200) * 1000);
+    }
+    row.us.native = median(nativeWalls);
+    if (args.includes('--parts')) {
+      // Where the native call's host time goes: a launch alone (fill of 8 ints), an upload alone
+      // (write of 8 ints), a call that throws in the binding's argument checks.
+      const small = Tensor.empty([8], { dtype: 'int32', device });
+      const eight = Int32Array.from({ length: 8 }, (_, i) => i);
+      const bad = { ...nativeParams, rows: Int32Array.of(-1) };
+      const parts = {
+        fill: () => native.fill(small, 0),
+        write: () => native.write(small, eight),
+        throws: () => { try { native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, bad); } catch { /* expected */ } },
+      };
+      for (const [name, fn] of Object.entries(parts)) {
+        const w = [];
+        for (let r = 0; r < 5; r++) {
+          const t0 = performance.now();
+          for (let i = 0; i < 200; i++) fn();
+          await synchronize(device);
+          w.push(((performance.now() - t0) / 200) * 1000);
+        }
+        row.us[name] = median(w);
+      }
+      small.dispose();
+    }
     rows.push(row);
     console.log(`batch ${batch} context ${context}: ${Object.entries(row.us).map(([n, us]) => `${n === '0' ? 'auto' : n}:${us.toFixed(1)}`).join('  ')} us`);
     for (const t of [k, v, q, out]) t.dispose();
