@@ -99,16 +99,24 @@ Napi::Value mlaAppend(const Napi::CallbackInfo& info) {
     p.rope = hasRope ? rope.data() : nullptr;
     p.rope_row_stride = hasRope ? rope.stride(0) : 0;
     p.cache = cacheView(g, layer, table, rows);
+    const TableEntries entries(opt, table, g.pages);  // after cacheView's checkBlockTable
     p.batch = static_cast<int>(rows.size());
     p.total_new = static_cast<int>(latent.shape[0]);
-    if (p.total_new == 0) return info.Env().Undefined();
+    // As in pagedAppend: table entries without tokens still go in.
+    if (p.total_new == 0 && entries.empty()) return info.Env().Undefined();
 
     const attn::Device& dev = g.pool.device();
-    attn::StoragePtr arraysS = toDevicePacked<int32_t>(dev, {&rows, &cuNew, &startPos}, {&p.cache.block_table_rows, &p.cu_new, &p.start_pos});
+    TableEntriesAt at(entries, table);
+    attn::StoragePtr arraysS = toDevicePacked<int32_t>(dev, {&rows, &cuNew, &startPos, &entries.idx, &entries.pages},
+                                                       {&p.cache.block_table_rows, &p.cu_new, &p.start_pos, &at.idx, &at.pages});
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
         g.pool.storage, g.fp8 ? g.scales.storage : nullptr, latent.storage, hasRope ? rope.storage : nullptr, table.storage, arraysS});
-    launch(dev, [p, holds] { attn::cpu::mlaAppend(p); }, [&](const CudaTarget& c) {
+    launch(dev, [p, at, holds] {
+      at.storeOnCpu();
+      attn::cpu::mlaAppend(p);
+    }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
+      at.storeOnCuda(c.stream);
       attn::cuda::mlaAppend(p, c.stream);
 #endif
     });

@@ -7,6 +7,10 @@
 #include "host_arrays.h"
 #include "params_reader.h"
 
+#ifdef ATTN_WITH_CUDA
+#include "cuda/paged/paged_attention.h"
+#endif
+
 namespace binding {
 
 int layerArg(Napi::Value v, int layers) {
@@ -22,6 +26,33 @@ void checkBlockTable(const TensorRef& table, const attn::Device& poolDevice, con
   for (int32_t r : rows)
     if (r < 0 || r >= table.shape[0]) attn::throwRange("block table row " + std::to_string(r) + " is out of range");
 }
+
+TableEntries::TableEntries(Napi::Object opt, const TensorRef& table, int64_t poolPages)
+    : idx(int32ArrayOpt(opt, "tableIdx")), pages(int32ArrayOpt(opt, "tablePages")) {
+  if (idx.size() != pages.size())
+    attn::throwRange("options.tableIdx (" + std::to_string(idx.size()) + " entries) and options.tablePages (" +
+                     std::to_string(pages.size()) + ") must have one length");
+  const int64_t size = table.numel();
+  for (size_t i = 0; i < idx.size(); ++i) {
+    if (idx[i] < 0 || idx[i] >= size)
+      attn::throwRange("options.tableIdx[" + std::to_string(i) + "] = " + std::to_string(idx[i]) + " is outside the block table [0, " +
+                       std::to_string(size) + ")");
+    if (pages[i] < 0 || pages[i] >= poolPages)
+      attn::throwRange("options.tablePages[" + std::to_string(i) + "] = " + std::to_string(pages[i]) + " is not a page of the pool [0, " +
+                       std::to_string(poolPages) + ")");
+  }
+}
+
+TableEntriesAt::TableEntriesAt(const TableEntries& e, const TensorRef& table)
+    : table(reinterpret_cast<int32_t*>(table.data())), count(static_cast<int>(e.idx.size())) {}
+
+void TableEntriesAt::storeOnCpu() const {
+  for (int i = 0; i < count; ++i) table[idx[i]] = pages[i];
+}
+
+#ifdef ATTN_WITH_CUDA
+void TableEntriesAt::storeOnCuda(cudaStream_t stream) const { attn::cuda::writeTableEntries(table, idx, pages, count, stream); }
+#endif
 
 SequenceBatch::SequenceBatch(Napi::Object opt)
     : rows(int32ArrayOpt(opt, "rows")), seqLens(int32ArrayOpt(opt, "seqLens")), cuQ(int32ArrayOpt(opt, "cuSeqlensQ")) {}

@@ -1,6 +1,6 @@
 // Arguments that the ops over a paged cache read alike, whether the pool holds K/V pages
-// (paged_ops.cc) or latent rows (mla_ops.cc): the layer, the block table, an attention call's
-// sequences and the query / output fields of its params.
+// (paged_ops.cc) or latent rows (mla_ops.cc): the layer, the block table, the table entries an
+// append stores, an attention call's sequences and the query / output fields of its params.
 #pragma once
 #include <napi.h>
 
@@ -10,6 +10,10 @@
 #include "runtime/device.h"
 #include "runtime/storage.h"
 #include "tensor_ref.h"
+
+#ifdef ATTN_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
 
 namespace binding {
 
@@ -43,6 +47,35 @@ struct SequenceBatchOnDevice {
   const int32_t* rowsData() const { return rows; }
   const int32_t* seqLensData() const { return seqLens; }
   const int32_t* cuQData() const { return cuQ; }
+};
+
+// Block-table entries an append stores before its tokens (options tableIdx / tablePages: the pages
+// lib/page_table.ts planAppend just gave the sequences): flat element idx[i] of the table becomes
+// page pages[i]. They ride in the append's own packed upload, so a decode step whose sequences all
+// cross a page boundary queues one copy, not one per sequence.
+struct TableEntries {
+  std::vector<int32_t> idx, pages;
+
+  // Reads the options and checks them against `table` (already through checkBlockTable) and a pool
+  // of `poolPages` pages: one page per index, every index inside the table, every page in the pool.
+  TableEntries(Napi::Object opt, const TensorRef& table, int64_t poolPages);
+  bool empty() const { return idx.empty(); }
+};
+
+// The entries where the op's launch finds them: idx and pages point into the op's packed arrays
+// (toDevicePacked), table at the block table. Trivially copyable, for the launch's lambdas.
+struct TableEntriesAt {
+  int32_t* table = nullptr;
+  const int32_t* idx = nullptr;
+  const int32_t* pages = nullptr;
+  int count = 0;
+
+  TableEntriesAt(const TableEntries& e, const TensorRef& table);
+  // Each runs right before the append on its queue / stream, so the append reads the new entries.
+  void storeOnCpu() const;
+#ifdef ATTN_WITH_CUDA
+  void storeOnCuda(cudaStream_t stream) const;
+#endif
 };
 
 // The query, output and lse fields that PagedAttnParams and MlaAttnParams name alike.

@@ -100,6 +100,7 @@ Napi::Value pagedAppend(const Napi::CallbackInfo& info) {
     Napi::Object opt = info[5].As<Napi::Object>();
     std::vector<int32_t> rows = int32ArrayOpt(opt, "rows"), cuNew = int32ArrayOpt(opt, "cuNew"), startPos = int32ArrayOpt(opt, "startPos");
     checkBlockTable(table, pool.device(), rows);
+    const TableEntries entries(opt, table, g.pages);
     const bool quant = isQuantDType(pool.dtype);
     TensorRef scales, smooth;
     if (quant && !(optionalTensorRef(info[6], "scales", &scales) && optionalTensorRef(info[7], "kSmooth", &smooth)))
@@ -134,15 +135,23 @@ Napi::Value pagedAppend(const Napi::CallbackInfo& info) {
     p.heads_kv = g.heads;
     p.head_dim = g.dim;
     p.page_size = g.pageSize;
-    if (p.total_new == 0) return info.Env().Undefined();
+    // Table entries without tokens still go in (the backends' appends do nothing for zero tokens):
+    // lib/ has already put their pages in its page lists.
+    if (p.total_new == 0 && entries.empty()) return info.Env().Undefined();
 
     const attn::Device& dev = pool.device();
-    attn::StoragePtr arraysS = toDevicePacked<int32_t>(dev, {&rows, &cuNew, &startPos}, {&p.block_table_rows, &p.cu_new, &p.start_pos});
+    TableEntriesAt at(entries, table);
+    attn::StoragePtr arraysS = toDevicePacked<int32_t>(dev, {&rows, &cuNew, &startPos, &entries.idx, &entries.pages},
+                                                       {&p.block_table_rows, &p.cu_new, &p.start_pos, &at.idx, &at.pages});
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
         pool.storage, k.storage, v.storage, table.storage, arraysS, quant ? scales.storage : nullptr,
         quant ? smooth.storage : nullptr});
-    launch(dev, [p, holds] { attn::cpu::pagedAppend(p); }, [&](const CudaTarget& c) {
+    launch(dev, [p, at, holds] {
+      at.storeOnCpu();
+      attn::cpu::pagedAppend(p);
+    }, [&](const CudaTarget& c) {
 #ifdef ATTN_WITH_CUDA
+      at.storeOnCuda(c.stream);
       attn::cuda::pagedAppend(p, c.stream);
 #endif
     });

@@ -80,6 +80,15 @@ export interface NativePagedAttentionOptions extends NativeAttentionOptions {
   pagedKernel?: number;
 }
 
+/**
+ * Block-table entries an append stores before its tokens: flat element `tableIdx[i]` of the table
+ * becomes page `tablePages[i]` (lib/page_table.ts AppendPlan). @internal
+ */
+export interface NativeTableEntries {
+  tableIdx?: Int32Array;
+  tablePages?: Int32Array;
+}
+
 /** Options of the MLA attention kernel (already validated). @internal */
 export interface NativeMlaAttentionOptions {
   scale: number;
@@ -127,7 +136,7 @@ export interface NativeAddon {
     k: TensorDescriptor,
     v: TensorDescriptor,
     blockTable: TensorDescriptor,
-    options: { rows: Int32Array; cuNew: Int32Array; startPos: Int32Array; initSmoothing?: boolean },
+    options: { rows: Int32Array; cuNew: Int32Array; startPos: Int32Array; initSmoothing?: boolean } & NativeTableEntries,
     scales?: TensorDescriptor | null,
     kSmooth?: TensorDescriptor | null,
   ): void;
@@ -159,7 +168,7 @@ export interface NativeAddon {
     latent: TensorDescriptor,
     rope: TensorDescriptor | null,
     blockTable: TensorDescriptor,
-    options: { rows: Int32Array; cuNew: Int32Array; startPos: Int32Array },
+    options: { rows: Int32Array; cuNew: Int32Array; startPos: Int32Array } & NativeTableEntries,
   ): void;
   mlaAttention(
     q: TensorDescriptor,

@@ -29,7 +29,10 @@ export interface SequenceState {
   lengths: number[];
 }
 
-/** What an append needs from the allocator: the kernel's arguments and the pages to copy first. @internal */
+/**
+ * What an append needs from the allocator: the kernel's arguments, the pages to copy first and the
+ * block-table entries to store. @internal
+ */
 export interface AppendPlan {
   states: SequenceState[];
   counts: number[];
@@ -39,6 +42,15 @@ export interface AppendPlan {
   /** Copy-on-write pairs: page copySrc[i] must be copied to copyDst[i] before the write. */
   copySrc: Int32Array;
   copyDst: Int32Array;
+  /**
+   * Block-table entries the append stores on the device before its tokens (its own upload carries
+   * them, so a decode step whose sequences all cross a page boundary costs no extra host copy):
+   * element `tableIdx[i]` of the flat `[maxSequences * maxPagesPerSequence]` table (row *
+   * maxPagesPerSequence + page index) becomes page `tablePages[i]`. The plan's pages are already in
+   * the host page lists.
+   */
+  tableIdx: Int32Array;
+  tablePages: Int32Array;
 }
 
 /** @internal */
@@ -126,9 +138,10 @@ export class PageTable {
 
   /**
    * Plans an append of `counts[i]` tokens to `states[i]` in `layer`: allocates the pages (fresh
-   * ones, and copies of shared pages about to be written) and updates the block tables. Throws a
-   * RangeError before changing anything when the pool runs out. The caller copies the pages, writes
-   * the tokens, then calls {@link PageTable.commit}.
+   * ones, and copies of shared pages about to be written) and lists the block-table entries that
+   * name them, which the caller's native append stores (see {@link PageTable.enqueueAppend}).
+   * Throws a RangeError before changing anything when the pool runs out. The caller copies the
+   * pages, writes the tokens with the table entries, then calls {@link PageTable.commit}.
    */
   planAppend(states: SequenceState[], layer: number, counts: number[]): AppendPlan {
     const ps = this.pageSize;
@@ -149,13 +162,13 @@ export class PageTable {
 
     const copySrc: number[] = [];
     const copyDst: number[] = [];
+    const tableIdx: number[] = [];
+    const tablePages: number[] = [];
     for (let i = 0; i < states.length; i++) {
       const s = states[i];
       if (counts[i] === 0) continue;
       const start = s.lengths[layer];
       const last = Math.ceil((start + counts[i]) / ps);
-      let lo = Infinity;
-      let hi = -1;
       for (let p = Math.floor(start / ps); p < last; p++) {
         if (p < s.pages.length && this.refCount[s.pages[p]] <= 1) continue;
         const fresh = this.freePages.pop()!;
@@ -169,10 +182,9 @@ export class PageTable {
         } else {
           s.pages.push(fresh);
         }
-        lo = Math.min(lo, p);
-        hi = Math.max(hi, p);
+        tableIdx.push(s.row * this.maxPagesPerSequence + p);
+        tablePages.push(fresh);
       }
-      if (hi >= 0) this.writeTableRow(s, lo, hi + 1);
     }
     const cuNew = new Int32Array(states.length + 1);
     const rows = new Int32Array(states.length);
@@ -182,7 +194,25 @@ export class PageTable {
       rows[i] = states[i].row;
       startPos[i] = states[i].lengths[layer];
     }
-    return { states, counts, cuNew, rows, startPos, copySrc: Int32Array.from(copySrc), copyDst: Int32Array.from(copyDst) };
+    return {
+      states, counts, cuNew, rows, startPos, copySrc: Int32Array.from(copySrc), copyDst: Int32Array.from(copyDst),
+      tableIdx: Int32Array.from(tableIdx), tablePages: Int32Array.from(tablePages),
+    };
+  }
+
+  /**
+   * Runs `append`, the native append that stores the plan's table entries before its tokens. If it
+   * throws, they are stored from the host before the error goes on: the plan's pages stay in the
+   * host page lists (a retry writes into them without allocating again), so the device table must
+   * name them even though the append that carried the entries never ran.
+   */
+  enqueueAppend(plan: AppendPlan, append: () => void): void {
+    try {
+      append();
+    } catch (e) {
+      this.writeTableEntries(plan);
+      throw e;
+    }
   }
 
   /** Records the tokens of a planned append as written. */
@@ -246,6 +276,16 @@ export class PageTable {
     const s = this.seqs.get(seq);
     if (!s) throw new RangeError(`${name} ${seq} is not a live sequence of this cache`);
     return s;
+  }
+
+  // One host write per entry: only for the failure path of enqueueAppend, never per decode step.
+  private writeTableEntries(plan: AppendPlan): void {
+    const width = this.maxPagesPerSequence;
+    for (let i = 0; i < plan.tableIdx.length; i++) {
+      const idx = plan.tableIdx[i];
+      const view = this.blockTable.narrow(0, Math.floor(idx / width), 1).narrow(1, idx % width, 1);
+      native.write(view, Int32Array.of(plan.tablePages[i]));
+    }
   }
 
   private writeTableRow(s: SequenceState, from: number, to: number): void {

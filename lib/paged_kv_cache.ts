@@ -211,12 +211,14 @@ export class PagedKVCache extends PagedSequences implements Disposable {
       if (this.scales) native.copyPages(this.scales, pairs);
     }
     const initSmoothing = this.quantized && !this.smoothSet[layer] && plan.cuNew[states.length] > 0;
-    native.pagedAppend(this.pool, layer, k, v, this.blockTable, {
+    this.table.enqueueAppend(plan, () => native.pagedAppend(this.pool, layer, k, v, this.blockTable, {
       rows: plan.rows,
       cuNew: plan.cuNew,
       startPos: plan.startPos,
       initSmoothing,
-    }, this.scales, this.kSmooth);
+      tableIdx: plan.tableIdx,
+      tablePages: plan.tablePages,
+    }, this.scales, this.kSmooth));
     if (initSmoothing) this.smoothSet[layer] = true;
     if (this.summaryChannels && !this.channelsSet[layer] && plan.cuNew[states.length] > 0) {
       // Label channels from this first append's tokens, before its pages are summarized.

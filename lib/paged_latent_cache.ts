@@ -122,9 +122,9 @@ export class PagedLatentCache extends PagedSequences implements Disposable {
     }
     const plan = this.table.planAppend(states, layer, n);
     if (plan.copySrc.length) native.mlaCopyPages(this.pool, this.scales, { src: plan.copySrc, dst: plan.copyDst });
-    native.mlaAppend(this.pool, this.scales, layer, latent, hasRope ? rope : null, this.table.blockTable, {
-      rows: plan.rows, cuNew: plan.cuNew, startPos: plan.startPos,
-    });
+    this.table.enqueueAppend(plan, () => native.mlaAppend(this.pool, this.scales, layer, latent, hasRope ? rope : null, this.table.blockTable, {
+      rows: plan.rows, cuNew: plan.cuNew, startPos: plan.startPos, tableIdx: plan.tableIdx, tablePages: plan.tablePages,
+    }));
     this.table.commit(plan, layer);
   }
 

@@ -1,4 +1,7 @@
 import { attention, Tensor } from '../lib';
+import { native, NativeTableEntries } from '../lib/native';
+import { makeLatentCache } from './helpers/mla';
+import { makeCache } from './helpers/paged';
 import { expectThrows } from './helpers/throws';
 
 describe('attention argument errors', () => {
@@ -47,5 +50,53 @@ describe('attention argument errors', () => {
     vv.dispose();
     const o = await out.toArray();
     expect(o.every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe('append table entries reaching the binding', () => {
+  // lib/page_table.ts only sends well-formed entries; these call the binding directly. Each cache
+  // has 8 pages and a [2, 8] block table (maxSequenceLength 32 at page size 4); row 0 is unused.
+  const kv = makeCache('cpu', 'f32', { pageSize: 4, capacityPages: 8, maxSequences: 2 });
+  const latent = makeLatentCache('cpu', 'f32', { pageSize: 4, capacityPages: 8, maxSequences: 2, layers: 1 });
+  const batch = { rows: Int32Array.of(0), cuNew: Int32Array.of(0, 1), startPos: Int32Array.of(0) };
+  const ops: Array<[string, Pick<typeof kv, 'blockTable'>, (entries: NativeTableEntries, tokens?: number) => void]> = [
+    ['pagedAppend', kv, (e, tokens = 1) => native.pagedAppend(kv.pool, 0, Tensor.randn([tokens, 2, 32]), Tensor.randn([tokens, 2, 32]), kv.blockTable,
+      { ...batch, cuNew: Int32Array.of(0, tokens), ...e })],
+    ['mlaAppend', latent, (e, tokens = 1) => native.mlaAppend(latent.pool, latent.scales, 0, Tensor.randn([tokens, 576]), null, latent.blockTable,
+      { ...batch, cuNew: Int32Array.of(0, tokens), ...e })],
+  ];
+  const bad: Array<[string, NativeTableEntries, 'TypeError' | 'RangeError', RegExp]> = [
+    ['lengths differ', { tableIdx: Int32Array.of(0, 1), tablePages: Int32Array.of(3) }, 'RangeError',
+      /options.tableIdx \(2 entries\) and options.tablePages \(1\) must have one length/],
+    ['pages without indices', { tablePages: Int32Array.of(3) }, 'RangeError', /options.tableIdx \(0 entries\) and options.tablePages \(1\)/],
+    ['index past the table', { tableIdx: Int32Array.of(16), tablePages: Int32Array.of(3) }, 'RangeError',
+      /options.tableIdx\[0\] = 16 is outside the block table \[0, 16\)/],
+    ['negative index', { tableIdx: Int32Array.of(1, -1), tablePages: Int32Array.of(3, 3) }, 'RangeError', /options.tableIdx\[1\] = -1 is outside the block table/],
+    ['page past the pool', { tableIdx: Int32Array.of(0), tablePages: Int32Array.of(8) }, 'RangeError', /options.tablePages\[0\] = 8 is not a page of the pool \[0, 8\)/],
+    ['not an Int32Array', { tableIdx: [0] as never, tablePages: Int32Array.of(3) }, 'TypeError', /options.tableIdx must be an Int32Array/],
+  ];
+
+  describe.each(ops)('%s', (_op, cache, append) => {
+    test.each(bad)('%s: thrown before the table changes', async (_name, entries, cls, message) => {
+      const before = await cache.blockTable.toArray();
+      expectThrows(() => append(entries), cls, message);
+      expect(await cache.blockTable.toArray()).toEqual(before);
+    });
+
+    test('entries of an append without tokens are stored, not dropped', async () => {
+      append({ tableIdx: Int32Array.of(9, 10), tablePages: Int32Array.of(6, 7) }, 0);
+      const table = await cache.blockTable.toArray();
+      expect([table[9], table[10]]).toEqual([6, 7]);
+    });
+  });
+
+  test('the entries are stored before the tokens are written', async () => {
+    const k = Tensor.randn([1, 2, 32]);
+    native.pagedAppend(kv.pool, 0, k, Tensor.randn([1, 2, 32]), kv.blockTable, { ...batch, tableIdx: Int32Array.of(0), tablePages: Int32Array.of(5) });
+    // Pool [layers, 2 (k, v), pages, kvHeads, pageSize, headDim]: K of layer 0, page 5, slot 0.
+    const pool = await kv.pool.toArray();
+    const kh = await k.toArray();
+    const slot = (head: number) => Array.from(pool.subarray(((5 * 2 + head) * 4) * 32, ((5 * 2 + head) * 4) * 32 + 32));
+    expect([...slot(0), ...slot(1)]).toEqual(Array.from(kh));
   });
 });

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { mlaDecode, PagedLatentCache, synchronize, Tensor } from '../lib';
 import { native } from '../lib/native';
 import { gaussian, makeLatentCache, MLA_SCALE, randomModel, ShadowLatentCache } from './helpers/mla';
-import { checkAccounting } from './helpers/paged';
+import { checkAccounting, checkBlockTable, tableWrites } from './helpers/paged';
 import { expectThrows } from './helpers/throws';
 
 // Relative L2 of the W_UV-projected output against decompressed float64 attention, and the largest
@@ -128,12 +128,35 @@ describe('latent cache fork, copy-on-write and accounting', () => {
         }
       }
       checkAccounting(shadow.cache);
+      await checkBlockTable(shadow.cache);
     }
     expect(outOfPages).toBeGreaterThan(0);
     const live = shadow.cache.sequences().filter((s) => shadow.cache.length(s, 0) > 0);
     if (live.length) expect((await shadow.checkAbsorbed(live, 0, 4)).out).toBeLessThan(TOL.bf16.out);
     for (const s of shadow.cache.sequences()) shadow.free(s);
     expect(shadow.cache.usage().freePages).toBe(30);
+  }, 60_000);
+});
+
+describe('latent block-table entries travel with the append', () => {
+  test('a lockstep decode batch crossing page boundaries together: no host table writes, the table follows the pages', async () => {
+    const shadow = new ShadowLatentCache(makeLatentCache('cpu', 'f32', { pageSize: 4, layers: 1, capacityPages: 48 }));
+    const seqs = Array.from({ length: 6 }, () => shadow.add());
+    await shadow.append(seqs, 0, seqs.map((_, i) => 4 * (i + 1))); // page-aligned: steps 0 and 4 cross together
+    const appendSpy = jest.spyOn(native, 'mlaAppend');
+    try {
+      for (let step = 0; step < 5; step++) {
+        expect(await tableWrites(shadow.cache, () => shadow.append(seqs, 0, seqs.map(() => 1)))).toBe(0);
+        await checkBlockTable(shadow.cache);
+        const err = await shadow.checkAbsorbed(seqs, 0, 4);
+        expect(err.out).toBeLessThan(TOL.f32.out);
+        expect(err.lse).toBeLessThan(TOL.f32.lse);
+      }
+      expect(appendSpy.mock.calls.map((c) => c[6].tableIdx?.length ?? 0)).toEqual([6, 0, 0, 0, 6]);
+    } finally {
+      appendSpy.mockRestore();
+    }
+    checkAccounting(shadow.cache);
   }, 60_000);
 });
 

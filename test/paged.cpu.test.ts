@@ -1,5 +1,6 @@
 import { PagedKVCache, pagedAttention, Tensor } from '../lib';
-import { checkAccounting, makeCache, ShadowCache } from './helpers/paged';
+import { native } from '../lib/native';
+import { checkAccounting, checkBlockTable, makeCache, ShadowCache, tableWrites } from './helpers/paged';
 import { expectThrows } from './helpers/throws';
 
 const TOL = { f32: 2e-5, bf16: 1e-2, f16: 3e-3 } as const;
@@ -55,6 +56,60 @@ describe('fork and copy-on-write', () => {
     shadow.free(b);
     for (const layer of [0, 1]) expect(await shadow.check([a, c], layer, 4)).toBeLessThan(TOL.f32);
     checkAccounting(shadow.cache);
+    await checkBlockTable(shadow.cache);
+  });
+});
+
+describe('block-table entries travel with the append', () => {
+  test('a lockstep decode batch crossing page boundaries together: no host table writes, the table follows the pages', async () => {
+    const shadow = new ShadowCache(makeCache('cpu', 'f32', { pageSize: 4, capacityPages: 128, maxSequences: 12 }));
+    const seqs = Array.from({ length: 8 }, () => shadow.add());
+    // Page-aligned prefills: decode steps 0, 4 and 8 cross a page boundary in every sequence at once.
+    for (const layer of [0, 1]) await shadow.append(seqs, layer, seqs.map((_, i) => 4 * (i + 1)));
+    const appendSpy = jest.spyOn(native, 'pagedAppend');
+    try {
+      for (let step = 0; step < 9; step++) {
+        for (const layer of [0, 1]) {
+          expect(await tableWrites(shadow.cache, () => shadow.append(seqs, layer, seqs.map(() => 1)))).toBe(0);
+          expect(await shadow.check(seqs, layer, 4)).toBeLessThan(TOL.f32);
+        }
+        await checkBlockTable(shadow.cache);
+      }
+      // A page holds every layer: layer 0 allocates the new pages, and its append alone carries them.
+      const entries = appendSpy.mock.calls.map((c) => c[5].tableIdx?.length ?? 0);
+      expect(entries).toEqual(Array.from({ length: 18 }, (_, i) => (i % 2 === 0 && (i / 2) % 4 === 0 ? seqs.length : 0)));
+      // Copy-on-write replaces an entry instead of adding one: fork into the shared partial page.
+      let fork = -1;
+      expect(await tableWrites(shadow.cache, () => (fork = shadow.fork(seqs[0])))).toBe(1); // fork keeps its row write
+      for (const layer of [0, 1]) {
+        expect(await tableWrites(shadow.cache, () => shadow.append([fork, seqs[0]], layer, [1, 2]))).toBe(0);
+        await checkBlockTable(shadow.cache);
+        expect(await shadow.check([...seqs, fork], layer, 4)).toBeLessThan(TOL.f32);
+      }
+      expect(appendSpy.mock.calls.slice(18).map((c) => c[5].tableIdx?.length ?? 0)).toEqual([1, 0]);
+      checkAccounting(shadow.cache);
+    } finally {
+      appendSpy.mockRestore();
+    }
+  });
+
+  test('an append whose native call throws still leaves its pages in the device table', async () => {
+    const shadow = new ShadowCache(makeCache('cpu', 'f32', { pageSize: 4 }));
+    const [a, b] = [shadow.add(), shadow.add()];
+    await shadow.append([a, b], 0, [4, 4]);
+    const appendSpy = jest.spyOn(native, 'pagedAppend').mockImplementationOnce(() => {
+      throw new RangeError('injected');
+    });
+    try {
+      await expect(shadow.append([a, b], 0, [3, 2])).rejects.toThrow('injected');
+    } finally {
+      appendSpy.mockRestore();
+    }
+    await checkBlockTable(shadow.cache);
+    // The retry writes into the pages the failed append took, found through the device table.
+    await shadow.append([a, b], 0, [3, 2]);
+    expect(await shadow.check([a, b], 0, 4)).toBeLessThan(TOL.f32);
+    checkAccounting(shadow.cache);
   });
 });
 
@@ -87,6 +142,7 @@ describe('page accounting under fuzzed append/fork/free', () => {
         }
       }
       checkAccounting(shadow.cache);
+      await checkBlockTable(shadow.cache);
     }
     expect(outOfPages).toBeGreaterThan(0); // the run did reach the limit
     // The contents survived all of it.

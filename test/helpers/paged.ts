@@ -1,5 +1,6 @@
 /** Drives a PagedKVCache while keeping a host copy of every sequence's K/V (the oracle). */
 import { Device, DType, PagedKVCache, pagedAttention, PagedAttentionOptions, Tensor } from '../../lib';
+import { native } from '../../lib/native';
 import { referenceAttention, relL2 } from './reference';
 
 export class ShadowCache {
@@ -119,6 +120,28 @@ export function checkAccounting(cache: Pick<PagedKVCache, 'debugState' | 'capaci
   expect(free).toEqual(Array.from(refs.keys()).filter((p) => refs[p] === 0));
   const u = cache.usage();
   expect(u.freePages + u.usedPages).toBe(cache.capacityPages);
+}
+
+/** What the block-table checks read of a paged cache (PagedKVCache and PagedLatentCache alike). */
+type TableOwner = Pick<PagedKVCache, 'blockTable' | 'debugState' | 'maxPagesPerSequence'>;
+
+/** Verifies that the device block table names every page of every sequence, in order. */
+export async function checkBlockTable(cache: TableOwner): Promise<void> {
+  const table = await cache.blockTable.toArray();
+  const width = cache.maxPagesPerSequence;
+  for (const s of cache.debugState().sequences.values())
+    expect(Array.from(table.subarray(s.row * width, s.row * width + s.pages.length))).toEqual(s.pages);
+}
+
+/** Host writes into the cache's block table (native.write on its storage) while fn runs. */
+export async function tableWrites(cache: TableOwner, fn: () => unknown): Promise<number> {
+  const spy = jest.spyOn(native, 'write');
+  try {
+    await fn();
+    return spy.mock.calls.filter(([t]) => t.storage === cache.blockTable.storage).length;
+  } finally {
+    spy.mockRestore();
+  }
 }
 
 export function makeCache(device: Device, dtype: DType, o: { layers?: number; kvHeads?: number; headDim?: number; pageSize?: number; capacityPages?: number; maxSequences?: number } = {}): PagedKVCache {

@@ -3,6 +3,8 @@
 // vectors, four loads in flight per thread. Pairs with a page index outside
 // [0, plane_stride_bytes / page_bytes) are skipped. Pairs must not overlap (no page may be both a
 // source and a destination in one call).
+// writeTableEntries: the other half of page-table maintenance, the block-table entries an append
+// stores before its tokens, one thread per entry.
 #include <cstdint>
 #include <string>
 
@@ -43,7 +45,23 @@ __global__ void __launch_bounds__(kCopyThreads) copyPagesKernel(char* __restrict
   }
 }
 
+constexpr int kScatterThreads = 128;
+
+__global__ void __launch_bounds__(kScatterThreads) scatterInt32Kernel(int32_t* __restrict__ table, const int32_t* __restrict__ idx,
+                                                                      const int32_t* __restrict__ values, int n) {
+  const int i = blockIdx.x * kScatterThreads + threadIdx.x;
+  if (i < n) table[__ldg(idx + i)] = __ldg(values + i);
+}
+
 }  // namespace
+
+void writeTableEntries(int32_t* table, const int32_t* idx, const int32_t* values, int n, cudaStream_t stream) {
+  if (n < 0) throwRange("writeTableEntries: negative count");
+  if (n == 0) return;
+  if (!table || !idx || !values) throwRange("writeTableEntries: a required pointer is null");
+  scatterInt32Kernel<<<(n + kScatterThreads - 1) / kScatterThreads, kScatterThreads, 0, stream>>>(table, idx, values, n);
+  ATTN_CUDA_CHECK_LAUNCH();
+}
 
 void copyPages(const PageCopyParams& p, cudaStream_t stream) {
   if (p.count < 0 || p.planes < 0 || p.page_bytes < 0) throwRange("copyPages: negative count, planes or page_bytes");

@@ -1,7 +1,9 @@
-// Paged KV cache kernels on CUDA: append, decode / paged prefill (split-KV), page copy.
+// Paged KV cache kernels on CUDA: append, decode / paged prefill (split-KV), page copy, block-table
+// writes.
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <string>
 
 #include "../../common/paged_params.h"
@@ -25,6 +27,9 @@ void pagedAppendQuant(const PagedAppendParams& p, cudaStream_t stream);
 // num_sms: the device's multiprocessor count (the split choice fills it).
 void pagedAttention(const PagedAttnParams& p, int num_sms, cudaStream_t stream);
 void copyPages(const PageCopyParams& p, cudaStream_t stream);
+// table[idx[i]] = values[i] for i < n (copy_pages.cu): the block-table entries of an append
+// (pagedAppend, mlaAppend), launched right before it on its stream. Indices must be distinct.
+void writeTableEntries(int32_t* table, const int32_t* idx, const int32_t* values, int n, cudaStream_t stream);
 
 // ---- prefill on the flash forward kernel (prefill.cu) ----
 // The decode kernel above stages each K/V tile for 16 (query row, head) pairs; the prefill kernel
