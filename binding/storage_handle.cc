@@ -41,13 +41,13 @@ Napi::Object StorageHandle::wrap(Napi::Env env, attn::StoragePtr storage) {
   return obj;
 }
 
-attn::StoragePtr StorageHandle::unwrap(Napi::Value value, const char* what) {
+attn::StoragePtr StorageHandle::unwrap(Napi::Value value, const std::string& what, const char* suffix) {
   Napi::Env env = value.Env();
   bool tagged = false;
   if (value.IsObject()) napi_check_object_type_tag(env, value, &kStorageTag, &tagged);
-  if (!tagged) attn::throwType(std::string(what) + " is not a tensor storage created by attn-cuda");
+  if (!tagged) attn::throwType(what + suffix + " is not a tensor storage created by attn-cuda");
   StorageHandle* h = Napi::ObjectWrap<StorageHandle>::Unwrap(value.As<Napi::Object>());
-  if (!h->storage_) attn::throwType(std::string(what) + " has been disposed");
+  if (!h->storage_) attn::throwType(what + suffix + " has been disposed");
   return h->storage_;
 }
 

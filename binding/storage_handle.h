@@ -3,6 +3,8 @@
 #pragma once
 #include <napi.h>
 
+#include <string>
+
 #include "runtime/storage.h"
 
 namespace binding {
@@ -11,8 +13,9 @@ class StorageHandle : public Napi::ObjectWrap<StorageHandle> {
  public:
   static Napi::Function define(Napi::Env env);
   static Napi::Object wrap(Napi::Env env, attn::StoragePtr storage);
-  // The storage behind `value`; throws TypeError naming `what` if it is not a live handle.
-  static attn::StoragePtr unwrap(Napi::Value value, const char* what);
+  // The storage behind `value`; throws TypeError naming `what` + `suffix` if it is not a live
+  // handle (the name is put together only for the error).
+  static attn::StoragePtr unwrap(Napi::Value value, const std::string& what, const char* suffix = "");
 
   explicit StorageHandle(const Napi::CallbackInfo& info);
 

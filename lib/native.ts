@@ -21,6 +21,11 @@ export interface TensorDescriptor {
   readonly shape: readonly number[];
   readonly strides: readonly number[];
   readonly offset: number;
+  /**
+   * The same layout in one array for the binding: [dtypeCode, offset, ndim, ...shape, ...strides].
+   * Optional: without it the binding reads the fields one by one.
+   */
+  readonly layout?: Float64Array;
 }
 
 /** @internal */

@@ -74,6 +74,8 @@ export class Tensor implements TensorDescriptor, Disposable {
   readonly storage: StorageHandle;
   /** @internal */
   readonly dtypeCode: number;
+  /** @internal The binding's one-read form of dtype, offset, shape and strides (see TensorDescriptor). */
+  readonly layout: Float64Array;
 
   /** @internal Use the static constructors. */
   constructor(storage: StorageHandle, device: Device, dtype: DType, shape: readonly number[], strides?: readonly number[], offset = 0) {
@@ -84,6 +86,7 @@ export class Tensor implements TensorDescriptor, Disposable {
     this.shape = Object.freeze([...shape]);
     this.strides = Object.freeze([...(strides ?? contiguousStrides(shape))]);
     this.offset = offset;
+    this.layout = Float64Array.from([this.dtypeCode, offset, this.shape.length, ...this.shape, ...this.strides]);
   }
 
   /** Copies host numbers into a new tensor of the given shape, converting to `dtype` natively. */

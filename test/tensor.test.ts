@@ -137,6 +137,24 @@ describe('Tensor', () => {
     await expectRejects(bad.toArray(), 'RangeError', /exceeds its storage/);
   });
 
+  test('the binding checks the one-array layout as it checks the fields', async () => {
+    const t = Tensor.randn([4]);
+    const values = Array.from(await t.toArray());
+    // A real tensor reads through its layout: same values as the field-by-field path.
+    const fields = Object.assign(Object.create(Tensor.prototype) as object, { ...t, layout: undefined }) as unknown as Tensor;
+    expect(Array.from(await fields.toArray())).toEqual(values);
+    const forge = (layout: number[]) => Object.assign(Object.create(Tensor.prototype) as object, { ...t, layout: Float64Array.from(layout) }) as unknown as Tensor;
+    await expectRejects(forge([0, 0, 1, 1000, 1]).toArray(), 'RangeError', /exceeds its storage/);
+    await expectRejects(forge([0, 3, 1, 2, 1]).toArray(), 'RangeError', /exceeds its storage/);
+    await expectRejects(forge([0, -1, 1, 4, 1]).toArray(), 'RangeError', /offset must be a non-negative integer/);
+    await expectRejects(forge([0, 0, 1, NaN, 1]).toArray(), 'RangeError', /shape must be a non-negative integer/);
+    await expectRejects(forge([0, 0, 1, 4, 0.5]).toArray(), 'RangeError', /strides must be a non-negative integer/);
+    await expectRejects(forge([0, 0, 2, 4, 1]).toArray(), 'RangeError', /length disagrees/);
+    await expectRejects(forge([0, 0, 9, ...Array(18).fill(1)]).toArray(), 'RangeError', /more than 8 dimensions/);
+    await expectRejects(forge([99, 0, 1, 4, 1]).toArray(), 'RangeError', /unknown dtype code/);
+    await expectRejects(forge([0, 0]).toArray(), 'RangeError', /too short/);
+  });
+
   test('the GC frees tensors nobody disposed', async () => {
     const gc = (global as { gc?: () => void }).gc;
     if (!gc) return; // needs --expose-gc (npm test passes it)
