@@ -2,6 +2,7 @@
 // [layers, 2 (k, v), numPages, kvHeads, pageSize, headDim], contiguous; lib/paged_kv_cache.ts owns
 // the page bookkeeping and guarantees that every block-table entry a call touches is a live page.
 #include <memory>
+#include <optional>
 
 #include "bench_hook.h"
 #include "block_mask.h"
@@ -224,10 +225,21 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
       attn::throwType(std::string("pagedAttention on cpu supports f32, f16 and bf16, not ") + attn::dtypeName(q.dtype));
 
     const attn::Device& dev = q.device();
-    const SequenceBatchOnDevice onDev(dev, batch);
-    p.block_table_rows = onDev.rowsData();
-    p.seq_lens = onDev.seqLensData();
-    p.cu_seqlens_q = onDev.cuQData();
+    // A small CUDA decode batch passes its rows and lengths in the kernel's arguments: no upload
+    // (a copy, and a copy node that breaks the programmatic launch after the previous kernel).
+    const Napi::Value maskOpt = opt.Get("blockMask");
+    const bool inlineBatch = dev.isCuda() && batch.cuQ.empty() && batch.size() <= static_cast<size_t>(attn::kPagedInlineBatch) &&
+                             forceKernel != 2 && (maskOpt.IsUndefined() || maskOpt.IsNull()) && intOpt(opt, "topKPages", 0) == 0;
+    std::optional<SequenceBatchOnDevice> onDev;
+    if (inlineBatch) {
+      p.host_block_table_rows = batch.rows.data();
+      p.host_seq_lens = batch.seqLens.data();
+    } else {
+      onDev.emplace(dev, batch);
+      p.block_table_rows = onDev->rowsData();
+      p.seq_lens = onDev->seqLensData();
+      p.cu_seqlens_q = onDev->cuQData();
+    }
     attn::StoragePtr slopeS;
     if (!slopes.empty()) {
       slopeS = toDevice(dev, slopes);
@@ -241,7 +253,7 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     // Top-k sparse decode (options.topKPages): p now reads a compacted table the selection writes.
     TopKPlan topk = planTopK(opt, q, pool, layer, batch.seqLens, !batch.cuQ.empty(), p);
     auto holds = std::make_shared<std::vector<attn::StoragePtr>>(std::vector<attn::StoragePtr>{
-        q.storage, pool.storage, table.storage, o.storage, hasLse ? lse.storage : nullptr, onDev.storage, slopeS,
+        q.storage, pool.storage, table.storage, o.storage, hasLse ? lse.storage : nullptr, onDev ? onDev->storage : nullptr, slopeS,
         quant ? scales.storage : nullptr, quant ? smooth.storage : nullptr});
     holds->insert(holds->end(), topk.holds.begin(), topk.holds.end());
     holds->insert(holds->end(), maskS.begin(), maskS.end());

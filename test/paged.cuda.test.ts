@@ -19,6 +19,18 @@ describeCuda('CUDA paged attention matches float64 on the gathered KV', () => {
     }
   }
 
+  test('decode batches on both sides of the 32 sequences the kernel arguments carry', async () => {
+    const shadow = new ShadowCache(makeCache('cuda:0', 'bf16', { headDim: 128, pageSize: 16, kvHeads: 2, capacityPages: 1024, maxSequences: 48 }));
+    const seqs = Array.from({ length: 40 }, () => shadow.add());
+    await shadow.append(seqs, 0, seqs.map((_, i) => 1 + ((i * 37) % 300)));
+    // Reversed: entry i of a call is not table row i. Up to 32 sequences ride in the kernel's
+    // arguments, 33 and more go through a device upload; both must read the right rows and lengths.
+    const order = [...seqs].reverse();
+    for (const n of [1, 7, 32, 33, 40]) {
+      for (const numSplits of [undefined, 1, 4]) expect(await shadow.check(order.slice(0, n), 0, 8, { numSplits })).toBeLessThan(1e-2);
+    }
+  });
+
   test('f16 prefill with window, softcap and ALiBi', async () => {
     const shadow = new ShadowCache(makeCache('cuda:0', 'f16', { headDim: 128, pageSize: 16, kvHeads: 1 }));
     const seqs = [shadow.add(), shadow.add()];

@@ -66,6 +66,9 @@ struct PagedAppendParams {
 // [kSparseBlock * i, kSparseBlock * (i + 1)) (row 0 = its first query, at position seq_lens[b] -
 // nq_b), key block c its cached keys [kSparseBlock * c, ...). 16/32-bit caches only; on CUDA only
 // the prefill kernel (csrc/cuda/paged/prefill.cu) reads it.
+// Sequences a CUDA decode call can pass in its kernel arguments (PagedAttnParams::host_seq_lens).
+constexpr int kPagedInlineBatch = 32;
+
 struct PagedAttnParams : BlockSparseMask {
   DType dtype = DType::F32;  // of q, o and the cache
   const void* q = nullptr;   // [total_q, heads_q, head_dim]
@@ -83,6 +86,12 @@ struct PagedAttnParams : BlockSparseMask {
   int block_table_stride = 0;
   const int32_t* block_table_rows = nullptr;  // [batch]: table row of sequence b; null = row b
   const int32_t* seq_lens = nullptr;     // [batch] cached tokens, new ones included
+  // CUDA decode only (one query per sequence, no mask, no top-k): with block_table_rows and
+  // seq_lens null, these host arrays (read during the launch call only, batch <=
+  // kPagedInlineBatch) travel in the kernel's arguments, so the call uploads nothing and the
+  // kernel reads no device array before its page lookups.
+  const int32_t* host_block_table_rows = nullptr;
+  const int32_t* host_seq_lens = nullptr;
 
   int batch = 0;
   int total_q = 0;

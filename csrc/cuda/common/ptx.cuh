@@ -125,12 +125,22 @@ __device__ __forceinline__ void cpAsyncWaitDyn(int n) {
 
 // ---- programmatic dependent launch ---------------------------------------------------------
 
-// Lets the grid's programmatic dependent (the split combine, ../paged/combine.cu) launch early; it
-// still waits for this grid's completion and memory before it reads the workspace. Before sm_90:
-// nothing (the dependent launches when this grid ends).
+// Lets the grid's programmatic dependent (the split combine, ../paged/combine.cu, or the next
+// decode on the stream) launch early; it still waits for this grid's completion and memory
+// (waitForPrerequisites) before it reads what this grid writes. Before sm_90: nothing (the
+// dependent launches when this grid ends).
 __device__ __forceinline__ void launchDependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// Waits until the grids this one depends on programmatically (launched with programmatic stream
+// serialization) have completed and their memory is visible; call it before the first global read
+// of anything an earlier kernel on the stream may write. Without such a launch: returns at once.
+__device__ __forceinline__ void waitForPrerequisites() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 }
 

@@ -21,9 +21,7 @@ constexpr int kCombineBatch = 8;  // partial-output loads in flight per lane
 
 template <typename T>
 __global__ void __launch_bounds__(kCombineWarps * 32) pagedCombineKernel(const DecodeArgs a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
+  waitForPrerequisites();
   const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
   const int lane = threadIdx.x & 31;
   const int64_t pairs = static_cast<int64_t>(a.total_q) * a.heads_q;

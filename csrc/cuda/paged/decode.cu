@@ -94,6 +94,12 @@ void pagedAttention(const PagedAttnParams& p, int sms, cudaStream_t stream) {
   a.page_head_stride = p.page_head_stride;
   setBlockTableArgs(a, p);
   a.seq_lens = p.seq_lens;
+  if (!p.seq_lens) {  // a small decode batch: rows and lengths in the kernel's arguments
+    for (int b = 0; b < p.batch; ++b) {
+      a.inline_rows[b] = p.host_block_table_rows ? p.host_block_table_rows[b] : b;
+      a.inline_lens[b] = p.host_seq_lens[b];
+    }
+  }
   a.batch = p.batch;
   a.total_q = p.total_q;
   a.heads_q = p.heads_q;

@@ -53,6 +53,12 @@ struct DecodeCta {
   }
 };
 
+// Block-table row of sequence b.
+__device__ __forceinline__ int decodeTableRow(const DecodeArgs& a, int b) {
+  if (a.block_table_rows != nullptr) return __ldg(a.block_table_rows + b);
+  return a.seq_lens ? b : a.inline_rows[b];
+}
+
 // The CTA of blockIdx; false when it has no rows (a uniform early exit).
 __device__ __forceinline__ bool decodeCtaOf(const DecodeArgs& a, DecodeCta& c) {
   constexpr int kN = kDecodeTileKeys;
@@ -64,7 +70,7 @@ __device__ __forceinline__ bool decodeCtaOf(const DecodeArgs& a, DecodeCta& c) {
   c.split = blockIdx.y;
   c.q0 = a.cu_q ? a.cu_q[c.b] : c.b;
   c.nq = a.cu_q ? a.cu_q[c.b + 1] - c.q0 : 1;
-  c.len_k = max(a.seq_lens[c.b], 0);
+  c.len_k = max(a.seq_lens ? a.seq_lens[c.b] : a.inline_lens[c.b], 0);
   const int rows_total = c.nq * a.group;
   c.m0 = c.mb * kDecodeRows;
   if (c.m0 >= rows_total) return false;

@@ -60,7 +60,7 @@ __device__ __forceinline__ uint32_t swz(int row, int chunk) {
 }
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) pagedDecodeKernel(const DecodeArgs a) {
+__global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) pagedDecodeKernel(const __grid_constant__ DecodeArgs a) {
   using Cfg = DecodeCfg<D>;
   constexpr int kN = Cfg::kN;
   const int stages = a.stages;  // >= 2
@@ -71,7 +71,10 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ int s_pg[(Cfg::kMaxStages - 1) * kN];  // page of each key of the prologue tiles
 
-  if (a.num_splits > 1) launchDependents();
+  // Launched with programmatic stream serialization: the CTAs start while the previous kernel on
+  // the stream finishes, and wait here, before any global read, until its writes are visible.
+  waitForPrerequisites();
+  launchDependents();
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -110,7 +113,7 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   const int ld_row0 = tid / kLdChunks;
   const T* kbase = static_cast<const T*>(a.k_pages) + static_cast<int64_t>(kvh) * a.page_head_stride + ld_chunk * 8;
   const T* vbase = static_cast<const T*>(a.v_pages) + static_cast<int64_t>(kvh) * a.page_head_stride + ld_chunk * 8;
-  const int row = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + b) : b;
+  const int row = decodeTableRow(a, b);
   const int32_t* bt = a.block_table + static_cast<int64_t>(row) * a.block_table_stride;
   const int page_mask = (1 << a.page_shift) - 1;
 

@@ -16,34 +16,49 @@
 
 namespace attn::cuda::paged {
 
-// ATTN_DECODE_CLUSTER=0 turns the cluster combine off (A/B timing); anything else leaves it on.
+// Tuning switches for A/B timing, read once: ATTN_DECODE_CLUSTER=0 turns the cluster combine off,
+// ATTN_DECODE_PDL=0 the programmatic dependent launch; anything else leaves them on.
+inline bool envSwitchOn(const char* name) {
+  const char* v = std::getenv(name);
+  return !(v && v[0] == '0');
+}
 inline bool decodeClusterEnabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("ATTN_DECODE_CLUSTER");
-    return !(v && v[0] == '0');
-  }();
+  static const bool on = envSwitchOn("ATTN_DECODE_CLUSTER");
+  return on;
+}
+inline bool decodePdlEnabled() {
+  static const bool on = envSwitchOn("ATTN_DECODE_PDL");
   return on;
 }
 
-// A decode launch whose CTA rows are clusters of `cluster` splits (grid.y): the configuration and
-// the cluster attribute it points at, kept together.
-struct SplitClusterLaunch {
-  cudaLaunchAttribute attr{};
+// A decode launch configuration and the attributes it points at, kept together: programmatic
+// stream serialization (the grid may start while the previous kernel on the stream finishes; the
+// kernels wait for it before their first global read) and, with cluster > 1, CTA rows that are
+// clusters of `cluster` splits (grid.y).
+struct DecodeLaunch {
+  cudaLaunchAttribute attrs[2]{};
   cudaLaunchConfig_t cfg{};
-  SplitClusterLaunch(dim3 grid, int cluster, int smem, cudaStream_t stream) {
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = 1;
-    attr.val.clusterDim.y = static_cast<unsigned>(cluster);
-    attr.val.clusterDim.z = 1;
+  DecodeLaunch(dim3 grid, int smem, cudaStream_t stream, bool pdl, int cluster) {
     cfg.gridDim = grid;
     cfg.blockDim = dim3(kDecodeThreads);
     cfg.dynamicSmemBytes = static_cast<size_t>(smem);
     cfg.stream = stream;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
+    cfg.attrs = attrs;
+    if (pdl) {
+      cudaLaunchAttribute& a = attrs[cfg.numAttrs++];
+      a.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      a.val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster > 1) {
+      cudaLaunchAttribute& a = attrs[cfg.numAttrs++];
+      a.id = cudaLaunchAttributeClusterDimension;
+      a.val.clusterDim.x = 1;
+      a.val.clusterDim.y = static_cast<unsigned>(cluster);
+      a.val.clusterDim.z = 1;
+    }
   }
-  SplitClusterLaunch(const SplitClusterLaunch&) = delete;  // cfg points into this object
-  SplitClusterLaunch& operator=(const SplitClusterLaunch&) = delete;
+  DecodeLaunch(const DecodeLaunch&) = delete;  // cfg points into this object
+  DecodeLaunch& operator=(const DecodeLaunch&) = delete;
 };
 
 // Raises the kernel's dynamic shared memory limit to `smem` on `device` once: a decode call's host
@@ -73,7 +88,7 @@ int maxActiveDecodeClusters(Kernel kernel, int cluster, int smem, int device) {
   if (it != cache.end()) return it->second;
   if (cluster > 8) ATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
   allowDecodeSmem(kernel, smem, device);
-  const SplitClusterLaunch launch(dim3(1, static_cast<unsigned>(cluster)), cluster, smem, nullptr);
+  const DecodeLaunch launch(dim3(1, static_cast<unsigned>(cluster)), smem, nullptr, false, cluster);
   int n = 0;
   if (cudaOccupancyMaxActiveClusters(&n, kernel, &launch.cfg) != cudaSuccess) {
     (void)cudaGetLastError();  // not supported here: no clusters
@@ -87,7 +102,8 @@ int maxActiveDecodeClusters(Kernel kernel, int cluster, int smem, int device) {
 // one CTA each runs `max_stages` (the SM's shared memory for one CTA), otherwise `stages`
 // (smem_of(stages) bytes per CTA). With 2..16 splits, compute capability 9+ and every cluster
 // resident at once, the splits of a CTA row form a cluster (a.cluster = 1); otherwise the split
-// partials go through the workspace (a.counters: fused combine, else combine.cu).
+// partials go through the workspace (a.counters: fused combine, else combine.cu). On compute
+// capability 9+ the launch is a programmatic dependent of the previous kernel on the stream.
 template <typename Kernel, typename SmemOf>
 void launchDecodeGrid(Kernel kernel, DecodeArgs a, int stages, int max_stages, SmemOf smem_of, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(a.batch) * a.heads_kv * a.mblocks, a.num_splits);
@@ -95,23 +111,17 @@ void launchDecodeGrid(Kernel kernel, DecodeArgs a, int stages, int max_stages, S
   a.stages = alone ? max_stages : stages;
   a.cluster = 0;
   const int S = a.num_splits;
-  int device = 0;
+  int device = 0, major = 0;
   ATTN_CUDA_CHECK(cudaGetDevice(&device));
-  if (S >= 2 && S <= 16 && a.counters != nullptr && decodeClusterEnabled()) {
-    int major = 0;
-    ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    // Only at the pipeline depth chosen above: a cluster launch that needs the shallower shared-SM
-    // depth to fit lost more than the combine saves (H100, 1 x 8k, 16 splits: 17.6 vs 15.0 us).
-    if (major >= 9 && maxActiveDecodeClusters(kernel, S, smem_of(a.stages), device) >= static_cast<int>(grid.x)) a.cluster = 1;
-  }
+  ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  // Only at the pipeline depth chosen above: a cluster launch that needs the shallower shared-SM
+  // depth to fit lost more than the combine saves (H100, 1 x 8k, 16 splits: 17.6 vs 15.0 us).
+  if (major >= 9 && S >= 2 && S <= 16 && a.counters != nullptr && decodeClusterEnabled() &&
+      maxActiveDecodeClusters(kernel, S, smem_of(a.stages), device) >= static_cast<int>(grid.x))
+    a.cluster = 1;
   const int smem = smem_of(a.stages);
   allowDecodeSmem(kernel, smem, device);
-  if (!a.cluster) {
-    kernel<<<grid, kDecodeThreads, smem, stream>>>(a);
-    ATTN_CUDA_CHECK_LAUNCH();
-    return;
-  }
-  const SplitClusterLaunch launch(grid, S, smem, stream);
+  const DecodeLaunch launch(grid, smem, stream, major >= 9 && decodePdlEnabled(), a.cluster ? S : 1);
   const cudaError_t err = cudaLaunchKernelEx(&launch.cfg, kernel, a);
   if (err != cudaSuccess) (void)cudaGetLastError();  // a failed launch must not surface in a later op's check
   ATTN_CUDA_CHECK(err);

@@ -122,7 +122,7 @@ __device__ __forceinline__ int swzV(int r, int c) {
 }
 
 template <typename T, int D, bool kFp8>
-__global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks) pagedDecodeQuantKernel(const DecodeArgs a) {
+__global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks) pagedDecodeQuantKernel(const __grid_constant__ DecodeArgs a) {
   using Cfg = QuantDecodeCfg<D>;
   constexpr int kN = Cfg::kN;
   constexpr int kKS = D / 16;  // k16 steps of Q K^T
@@ -133,7 +133,10 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
   __shared__ float s_qmax[kDecodeWarps];
   __shared__ float s_qmu[kDecodeRows];
 
-  if (a.num_splits > 1) launchDependents();
+  // Launched with programmatic stream serialization: the CTAs start while the previous kernel on
+  // the stream finishes, and wait here, before any global read, until its writes are visible.
+  waitForPrerequisites();
+  launchDependents();
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -159,7 +162,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
   const int wk0 = warp * Cfg::kWarpKeys;
   const uint8_t* kbase = static_cast<const uint8_t*>(a.k_pages) + static_cast<int64_t>(kvh) * a.page_head_stride + lc * 16;
   const uint8_t* vbase = static_cast<const uint8_t*>(a.v_pages) + static_cast<int64_t>(kvh) * a.page_head_stride + lc * 16;
-  const int bt_row = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + b) : b;
+  const int bt_row = decodeTableRow(a, b);
   const int32_t* bt = a.block_table + static_cast<int64_t>(bt_row) * a.block_table_stride;
   const int page_mask = (1 << a.page_shift) - 1;
   const bool wide_pages = a.page_shift >= 4;  // a warp's 16 keys (16-aligned) share one page

@@ -22,8 +22,10 @@ inline std::string pagedCommonProblem(const PagedAttnParams& p) {
   if (p.batch < 0 || p.total_q < 0) return "batch and total_q must not be negative";
   if (p.cu_seqlens_q == nullptr && p.total_q != p.batch) return "without cu_seqlens_q, total_q must equal batch (one query per sequence)";
   if (p.cu_seqlens_q != nullptr && p.total_q > 0 && p.max_seqlen_q <= 0) return "max_seqlen_q must be positive with cu_seqlens_q";
-  if (p.batch > 0 && p.total_q > 0 && (!p.q || !p.o || !p.k_pages || !p.v_pages || !p.block_table || !p.seq_lens))
+  if (p.batch > 0 && p.total_q > 0 && (!p.q || !p.o || !p.k_pages || !p.v_pages || !p.block_table || (!p.seq_lens && !p.host_seq_lens)))
     return "q, o, k_pages, v_pages, block_table and seq_lens must be set";
+  if (!p.seq_lens && p.host_seq_lens && (p.batch > kPagedInlineBatch || p.cu_seqlens_q || p.block_row_ptr))
+    return "host seq_lens are for decode batches of at most " + std::to_string(kPagedInlineBatch) + " sequences";
   if (!aligned16(p.q) || !aligned16(p.o) || !aligned16(p.k_pages) || !aligned16(p.v_pages))
     return "q, o, k_pages and v_pages must be 16-byte aligned";
   const int64_t strides[] = {p.q_row_stride, p.q_head_stride, p.o_row_stride, p.o_head_stride, p.page_stride, p.page_head_stride};

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "../../common/dtype.h"
+#include "../../common/paged_params.h"
 
 namespace attn::cuda::paged {
 
@@ -44,8 +45,12 @@ struct DecodeArgs {
   int64_t page_stride, page_head_stride;
   const int32_t* block_table;
   int64_t block_table_stride;
-  const int32_t* block_table_rows;  // [batch] or null (row b)
-  const int32_t* seq_lens;
+  const int32_t* block_table_rows;  // [batch] or null (row b, or inline_rows[b] without seq_lens)
+  const int32_t* seq_lens;          // [batch] or null: inline_lens
+  // Without seq_lens: the sequences' table rows and lengths in the arguments themselves (batch <=
+  // kPagedInlineBatch; read through __grid_constant__, no global load).
+  int32_t inline_rows[kPagedInlineBatch];
+  int32_t inline_lens[kPagedInlineBatch];
   int batch, total_q, heads_q, heads_kv, group, head_dim;
   int page_shift;  // log2(page_size)
   int mblocks;     // CTAs along the (query row, head) axis of one (sequence, kv head)

@@ -66,6 +66,7 @@ bool pagedPrefillSupported(const PagedAttnParams& p, std::string* why) {
   if (p.quantized()) return fail("the prefill kernel (and so a block mask) needs a 16-bit cache, not a quantized one");
   const std::string problem = paged::pagedCommonProblem(p);
   if (!problem.empty()) return fail(problem);
+  if (!p.seq_lens) return fail("the prefill kernel reads seq_lens from the device (host seq_lens are for the decode kernel)");
   if (p.cache_dtype != p.dtype && p.cache_dtype != DType::F32) return fail("the cache's dtype must equal q's");
   if (p.block_row_ptr != nullptr && p.block_col_idx == nullptr) return fail("a block mask needs block_col_idx");
   if (p.heads_q > 65535 || p.batch > 65535) return fail("the prefill kernel supports at most 65535 heads and sequences");
