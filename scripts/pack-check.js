@@ -61,7 +61,9 @@ try {
     roots: ['<rootDir>/test'],
     testMatch: ['**/attention.cpu.test.ts', '**/paged.cpu.test.ts', '**/errors.test.ts', '**/tensor.test.ts'],
     testEnvironment: 'node',
-    moduleNameMapper: { '^(\\.\\./)+lib$': path.join(installed, 'dist', 'index.js') },
+    // lib and its modules (tests reach some internals, e.g. lib/native to spy on the native ops):
+    // all from the installed package, so the tests and the package share one module instance.
+    moduleNameMapper: { '^(\\.\\./)+lib$': path.join(installed, 'dist', 'index.js'), '^(\\.\\./)+lib/(.*)$': path.join(installed, 'dist', '$2') },
     transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: path.join(root, 'test', 'tsconfig.json') }] },
   }));
   const jest = path.join(root, 'node_modules', 'jest', 'bin', 'jest.js');
