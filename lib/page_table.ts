@@ -27,6 +27,8 @@ export interface SequenceState {
   pages: number[];
   /** Tokens written per layer. */
   lengths: number[];
+  /** The append call that last listed this sequence (appendStates' duplicate check). */
+  listedBy: number;
 }
 
 /**
@@ -69,6 +71,7 @@ export class PageTable {
   private readonly freePages: number[];
   private readonly freeRows: number[];
   private nextId = 0;
+  private appendCalls = 0;  // stamps SequenceState.listedBy
 
   constructor(o: PageTableOptions) {
     this.owner = o.owner;
@@ -93,7 +96,7 @@ export class PageTable {
     const row = this.freeRows.pop();
     if (row === undefined) throw new RangeError(`${this.owner} holds ${this.maxSequences} sequences already (options.maxSequences)`);
     const id = this.nextId++;
-    this.seqs.set(id, { row, pages: [], lengths: new Array<number>(this.layers).fill(0) });
+    this.seqs.set(id, { row, pages: [], lengths: Array.from({ length: this.layers }, () => 0), listedBy: 0 });
     return id;
   }
 
@@ -131,8 +134,14 @@ export class PageTable {
     const ids = typeof seq === 'number' ? [seq] : Array.isArray(seq) ? (seq as unknown[]) : undefined;
     if (ids === undefined || ids.length === 0) throw new TypeError(`seq must be a sequence id or a non-empty array of ids, got ${describe(seq)}`);
     const states = new Array<SequenceState>(ids.length);
-    for (let i = 0; i < ids.length; i++) states[i] = this.entryState(ids[i], 'seq', typeof seq === 'number' ? -1 : i);
-    if (new Set(ids).size !== ids.length) throw new RangeError('seq lists a sequence twice');
+    // Duplicates by a stamp per call, not a Set: this runs per layer per decode step.
+    const call = ++this.appendCalls;
+    for (let i = 0; i < ids.length; i++) {
+      const s = this.entryState(ids[i], 'seq', typeof seq === 'number' ? -1 : i);
+      if (s.listedBy === call) throw new RangeError('seq lists a sequence twice');
+      s.listedBy = call;
+      states[i] = s;
+    }
     return states;
   }
 

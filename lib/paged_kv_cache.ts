@@ -180,15 +180,8 @@ export class PagedKVCache extends PagedSequences implements Disposable {
     this.checkLive();
     const states = this.table.appendStates(seq);
     checkInteger(layer, 'layer', 0, this.layers - 1);
-    checkTensor(k, 'k');
-    checkTensor(v, 'v');
-    for (const [t, name] of [[k, 'k'], [v, 'v']] as const) {
-      if (t.device !== this.device || t.dtype !== this.computeDtype)
-        throw new RangeError(`${name} must be ${this.computeDtype} on ${this.device} like the cache, got ${t}`);
-      if (t.ndim !== 3 || t.shape[1] !== this.kvHeads || t.shape[2] !== this.headDim)
-        throw new RangeError(`${name} must be [tokens, ${this.kvHeads}, ${this.headDim}], got [${t.shape}]`);
-      if (t.strides[2] !== 1) throw new RangeError(`${name} must be contiguous in its last dimension`);
-    }
+    this.checkNewRows(k, 'k');
+    this.checkNewRows(v, 'v');
     if (v.shape[0] !== k.shape[0]) throw new RangeError(`v has ${v.shape[0]} tokens, k ${k.shape[0]}`);
     let n: number[];
     if (counts === undefined) {
@@ -196,9 +189,14 @@ export class PagedKVCache extends PagedSequences implements Disposable {
       n = [k.shape[0]];
     } else {
       if (!Array.isArray(counts) || counts.length !== states.length) throw new RangeError(`counts must have one entry per sequence (${states.length})`);
-      // The name is built only for the error: this runs per layer per decode step.
-      n = counts.map((c, i) => (Number.isSafeInteger(c) && c >= 0 ? c : checkInteger(c, `counts[${i}]`)));
-      const total = n.reduce((a, b) => a + b, 0);
+      // One pass, the name built only for the error: this runs per layer per decode step.
+      n = new Array<number>(counts.length);
+      let total = 0;
+      for (let i = 0; i < counts.length; i++) {
+        const c = counts[i];
+        n[i] = Number.isSafeInteger(c) && c >= 0 ? c : checkInteger(c, `counts[${i}]`);
+        total += n[i];
+      }
       if (total !== k.shape[0]) throw new RangeError(`counts sum to ${total} but k has ${k.shape[0]} tokens`);
     }
 
@@ -227,6 +225,17 @@ export class PagedKVCache extends PagedSequences implements Disposable {
     }
     if (this.summaries) this.summarize(states, layer, n);
     this.table.commit(plan, layer);
+  }
+
+  // New K or V rows of an append: a tensor of the cache's compute dtype and device, [tokens, kvHeads,
+  // headDim], contiguous in its last dimension.
+  private checkNewRows(t: Tensor, name: string): void {
+    checkTensor(t, name);
+    if (t.device !== this.device || t.dtype !== this.computeDtype)
+      throw new RangeError(`${name} must be ${this.computeDtype} on ${this.device} like the cache, got ${t}`);
+    if (t.ndim !== 3 || t.shape[1] !== this.kvHeads || t.shape[2] !== this.headDim)
+      throw new RangeError(`${name} must be [tokens, ${this.kvHeads}, ${this.headDim}], got [${t.shape}]`);
+    if (t.strides[2] !== 1) throw new RangeError(`${name} must be contiguous in its last dimension`);
   }
 
   /** Page accounting. */
