@@ -45,11 +45,7 @@ struct DecodeCta {
   }
   // Global (row, head) pair of local row r: its query row and head.
   __device__ __forceinline__ int64_t pairOf(const DecodeArgs& a, int r, int& row, int& h) const {
-    const int m = m0 + r;
-    const int qi = m / a.group;
-    h = kvh * a.group + (m - qi * a.group);
-    row = q0 + qi;
-    return static_cast<int64_t>(row) * a.heads_q + h;
+    return splitRowPair(a, m0, kvh, q0, r, h, row);
   }
 };
 
