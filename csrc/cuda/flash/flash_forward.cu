@@ -3,9 +3,9 @@
 #include "flash_forward.h"
 
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
+#include "../../common/env_flag.h"
 #include "../../common/error.h"
 #include "../hopper/flash_fwd_sm90.h"
 #include "flash_fwd_hdims.h"
@@ -88,10 +88,7 @@ void flashForward(const AttnParams& p, int sm, cudaStream_t stream) {
 namespace hopper {
 
 bool flashForwardSm90Applies(const AttnParams& p, int sm) {
-  static const bool forced_off = [] {
-    const char* v = std::getenv("ATTN_CUDA_FORCE_SM80");
-    return v != nullptr && v[0] != '\0' && v[0] != '0';
-  }();
+  static const bool forced_off = envFlag("ATTN_CUDA_FORCE_SM80", false);
   const bool dim_ok = p.head_dim == 64 || p.head_dim == 128 || p.head_dim == 256;
   const int keys = p.cu_seqlens_k != nullptr ? p.total_k : p.seqlen_k;
   // A block-sparse mask needs key blocks that tile its 128-key blocks: the d256 tile (80) does not.

@@ -5,12 +5,12 @@
 #pragma once
 #include <cuda_runtime.h>
 
-#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <tuple>
 #include <utility>
 
+#include "../../common/env_flag.h"
 #include "../check.h"
 #include "paged_internal.h"
 
@@ -18,16 +18,12 @@ namespace attn::cuda::paged {
 
 // Tuning switches for A/B timing, read once: ATTN_DECODE_CLUSTER=0 turns the cluster combine off,
 // ATTN_DECODE_PDL=0 the programmatic dependent launch; anything else leaves them on.
-inline bool envSwitchOn(const char* name) {
-  const char* v = std::getenv(name);
-  return !(v && v[0] == '0');
-}
 inline bool decodeClusterEnabled() {
-  static const bool on = envSwitchOn("ATTN_DECODE_CLUSTER");
+  static const bool on = envFlag("ATTN_DECODE_CLUSTER", true);
   return on;
 }
 inline bool decodePdlEnabled() {
-  static const bool on = envSwitchOn("ATTN_DECODE_PDL");
+  static const bool on = envFlag("ATTN_DECODE_PDL", true);
   return on;
 }
 

@@ -3,9 +3,9 @@
 // on compute capability 9.0, else the sm_80 one (quant_fwd_hd*.cu).
 #include "quant_forward.h"
 
-#include <cstdlib>
 #include <string>
 
+#include "../../common/env_flag.h"
 #include "../../common/error.h"
 #include "../hopper/flash_fwd_sm90_quant.h"
 #include "quant_internal.h"
@@ -79,8 +79,7 @@ QuantForwardPlan quantForwardPlan(const AttnParams& p, QuantMode mode, const int
 
 bool quantForwardSm90Applies(const AttnParams& p, int sm, int64_t total_kp) {
   // Read on every call (unlike the dense dispatch): tests and benchmarks switch kernels in-process.
-  const char* v = std::getenv("ATTN_CUDA_FORCE_SM80");
-  const bool forced_off = v != nullptr && v[0] != '\0' && v[0] != '0';
+  const bool forced_off = envFlag("ATTN_CUDA_FORCE_SM80", false);
   // The key / V^T tensor maps need at least one (padded) key block.
   return sm == 90 && !forced_off && (p.head_dim == 64 || p.head_dim == 128) && total_kp > 0;
 }
