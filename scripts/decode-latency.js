@@ -27,6 +27,18 @@ const heads = 32, kvHeads = 8, headDim = 128, device = 'cuda:0';
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+// Wall clock µs per call of fn: 200 calls back to back then one synchronize, median of 5 rounds.
+async function wallPerCall(fn) {
+  const walls = [];
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < 200; i++) fn();
+    await synchronize(device);
+    walls.push(((performance.now() - t0) / 200) * 1000);
+  }
+  return median(walls);
+}
+
 async function main() {
   if (!cuda.isAvailable()) throw new Error(`no CUDA device: ${cuda.unavailableReason()}`);
   const rows = [];
@@ -58,24 +70,10 @@ async function main() {
     const apiCall = () => pagedAttention(q, cache, 0, seqs, { out, returnLse: false });
     apiCall();
     await synchronize(device);
-    const walls = [];
-    for (let r = 0; r < 5; r++) {
-      const t0 = performance.now();
-      for (let i = 0; i < 200; i++) apiCall();
-      await synchronize(device);
-      walls.push(((performance.now() - t0) / 200) * 1000);
-    }
-    row.us.api = median(walls);
+    row.us.api = await wallPerCall(apiCall);
     // The binding and launch alone: the same call straight to the native op, its arguments built once.
     const nativeParams = { scale: 1 / Math.sqrt(headDim), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows: tableRows, seqLens, numSplits: 0 };
-    const nativeWalls = [];
-    for (let r = 0; r < 5; r++) {
-      const t0 = performance.now();
-      for (let i = 0; i < 200; i++) native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, nativeParams);
-      await synchronize(device);
-      nativeWalls.push(((performance.now() - t0) / 200) * 1000);
-    }
-    row.us.native = median(nativeWalls);
+    row.us.native = await wallPerCall(() => native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, nativeParams));
     if (args.includes('--parts')) {
       // Where the native call's host time goes: a launch alone (fill of 8 ints), an upload alone
       // (write of 8 ints), a call that throws in the binding's argument checks.
@@ -87,16 +85,7 @@ async function main() {
         write: () => native.write(small, eight),
         throws: () => { try { native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, bad); } catch { /* expected */ } },
       };
-      for (const [name, fn] of Object.entries(parts)) {
-        const w = [];
-        for (let r = 0; r < 5; r++) {
-          const t0 = performance.now();
-          for (let i = 0; i < 200; i++) fn();
-          await synchronize(device);
-          w.push(((performance.now() - t0) / 200) * 1000);
-        }
-        row.us[name] = median(w);
-      }
+      for (const [name, fn] of Object.entries(parts)) row.us[name] = await wallPerCall(fn);
       small.dispose();
     }
     rows.push(row);
