@@ -20,6 +20,18 @@ describe('paged attention on the CPU equals dense attention on the gathered KV',
     });
   }
 
+  test('page slots past a sequence\'s end hold NaN: none reaches the output', async () => {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const cache = makeCache('cpu', dtype, { pageSize: 16, capacityPages: 64 });
+      cache.pool.copyFrom(Tensor.full([...cache.pool.shape], NaN, { dtype, device: 'cpu' }));
+      const shadow = new ShadowCache(cache);
+      const seqs = [shadow.add(), shadow.add()];
+      await shadow.append(seqs, 0, [5, 301]);
+      for (const numSplits of [undefined, 1, 3]) expect(await shadow.check(seqs, 0, 8, { numSplits })).toBeLessThan(TOL[dtype]);
+      expect(await shadow.check(seqs, 0, 8, { queryCounts: [2, 9] })).toBeLessThan(TOL[dtype]);
+    }
+  });
+
   test('prefill: several queries per sequence, causal and non-causal', async () => {
     const shadow = new ShadowCache(makeCache('cpu', 'f32', { pageSize: 4 }));
     const seqs = [shadow.add(), shadow.add()];

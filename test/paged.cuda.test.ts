@@ -5,7 +5,7 @@ const describeCuda = cuda.isAvailable() ? describe : describe.skip;
 
 describeCuda('CUDA paged attention matches float64 on the gathered KV', () => {
   for (const headDim of [64, 128, 256]) {
-    for (const pageSize of [1, 16, 64]) {
+    for (const pageSize of [1, 8, 16, 64, 256]) {
       test(`bf16 d${headDim} page ${pageSize}: decode, GQA 4:1, every split count`, async () => {
         const shadow = new ShadowCache(makeCache('cuda:0', 'bf16', { headDim, pageSize, kvHeads: 2, capacityPages: Math.ceil(6000 / pageSize) + 64 }));
         const seqs = [shadow.add(), shadow.add(), shadow.add()];
@@ -18,6 +18,20 @@ describeCuda('CUDA paged attention matches float64 on the gathered KV', () => {
       });
     }
   }
+
+  test('page slots past a sequence\'s end hold NaN: no split lets them into the output', async () => {
+    // A masked key's P is 0, but 0 x NaN is NaN: the kernel must zero-fill V rows past the end.
+    for (const pageSize of [1, 8, 16, 64]) {
+      for (const headDim of [64, 128]) {
+        const cache = makeCache('cuda:0', 'bf16', { headDim, pageSize, kvHeads: 2, capacityPages: Math.ceil(1400 / pageSize) + 8 });
+        cache.pool.copyFrom(Tensor.full([...cache.pool.shape], NaN, { dtype: 'bf16', device: 'cuda:0' }));
+        const shadow = new ShadowCache(cache);
+        const seqs = [shadow.add(), shadow.add(), shadow.add()];
+        await shadow.append(seqs, 0, [5, 333, 1001]);
+        for (const numSplits of [undefined, 1, 3, 7]) expect(await shadow.check(seqs, 0, 8, { numSplits })).toBeLessThan(1e-2);
+      }
+    }
+  });
 
   test('decode batches on both sides of the 32 sequences the kernel arguments carry', async () => {
     const shadow = new ShadowCache(makeCache('cuda:0', 'bf16', { headDim: 128, pageSize: 16, kvHeads: 2, capacityPages: 1024, maxSequences: 48 }));
