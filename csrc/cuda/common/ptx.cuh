@@ -82,6 +82,14 @@ __device__ __forceinline__ void ldmatrixX4Trans(uint32_t (&r)[4], uint32_t addr)
                : "r"(addr));
 }
 
+// Transposes an 8x8 b16 matrix held one row pair per lane (lane (g, t4) holds M[g][2 t4 .. 2 t4 + 1])
+// into the same layout of M^T: a score accumulator becomes an mma operand without shared memory.
+__device__ __forceinline__ uint32_t movmatrixTrans(uint32_t x) {
+  uint32_t y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
+
 // ---- global -> shared (asynchronous) -------------------------------------------------------
 
 // 16-byte copy that bypasses L1 (.cg: K/V tiles are reused through L2 by other CTAs, not L1).

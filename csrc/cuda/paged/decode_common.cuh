@@ -17,6 +17,13 @@
 
 namespace attn::cuda::paged {
 
+// Byte offset of 16-byte chunk `chunk` of row `row` in a [rows][D] tile, XOR-swizzled so that
+// ldmatrix (8 rows, one chunk column) and the row-contiguous cp.async writes are conflict-free.
+template <int D>
+__device__ __forceinline__ uint32_t swz(int row, int chunk) {
+  return static_cast<uint32_t>((row * (D / 8) + (chunk ^ (row & 7))) * 16);
+}
+
 // One CTA = (sequence b, kv head, block of 16 (query row, head) pairs, split). Its rows are the
 // flattened pairs m = qi * group + g; its key range is the union of its rows' visible ranges, cut
 // into num_splits tile-aligned chunks.
@@ -107,12 +114,13 @@ struct DecodeRows {
   float slope[2];  // log2 units
 };
 
-__device__ __forceinline__ DecodeRows decodeRowsOf(const DecodeArgs& a, const DecodeCta& c, int g) {
+// The same for any two local rows (pairs) m_0 and m_1.
+__device__ __forceinline__ DecodeRows decodeRowsAt(const DecodeArgs& a, const DecodeCta& c, int m_0, int m_1) {
   constexpr float kLog2e = 1.4426950408889634f;
   DecodeRows r;
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
-    const int m = g + rr * 8;
+    const int m = rr == 0 ? m_0 : m_1;
     r.lo[rr] = r.hi[rr] = r.pos[rr] = 0;
     r.slope[rr] = 0.0f;
     if (m < c.mrows) {
@@ -124,6 +132,10 @@ __device__ __forceinline__ DecodeRows decodeRowsOf(const DecodeArgs& a, const De
     r.hi[rr] = min(r.hi[rr], c.kend);
   }
   return r;
+}
+
+__device__ __forceinline__ DecodeRows decodeRowsOf(const DecodeArgs& a, const DecodeCta& c, int g) {
+  return decodeRowsAt(a, c, g, g + 8);
 }
 
 // Raw scores of this warp's 16 keys of the tile at ts (key of s[nt][e]: ts + key0 + nt * 8 + 2 t4 +
@@ -213,68 +225,21 @@ constexpr int kDecodeOStride = D + 4;
 // floats, free by now), writes the lse and the output (or, with splits, the partial to the
 // workspace, and the last split of the CTA row merges them all). channelOf(np, n): the output
 // channel of column n of n8 tile np of o_acc; v_chan (or null) multiplies each channel.
-template <typename T, int D, typename ChannelOf>
-__device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const DecodeCta& c, float (&o_acc)[D / 8][4],
-                                               const float (&m_run)[2], float (&l_run)[2], float* s_o, ChannelOf channelOf,
-                                               const float* v_chan) {
-  __shared__ float sm_m[kDecodeWarps][kDecodeRows];
-  __shared__ float sm_l[kDecodeWarps][kDecodeRows];
-  __shared__ float s_lse[kDecodeRows];  // cluster combine: this split's lse per row
-  constexpr float kLn2 = 0.6931471805599453f;
+// The epilogue's per-row state of every warp, and the split's lse per row for the cluster combine.
+struct DecodeMergeSmem {
+  float m[kDecodeWarps][kDecodeRows];
+  float l[kDecodeWarps][kDecodeRows];
+  float lse[kDecodeRows];
+};
+
+// The epilogue's part after the warps' scaled outputs are in s_o ([warp][row][kDecodeOStride]) and
+// the lse is stored: sums the warps per (row, 8 channels) and writes the output, the split's
+// partial, or (cluster) merges the splits through distributed shared memory.
+template <typename T, int D>
+__device__ __forceinline__ void decodeEpilogueOut(const DecodeArgs& a, const DecodeCta& c, float* s_o, float* s_lse) {
   constexpr int kOStride = kDecodeOStride<D>;
-  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
   const int tid = threadIdx.x;
-  const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
-
-  cpAsyncWait<0>();
-  __syncthreads();  // every warp is done with the pipeline buffers
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    l_run[rr] += __shfl_xor_sync(0xffffffffu, l_run[rr], 1);
-    l_run[rr] += __shfl_xor_sync(0xffffffffu, l_run[rr], 2);
-  }
-  if (t4 == 0) {
-    sm_m[warp][g] = m_run[0];
-    sm_m[warp][g + 8] = m_run[1];
-    sm_l[warp][g] = l_run[0];
-    sm_l[warp][g + 8] = l_run[1];
-  }
-  __syncthreads();
-
   const bool split_out = a.num_splits > 1;
-#pragma unroll
-  for (int rr = 0; rr < 2; ++rr) {
-    const int row = g + rr * 8;
-    float M = kNegInf;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, sm_m[w][row]);
-    const float Mu = M == kNegInf ? 0.0f : M;
-    float L = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kDecodeWarps; ++w) L += sm_l[w][row] * exp2f(sm_m[w][row] - Mu);
-    const float fac = L > 0.0f ? exp2f(m_run[rr] - Mu) / L : 0.0f;
-    float* dst = s_o + (warp * kDecodeRows + row) * kOStride;
-#pragma unroll
-    for (int np = 0; np < D / 8; ++np) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int ch = channelOf(np, 2 * t4 + e);
-        dst[ch] = o_acc[np][2 * rr + e] * fac * (v_chan ? __ldg(v_chan + ch) : 1.0f);
-      }
-    }
-    if (warp == 0 && t4 == 0 && row < c.mrows) {
-      const float lse = L > 0.0f ? M * kLn2 + logf(L) : kNegInf;
-      int qrow, h;
-      const int64_t idx = c.pairOf(a, row, qrow, h);
-      if (a.cluster) {
-        s_lse[row] = lse;
-      } else if (split_out) {
-        a.ws_lse[static_cast<int64_t>(c.split) * a.total_q * a.heads_q + idx] = lse;
-      } else if (a.lse) {
-        a.lse[idx] = lse;
-      }
-    }
-  }
   __syncthreads();
 
   for (int u = tid; u < kDecodeRows * (D / 8); u += kDecodeThreads) {
@@ -312,6 +277,79 @@ __device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const Decode
   } else if (split_out && a.counters != nullptr && lastSplitArrived(a)) {
     combineSplitRows<T, D>(a, c.m0, c.mrows, c.kvh, c.q0, s_o);
   }
+}
+
+// Row `row` over the warps' states in ms: its max M (log2 units) and sum L, and the factor that
+// turns a warp's accumulator (kept at that warp's max m_warp) into its share of the output.
+__device__ __forceinline__ float mergeWarpRow(const DecodeMergeSmem& ms, int row, float m_warp, float& M, float& L) {
+  const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
+  M = kNegInf;
+#pragma unroll
+  for (int w = 0; w < kDecodeWarps; ++w) M = fmaxf(M, ms.m[w][row]);
+  const float Mu = M == kNegInf ? 0.0f : M;
+  L = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kDecodeWarps; ++w) L += ms.l[w][row] * exp2f(ms.m[w][row] - Mu);
+  return L > 0.0f ? exp2f(m_warp - Mu) / L : 0.0f;
+}
+
+// A row's merged lse (natural log) where it goes: the cluster's shared slot, the split workspace or
+// the output's lse. Row `row` < mrows of the CTA; M, L: its max (log2 units) and sum over warps.
+__device__ __forceinline__ void storeDecodeLse(const DecodeArgs& a, const DecodeCta& c, int row, float M, float L, float* s_lse) {
+  constexpr float kLn2 = 0.6931471805599453f;
+  const float lse = L > 0.0f ? M * kLn2 + logf(L) : __int_as_float(static_cast<int>(0xff800000u));
+  int qrow, h;
+  const int64_t idx = c.pairOf(a, row, qrow, h);
+  if (a.cluster) {
+    s_lse[row] = lse;
+  } else if (a.num_splits > 1) {
+    a.ws_lse[static_cast<int64_t>(c.split) * a.total_q * a.heads_q + idx] = lse;
+  } else if (a.lse) {
+    a.lse[idx] = lse;
+  }
+}
+
+template <typename T, int D, typename ChannelOf>
+__device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const DecodeCta& c, float (&o_acc)[D / 8][4],
+                                               const float (&m_run)[2], float (&l_run)[2], float* s_o, ChannelOf channelOf,
+                                               const float* v_chan) {
+  __shared__ DecodeMergeSmem ms;
+  constexpr int kOStride = kDecodeOStride<D>;
+  const int tid = threadIdx.x;
+  const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
+
+  cpAsyncWait<0>();
+  __syncthreads();  // every warp is done with the pipeline buffers
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    l_run[rr] += __shfl_xor_sync(0xffffffffu, l_run[rr], 1);
+    l_run[rr] += __shfl_xor_sync(0xffffffffu, l_run[rr], 2);
+  }
+  if (t4 == 0) {
+    ms.m[warp][g] = m_run[0];
+    ms.m[warp][g + 8] = m_run[1];
+    ms.l[warp][g] = l_run[0];
+    ms.l[warp][g + 8] = l_run[1];
+  }
+  __syncthreads();
+
+#pragma unroll
+  for (int rr = 0; rr < 2; ++rr) {
+    const int row = g + rr * 8;
+    float M, L;
+    const float fac = mergeWarpRow(ms, row, m_run[rr], M, L);
+    float* dst = s_o + (warp * kDecodeRows + row) * kOStride;
+#pragma unroll
+    for (int np = 0; np < D / 8; ++np) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int ch = channelOf(np, 2 * t4 + e);
+        dst[ch] = o_acc[np][2 * rr + e] * fac * (v_chan ? __ldg(v_chan + ch) : 1.0f);
+      }
+    }
+    if (warp == 0 && t4 == 0 && row < c.mrows) storeDecodeLse(a, c, row, M, L, ms.lse);
+  }
+  decodeEpilogueOut<T, D>(a, c, s_o, ms.lse);
 }
 
 }  // namespace attn::cuda::paged

@@ -10,7 +10,9 @@
 // takes 16 keys of every tile: S = Q K^T and O += P V on mma.sync m16n8k16 with fp32 accumulators
 // and its own online softmax (base 2, log2(e) folded into the scale); the warps' states are merged
 // through shared memory at the end. num_splits == 1 writes o (and lse); otherwise the normalized
-// partial output and its natural-log lse go to the workspace for combine.cu.
+// partial output and its natural-log lse go to the workspace for combine.cu. A decode step whose
+// KV group has at most 8 query heads runs the same pipeline with the keys on the MMA's M side
+// instead (kKeysOnM, decode_keys_on_m.cuh): no padding rows in the MMAs.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -19,11 +21,13 @@
 #include <climits>
 #include <cstdint>
 
+#include "../../common/env_flag.h"
 #include "../check.h"
 #include "../common/ptx.cuh"
 #include "../common/stage_ring.cuh"
 #include "paged_internal.h"
 #include "decode_common.cuh"
+#include "decode_keys_on_m.cuh"
 #include "decode_launch.cuh"
 
 namespace attn::cuda::paged {
@@ -52,14 +56,8 @@ struct DecodeCfg {
   static_assert(kMaxStages >= kStages && kMaxStages <= 9, "cpAsyncWaitDyn covers stages - 2 <= 7");
 };
 
-// Byte offset of 16-byte chunk `chunk` of row `row` in a [rows][D] tile, XOR-swizzled so that
-// ldmatrix (8 rows, one chunk column) and the row-contiguous cp.async writes are conflict-free.
-template <int D>
-__device__ __forceinline__ uint32_t swz(int row, int chunk) {
-  return static_cast<uint32_t>((row * (D / 8) + (chunk ^ (row & 7))) * 16);
-}
-
-template <typename T, int D>
+// kKeysOnM: the tile math of decode_keys_on_m.cuh (CTAs of at most 8 pairs), else pairs on M.
+template <typename T, int D, bool kKeysOnM>
 __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) pagedDecodeKernel(const __grid_constant__ DecodeArgs a) {
   using Cfg = DecodeCfg<D>;
   constexpr int kN = Cfg::kN;
@@ -159,69 +157,104 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   }
   if (stages - 1 < ntiles) lookup(stages - 1, pg);
 
-  // Per-thread rows of the mma fragments: g and g + 8.
-  const int g = lane >> 2;
-  const int t4 = lane & 3;
-  const DecodeRows rows = decodeRowsOf(a, cta, g);
+  if constexpr (kKeysOnM) {
+    const DecodeRows rows = decodeRowsAt(a, cta, 2 * (lane & 3), 2 * (lane & 3) + 1);  // the lane's pairs
+    DecodeStateKeysOnM<D> st;
+    st.init();
+    uint32_t qb[D / 16][2];
+    StageRing ring(stages);
+    for (int it = 0; it < ntiles; ++it) {
+      cpAsyncWaitDyn(stages - 2);
+      __syncthreads();  // tile `it` is in shared memory; every warp is done with tile it-1
+      {
+        const int nt = it + stages - 1;
+        if (nt < ntiles) issue(nt, ring.write, pg);
+        cpAsyncCommit();
+        if (nt + 1 < ntiles) lookup(nt + 1, pg);
+      }
+      if (it == 0) loadQKeysOnM<D>(qb, s_q, lane);  // Q came with tile 0
+      const uint32_t sk = sK(ring.read), sv = sV(ring.read);
+      ring.advance();
+      decodeTileKeysOnM<T, D>(a, cta, rows, qb, sk, sv, kbeg + it * kN, st);
+    }
+    decodeEpilogueKeysOnM<T, D>(a, cta, st, reinterpret_cast<float*>(smem));
+  } else {
+    // Per-thread rows of the mma fragments: g and g + 8.
+    const int g = lane >> 2;
+    const int t4 = lane & 3;
+    const DecodeRows rows = decodeRowsOf(a, cta, g);
 
-  float o_acc[D / 8][4], m_run[2], l_run[2];
-  initRows<D / 8>(o_acc, m_run, l_run);
+    float o_acc[D / 8][4], m_run[2], l_run[2];
+    initRows<D / 8>(o_acc, m_run, l_run);
 
-  // ldmatrix lane addressing (see the fragment layouts of mma.m16n8k16).
-  const int q_lrow = (lane & 7) + ((lane >> 3) & 1) * 8, q_lchunk = lane >> 4;
-  const int k_lrow = warp * 16 + (lane & 7) + (lane >> 4) * 8, k_lchunk = (lane >> 3) & 1;
-  const int v_lrow = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, v_lchunk = lane >> 4;
+    // ldmatrix lane addressing (see the fragment layouts of mma.m16n8k16).
+    const int q_lrow = (lane & 7) + ((lane >> 3) & 1) * 8, q_lchunk = lane >> 4;
+    const int k_lrow = warp * 16 + (lane & 7) + (lane >> 4) * 8, k_lchunk = (lane >> 3) & 1;
+    const int v_lrow = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, v_lchunk = lane >> 4;
 
-  StageRing ring(stages);
-  for (int it = 0; it < ntiles; ++it) {
-    cpAsyncWaitDyn(stages - 2);
-    __syncthreads();  // tile `it` is in shared memory; every warp is done with tile it-1
-    {
-      const int nt = it + stages - 1;
-      if (nt < ntiles) issue(nt, ring.write, pg);
-      cpAsyncCommit();
-      if (nt + 1 < ntiles) lookup(nt + 1, pg);
+    StageRing ring(stages);
+    for (int it = 0; it < ntiles; ++it) {
+      cpAsyncWaitDyn(stages - 2);
+      __syncthreads();  // tile `it` is in shared memory; every warp is done with tile it-1
+      {
+        const int nt = it + stages - 1;
+        if (nt < ntiles) issue(nt, ring.write, pg);
+        cpAsyncCommit();
+        if (nt + 1 < ntiles) lookup(nt + 1, pg);
+      }
+
+      const uint32_t sk = sK(ring.read), sv = sV(ring.read);
+      ring.advance();
+      const int ts = kbeg + it * kN;
+
+      // S = Q K^T for this warp's 16 keys.
+      float s[2][4];
+  #pragma unroll
+      for (int i = 0; i < 2; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+  #pragma unroll
+      for (int ks = 0; ks < D / 16; ++ks) {
+        uint32_t qa[4], kb[4];
+        ldmatrixX4(qa, s_q + swz<D>(q_lrow, 2 * ks + q_lchunk));
+        ldmatrixX4(kb, sk + swz<D>(k_lrow, 2 * ks + k_lchunk));
+        mma16816<T>(s[0], qa, kb[0], kb[1]);
+        mma16816<T>(s[1], qa, kb[2], kb[3]);
+      }
+
+      decodeScores(a, cta, rows, s, ts, warp * 16, t4);
+      decodeSoftmax<D / 8>(s, m_run, l_run, o_acc);
+
+      // O += P V.
+      uint32_t pa[4];
+      pFragment<T>(pa, s);
+  #pragma unroll
+      for (int np = 0; np < D / 16; ++np) {
+        uint32_t vb[4];
+        ldmatrixX4Trans(vb, sv + swz<D>(v_lrow, 2 * np + v_lchunk));
+        mma16816<T>(o_acc[2 * np], pa, vb[0], vb[1]);
+        mma16816<T>(o_acc[2 * np + 1], pa, vb[2], vb[3]);
+      }
     }
 
-    const uint32_t sk = sK(ring.read), sv = sV(ring.read);
-    ring.advance();
-    const int ts = kbeg + it * kN;
-
-    // S = Q K^T for this warp's 16 keys.
-    float s[2][4];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-#pragma unroll
-    for (int ks = 0; ks < D / 16; ++ks) {
-      uint32_t qa[4], kb[4];
-      ldmatrixX4(qa, s_q + swz<D>(q_lrow, 2 * ks + q_lchunk));
-      ldmatrixX4(kb, sk + swz<D>(k_lrow, 2 * ks + k_lchunk));
-      mma16816<T>(s[0], qa, kb[0], kb[1]);
-      mma16816<T>(s[1], qa, kb[2], kb[3]);
-    }
-
-    decodeScores(a, cta, rows, s, ts, warp * 16, t4);
-    decodeSoftmax<D / 8>(s, m_run, l_run, o_acc);
-
-    // O += P V.
-    uint32_t pa[4];
-    pFragment<T>(pa, s);
-#pragma unroll
-    for (int np = 0; np < D / 16; ++np) {
-      uint32_t vb[4];
-      ldmatrixX4Trans(vb, sv + swz<D>(v_lrow, 2 * np + v_lchunk));
-      mma16816<T>(o_acc[2 * np], pa, vb[0], vb[1]);
-      mma16816<T>(o_acc[2 * np + 1], pa, vb[2], vb[3]);
-    }
+    decodeEpilogue<T, D>(a, cta, o_acc, m_run, l_run, reinterpret_cast<float*>(smem), [](int np, int n) { return 8 * np + n; }, nullptr);
   }
-
-  decodeEpilogue<T, D>(a, cta, o_acc, m_run, l_run, reinterpret_cast<float*>(smem), [](int np, int n) { return 8 * np + n; }, nullptr);
 }
 
+// ATTN_DECODE_KEYS_ON_M=0 keeps decode CTAs of <= 8 pairs on the pairs-on-M math (A/B timing, tests).
+inline bool decodeKeysOnMEnabled() {
+  static const bool on = envFlag("ATTN_DECODE_KEYS_ON_M", true);
+  return on;
+}
+
+// A decode step (one query row per sequence) whose KV group has at most 8 query heads runs the
+// keys-on-M tile math; everything else (larger groups, several query rows) the pairs-on-M one.
 template <typename T, int D>
 void launchPagedDecode(const DecodeArgs& a, cudaStream_t stream) {
   using Cfg = DecodeCfg<D>;
-  launchDecodeGrid(pagedDecodeKernel<T, D>, a, Cfg::kStages, Cfg::kMaxStages, [](int st) { return decodeSmemBytes(D, st); }, stream);
+  const auto smem = [](int st) { return decodeSmemBytes(D, st); };
+  if (a.cu_q == nullptr && a.mblocks == 1 && a.group <= kDecodePairsKeysOnM && decodeKeysOnMEnabled())
+    launchDecodeGrid(pagedDecodeKernel<T, D, true>, a, Cfg::kStages, Cfg::kMaxStages, smem, stream);
+  else
+    launchDecodeGrid(pagedDecodeKernel<T, D, false>, a, Cfg::kStages, Cfg::kMaxStages, smem, stream);
 }
 
 }  // namespace attn::cuda::paged
