@@ -157,6 +157,17 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
   }
   if (stages - 1 < ntiles) lookup(stages - 1, pg);
 
+  // Top of tile it: wait until it is in shared memory (and every warp is done with tile it - 1),
+  // then refill that stage with tile it + stages - 1 and look up the pages of the one after.
+  auto nextTile = [&](int it, const StageRing& ring) {
+    cpAsyncWaitDyn(stages - 2);
+    __syncthreads();
+    const int nt = it + stages - 1;
+    if (nt < ntiles) issue(nt, ring.write, pg);
+    cpAsyncCommit();
+    if (nt + 1 < ntiles) lookup(nt + 1, pg);
+  };
+
   if constexpr (kKeysOnM) {
     const DecodeRows rows = decodeRowsAt(a, cta, 2 * (lane & 3), 2 * (lane & 3) + 1);  // the lane's pairs
     DecodeStateKeysOnM<D> st;
@@ -164,14 +175,7 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
     uint32_t qb[D / 16][2];
     StageRing ring(stages);
     for (int it = 0; it < ntiles; ++it) {
-      cpAsyncWaitDyn(stages - 2);
-      __syncthreads();  // tile `it` is in shared memory; every warp is done with tile it-1
-      {
-        const int nt = it + stages - 1;
-        if (nt < ntiles) issue(nt, ring.write, pg);
-        cpAsyncCommit();
-        if (nt + 1 < ntiles) lookup(nt + 1, pg);
-      }
+      nextTile(it, ring);
       if (it == 0) loadQKeysOnM<D>(qb, s_q, lane);  // Q came with tile 0
       const uint32_t sk = sK(ring.read), sv = sV(ring.read);
       ring.advance();
@@ -194,14 +198,7 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
 
     StageRing ring(stages);
     for (int it = 0; it < ntiles; ++it) {
-      cpAsyncWaitDyn(stages - 2);
-      __syncthreads();  // tile `it` is in shared memory; every warp is done with tile it-1
-      {
-        const int nt = it + stages - 1;
-        if (nt < ntiles) issue(nt, ring.write, pg);
-        cpAsyncCommit();
-        if (nt + 1 < ntiles) lookup(nt + 1, pg);
-      }
+      nextTile(it, ring);
 
       const uint32_t sk = sK(ring.read), sv = sV(ring.read);
       ring.advance();
