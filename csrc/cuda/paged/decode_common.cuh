@@ -4,7 +4,8 @@
 // epilogue (the warps' merge, the split partial or the output, and the fused split combine). Both
 // kernels: 4 warps, 16 (query row, head) pairs per CTA, 64-key tiles with 16 keys per warp,
 // mma.sync m16n8k16 fragments (lane: g = lane / 4 owns rows g and g + 8, t4 = lane % 4 columns
-// 2 t4 and 2 t4 + 1 of every n8 tile).
+// 2 t4 and 2 t4 + 1 of every n8 tile). The keys-on-M tile math (decode_keys_on_m.cuh) shares all
+// but the softmax and the first half of the epilogue.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -221,10 +222,6 @@ __device__ __forceinline__ void pFragment(uint32_t (&pa)[4], const float (&s)[2]
 template <int D>
 constexpr int kDecodeOStride = D + 4;
 
-// Epilogue: merges the 4 warps' (m, l, O) per row through shared memory s_o ([4][16][kDecodeOStride]
-// floats, free by now), writes the lse and the output (or, with splits, the partial to the
-// workspace, and the last split of the CTA row merges them all). channelOf(np, n): the output
-// channel of column n of n8 tile np of o_acc; v_chan (or null) multiplies each channel.
 // The epilogue's per-row state of every warp, and the split's lse per row for the cluster combine.
 struct DecodeMergeSmem {
   float m[kDecodeWarps][kDecodeRows];
@@ -309,6 +306,10 @@ __device__ __forceinline__ void storeDecodeLse(const DecodeArgs& a, const Decode
   }
 }
 
+// Epilogue: merges the 4 warps' (m, l, O) per row through shared memory s_o ([4][16][kDecodeOStride]
+// floats, free by now), writes the lse and the output (or, with splits, the partial to the
+// workspace, and the last split of the CTA row merges them all). channelOf(np, n): the output
+// channel of column n of n8 tile np of o_acc; v_chan (or null) multiplies each channel.
 template <typename T, int D, typename ChannelOf>
 __device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const DecodeCta& c, float (&o_acc)[D / 8][4],
                                                const float (&m_run)[2], float (&l_run)[2], float* s_o, ChannelOf channelOf,
