@@ -5,7 +5,8 @@
 // kernels: 4 warps, 16 (query row, head) pairs per CTA, 64-key tiles with 16 keys per warp,
 // mma.sync m16n8k16 fragments (lane: g = lane / 4 owns rows g and g + 8, t4 = lane % 4 columns
 // 2 t4 and 2 t4 + 1 of every n8 tile). The keys-on-M tile math (decode_keys_on_m.cuh) shares all
-// but the softmax and the first half of the epilogue.
+// but the score layout (its score transform repeats decodeScores' per element), the softmax and
+// the first half of the epilogue.
 #pragma once
 #include <cuda_runtime.h>
 
