@@ -28,8 +28,17 @@ fi
 
 if want test; then
   note "GPU tests"
-  timeout "${TEST_TIMEOUT:-3000}" node --expose-gc node_modules/jest/bin/jest.js --verbose --maxWorkers=${JEST_WORKERS:-12} ${GPU_TESTS:-test/*.cuda.test.ts test/tensor.test.ts test/async.test.ts} > "$OUT/test.log" 2>&1 || status=1
+  files=(${GPU_TESTS:-test/*.cuda.test.ts test/tensor.test.ts test/async.test.ts})
+  timeout "${TEST_TIMEOUT:-3000}" node --expose-gc node_modules/jest/bin/jest.js --verbose --maxWorkers=${JEST_WORKERS:-12} "${files[@]}" > "$OUT/test.log" 2>&1
+  rc=$?
+  [ $rc -eq 0 ] || status=1
   grep -E "Tests:|✕|●.*›" "$OUT/test.log" | head -40 | tee -a "$OUT/summary.txt"
+  # jest --verbose prints a file only when it completes: on a time-out, name the ones that did not.
+  grep -E "^(PASS|FAIL) " "$OUT/test.log" | sed 's/ (.*//' | tee -a "$OUT/summary.txt"
+  if [ $rc -eq 124 ]; then
+    unfinished=$(for f in "${files[@]}"; do grep -qE "^(PASS|FAIL) $f" "$OUT/test.log" || echo "$f"; done)
+    echo "timed out after ${TEST_TIMEOUT}s; unfinished: $(echo $unfinished)" | tee -a "$OUT/summary.txt"
+  fi
 fi
 
 if want xcheck; then
