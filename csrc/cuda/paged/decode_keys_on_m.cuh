@@ -6,7 +6,7 @@
 // 32/8, so 3/4 of its issue slots, accumulators and softmax work are padding. At batch 1 the kernel
 // is bound by instruction latency (docs/perf.md runs 23 and 44), so padding is time. Here each
 // warp's 16 keys of a tile take D / 16 MMAs for S (Q^T's fragments stay in registers) and D / 16
-// for P V, against 2 D / 16 + D / 8 with the pairs on M, and the output accumulator is 16 x 8.
+// for P V, against D / 8 each with the pairs on M, and the output accumulator is D x 8, not 16 x D.
 //
 // Fragments (g = lane / 4, t4 = lane % 4): S^T holds keys g and g + 8 of the warp's 16 for pairs
 // 2 t4 and 2 t4 + 1; O^T holds channels 16 mt + g and + 8 for the same pairs. P^T becomes the B
