@@ -33,6 +33,22 @@ describeCuda('CUDA paged attention matches float64 on the gathered KV', () => {
     }
   });
 
+  test('decode with KV groups of 1, 2, 8 and 16 query heads (both tile layouts), with softcap, ALiBi and a window', async () => {
+    // Groups of <= 8 heads run the keys-on-M tile math (heads on the MMA's N side: group 8 fills all
+    // 8 columns, 1 and 2 leave most of them padding); 16 runs the pairs-on-M math.
+    for (const headDim of [64, 128]) {
+      const shadow = new ShadowCache(makeCache('cuda:0', 'bf16', { headDim, pageSize: 16, kvHeads: 2, capacityPages: 256 }));
+      const seqs = [shadow.add(), shadow.add()];
+      await shadow.append(seqs, 0, [37, 1500]);
+      for (const group of [1, 2, 8, 16]) {
+        const heads = 2 * group;
+        for (const numSplits of [undefined, 1, 5]) expect(await shadow.check(seqs, 0, heads, { numSplits })).toBeLessThan(1e-2);
+        const alibiSlopes = Array.from({ length: heads }, (_, h) => 0.3 / (h + 1));
+        expect(await shadow.check(seqs, 0, heads, { softcap: 20, alibiSlopes, window: [300, -1], numSplits: 3 })).toBeLessThan(1e-2);
+      }
+    }
+  });
+
   test('decode batches on both sides of the 32 sequences the kernel arguments carry', async () => {
     const shadow = new ShadowCache(makeCache('cuda:0', 'bf16', { headDim: 128, pageSize: 16, kvHeads: 2, capacityPages: 1024, maxSequences: 48 }));
     const seqs = Array.from({ length: 40 }, () => shadow.add());
