@@ -206,9 +206,9 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
 
       // S = Q K^T for this warp's 16 keys.
       float s[2][4];
-  #pragma unroll
+#pragma unroll
       for (int i = 0; i < 2; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-  #pragma unroll
+#pragma unroll
       for (int ks = 0; ks < D / 16; ++ks) {
         uint32_t qa[4], kb[4];
         ldmatrixX4(qa, s_q + swz<D>(q_lrow, 2 * ks + q_lchunk));
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
       // O += P V.
       uint32_t pa[4];
       pFragment<T>(pa, s);
-  #pragma unroll
+#pragma unroll
       for (int np = 0; np < D / 16; ++np) {
         uint32_t vb[4];
         ldmatrixX4Trans(vb, sv + swz<D>(v_lrow, 2 * np + v_lchunk));
