@@ -65,7 +65,13 @@ int pagedChooseSplits(const PagedAttnParams& p, int num_sms) {
   const int64_t keys = (static_cast<int64_t>(p.max_seqlen_k) + splits - 1) / splits;
   const bool doubled = units < num_sms && !p.quantized() && keys > 256 && keys <= 1024 && 2 * splits <= max_splits &&
                        units * 2 * splits <= static_cast<int64_t>(num_sms) * per_sm;
-  return doubled ? 2 * splits : splits;
+  // Split chunks of 2 tiles become 1 tile while the grid stays within half the SMs: a CTA's time
+  // is then mostly latency, and one tile has less of it. H100, µs, session 11 (perf runs 51-52):
+  // 1 x 256: 4 splits 6.3-6.4 vs 2 6.8; 1 x 512: 8 splits 6.6-6.7 vs 4 7.0. With more CTAs it
+  // loses: 1 x 1k: 16 splits 7.7 vs 8 7.2-7.3; 2 x 512: 8 splits 7.4 vs 4 7.1.
+  const bool one_tile = !doubled && !p.quantized() && keys > paged::kDecodeTileKeys && keys <= 2 * paged::kDecodeTileKeys &&
+                        units * 2 * splits <= num_sms / 2;
+  return doubled || one_tile ? 2 * splits : splits;
 }
 
 int64_t pagedCounterSlots(const PagedAttnParams& p) {
