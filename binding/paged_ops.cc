@@ -218,6 +218,10 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     // With benchIters and topKPages: also time the top-k selection alone and the decode alone over
     // the compacted table, returning [all, select, decode] ms per launch (scripts/bench-gpu.js).
     const bool benchStages = boolOpt(opt, "benchStages", false);
+    // With benchIters: benchRotateRows holds R groups of batch-size block-table rows (sequences of
+    // the same lengths), and launch i decodes group i % R, so the timed launches stream R times the
+    // K/V bytes: a working set larger than L2 gives the cold-cache time a model's decode step sees.
+    const std::vector<int32_t> rotateRows = int32ArrayOpt(opt, "benchRotateRows");
     double benchSelectMs = -1.0, benchDecodeMs = -1.0;
     (void)benchStages;  // used by the CUDA path only
     if (p.total_q == 0) return info.Env().Undefined();
@@ -231,6 +235,12 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
     const bool inlineBatch = dev.isCuda() && batch.cuQ.empty() && batch.size() <= static_cast<size_t>(attn::kPagedInlineBatch) &&
                              forceKernel != 2 && (maskOpt.IsUndefined() || maskOpt.IsNull()) && intOpt(opt, "topKPages", 0) == 0;
     std::optional<SequenceBatchOnDevice> onDev;
+    if (!rotateRows.empty()) {
+      if (!inlineBatch || rotateRows.size() % batch.size() != 0)
+        attn::throwRange("options.benchRotateRows (a benchmark hook) needs a CUDA decode of a small batch and whole groups of its size");
+      for (const int32_t r : rotateRows)
+        if (r < 0 || r >= table.shape[0]) attn::throwRange("options.benchRotateRows holds a row outside the block table");
+    }
     if (inlineBatch) {
       p.host_block_table_rows = batch.rows.data();
       p.host_seq_lens = batch.seqLens.data();
@@ -282,7 +292,11 @@ Napi::Value pagedAttention(const Napi::CallbackInfo& info) {
       attn::PageTopKParams sel = select;
       if (sparse) sel.counters = splitCounters(dev, static_cast<size_t>(sel.batch));
       auto selectPages = [&] { attn::cuda::pageTopK(sel, c.multiprocessors, c.stream); };
+      size_t rotation = 0;
       auto decode = [&] {
+        if (!rotateRows.empty()) {
+          pc.host_block_table_rows = rotateRows.data() + (rotation++ * batch.size()) % rotateRows.size();
+        }
         if (kernel == PagedKernel::Prefill) {
           attn::cuda::pagedPrefill(pc, c.multiprocessors, c.stream);
         } else {

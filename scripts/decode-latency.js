@@ -8,6 +8,9 @@
 // pagedAttention() (argument checks, the binding's uploads, the launch), wall clock per call over
 // 200 back-to-back calls then one synchronize, median of 5: what a caller's stream spends per call.
 // 'native': the same for the native op called directly with prepared arguments (binding + launch).
+// --cold also times each split count with the K/V working set rotated over groups of sequences
+// larger than L2 together (options.benchRotateRows), as a model's decode step meets a layer's cache
+// after the other layers evicted it ('cN' columns).
 // --parts adds host-cost references measured the same way: 'fill' (one small kernel launch), 'write'
 // (one small upload) and 'throws' (the binding's argument checks up to a thrown error).
 'use strict';
@@ -23,6 +26,7 @@ const batch = Number(argOf('--batch', '1'));
 const pageSize = Number(argOf('--page', '16'));
 const contexts = listOf('--contexts', '64,512,2048,8192,32768');
 const splitCounts = listOf('--splits', '0,1,8,16,32,64');
+const cold = args.includes('--cold');
 const heads = 32, kvHeads = 8, headDim = 128, device = 'cuda:0';
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -43,13 +47,21 @@ async function main() {
   if (!cuda.isAvailable()) throw new Error(`no CUDA device: ${cuda.unavailableReason()}`);
   const rows = [];
   for (const context of contexts) {
+    // --cold: enough groups of `batch` sequences that one pass over all exceeds L2 (50 MB) 4x.
+    const groupBytes = batch * context * kvHeads * headDim * 2 * 2;
+    const groups = cold ? Math.max(2, Math.ceil(200e6 / groupBytes)) : 1;
     const cache = new PagedKVCache({
       layers: 1, kvHeads, headDim, pageSize, device, dtype: 'bf16',
-      capacityPages: batch * Math.ceil(context / pageSize), maxSequences: batch, maxSequenceLength: context,
+      capacityPages: groups * batch * Math.ceil(context / pageSize), maxSequences: groups * batch, maxSequenceLength: context,
     });
     const k = Tensor.randn([context, kvHeads, headDim], { dtype: 'bf16', device });
     const v = Tensor.randn([context, kvHeads, headDim], { dtype: 'bf16', device });
     const seqs = Array.from({ length: batch }, () => {
+      const s = cache.addSequence();
+      cache.append(s, 0, k, v);
+      return s;
+    });
+    const others = Array.from({ length: (groups - 1) * batch }, () => {
       const s = cache.addSequence();
       cache.append(s, 0, k, v);
       return s;
@@ -66,6 +78,20 @@ async function main() {
       const ts = [];
       for (let r = 0; r < 5; r++) ts.push(native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: 20 }));
       row.us[numSplits] = median(ts) * 1000;
+      if (cold) {
+        const benchRotateRows = cache.batchInfo([...seqs, ...others], 0, 'seqs').rows;
+        const tc = [];
+        for (let r = 0; r < 5; r++) tc.push(native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { ...params, benchIters: 20 * groups, benchRotateRows }));
+        row.us[`c${numSplits}`] = median(tc) * 1000;
+      }
+    }
+    if (cold) {
+      // The same K/V bytes only read (cuda/timing/read_floor.h), warm and rotated over `groups`
+      // windows like the cold decode.
+      const buf = Tensor.randn([(groupBytes * groups) / 2], { dtype: 'bf16', device });
+      row.us.floorWarm = native.readFloor(buf, groupBytes, 1, 20).ms * 1000;
+      row.us.floorCold = native.readFloor(buf, groupBytes, groups, 20 * groups).ms * 1000;
+      buf.dispose();
     }
     const apiCall = () => pagedAttention(q, cache, 0, seqs, { out, returnLse: false });
     apiCall();
@@ -89,7 +115,7 @@ async function main() {
       small.dispose();
     }
     rows.push(row);
-    console.log(`batch ${batch} context ${context}: ${Object.entries(row.us).map(([n, us]) => `${n === '0' ? 'auto' : n}:${us.toFixed(1)}`).join('  ')} us`);
+    console.log(`batch ${batch} context ${context}: ${Object.entries(row.us).map(([n, us]) => `${n === '0' ? 'auto' : n === 'c0' ? 'cold-auto' : n}:${us.toFixed(1)}`).join('  ')} us`);
     for (const t of [k, v, q, out]) t.dispose();
     cache.dispose();
   }
