@@ -22,6 +22,8 @@ const { attention, BlockSparseMask, Tensor, PagedKVCache, pagedAttention, synchr
     const b = cache.fork(a);
     cache.append([a, b], 0, Tensor.randn([7, 2, d], { dtype: 'bf16', device }), Tensor.randn([7, 2, d], { dtype: 'bf16', device }), [3, 4]);
     pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { numSplits: 4 });
+    // More splits than a cluster holds: the fused combine through the workspace, empty splits too.
+    pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { numSplits: 20 });
     pagedAttention(Tensor.randn([2, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { numSplits: 1 });
     pagedAttention(Tensor.randn([5, 8, d], { dtype: 'bf16', device }), cache, 0, [a, b], { queryCounts: [2, 3] });
     // Paged prefill on the flash kernel: odd query runs across page boundaries, dense and masked.

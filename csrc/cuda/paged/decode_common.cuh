@@ -273,7 +273,7 @@ __device__ __forceinline__ void decodeEpilogueOut(const DecodeArgs& a, const Dec
   if (a.cluster) {
     clusterCombineRows<T, D>(a, c.m0, c.mrows, c.kvh, c.q0, s_o, kOStride, s_lse);
   } else if (split_out && a.counters != nullptr && lastSplitArrived(a)) {
-    combineSplitRows<T, D>(a, c.m0, c.mrows, c.kvh, c.q0, s_o);
+    combineSplitRows<T, D>(a, c.m0, c.mrows, c.kvh, c.q0);
   }
 }
 

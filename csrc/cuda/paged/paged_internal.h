@@ -20,7 +20,7 @@ constexpr int kDecodeTileKeys = 64;
 constexpr int kMinKeysPerSplit = 128;
 constexpr int kMaxAutoSplits = 64;
 constexpr int kMaxSplits = 65535;  // grid.y
-constexpr int kFusedMaxSplits = kMaxAutoSplits;  // splits the in-kernel combine takes (weights in smem)
+constexpr int kFusedMaxSplits = kMaxAutoSplits;  // splits the in-kernel combine takes
 
 // Pipeline stages (a runtime kernel argument). With more CTAs than SMs the kernel runs
 // decodeStages(d) stages so that decodeCtasPerSm(d) CTAs share an SM; with at most one CTA per SM

@@ -28,117 +28,106 @@ __device__ __forceinline__ int64_t splitRowPair(const DecodeArgs& a, int m0, int
 }
 
 // Called by every thread of the CTA after it wrote its partial (ws_o, ws_lse). True in the CTA
-// that completes the count: every other split's partial is then visible to it.
+// that completes the count: every other split's partial is then visible to it. The arrival is one
+// acq_rel atomic of thread 0 between two CTA barriers, as CUTLASS's generic barrier does: the first
+// barrier orders every thread's partial writes before thread 0's release, the second orders the
+// last CTA's reads after thread 0's acquire. No thread waits on a fence of its own (per-thread
+// __threadfence() before and after: 1 x 8k 13.2 vs 12.7-12.8 us, docs/perf.md run 57).
 __device__ __forceinline__ bool lastSplitArrived(const DecodeArgs& a) {
   __shared__ int s_last;
-  __threadfence();  // this thread's partial writes before the arrival below
   __syncthreads();
   if (threadIdx.x == 0) {
     unsigned* counter = a.counters + blockIdx.x;
-    const unsigned before = atomicAdd(counter, 1u);
+    unsigned before;
+    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n" : "=r"(before) : "l"(counter) : "memory");
     const bool last = before == static_cast<unsigned>(a.num_splits) - 1u;
     if (last) *counter = 0u;  // every split has arrived: ready for the next launch
     s_last = last ? 1 : 0;
   }
   __syncthreads();
-  if (s_last) __threadfence();  // the other splits' writes before the reads below
   return s_last != 0;
 }
 
 // Merges the splits of local rows [0, mrows) (pair m0 + r -> query row q0 + m / group, head
-// kvh * group + m % group). s_w: kDecodeRows * num_splits floats of free shared memory. Partials
-// are read with ld.global.cg: other SMs wrote them during this kernel, so this SM's L1 must not
-// answer.
+// kvh * group + m % group). Each (row, 8 channels) unit is taken by lpu lanes that split the splits
+// among them; a lane loads the lse and the partial of up to kBatch splits in one go, weighs them
+// against its running max, and the unit's lanes then merge by shuffles. So the last CTA waits on
+// one round of loads from L2 (at 32 splits, lpu = 2: 16 per lane), not on the lse, the weights and
+// then the partials in turn (1 x 8k: 12.7 -> see docs/perf.md run 57). Partials are read with
+// ld.global.cg: other SMs wrote them during this kernel, so this SM's L1 must not answer.
 template <typename T, int D>
-__device__ void combineSplitRows(const DecodeArgs& a, int m0, int mrows, int kvh, int q0, float* s_w) {
-  constexpr int kBatch = 8;  // partial-output loads in flight per thread
+__device__ void combineSplitRows(const DecodeArgs& a, int m0, int mrows, int kvh, int q0) {
+  constexpr int kBatch = 16;  // splits whose lse and partial one lane has in flight at once
   const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
   const int S = a.num_splits;
   const int64_t pairs = static_cast<int64_t>(a.total_q) * a.heads_q;
-  auto pairOf = [&](int r, int& h, int& row) { return splitRowPair(a, m0, kvh, q0, r, h, row); };
-
-  // Weights exp(lse_s - lse) per row (a warp per row, lanes over the splits) and the final lse.
-  for (int r = warp; r < mrows; r += kDecodeWarps) {
-    int h, row;
-    const int64_t idx = pairOf(r, h, row);
-    float l[(kFusedMaxSplits + 31) / 32];
-    float mx = kNegInf;
-#pragma unroll
-    for (int i = 0; i < (kFusedMaxSplits + 31) / 32; ++i) {
-      const int s = lane + 32 * i;
-      l[i] = s < S ? __ldcg(a.ws_lse + s * pairs + idx) : kNegInf;
-      mx = fmaxf(mx, l[i]);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float sum = 0.0f;
-#pragma unroll
-    for (int i = 0; i < (kFusedMaxSplits + 31) / 32; ++i) {
-      l[i] = (mx == kNegInf || l[i] == kNegInf) ? 0.0f : __expf(l[i] - mx);
-      sum += l[i];
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-#pragma unroll
-    for (int i = 0; i < (kFusedMaxSplits + 31) / 32; ++i) {
-      const int s = lane + 32 * i;
-      if (s < S) s_w[r * S + s] = l[i] * inv;
-    }
-    if (lane == 0 && a.lse) a.lse[idx] = mx == kNegInf ? kNegInf : mx + __logf(sum);
-  }
-  __syncthreads();
-
-  // Output: (row, 8 channels) units, each taken by lpu consecutive lanes that split the splits
-  // among them (a decode CTA has few rows: 4 x 16 units for GQA 4:1 at d128, so half the threads
-  // would idle and each would wait on its loads in twice as many rounds), kBatch splits' loads in
-  // flight per lane at a time, the lanes' sums then added by shuffles.
   const int units = mrows * (D / 8);
-  int lpu = 1;
-  while (lpu < 4 && units * lpu * 2 <= kDecodeThreads) lpu *= 2;
+  int lpu = 1;  // lanes per unit: a power of two, so a unit's lanes share a warp
+  while (lpu < 32 && units * lpu * 2 <= kDecodeThreads) lpu *= 2;
   const int per_pass = kDecodeThreads / lpu;
-  const int sub = threadIdx.x % lpu;
+  const int sub = static_cast<int>(threadIdx.x) % lpu;
   for (int base = 0; base < units; base += per_pass) {  // uniform over the CTA: the shuffles below
     const int u = base + static_cast<int>(threadIdx.x) / lpu;
     const bool active = u < units;
     const int r = active ? u / (D / 8) : 0, c = u % (D / 8);
     int h, row;
-    const int64_t idx = pairOf(r, h, row);
-    const float* w = s_w + r * S;
+    const int64_t idx = splitRowPair(a, m0, kvh, q0, r, h, row);
     const float4* src = reinterpret_cast<const float4*>(a.ws_o + idx * D + c * 8);
     const int64_t step = pairs * D / 4;  // float4s between splits
+    float m_lane = kNegInf, sum = 0.0f;  // v and sum are relative to exp(m_lane)
     float v[8];
 #pragma unroll
     for (int k = 0; k < 8; ++k) v[k] = 0.0f;
     for (int s0 = sub; active && s0 < S; s0 += kBatch * lpu) {
+      float l[kBatch];
       float4 x[kBatch][2];
 #pragma unroll
       for (int k = 0; k < kBatch; ++k) {
         const int s = s0 + k * lpu;
         if (s < S) {
+          l[k] = __ldcg(a.ws_lse + s * pairs + idx);
           x[k][0] = __ldcg(src + s * step);
           x[k][1] = __ldcg(src + s * step + 1);
         } else {
+          l[k] = kNegInf;
           x[k][0] = x[k][1] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
       }
+      float mb = m_lane;
+#pragma unroll
+      for (int k = 0; k < kBatch; ++k) mb = fmaxf(mb, l[k]);
+      const float f = m_lane == kNegInf ? 0.0f : __expf(m_lane - mb);  // what the lane had is 0 at -inf
+      sum *= f;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[k] *= f;
+      m_lane = mb;
 #pragma unroll
       for (int k = 0; k < kBatch; ++k) {
-        const int s = s0 + k * lpu;
-        const float wk = s < S ? w[s] : 0.0f;
-        v[0] += wk * x[k][0].x; v[1] += wk * x[k][0].y; v[2] += wk * x[k][0].z; v[3] += wk * x[k][0].w;
-        v[4] += wk * x[k][1].x; v[5] += wk * x[k][1].y; v[6] += wk * x[k][1].z; v[7] += wk * x[k][1].w;
+        const float w = l[k] == kNegInf ? 0.0f : __expf(l[k] - mb);  // splits that saw no key weigh 0
+        sum += w;
+        v[0] += w * x[k][0].x; v[1] += w * x[k][0].y; v[2] += w * x[k][0].z; v[3] += w * x[k][0].w;
+        v[4] += w * x[k][1].x; v[5] += w * x[k][1].y; v[6] += w * x[k][1].z; v[7] += w * x[k][1].w;
       }
     }
+    // The unit's lanes: one max, each lane's share brought to it, then summed.
+    float M = m_lane;
+    for (int o = 1; o < lpu; o <<= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+    const float f = m_lane == kNegInf ? 0.0f : __expf(m_lane - M);
+    sum *= f;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) v[k] *= f;
     for (int o = 1; o < lpu; o <<= 1) {
 #pragma unroll
       for (int k = 0; k < 8; ++k) v[k] += __shfl_xor_sync(0xffffffffu, v[k], o);
+      sum += __shfl_xor_sync(0xffffffffu, sum, o);
     }
     if (active && sub == 0) {
+      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;  // a row with no visible key: o = 0
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[k] *= inv;
       T* dst = static_cast<T*>(a.o) + static_cast<int64_t>(row) * a.o_row_stride + static_cast<int64_t>(h) * a.o_head_stride + c * 8;
       store8<T>(dst, v);
+      if (c == 0 && a.lse) a.lse[idx] = M == kNegInf ? kNegInf : M + __logf(sum);
     }
   }
 }
