@@ -53,8 +53,9 @@ __device__ __forceinline__ bool lastSplitArrived(const DecodeArgs& a) {
 // among them; a lane loads the lse and the partial of up to kBatch splits in one go, weighs them
 // against its running max, and the unit's lanes then merge by shuffles. So the last CTA waits on
 // one round of loads from L2 (at 32 splits, lpu = 2: 16 per lane), not on the lse, the weights and
-// then the partials in turn (1 x 8k: 12.7 -> see docs/perf.md run 57). Partials are read with
-// ld.global.cg: other SMs wrote them during this kernel, so this SM's L1 must not answer.
+// then the partials in turn (H100, 1 x 8k: 12.8-12.9 -> 12.3-12.4 us, docs/perf.md run 58).
+// Partials are read with ld.global.cg: other SMs wrote them during this kernel, so this SM's L1
+// must not answer.
 template <typename T, int D>
 __device__ void combineSplitRows(const DecodeArgs& a, int m0, int mrows, int kvh, int q0) {
   constexpr int kBatch = 16;  // splits whose lse and partial one lane has in flight at once
