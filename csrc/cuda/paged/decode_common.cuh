@@ -233,7 +233,7 @@ struct DecodeMergeSmem {
 // The epilogue's part after the warps' scaled outputs are in s_o ([warp][row][kDecodeOStride]) and
 // the lse is stored: sums the warps per (row, 8 channels) and writes the output, the split's
 // partial, or (cluster) merges the splits through distributed shared memory.
-template <typename T, int D>
+template <typename T, int D, int kCombineBatch>
 __device__ __forceinline__ void decodeEpilogueOut(const DecodeArgs& a, const DecodeCta& c, float* s_o, float* s_lse) {
   constexpr int kOStride = kDecodeOStride<D>;
   const int tid = threadIdx.x;
@@ -273,7 +273,7 @@ __device__ __forceinline__ void decodeEpilogueOut(const DecodeArgs& a, const Dec
   if (a.cluster) {
     clusterCombineRows<T, D>(a, c.m0, c.mrows, c.kvh, c.q0, s_o, kOStride, s_lse);
   } else if (split_out && a.counters != nullptr && lastSplitArrived(a)) {
-    combineSplitRows<T, D>(a, c.m0, c.mrows, c.kvh, c.q0);
+    combineSplitRows<T, D, kCombineBatch>(a, c.m0, c.mrows, c.kvh, c.q0);
   }
 }
 
@@ -311,7 +311,7 @@ __device__ __forceinline__ void storeDecodeLse(const DecodeArgs& a, const Decode
 // floats, free by now), writes the lse and the output (or, with splits, the partial to the
 // workspace, and the last split of the CTA row merges them all). channelOf(np, n): the output
 // channel of column n of n8 tile np of o_acc; v_chan (or null) multiplies each channel.
-template <typename T, int D, typename ChannelOf>
+template <typename T, int D, int kCombineBatch, typename ChannelOf>
 __device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const DecodeCta& c, float (&o_acc)[D / 8][4],
                                                const float (&m_run)[2], float (&l_run)[2], float* s_o, ChannelOf channelOf,
                                                const float* v_chan) {
@@ -351,7 +351,7 @@ __device__ __forceinline__ void decodeEpilogue(const DecodeArgs& a, const Decode
     }
     if (warp == 0 && t4 == 0 && row < c.mrows) storeDecodeLse(a, c, row, M, L, ms.lse);
   }
-  decodeEpilogueOut<T, D>(a, c, s_o, ms.lse);
+  decodeEpilogueOut<T, D, kCombineBatch>(a, c, s_o, ms.lse);
 }
 
 }  // namespace attn::cuda::paged

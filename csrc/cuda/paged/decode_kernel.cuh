@@ -48,6 +48,7 @@ struct DecodeCfg {
   static constexpr int kSmem = decodeSmemBytes(D, kStages);
   static constexpr int kMaxSmem = decodeSmemBytes(D, kMaxStages);
   static constexpr int kMinBlocks = decodeCtasPerSm(D);
+  static constexpr int kCombineBatch = splitCombineBatch(kMinBlocks);
   static constexpr int kOStride = kDecodeOStride<D>;
   static_assert(kWarps * 16 == kN, "each warp takes 16 keys of a tile");
   static_assert(kThreads % kChunks == 0 && kN % kLoadRows == 0, "load mapping");
@@ -181,7 +182,7 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
       ring.advance();
       decodeTileKeysOnM<T, D>(a, cta, rows, qb, sk, sv, kbeg + it * kN, st);
     }
-    decodeEpilogueKeysOnM<T, D>(a, cta, st, reinterpret_cast<float*>(smem));
+    decodeEpilogueKeysOnM<T, D, Cfg::kCombineBatch>(a, cta, st, reinterpret_cast<float*>(smem));
   } else {
     // Per-thread rows of the mma fragments: g and g + 8.
     const int g = lane >> 2;
@@ -232,7 +233,7 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
       }
     }
 
-    decodeEpilogue<T, D>(a, cta, o_acc, m_run, l_run, reinterpret_cast<float*>(smem), [](int np, int n) { return 8 * np + n; }, nullptr);
+    decodeEpilogue<T, D, Cfg::kCombineBatch>(a, cta, o_acc, m_run, l_run, reinterpret_cast<float*>(smem), [](int np, int n) { return 8 * np + n; }, nullptr);
   }
 }
 

@@ -131,7 +131,7 @@ __device__ __forceinline__ void decodeTileKeysOnM(const DecodeArgs& a, const Dec
 
 // Epilogue of a keys-on-M CTA: the warps' (m, l, O^T) per pair merged through shared memory into
 // s_o's [warp][pair][channel] rows, the lse stored, then decodeEpilogueOut as for the other layout.
-template <typename T, int D>
+template <typename T, int D, int kCombineBatch>
 __device__ __forceinline__ void decodeEpilogueKeysOnM(const DecodeArgs& a, const DecodeCta& c, DecodeStateKeysOnM<D>& st,
                                                       float* s_o) {
   __shared__ DecodeMergeSmem ms;
@@ -165,7 +165,7 @@ __device__ __forceinline__ void decodeEpilogueKeysOnM(const DecodeArgs& a, const
     }
     if (warp == 0 && g == 0 && row < c.mrows) storeDecodeLse(a, c, row, M, L, ms.lse);
   }
-  decodeEpilogueOut<T, D>(a, c, s_o, ms.lse);
+  decodeEpilogueOut<T, D, kCombineBatch>(a, c, s_o, ms.lse);
 }
 
 }  // namespace attn::cuda::paged

@@ -93,6 +93,7 @@ struct QuantDecodeCfg {
   static constexpr int kStages = decodeQuantStages(D);
   static constexpr int kMaxStages = decodeQuantMaxStages(D);
   static constexpr int kMinBlocks = decodeQuantCtasPerSm(D);
+  static constexpr int kCombineBatch = splitCombineBatch(kMinBlocks);
   static constexpr int kWarpTile = kWarpKeys * D;          // bytes of K (or V) per warp and stage
   static constexpr int kWarpStage = 2 * kWarpTile + 2 * kWarpKeys * 4;  // K, V, their scales
   static constexpr int kQStride = D + 8;                    // halves per row of the Q tile
@@ -400,7 +401,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
 
   // Epilogue; the output channels come back from the P V permutation: column n of n8 tile np is
   // channel 128 (np / 16) + 16 n + np % 16 (D = 64: 8 n + np).
-  decodeEpilogue<T, D>(a, cta, o_acc, m_run, l_run, reinterpret_cast<float*>(smem + Cfg::kQBytes),
+  decodeEpilogue<T, D, Cfg::kCombineBatch>(a, cta, o_acc, m_run, l_run, reinterpret_cast<float*>(smem + Cfg::kQBytes),
                        [](int np, int n) { return D == 64 ? 8 * n + np : 128 * (np / 16) + 16 * n + np % 16; },
                        a.v_chan + static_cast<int64_t>(kvh) * D);
 }

@@ -48,6 +48,11 @@ __device__ __forceinline__ bool lastSplitArrived(const DecodeArgs& a) {
   return s_last != 0;
 }
 
+// Splits whose lse and partial a lane of combineSplitRows has in flight at once (kBatch), for a
+// kernel of `ctas_per_sm` CTAs per SM: 9 registers each, within the kernel's register budget (16
+// spilled 532 bytes in the 8-bit d64 kernel, at 128 registers).
+constexpr int splitCombineBatch(int ctas_per_sm) { return 65536 / (kDecodeThreads * ctas_per_sm) >= 200 ? 16 : 8; }
+
 // Merges the splits of local rows [0, mrows) (pair m0 + r -> query row q0 + m / group, head
 // kvh * group + m % group). Each (row, 8 channels) unit is taken by lpu lanes that split the splits
 // among them; a lane loads the lse and the partial of up to kBatch splits in one go, weighs them
@@ -56,9 +61,8 @@ __device__ __forceinline__ bool lastSplitArrived(const DecodeArgs& a) {
 // then the partials in turn (H100, 1 x 8k: 12.8-12.9 -> 12.3-12.4 us, docs/perf.md run 58).
 // Partials are read with ld.global.cg: other SMs wrote them during this kernel, so this SM's L1
 // must not answer.
-template <typename T, int D>
+template <typename T, int D, int kBatch>
 __device__ void combineSplitRows(const DecodeArgs& a, int m0, int mrows, int kvh, int q0) {
-  constexpr int kBatch = 16;  // splits whose lse and partial one lane has in flight at once
   const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
   const int S = a.num_splits;
   const int64_t pairs = static_cast<int64_t>(a.total_q) * a.heads_q;
