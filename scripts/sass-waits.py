@@ -6,7 +6,7 @@
 
 The second form needs no cuobjdump (the development machine has nvcc and ptxas only): it reads the
 cubin's 128-bit instruction words and knows the few sm_90 opcodes below. Per kernel it prints runs
-of G (HGMMA), W<n> (WARPGROUP.DEPBAR.LE gsb0, n: wait until at most n wgmma groups are in flight),
+of G (HGMMA, IGMMA, QGMMA), W<n> (WARPGROUP.DEPBAR.LE gsb0, n: wait until at most n wgmma groups are in flight),
 E (MUFU.EX2) and, with --branches, J (BRA), B (BAR) and L/S (local loads/stores: spills).
 
 Read it as linear code, not as one path: the kernels' score transform (softcap) and masking paths
@@ -37,7 +37,7 @@ def cubin_kernels(path):
 def classify_words(w0, w1):
     """sm_90 encodings, learned from cuobjdump output: the opcode is in word 0's low 12 bits."""
     op = w0 & 0xFFF
-    if op & 0x1FF == 0x1F0:
+    if op & 0x1FC == 0x1F0:  # HGMMA 0x1f0, IGMMA 0x1f1, QGMMA 0x1f3 (bits 9-11: operand sources)
         return "G"
     if op == 0x9C5 and w0 & (1 << 47):
         return f"W{(w1 >> 8) & 0xFF}"
