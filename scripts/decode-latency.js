@@ -49,7 +49,7 @@ async function main() {
   for (const context of contexts) {
     // --cold: enough groups of `batch` sequences that one pass over all exceeds L2 (50 MB) 4x.
     const groupBytes = batch * context * kvHeads * headDim * 2 * 2;
-    const groups = cold ? Math.max(2, Math.ceil(200e6 / groupBytes)) : 1;
+    const groups = cold ? Math.ceil(200e6 / groupBytes) : 1;  // one group past 200 MB is cold by itself
     const cache = new PagedKVCache({
       layers: 1, kvHeads, headDim, pageSize, device, dtype: 'bf16',
       capacityPages: groups * batch * Math.ceil(context / pageSize), maxSequences: groups * batch, maxSequenceLength: context,
