@@ -81,6 +81,12 @@ export interface NativePagedAttentionOptions extends NativeAttentionOptions {
   summaryChannels?: TensorDescriptor;
   /** Benchmark hook with benchIters and topKPages: return [all, selection alone, decode alone] ms. */
   benchStages?: boolean;
+  /**
+   * Benchmark hook with benchIters (CUDA decode of up to 32 sequences): groups of `rows.length`
+   * block-table rows of sequences as long as `seqLens`; launch i decodes group i % groups, so the
+   * timed K/V working set can exceed L2 (scripts/decode-latency.js --cold).
+   */
+  benchRotateRows?: Int32Array;
   /** Benchmark / test hook (CUDA only): 0 the usual kernel choice, 1 the decode kernel, 2 the prefill kernel. */
   pagedKernel?: number;
 }

@@ -100,3 +100,17 @@ describe('append table entries reaching the binding', () => {
     expect([...slot(0), ...slot(1)]).toEqual(Array.from(kh));
   });
 });
+
+describe('the decode benchmark hook reaching the binding', () => {
+  test('options.benchRotateRows (cold-L2 timing, CUDA only) is refused on the CPU', () => {
+    const kv = makeCache('cpu', 'f32', { pageSize: 4, capacityPages: 8, maxSequences: 2 });
+    const seq = kv.addSequence();
+    kv.append(seq, 0, Tensor.randn([5, 2, 32]), Tensor.randn([5, 2, 32]));
+    const { rows, seqLens } = kv.batchInfo([seq], 0, 'seqs');
+    const call = () => native.pagedAttention(Tensor.randn([1, 4, 32]), kv.pool, 0, kv.blockTable, Tensor.empty([1, 4, 32]), null,
+      { scale: 0.2, softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits: 0, benchIters: 2,
+        benchRotateRows: Int32Array.of(rows[0], rows[0]) });
+    expectThrows(call, 'RangeError', /options.benchRotateRows \(a benchmark hook\) needs a CUDA decode/);
+    kv.dispose();
+  });
+});
