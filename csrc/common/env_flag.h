@@ -1,5 +1,5 @@
-// Boolean tuning switches read from the environment (ATTN_CUDA_FORCE_SM80, ATTN_DECODE_CLUSTER,
-// ATTN_DECODE_PDL): for measurements and tests, never needed in normal use.
+// Boolean tuning switches read from the environment (ATTN_CUDA_FORCE_SM80; the decode's in
+// csrc/cuda/paged/decode_launch.cuh): for measurements and tests, never needed in normal use.
 #pragma once
 #include <cstdlib>
 

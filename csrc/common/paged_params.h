@@ -57,6 +57,9 @@ struct PagedAppendParams {
   bool quantized() const { return cache_dtype == DType::FP8E4M3 || cache_dtype == DType::INT8; }
 };
 
+// Sequences a CUDA decode call can pass in its kernel arguments (PagedAttnParams::host_seq_lens).
+constexpr int kPagedInlineBatch = 32;
+
 // Attention of queries against a paged cache. Decode is the case of one query per sequence;
 // prefill/append is several (the new tokens, already appended to the cache). Query row r of
 // sequence b (r in [0, nq_b)) sits at logical position seq_lens[b] - nq_b + r, so causal masking
@@ -66,9 +69,6 @@ struct PagedAppendParams {
 // [kSparseBlock * i, kSparseBlock * (i + 1)) (row 0 = its first query, at position seq_lens[b] -
 // nq_b), key block c its cached keys [kSparseBlock * c, ...). 16/32-bit caches only; on CUDA only
 // the prefill kernel (csrc/cuda/paged/prefill.cu) reads it.
-// Sequences a CUDA decode call can pass in its kernel arguments (PagedAttnParams::host_seq_lens).
-constexpr int kPagedInlineBatch = 32;
-
 struct PagedAttnParams : BlockSparseMask {
   DType dtype = DType::F32;  // of q, o and the cache
   const void* q = nullptr;   // [total_q, heads_q, head_dim]

@@ -21,7 +21,6 @@
 #include <climits>
 #include <cstdint>
 
-#include "../../common/env_flag.h"
 #include "../check.h"
 #include "../common/ptx.cuh"
 #include "../common/stage_ring.cuh"
@@ -235,12 +234,6 @@ __global__ void __launch_bounds__(kDecodeThreads, DecodeCfg<D>::kMinBlocks) page
 
     decodeEpilogue<T, D, Cfg::kCombineBatch>(a, cta, o_acc, m_run, l_run, reinterpret_cast<float*>(smem), [](int np, int n) { return 8 * np + n; }, nullptr);
   }
-}
-
-// ATTN_DECODE_KEYS_ON_M=0 keeps decode CTAs of <= 8 pairs on the pairs-on-M math (A/B timing, tests).
-inline bool decodeKeysOnMEnabled() {
-  static const bool on = envFlag("ATTN_DECODE_KEYS_ON_M", true);
-  return on;
 }
 
 // A decode step (one query row per sequence) whose KV group has at most 8 query heads runs the

@@ -17,13 +17,19 @@
 namespace attn::cuda::paged {
 
 // Tuning switches for A/B timing, read once: ATTN_DECODE_CLUSTER=0 turns the cluster combine off,
-// ATTN_DECODE_PDL=0 the programmatic dependent launch; anything else leaves them on.
+// ATTN_DECODE_PDL=0 the programmatic dependent launch, ATTN_DECODE_KEYS_ON_M=0 the keys-on-M tile
+// math (decode CTAs of <= 8 pairs then run the pairs-on-M math; also for tests); anything else
+// leaves them on.
 inline bool decodeClusterEnabled() {
   static const bool on = envFlag("ATTN_DECODE_CLUSTER", true);
   return on;
 }
 inline bool decodePdlEnabled() {
   static const bool on = envFlag("ATTN_DECODE_PDL", true);
+  return on;
+}
+inline bool decodeKeysOnMEnabled() {
+  static const bool on = envFlag("ATTN_DECODE_KEYS_ON_M", true);
   return on;
 }
 

@@ -402,8 +402,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QuantDecodeCfg<D>::kMinBlocks)
   // Epilogue; the output channels come back from the P V permutation: column n of n8 tile np is
   // channel 128 (np / 16) + 16 n + np % 16 (D = 64: 8 n + np).
   decodeEpilogue<T, D, Cfg::kCombineBatch>(a, cta, o_acc, m_run, l_run, reinterpret_cast<float*>(smem + Cfg::kQBytes),
-                       [](int np, int n) { return D == 64 ? 8 * n + np : 128 * (np / 16) + 16 * n + np % 16; },
-                       a.v_chan + static_cast<int64_t>(kvh) * D);
+                                           [](int np, int n) { return D == 64 ? 8 * n + np : 128 * (np / 16) + 16 * n + np % 16; },
+                                           a.v_chan + static_cast<int64_t>(kvh) * D);
 }
 
 template <typename T, int D>
