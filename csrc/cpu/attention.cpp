@@ -1,6 +1,7 @@
 #include "attention.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "dot.h"
@@ -30,21 +31,55 @@ inline int64_t rowOffset(const AttnParams& p, int64_t batch_stride, int64_t row_
   return base + (row0 + r) * row_stride + h * head_stride;
 }
 
-// Keys [j0, j1) of one query row into its online softmax and accumulator. The hot loop of the
-// dense CPU kernel, compiled twice on x86-64 Linux (AVX2 + FMA, and the baseline the package is
-// built for) and picked once at load time: prebuilt binaries stay portable.
+// Keys [j0, j1) of one query row into its online softmax and accumulator, kChunk keys at a time:
+// the chunk's scores (four keys per pass over q), one max and at most one rescale of the
+// accumulator per chunk, then the weighted V rows four at a time (one pass over acc), instead of a
+// max, an exp and a possible rescale per key (1.2-1.5x slower, docs/perf.md). A chunk whose scores
+// are all -inf weighs 0, as on the GPU; a NaN score makes the row NaN. The hot loop of the dense
+// CPU kernel, compiled twice on x86-64 Linux (AVX2 + FMA, and the baseline the package is built
+// for) and picked once at load time: prebuilt binaries stay portable.
+constexpr int kChunk = 16;
+
 ATTN_CPU_MULTIVERSION
 void attendKeys(const float* q, const float* kh, const float* vh, int D, const ScoreRules& rules, float slope,
                 int64_t i, int64_t offset, int64_t j0, int64_t j1, OnlineSoftmax& sm, float* acc) {
-  for (int64_t j = j0; j < j1; ++j) {
-    const float* kj = kh + j * D;
-    float pw;
-    const float corr = sm.add(rules.score(dotF32(q, kj, D), slope, i, offset, j), &pw);
-    const float* vj = vh + j * D;
-    if (corr != 1.0f)
-      for (int c = 0; c < D; ++c) acc[c] = acc[c] * corr + pw * vj[c];
-    else
-      for (int c = 0; c < D; ++c) acc[c] += pw * vj[c];
+  float s[kChunk];
+  for (int64_t jb = j0; jb < j1; jb += kChunk) {
+    const int n = static_cast<int>(std::min<int64_t>(kChunk, j1 - jb));
+    const float* k = kh + jb * D;
+    int t = 0;
+    for (; t + 4 <= n; t += 4) {
+      float d4[4];
+      dot4F32(q, k + t * D, k + (t + 1) * D, k + (t + 2) * D, k + (t + 3) * D, D, d4);
+      for (int u = 0; u < 4; ++u) s[t + u] = d4[u];
+    }
+    for (; t < n; ++t) s[t] = dotF32(q, k + t * D, D);
+    float mx = -INFINITY;
+    for (t = 0; t < n; ++t) {
+      s[t] = rules.score(s[t], slope, i, offset, jb + t);
+      mx = s[t] > mx || s[t] != s[t] ? s[t] : mx;  // a NaN stays: the row's result is NaN
+    }
+    if (mx == -INFINITY) continue;
+    if (mx > sm.max) {
+      const float corr = sm.max == -INFINITY ? 0.0f : std::exp(sm.max - mx);
+      sm.sum *= corr;
+      for (int c = 0; c < D; ++c) acc[c] *= corr;
+      sm.max = mx;
+    }
+    for (t = 0; t < n; ++t) {
+      s[t] = std::exp(s[t] - sm.max);
+      sm.sum += s[t];
+    }
+    const float* v = vh + jb * D;
+    for (t = 0; t + 4 <= n; t += 4) {
+      const float p0 = s[t], p1 = s[t + 1], p2 = s[t + 2], p3 = s[t + 3];
+      const float *v0 = v + t * D, *v1 = v0 + D, *v2 = v1 + D, *v3 = v2 + D;
+      for (int c = 0; c < D; ++c) acc[c] += (p0 * v0[c] + p1 * v1[c]) + (p2 * v2[c] + p3 * v3[c]);
+    }
+    for (; t < n; ++t) {
+      const float* vj = v + t * D;
+      for (int c = 0; c < D; ++c) acc[c] += s[t] * vj[c];
+    }
   }
 }
 
@@ -77,61 +112,87 @@ void attentionForward(const AttnParams& p) {
     }
   });
 
-  // One work item per (sequence, query row, head) in varlen row order.
-  std::vector<int64_t> q_base(p.batch + 1, 0);
-  for (int b = 0; b < p.batch; ++b) q_base[b + 1] = q_base[b] + bounds(p, b).len_q;
-  int64_t items = q_base[p.batch] * p.heads_q;
+  // One work item per (sequence, head, block of kRows query rows): the rows take every kChunk-key
+  // chunk of K/V in turn while it is in cache, instead of each row streaming all of K/V by itself
+  // (at 1k keys, d128, one row's K/V is 1 MB). kRows divides kSparseBlock, so a block's rows share
+  // one block-sparse mask row.
+  constexpr int kRows = 8;
+  static_assert(kSparseBlock % kRows == 0 && kSparseBlock % kChunk == 0, "row blocks and chunks within mask blocks");
+  std::vector<int64_t> item_base(p.batch + 1, 0);
+  for (int b = 0; b < p.batch; ++b) item_base[b + 1] = item_base[b] + (bounds(p, b).len_q + kRows - 1) / kRows * p.heads_q;
 
-  parallelFor(items, 8, [&](int64_t begin, int64_t end) {
-    std::vector<float> q(D), acc(D);
+  parallelFor(item_base[p.batch], 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> q(static_cast<size_t>(kRows) * D), acc(static_cast<size_t>(kRows) * D);
+    std::vector<std::pair<int64_t, int64_t>> ranges;
     int b = 0;
     for (int64_t item = begin; item < end; ++item) {
-      int64_t row = item / p.heads_q;
-      int h = static_cast<int>(item % p.heads_q);
-      while (q_base[b + 1] <= row) ++b;
-      while (q_base[b] > row) --b;
-      SeqBounds sb = bounds(p, b);
-      int64_t i = row - q_base[b];
-      int hk = h / group;
-      float slope = p.alibi_slopes ? p.alibi_slopes[h] : 0.0f;
-      int64_t offset = sb.len_k - sb.len_q;
-
-      loadRow(p.q, rowOffset(p, p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, sb.q_row0, i, h), p.dtype, D,
-              q.data());
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      OnlineSoftmax sm;
-      int64_t lo, hi;
-      rules.visibleRange(i, offset, sb.len_k, &lo, &hi);
+      while (item_base[b + 1] <= item) ++b;
+      const SeqBounds sb = bounds(p, b);
+      const int64_t local = item - item_base[b];
+      const int h = static_cast<int>(local % p.heads_q);
+      const int64_t i0 = local / p.heads_q * kRows;
+      const int rows = static_cast<int>(std::min<int64_t>(kRows, sb.len_q - i0));
+      const int hk = h / group;
+      const float slope = p.alibi_slopes ? p.alibi_slopes[h] : 0.0f;
+      const int64_t offset = sb.len_k - sb.len_q;
       const float* kh = &kf[kv_base[b] + static_cast<int64_t>(hk) * sb.len_k * D];
       const float* vh = &vf[kv_base[b] + static_cast<int64_t>(hk) * sb.len_k * D];
-      auto visit = [&](int64_t j0, int64_t j1) {
-        attendKeys(q.data(), kh, vh, D, rules, slope, i, offset, j0, j1, sm, acc.data());
-      };
+
+      OnlineSoftmax sm[kRows];
+      int64_t lo[kRows], hi[kRows];
+      int64_t all_lo = sb.len_k, all_hi = 0;
+      for (int r = 0; r < rows; ++r) {
+        loadRow(p.q, rowOffset(p, p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, sb.q_row0, i0 + r, h), p.dtype,
+                D, &q[static_cast<size_t>(r) * D]);
+        rules.visibleRange(i0 + r, offset, sb.len_k, &lo[r], &hi[r]);
+        if (lo[r] < hi[r]) {
+          all_lo = std::min(all_lo, lo[r]);
+          all_hi = std::max(all_hi, hi[r]);
+        }
+      }
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      // Key ranges the block visits, within [all_lo, all_hi); each row then clips them to its own.
+      ranges.clear();
       if (p.block_row_ptr == nullptr) {
-        visit(lo, hi);
+        if (all_lo < all_hi) ranges.emplace_back(all_lo, all_hi);
       } else {
-        // Block-sparse: only the listed key blocks of this row's query block, within [lo, hi).
-        const int64_t r = p.blockMaskRow(b, h, static_cast<int>(i / kSparseBlock));
+        // Block-sparse: only the listed key blocks of this row block's query block.
+        const int64_t r = p.blockMaskRow(b, h, static_cast<int>(i0 / kSparseBlock));
         const int64_t e0 = std::clamp<int64_t>(p.block_row_ptr[r], 0, p.block_mask_nnz);
         const int64_t e1 = std::clamp<int64_t>(p.block_row_ptr[r + 1], e0, p.block_mask_nnz);
-        int64_t next = lo;  // keys below were visited: an unsorted list can never visit a key twice
+        int64_t next = all_lo;  // keys below were visited: an unsorted list can never visit a key twice
         for (int64_t e = e0; e < e1; ++e) {
           const int64_t k0 = std::max<int64_t>(next, static_cast<int64_t>(p.block_col_idx[e]) * kSparseBlock);
-          const int64_t k1 = std::min<int64_t>(hi, (static_cast<int64_t>(p.block_col_idx[e]) + 1) * kSparseBlock);
+          const int64_t k1 = std::min<int64_t>(all_hi, (static_cast<int64_t>(p.block_col_idx[e]) + 1) * kSparseBlock);
           if (k0 < k1) {
-            visit(k0, k1);
+            ranges.emplace_back(k0, k1);
             next = k1;
           }
         }
       }
-      float inv = sm.sum > 0.0f ? 1.0f / sm.sum : 0.0f;
-      for (int c = 0; c < D; ++c) acc[c] *= inv;
-      storeRow(p.o, rowOffset(p, p.o_batch_stride, p.o_row_stride, p.o_head_stride, b, sb.q_row0, i, h), p.dtype, D,
-               acc.data());
-      if (p.lse) {
-        int64_t idx = p.cu_seqlens_q ? static_cast<int64_t>(h) * p.total_q + sb.q_row0 + i
-                                     : (static_cast<int64_t>(b) * p.heads_q + h) * p.seqlen_q + i;
-        p.lse[idx] = sm.lse();
+      for (const auto& [a, z] : ranges)
+        // Chunks on multiples of kChunk (a divisor of kSparseBlock): a mask listing every block
+        // visits the same chunks as no mask, so both give bit-identical results.
+        for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
+          const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
+          for (int r = 0; r < rows; ++r) {
+            const int64_t j0 = std::max(js, lo[r]), j1 = std::min(je, hi[r]);
+            if (j0 < j1)
+              attendKeys(&q[static_cast<size_t>(r) * D], kh, vh, D, rules, slope, i0 + r, offset, j0, j1, sm[r],
+                         &acc[static_cast<size_t>(r) * D]);
+          }
+        }
+      for (int r = 0; r < rows; ++r) {
+        float* o = &acc[static_cast<size_t>(r) * D];
+        const float inv = sm[r].sum > 0.0f ? 1.0f / sm[r].sum : 0.0f;
+        for (int c = 0; c < D; ++c) o[c] *= inv;
+        const int64_t i = i0 + r;
+        storeRow(p.o, rowOffset(p, p.o_batch_stride, p.o_row_stride, p.o_head_stride, b, sb.q_row0, i, h), p.dtype, D, o);
+        if (p.lse) {
+          const int64_t idx = p.cu_seqlens_q ? static_cast<int64_t>(h) * p.total_q + sb.q_row0 + i
+                                             : (static_cast<int64_t>(b) * p.heads_q + h) * p.seqlen_q + i;
+          p.lse[idx] = sm[r].lse();
+        }
       }
     }
   });

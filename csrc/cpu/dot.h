@@ -25,4 +25,42 @@ inline float dotF32(const float* a, const float* b, int n) {
   return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail;
 }
 
+// Four keys against one query in one pass over q: four independent chains of adds instead of
+// one, which is what bounds dotF32's speed. GCC's vector extension, so each chain is one register
+// (the same loop written with arrays vectorized badly: slower than four dotF32 calls).
+#if defined(__GNUC__)
+inline void dot4F32(const float* q, const float* k0, const float* k1, const float* k2, const float* k3, int n, float (&out)[4]) {
+  typedef float V8 __attribute__((vector_size(32)));
+  const auto load = [](const float* p) {
+    V8 v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+  };
+  V8 s0 = {}, s1 = {}, s2 = {}, s3 = {};
+  int c = 0;
+  for (; c + 8 <= n; c += 8) {
+    const V8 x = load(q + c);
+    s0 += x * load(k0 + c);
+    s1 += x * load(k1 + c);
+    s2 += x * load(k2 + c);
+    s3 += x * load(k3 + c);
+  }
+  const V8* s[4] = {&s0, &s1, &s2, &s3};
+  const float* k[4] = {k0, k1, k2, k3};
+  for (int j = 0; j < 4; ++j) {
+    const V8& v = *s[j];
+    float tail = 0.0f;
+    for (int i = c; i < n; ++i) tail += q[i] * k[j][i];
+    out[j] = ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])) + tail;
+  }
+}
+#else
+inline void dot4F32(const float* q, const float* k0, const float* k1, const float* k2, const float* k3, int n, float (&out)[4]) {
+  out[0] = dotF32(q, k0, n);
+  out[1] = dotF32(q, k1, n);
+  out[2] = dotF32(q, k2, n);
+  out[3] = dotF32(q, k3, n);
+}
+#endif
+
 }  // namespace attn::cpu

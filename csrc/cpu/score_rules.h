@@ -30,24 +30,10 @@ struct ScoreRules {
   }
 };
 
-// Online softmax accumulator for one query row: add(score, v) keys in any order, then finish().
+// Online softmax state of one query row: the running max and the sum of exp(score - max).
 struct OnlineSoftmax {
   float max = -INFINITY;
   float sum = 0.0f;
-
-  // Returns the factor to scale the existing accumulator by and sets *p to the weight of this key.
-  float add(float s, float* p) {
-    if (s > max) {
-      float corr = (max == -INFINITY) ? 0.0f : std::exp(max - s);
-      max = s;
-      sum = sum * corr + 1.0f;
-      *p = 1.0f;
-      return corr;
-    }
-    *p = std::exp(s - max);
-    sum += *p;
-    return 1.0f;
-  }
   float lse() const { return sum > 0.0f ? max + std::log(sum) : -INFINITY; }
 };
 
