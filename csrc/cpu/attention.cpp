@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "dense_sequences.h"
 #include "dot.h"
 #include "element_io.h"
 #include "parallel.h"
@@ -11,25 +12,6 @@
 
 namespace attn::cpu {
 namespace {
-
-struct SeqBounds {
-  int64_t q_row0, k_row0, len_q, len_k;
-};
-
-SeqBounds bounds(const AttnParams& p, int b) {
-  if (p.cu_seqlens_q) {
-    return {p.cu_seqlens_q[b], p.cu_seqlens_k[b], p.cu_seqlens_q[b + 1] - p.cu_seqlens_q[b],
-            p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b]};
-  }
-  return {0, 0, p.seqlen_q, p.seqlen_k};
-}
-
-// Element offset of (sequence b, row r within it, head h) for a tensor with the given strides.
-inline int64_t rowOffset(const AttnParams& p, int64_t batch_stride, int64_t row_stride, int64_t head_stride, int b,
-                         int64_t row0, int64_t r, int h) {
-  int64_t base = p.cu_seqlens_q ? 0 : b * batch_stride;
-  return base + (row0 + r) * row_stride + h * head_stride;
-}
 
 // Keys [j0, j1) of one query row into its online softmax and accumulator, kChunk keys at a time:
 // the chunk's scores (four keys per pass over q), one max and at most one rescale of the

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../common/half.h"
+#include "dense_sequences.h"
 #include "element_io.h"
 #include "parallel.h"
 
@@ -18,24 +19,6 @@ namespace {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kB = kQuantKeyBlock;
-
-struct SeqBounds {
-  int64_t q_row0, k_row0, len_q, len_k;
-};
-
-SeqBounds bounds(const AttnParams& p, int b) {
-  if (p.cu_seqlens_q) {
-    return {p.cu_seqlens_q[b], p.cu_seqlens_k[b], p.cu_seqlens_q[b + 1] - p.cu_seqlens_q[b],
-            p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b]};
-  }
-  return {0, 0, p.seqlen_q, p.seqlen_k};
-}
-
-inline int64_t rowOffset(const AttnParams& p, int64_t batch_stride, int64_t row_stride, int64_t head_stride, int b,
-                         int64_t row0, int64_t r, int h) {
-  const int64_t base = p.cu_seqlens_q ? 0 : b * batch_stride;
-  return base + (row0 + r) * row_stride + h * head_stride;
-}
 
 // One (sequence, kv head) after preprocessing.
 struct QuantKv {
