@@ -17,7 +17,8 @@ export interface Case {
 
 export const TOLERANCE: Record<DType, number> = { f32: 2e-5, f16: 3e-3, bf16: 1e-2, fp8e4m3: 1, int8: 1, int32: 0 };
 
-function cumsum(xs: number[]): number[] {
+/** Cumulative offsets [0, x0, x0 + x1, ...] of per-sequence lengths (cuSeqlensQ / cuSeqlensK). */
+export function cumsum(xs: number[]): number[] {
   const out = [0];
   for (const x of xs) out.push(out[out.length - 1] + x);
   return out;

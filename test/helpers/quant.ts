@@ -1,6 +1,7 @@
 /** Inputs and accuracy measures for the quantized attention and quantized KV cache tests. */
 import { AttentionOptions, Device, DType, QuantizedMode, Tensor } from '../../lib';
 import { AttentionInternals, attentionWith } from '../../lib/attention';
+import { cumsum } from './cases';
 import { referenceAttention, relL2 } from './reference';
 
 /** Standard normal samples (Box-Muller on Math.random: fresh every call). */
@@ -107,12 +108,6 @@ export function makeInputs(c: QuantCase, kind: InputKind): QuantInputs {
     k: makeValues(kind, 'k', tk, c.headsKv, c.dim, outliers),
     v: makeValues(kind, 'v', tk, c.headsKv, c.dim, outliers),
   };
-}
-
-function cumsum(xs: number[]): number[] {
-  const out = [0];
-  for (const x of xs) out.push(out[out.length - 1] + x);
-  return out;
 }
 
 export interface QuantRun {

@@ -4,7 +4,7 @@
  * documented rules (lib/block_sparse.ts), written without the library's code.
  */
 import { attention, AttentionOptions, BlockSparseMask, Device, DType, ScoreOptions, Tensor } from '../../lib';
-import { TOLERANCE } from './cases';
+import { cumsum, TOLERANCE } from './cases';
 import { referenceAttention, relL2 } from './reference';
 
 /** Rows and keys of one mask block. */
@@ -72,12 +72,6 @@ export function radialGrid(lenQ: number, lenK: number, band: number, sinks: numb
     }
   }
   return g;
-}
-
-function cumsum(xs: number[]): number[] {
-  const out = [0];
-  for (const x of xs) out.push(out[out.length - 1] + x);
-  return out;
 }
 
 export interface SparseResult {
