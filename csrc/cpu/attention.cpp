@@ -7,6 +7,7 @@
 #include "dense_sequences.h"
 #include "dot.h"
 #include "element_io.h"
+#include "mask_ranges.h"
 #include "parallel.h"
 #include "score_rules.h"
 
@@ -133,25 +134,11 @@ void attentionForward(const AttnParams& p) {
         }
       }
       std::fill(acc.begin(), acc.end(), 0.0f);
-      // Key ranges the block visits, within [all_lo, all_hi); each row then clips them to its own.
+      // Key ranges the block visits: [all_lo, all_hi), or the part of it the mask lists; each row
+      // then clips them to its own.
       ranges.clear();
-      if (p.block_row_ptr == nullptr) {
-        if (all_lo < all_hi) ranges.emplace_back(all_lo, all_hi);
-      } else {
-        // Block-sparse: only the listed key blocks of this row block's query block.
-        const int64_t r = p.blockMaskRow(b, h, static_cast<int>(i0 / kSparseBlock));
-        const int64_t e0 = std::clamp<int64_t>(p.block_row_ptr[r], 0, p.block_mask_nnz);
-        const int64_t e1 = std::clamp<int64_t>(p.block_row_ptr[r + 1], e0, p.block_mask_nnz);
-        int64_t next = all_lo;  // keys below were visited: an unsorted list can never visit a key twice
-        for (int64_t e = e0; e < e1; ++e) {
-          const int64_t k0 = std::max<int64_t>(next, static_cast<int64_t>(p.block_col_idx[e]) * kSparseBlock);
-          const int64_t k1 = std::min<int64_t>(all_hi, (static_cast<int64_t>(p.block_col_idx[e]) + 1) * kSparseBlock);
-          if (k0 < k1) {
-            ranges.emplace_back(k0, k1);
-            next = k1;
-          }
-        }
-      }
+      const int64_t mask_row = p.block_row_ptr ? p.blockMaskRow(b, h, static_cast<int>(i0 / kSparseBlock)) : 0;
+      maskKeyRanges(p, mask_row, all_lo, all_hi, ranges);
       for (const auto& [a, z] : ranges)
         // Chunks on multiples of kChunk (a divisor of kSparseBlock): a mask listing every block
         // visits the same chunks as no mask, so both give bit-identical results.

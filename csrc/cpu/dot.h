@@ -31,19 +31,18 @@ inline float dotF32(const float* a, const float* b, int n) {
 #if defined(__GNUC__)
 inline void dot4F32(const float* q, const float* k0, const float* k1, const float* k2, const float* k3, int n, float (&out)[4]) {
   typedef float V8 __attribute__((vector_size(32)));
-  const auto load = [](const float* p) {
-    V8 v;
-    __builtin_memcpy(&v, p, sizeof v);
-    return v;
-  };
-  V8 s0 = {}, s1 = {}, s2 = {}, s3 = {};
+  V8 s0 = {}, s1 = {}, s2 = {}, s3 = {}, x, y;  // loads by memcpy: no alignment assumed
   int c = 0;
   for (; c + 8 <= n; c += 8) {
-    const V8 x = load(q + c);
-    s0 += x * load(k0 + c);
-    s1 += x * load(k1 + c);
-    s2 += x * load(k2 + c);
-    s3 += x * load(k3 + c);
+    __builtin_memcpy(&x, q + c, sizeof x);
+    __builtin_memcpy(&y, k0 + c, sizeof y);
+    s0 += x * y;
+    __builtin_memcpy(&y, k1 + c, sizeof y);
+    s1 += x * y;
+    __builtin_memcpy(&y, k2 + c, sizeof y);
+    s2 += x * y;
+    __builtin_memcpy(&y, k3 + c, sizeof y);
+    s3 += x * y;
   }
   const V8* s[4] = {&s0, &s1, &s2, &s3};
   const float* k[4] = {k0, k1, k2, k3};

@@ -22,6 +22,7 @@
 #include "../common/quant.h"
 #include "dot.h"
 #include "element_io.h"
+#include "mask_ranges.h"
 #include "parallel.h"
 #include "query_sequences.h"
 
@@ -236,26 +237,11 @@ void pagedAttention(const PagedAttnParams& p) {
 
       // Query heads [h0, h0 + n), which see the same keys.
       auto attend = [&](int h0, int n) {
-        // With a block mask: the listed key blocks of this row's query block (its rows counted
-        // from the sequence's first query), within [lo, hi). Keys below `next` were taken, so even
-        // an unsorted list never visits a key twice.
+        // The keys of [lo, hi) that this row's query block lists (its rows counted from the
+        // sequence's first query); without a mask, all of them.
         ranges.clear();
-        if (p.block_row_ptr == nullptr) {
-          if (hi > lo) ranges.emplace_back(lo, hi);
-        } else {
-          const int64_t r = p.blockMaskRow(b, h0, static_cast<int>((row - r0) / kSparseBlock));
-          const int64_t e0 = std::clamp<int64_t>(p.block_row_ptr[r], 0, p.block_mask_nnz);
-          const int64_t e1 = std::clamp<int64_t>(p.block_row_ptr[r + 1], e0, p.block_mask_nnz);
-          int64_t next = lo;
-          for (int64_t e = e0; e < e1; ++e) {
-            const int64_t k0 = std::max<int64_t>(next, static_cast<int64_t>(p.block_col_idx[e]) * kSparseBlock);
-            const int64_t k1 = std::min<int64_t>(hi, (static_cast<int64_t>(p.block_col_idx[e]) + 1) * kSparseBlock);
-            if (k0 < k1) {
-              ranges.emplace_back(k0, k1);
-              next = k1;
-            }
-          }
-        }
+        const int64_t mask_row = p.block_row_ptr ? p.blockMaskRow(b, h0, static_cast<int>((row - r0) / kSparseBlock)) : 0;
+        maskKeyRanges(p, mask_row, lo, hi, ranges);
         for (int g = 0; g < n; ++g) loadRow(p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride, p.dtype, D, &q[g * D]);
         std::fill(acc.begin(), acc.begin() + static_cast<int64_t>(n) * D, 0.0f);
         std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
