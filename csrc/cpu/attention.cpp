@@ -66,6 +66,128 @@ void attendKeys(const float* q, const float* kh, const float* vh, int D, const S
   }
 }
 
+// Rows per work item of attentionForward, which share each chunk of K/V.
+constexpr int kRows = 64;
+
+#if defined(__GNUC__)
+typedef float V8 __attribute__((vector_size(32)));  // GCC/Clang vector extension: one AVX register
+inline float sum8(const V8& v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+#endif
+
+// Rows [0, rows) of a row block (q: [rows][D], acc: [rows][D]) that all see every key of
+// [js, js + n), n <= kChunk: attendKeys' steps for all of them at once, so each K and V load
+// serves several rows (scores two rows x four keys per pass, the weighted V rows four rows x 16
+// channels at a time, their accumulators in registers across the chunk). Head dims that are not a
+// multiple of 16 take attendKeys row by row.
+ATTN_CPU_MULTIVERSION
+void attendChunkRows(const float* q, int rows, const float* kh, const float* vh, int D, const ScoreRules& rules,
+                     float slope, int64_t i0, int64_t offset, int64_t js, int n, OnlineSoftmax* sm, float* acc) {
+#if defined(__GNUC__)
+  if (D % 16 != 0) {
+#endif
+    for (int r = 0; r < rows; ++r)
+      attendKeys(q + static_cast<size_t>(r) * D, kh, vh, D, rules, slope, i0 + r, offset, js, js + n, sm[r],
+                 acc + static_cast<size_t>(r) * D);
+    return;
+#if defined(__GNUC__)
+  }
+  float s[kRows][kChunk];
+  const float* k = kh + js * D;
+  int r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    const float *qa = q + static_cast<size_t>(r) * D, *qb = qa + D;
+    int t = 0;
+    for (; t + 4 <= n; t += 4) {
+      const float* k0 = k + static_cast<size_t>(t) * D;
+      V8 a0 = {}, a1 = {}, a2 = {}, a3 = {}, b0 = {}, b1 = {}, b2 = {}, b3 = {}, x, y, z;
+      for (int c = 0; c < D; c += 8) {
+        __builtin_memcpy(&x, qa + c, sizeof x);
+        __builtin_memcpy(&y, qb + c, sizeof y);
+        __builtin_memcpy(&z, k0 + c, sizeof z);
+        a0 += x * z;
+        b0 += y * z;
+        __builtin_memcpy(&z, k0 + D + c, sizeof z);
+        a1 += x * z;
+        b1 += y * z;
+        __builtin_memcpy(&z, k0 + 2 * D + c, sizeof z);
+        a2 += x * z;
+        b2 += y * z;
+        __builtin_memcpy(&z, k0 + 3 * D + c, sizeof z);
+        a3 += x * z;
+        b3 += y * z;
+      }
+      s[r][t] = sum8(a0), s[r][t + 1] = sum8(a1), s[r][t + 2] = sum8(a2), s[r][t + 3] = sum8(a3);
+      s[r + 1][t] = sum8(b0), s[r + 1][t + 1] = sum8(b1), s[r + 1][t + 2] = sum8(b2), s[r + 1][t + 3] = sum8(b3);
+    }
+    for (; t < n; ++t) {
+      s[r][t] = dotF32(qa, k + static_cast<size_t>(t) * D, D);
+      s[r + 1][t] = dotF32(qb, k + static_cast<size_t>(t) * D, D);
+    }
+  }
+  for (; r < rows; ++r)
+    for (int t = 0; t < n; ++t) s[r][t] = dotF32(q + static_cast<size_t>(r) * D, k + static_cast<size_t>(t) * D, D);
+
+  // Per row as in attendKeys; a row whose scores are all -inf weighs 0.
+  for (r = 0; r < rows; ++r) {
+    float* sr = s[r];
+    float mx = -INFINITY;
+    if (rules.softcap > 0.0f || slope != 0.0f) {
+      for (int t = 0; t < n; ++t) sr[t] = rules.score(sr[t], slope, i0 + r, offset, js + t);
+    } else {
+      for (int t = 0; t < n; ++t) sr[t] *= rules.scale;  // what rules.score does without softcap and ALiBi
+    }
+    for (int t = 0; t < n; ++t) mx = sr[t] > mx || sr[t] != sr[t] ? sr[t] : mx;  // a NaN stays: the row's result is NaN
+    if (mx == -INFINITY) {
+      for (int t = 0; t < n; ++t) sr[t] = 0.0f;
+      continue;
+    }
+    if (mx > sm[r].max) {
+      const float corr = sm[r].max == -INFINITY ? 0.0f : std::exp(sm[r].max - mx);
+      sm[r].sum *= corr;
+      float* a = acc + static_cast<size_t>(r) * D;
+      for (int c = 0; c < D; ++c) a[c] *= corr;
+      sm[r].max = mx;
+    }
+    for (int t = 0; t < n; ++t) {
+      sr[t] = std::exp(sr[t] - sm[r].max);
+      sm[r].sum += sr[t];
+    }
+  }
+
+  const float* v = vh + js * D;
+  r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    float *c0 = acc + static_cast<size_t>(r) * D, *c1 = c0 + D, *c2 = c1 + D, *c3 = c2 + D;
+    for (int c = 0; c < D; c += 16) {
+      V8 o00, o01, o10, o11, o20, o21, o30, o31, v0, v1;
+      __builtin_memcpy(&o00, c0 + c, sizeof v0), __builtin_memcpy(&o01, c0 + c + 8, sizeof v0);
+      __builtin_memcpy(&o10, c1 + c, sizeof v0), __builtin_memcpy(&o11, c1 + c + 8, sizeof v0);
+      __builtin_memcpy(&o20, c2 + c, sizeof v0), __builtin_memcpy(&o21, c2 + c + 8, sizeof v0);
+      __builtin_memcpy(&o30, c3 + c, sizeof v0), __builtin_memcpy(&o31, c3 + c + 8, sizeof v0);
+      for (int t = 0; t < n; ++t) {
+        __builtin_memcpy(&v0, v + static_cast<size_t>(t) * D + c, sizeof v0);
+        __builtin_memcpy(&v1, v + static_cast<size_t>(t) * D + c + 8, sizeof v1);
+        o00 += s[r][t] * v0, o01 += s[r][t] * v1;
+        o10 += s[r + 1][t] * v0, o11 += s[r + 1][t] * v1;
+        o20 += s[r + 2][t] * v0, o21 += s[r + 2][t] * v1;
+        o30 += s[r + 3][t] * v0, o31 += s[r + 3][t] * v1;
+      }
+      __builtin_memcpy(c0 + c, &o00, sizeof v0), __builtin_memcpy(c0 + c + 8, &o01, sizeof v0);
+      __builtin_memcpy(c1 + c, &o10, sizeof v0), __builtin_memcpy(c1 + c + 8, &o11, sizeof v0);
+      __builtin_memcpy(c2 + c, &o20, sizeof v0), __builtin_memcpy(c2 + c + 8, &o21, sizeof v0);
+      __builtin_memcpy(c3 + c, &o30, sizeof v0), __builtin_memcpy(c3 + c + 8, &o31, sizeof v0);
+    }
+  }
+  for (; r < rows; ++r) {
+    float* a = acc + static_cast<size_t>(r) * D;
+    for (int t = 0; t < n; ++t) {
+      const float* vt = v + static_cast<size_t>(t) * D;
+      for (int c = 0; c < D; ++c) a[c] += s[r][t] * vt[c];
+    }
+  }
+#endif
+}
+
 }  // namespace
 
 void attentionForward(const AttnParams& p) {
@@ -99,7 +221,6 @@ void attentionForward(const AttnParams& p) {
   // chunk of K/V in turn while it is in cache, instead of each row streaming all of K/V by itself
   // (at 1k keys, d128, one row's K/V is 1 MB). kRows divides kSparseBlock, so a block's rows share
   // one block-sparse mask row.
-  constexpr int kRows = 8;
   static_assert(kSparseBlock % kRows == 0 && kSparseBlock % kChunk == 0, "row blocks and chunks within mask blocks");
   std::vector<int64_t> item_base(p.batch + 1, 0);
   for (int b = 0; b < p.batch; ++b) item_base[b + 1] = item_base[b] + (bounds(p, b).len_q + kRows - 1) / kRows * p.heads_q;
@@ -144,9 +265,20 @@ void attentionForward(const AttnParams& p) {
         // visits the same chunks as no mask, so both give bit-identical results.
         for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
           const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
+          // Rows [ra, rb) see all of [js, je) (a causal or windowed block's rows see a range that
+          // moves with the row, so those that see a whole chunk are contiguous); the rest take
+          // their part of it row by row.
+          const auto whole = [&](int r) { return lo[r] <= js && je <= hi[r]; };
+          int ra = 0;
+          while (ra < rows && !whole(ra)) ++ra;
+          int rb = ra;
+          while (rb < rows && whole(rb)) ++rb;
+          if (rb > ra)
+            attendChunkRows(&q[static_cast<size_t>(ra) * D], rb - ra, kh, vh, D, rules, slope, i0 + ra, offset, js,
+                            static_cast<int>(je - js), sm + ra, &acc[static_cast<size_t>(ra) * D]);
           for (int r = 0; r < rows; ++r) {
             const int64_t j0 = std::max(js, lo[r]), j1 = std::min(je, hi[r]);
-            if (j0 < j1)
+            if ((r < ra || r >= rb) && j0 < j1)
               attendKeys(&q[static_cast<size_t>(r) * D], kh, vh, D, rules, slope, i0 + r, offset, j0, j1, sm[r],
                          &acc[static_cast<size_t>(r) * D]);
           }
