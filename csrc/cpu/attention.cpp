@@ -16,11 +16,11 @@ namespace {
 
 // Keys [j0, j1) of one query row into its online softmax and accumulator, kChunk keys at a time:
 // the chunk's scores (four keys per pass over q), one max and at most one rescale of the
-// accumulator per chunk, then the weighted V rows four at a time (one pass over acc), instead of a
-// max, an exp and a possible rescale per key (1.2-1.5x slower, docs/perf.md). A chunk whose scores
-// are all -inf weighs 0, as on the GPU; a NaN score makes the row NaN. The hot loop of the dense
-// CPU kernel, compiled twice on x86-64 Linux (AVX2 + FMA, and the baseline the package is built
-// for) and picked once at load time: prebuilt binaries stay portable.
+// accumulator per chunk, then the weighted V rows four at a time (one pass over acc). A chunk whose
+// scores are all -inf weighs 0, as on the GPU; a NaN score makes the row NaN. Rows that see only
+// part of a chunk take this path (attendChunkRows takes the others). Like it, compiled twice on
+// x86-64 Linux (AVX2 + FMA, and the baseline the package is built for) and picked once at load
+// time: prebuilt binaries stay portable.
 constexpr int kChunk = 16;
 
 ATTN_CPU_MULTIVERSION
@@ -219,8 +219,8 @@ void attentionForward(const AttnParams& p) {
 
   // One work item per (sequence, head, block of kRows query rows): the rows take every kChunk-key
   // chunk of K/V in turn while it is in cache, instead of each row streaming all of K/V by itself
-  // (at 1k keys, d128, one row's K/V is 1 MB). kRows divides kSparseBlock, so a block's rows share
-  // one block-sparse mask row.
+  // (at 1k keys, d128, one row's K/V is 1 MB; docs/perf.md, session 13). kRows divides
+  // kSparseBlock, so a block's rows share one block-sparse mask row.
   static_assert(kSparseBlock % kRows == 0 && kSparseBlock % kChunk == 0, "row blocks and chunks within mask blocks");
   std::vector<int64_t> item_base(p.batch + 1, 0);
   for (int b = 0; b < p.batch; ++b) item_base[b + 1] = item_base[b] + (bounds(p, b).len_q + kRows - 1) / kRows * p.heads_q;
