@@ -1,0 +1,29 @@
+// One chunk of at most kChunk keys into the online softmax and accumulators of query rows: the
+// inner loops of the CPU dense kernel (attention.cpp) and of the paged kernel's prefill
+// (paged_attention.cpp), which gathers each chunk of K/V from its pages first.
+#pragma once
+#include <cstdint>
+
+#include "score_rules.h"
+
+namespace attn::cpu {
+
+// Keys per chunk: one max and at most one accumulator rescale per row and chunk. A divisor of
+// kSparseBlock, so block-sparse ranges start on chunk boundaries.
+constexpr int kChunk = 16;
+// Query rows that share each chunk of K/V while it is in cache (a divisor of kSparseBlock, so a
+// block of rows shares one block-sparse mask row).
+constexpr int kRows = 64;
+
+// Keys j0 .. j0 + n - 1 (n <= kChunk; k and v point at key j0's row, rows D floats apart) into one
+// query row i's softmax state and accumulator. Scores follow `rules` (offset = len_k - len_q). A
+// chunk whose scores are all -inf weighs 0, as on the GPU; a NaN score makes the row NaN.
+void attendKeys(const float* q, const float* k, const float* v, int D, const ScoreRules& rules, float slope, int64_t i,
+                int64_t offset, int64_t j0, int n, OnlineSoftmax& sm, float* acc);
+
+// The same for rows i0 .. i0 + rows - 1 (q, acc: [rows][D]; rows <= kRows) that all see every key
+// of the chunk j0 .. j0 + n - 1: each K and V load serves several rows.
+void attendChunkRows(const float* q, int rows, const float* k, const float* v, int D, const ScoreRules& rules,
+                     float slope, int64_t i0, int64_t offset, int64_t j0, int n, OnlineSoftmax* sm, float* acc);
+
+}  // namespace attn::cpu
