@@ -1,9 +1,11 @@
 // Dense attention on the CPU backend: GFLOP/s of attention() + toArray(), best of --reps runs.
-//   node scripts/cpu-attention.js [--seqs 1024,4096] [--heads 8] [--dim 128] [--reps 4]
-// Used for the CPU rows of docs/perf.md (f32, batch 1, non-causal and causal).
+//   node scripts/cpu-attention.js [--seqs 1024,4096] [--heads 8] [--dim 128] [--reps 4] [--paged]
+// Used for the CPU rows of docs/perf.md (f32, batch 1, non-causal and causal). --paged instead
+// times pagedAttention() prefill: the last seq / 4 tokens of a sequence in a PagedKVCache (page 16,
+// heads / 4 kv heads) as causal queries over all seq of them.
 'use strict';
 const path = require('node:path');
-const { attention, Tensor } = require(path.join(__dirname, '..'));
+const { attention, pagedAttention, PagedKVCache, Tensor } = require(path.join(__dirname, '..'));
 
 const argOf = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -13,19 +15,40 @@ const seqs = argOf('--seqs', '1024,4096').split(',').map(Number);
 const heads = Number(argOf('--heads', '8'));
 const dim = Number(argOf('--dim', '128'));
 const reps = Number(argOf('--reps', '4'));
+const paged = process.argv.includes('--paged');
+
+async function best(run) {
+  let ms = Infinity;
+  for (let r = 0; r < reps; ++r) {
+    const t0 = process.hrtime.bigint();
+    await run();
+    ms = Math.min(ms, Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return ms;
+}
+
+async function pagedPrefill(seq) {
+  const kvHeads = Math.max(1, heads / 4), nq = seq / 4;
+  const cache = new PagedKVCache({ layers: 1, kvHeads, headDim: dim, pageSize: 16, capacityPages: Math.ceil(seq / 16), dtype: 'f32', device: 'cpu' });
+  const s = cache.addSequence();
+  cache.append(s, 0, Tensor.randn([seq, kvHeads, dim]), Tensor.randn([seq, kvHeads, dim]));
+  const q = Tensor.randn([nq, heads, dim]);
+  const ms = await best(() => pagedAttention(q, cache, 0, [s], { queryCounts: [nq] }).out.toArray());
+  const pairs = nq * (seq - nq) + (nq * (nq + 1)) / 2;
+  console.log(`paged prefill ${nq} rows over ${seq}, heads ${heads}/${kvHeads} d${dim}: ${ms.toFixed(1)} ms, ${((4 * pairs * heads * dim) / ms / 1e6).toFixed(1)} GFLOP/s`);
+}
 
 (async () => {
   for (const seq of seqs) {
+    if (paged) {
+      await pagedPrefill(seq);
+      continue;
+    }
     const [q, k, v] = [0, 1, 2].map(() => Tensor.randn([1, seq, heads, dim], { dtype: 'f32', device: 'cpu' }));
     for (const causal of [false, true]) {
-      let best = Infinity;
-      for (let r = 0; r < reps; ++r) {
-        const t0 = process.hrtime.bigint();
-        await attention(q, k, v, { causal }).out.toArray();
-        best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
-      }
+      const ms = await best(() => attention(q, k, v, { causal }).out.toArray());
       const flops = (4 * seq * seq * heads * dim) / (causal ? 2 : 1);
-      console.log(`seq ${seq} heads ${heads} d${dim}${causal ? ' causal' : ''}: ${best.toFixed(1)} ms, ${(flops / best / 1e6).toFixed(1)} GFLOP/s`);
+      console.log(`seq ${seq} heads ${heads} d${dim}${causal ? ' causal' : ''}: ${ms.toFixed(1)} ms, ${(flops / ms / 1e6).toFixed(1)} GFLOP/s`);
     }
   }
 })();

@@ -40,6 +40,18 @@ describe('paged attention on the CPU equals dense attention on the gathered KV',
     expect(await shadow.check(seqs, 0, 4, { queryCounts: [3, 1], causal: false })).toBeLessThan(TOL.f32);
   });
 
+  test('prefill of 16+ rows per sequence (row blocks over gathered chunks) beside short ones', async () => {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const shadow = new ShadowCache(makeCache('cpu', dtype, { pageSize: 4, kvHeads: 2 }));
+      const seqs = [shadow.add(), shadow.add(), shadow.add()];
+      await shadow.append(seqs, 0, [150, 70, 9]);
+      expect(await shadow.check(seqs, 0, 4, { queryCounts: [100, 17, 1] })).toBeLessThan(TOL[dtype]);
+      expect(await shadow.check(seqs, 0, 4, { queryCounts: [150, 64, 3], causal: false })).toBeLessThan(TOL[dtype]);
+      const options = { queryCounts: [80, 20, 1], window: [30, 2] as [number, number], softcap: 4, alibiSlopes: [0.2, 0.1, 0.05, 0.01] };
+      expect(await shadow.check(seqs, 0, 4, options)).toBeLessThan(TOL[dtype]);
+    }
+  });
+
   test('options: window, softcap, scale, ALiBi', async () => {
     const shadow = new ShadowCache(makeCache('cpu', 'f32', { kvHeads: 1 }));
     const seqs = [shadow.add(), shadow.add()];

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "../common/block_sparse_mask.h"
 #include "score_rules.h"
 
 namespace attn::cpu {
@@ -14,6 +15,7 @@ constexpr int kChunk = 16;
 // Query rows that share each chunk of K/V while it is in cache (a divisor of kSparseBlock, so a
 // block of rows shares one block-sparse mask row).
 constexpr int kRows = 64;
+static_assert(kSparseBlock % kChunk == 0 && kSparseBlock % kRows == 0, "chunks and row blocks within mask blocks");
 
 // Keys j0 .. j0 + n - 1 (n <= kChunk; k and v point at key j0's row, rows D floats apart) into one
 // query row i's softmax state and accumulator. Scores follow `rules` (offset = len_k - len_q). A

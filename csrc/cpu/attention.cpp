@@ -43,7 +43,6 @@ void attentionForward(const AttnParams& p) {
   // chunk of K/V in turn while it is in cache, instead of each row streaming all of K/V by itself
   // (at 1k keys, d128, one row's K/V is 1 MB; docs/perf.md, session 13). kRows divides
   // kSparseBlock, so a block's rows share one block-sparse mask row.
-  static_assert(kSparseBlock % kRows == 0 && kSparseBlock % kChunk == 0, "row blocks and chunks within mask blocks");
   std::vector<int64_t> item_base(p.batch + 1, 0);
   for (int b = 0; b < p.batch; ++b) item_base[b + 1] = item_base[b] + (bounds(p, b).len_q + kRows - 1) / kRows * p.heads_q;
 

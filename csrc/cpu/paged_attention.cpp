@@ -20,6 +20,7 @@
 #include "../common/error.h"
 #include "../common/half.h"
 #include "../common/quant.h"
+#include "attend_chunk.h"
 #include "dot.h"
 #include "element_io.h"
 #include "mask_ranges.h"
@@ -176,22 +177,113 @@ void pagedAttention(const PagedAttnParams& p) {
 
   const std::vector<int> row_seq = querySequences(p.cu_seqlens_q, p.batch, p.total_q, "pagedAttention");
 
-  // One work item per (query row, kv head, share of its group's query heads): the heads of a share
-  // reuse each K and V row load and its conversion. Shares are as large as keeps every thread busy
-  // (a batch-1 decode has few rows); with a block mask the heads' key lists differ, so each head
-  // goes alone.
-  const int64_t pairs = static_cast<int64_t>(p.total_q) * p.heads_kv;
-  const int shares = partsForThreads(pairs, group);
+  // Prefill: a sequence with at least kMinBlockRows query rows over a 16/32-bit cache goes as the
+  // dense kernel does (attend_chunk.h): work items of kRows of its query rows and one head (within
+  // one block-sparse mask row), which take each 16-key chunk of K/V, gathered from its pages, in turn
+  // (17 -> 68 GFLOP/s at 512 rows over 2k keys, d128, 2 cores; docs/perf.md, session 13).
+  constexpr int kMinBlockRows = 16;
+  struct RowBlock {
+    int b, h, i0;
+  };
+  std::vector<RowBlock> blocks;
+  std::vector<int> single_rows;  // the other rows, one work item per (row, kv head, share) below
+  for (int b = 0; b < p.batch; ++b) {
+    const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
+    const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
+    if (!p.quantized() && r1 - r0 >= kMinBlockRows) {
+      for (int h = 0; h < p.heads_q; ++h)
+        for (int i0 = 0; i0 < r1 - r0; i0 += kRows) blocks.push_back({b, h, i0});
+    } else {
+      for (int r = r0; r < r1; ++r) single_rows.push_back(r);
+    }
+  }
+  const ScoreRules rules{p.scale, p.softcap, window_left, window_right};
+  const auto prefillBlock = [&](const RowBlock& blk, std::vector<float>& q, std::vector<float>& acc, std::vector<float>& kc,
+                                std::vector<float>& vc, std::vector<std::pair<int64_t, int64_t>>& ranges) {
+    const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[blk.b] : blk.b;
+    const int64_t nq = (p.cu_seqlens_q ? p.cu_seqlens_q[blk.b + 1] : blk.b + 1) - r0;
+    const int64_t len_k = p.seq_lens[blk.b];
+    const int64_t offset = len_k - nq;  // bottom-right aligned
+    const int rows = static_cast<int>(std::min<int64_t>(kRows, nq - blk.i0));
+    const int kvh = blk.h / group;
+    const float slope = p.alibi_slopes ? p.alibi_slopes[blk.h] : 0.0f;
+    const int64_t table_row = p.block_table_rows != nullptr ? p.block_table_rows[blk.b] : blk.b;
+    const int32_t* bt = p.block_table + table_row * p.block_table_stride;
+    OnlineSoftmax sm[kRows];
+    int64_t lo[kRows], hi[kRows];
+    int64_t all_lo = len_k, all_hi = 0;
+    for (int r = 0; r < rows; ++r) {
+      loadRow(p.q, (r0 + blk.i0 + r) * p.q_row_stride + blk.h * p.q_head_stride, p.dtype, D, &q[static_cast<size_t>(r) * D]);
+      rules.visibleRange(blk.i0 + r, offset, len_k, &lo[r], &hi[r]);
+      if (lo[r] < hi[r]) all_lo = std::min(all_lo, lo[r]), all_hi = std::max(all_hi, hi[r]);
+    }
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    ranges.clear();
+    const int64_t mask_row = p.block_row_ptr ? p.blockMaskRow(blk.b, blk.h, blk.i0 / kSparseBlock) : 0;
+    maskKeyRanges(p, mask_row, all_lo, all_hi, ranges);
+    // Chunks on multiples of kChunk, as in attention.cpp: a mask listing every block visits the
+    // same chunks as no mask.
+    for (const auto& [a, z] : ranges) {
+      for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
+        const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
+        for (int64_t j = js; j < je; ++j) {
+          const int64_t at = bt[j / p.page_size] * p.page_stride + kvh * p.page_head_stride + (j % p.page_size) * D;
+          loadRow(p.k_pages, at, p.dtype, D, &kc[static_cast<size_t>(j - js) * D]);
+          loadRow(p.v_pages, at, p.dtype, D, &vc[static_cast<size_t>(j - js) * D]);
+        }
+        // Rows [ra, rb) see the whole chunk (contiguous: a row's keys move with the row), the rest
+        // their part of it.
+        const auto whole = [&](int r) { return lo[r] <= js && je <= hi[r]; };
+        int ra = 0;
+        while (ra < rows && !whole(ra)) ++ra;
+        int rb = ra;
+        while (rb < rows && whole(rb)) ++rb;
+        if (rb > ra)
+          attendChunkRows(&q[static_cast<size_t>(ra) * D], rb - ra, kc.data(), vc.data(), D, rules, slope, blk.i0 + ra, offset,
+                          js, static_cast<int>(je - js), sm + ra, &acc[static_cast<size_t>(ra) * D]);
+        for (int r = 0; r < rows; ++r) {
+          const int64_t j0 = std::max(js, lo[r]), j1 = std::min(je, hi[r]);
+          if ((r < ra || r >= rb) && j0 < j1)
+            attendKeys(&q[static_cast<size_t>(r) * D], &kc[static_cast<size_t>(j0 - js) * D], &vc[static_cast<size_t>(j0 - js) * D], D,
+                       rules, slope, blk.i0 + r, offset, j0, static_cast<int>(j1 - j0), sm[r], &acc[static_cast<size_t>(r) * D]);
+        }
+      }
+    }
+    for (int r = 0; r < rows; ++r) {
+      float* o = &acc[static_cast<size_t>(r) * D];
+      const float inv = sm[r].sum > 0.0f ? 1.0f / sm[r].sum : 0.0f;  // a row with no visible key: o = 0
+      for (int c = 0; c < D; ++c) o[c] *= inv;
+      const int64_t row = r0 + blk.i0 + r;
+      storeRow(p.o, row * p.o_row_stride + blk.h * p.o_head_stride, p.dtype, D, o);
+      if (p.lse) p.lse[row * p.heads_q + blk.h] = sm[r].lse();
+    }
+  };
+
+  // Every other row (decode, 8-bit caches, block masks): one work item per (query row, kv head,
+  // share of its group's query heads); the heads of a share reuse each K and V row load and its
+  // conversion. Shares are as large as keeps every thread busy (a batch-1 decode has few rows);
+  // with a block mask the heads' key lists differ, so each head goes alone.
+  const int64_t pairs = static_cast<int64_t>(single_rows.size()) * p.heads_kv;
+  const int shares = pairs > 0 ? partsForThreads(pairs, group) : 1;
   const int per_share = group / shares;
-  const int64_t items = pairs * shares;
+  const int64_t n_blocks = static_cast<int64_t>(blocks.size());
+  const int64_t items = n_blocks + pairs * shares;
   parallelFor(items, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> q(static_cast<size_t>(group) * D), acc(static_cast<size_t>(group) * D), row_buf(static_cast<size_t>(D));
+    std::vector<float> q(static_cast<size_t>(std::max(group, kRows)) * D), acc(static_cast<size_t>(std::max(group, kRows)) * D),
+        row_buf(static_cast<size_t>(D));
     std::vector<float> scores, mx(static_cast<size_t>(group)), sum(static_cast<size_t>(group));
     std::vector<std::pair<int64_t, int64_t>> ranges;  // visible keys: ascending half-open ranges
+    std::vector<float> kc, vc;                        // a prefill block's chunk of K and V
     for (int64_t item = begin; item < end; ++item) {
-      const int row = static_cast<int>(item / (static_cast<int64_t>(p.heads_kv) * shares));
-      const int kvh = static_cast<int>(item / shares % p.heads_kv);
-      const int h_first = kvh * group + static_cast<int>(item % shares) * per_share;
+      if (item < n_blocks) {
+        if (kc.empty()) kc.resize(static_cast<size_t>(kChunk) * D), vc.resize(static_cast<size_t>(kChunk) * D);
+        prefillBlock(blocks[static_cast<size_t>(item)], q, acc, kc, vc, ranges);
+        continue;
+      }
+      const int64_t single = item - n_blocks;
+      const int row = single_rows[static_cast<size_t>(single / (static_cast<int64_t>(p.heads_kv) * shares))];
+      const int kvh = static_cast<int>(single / shares % p.heads_kv);
+      const int h_first = kvh * group + static_cast<int>(single % shares) * per_share;
       const int b = row_seq[static_cast<size_t>(row)];
       const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
       const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
