@@ -168,4 +168,25 @@ void attendChunkRows(const float* q, int rows, const float* k, const float* v, i
 #endif
 }
 
+void attendChunk(const float* q, int rows, const int64_t* lo, const int64_t* hi, const float* k, const float* v, int D,
+                 const ScoreRules& rules, float slope, int64_t i0, int64_t offset, int64_t js, int64_t je, OnlineSoftmax* sm,
+                 float* acc) {
+  // A row's visible keys move with the row (causal, window), so the rows that see the whole chunk
+  // are contiguous: [ra, rb).
+  const auto whole = [&](int r) { return lo[r] <= js && je <= hi[r]; };
+  int ra = 0;
+  while (ra < rows && !whole(ra)) ++ra;
+  int rb = ra;
+  while (rb < rows && whole(rb)) ++rb;
+  if (rb > ra)
+    attendChunkRows(q + static_cast<size_t>(ra) * D, rb - ra, k, v, D, rules, slope, i0 + ra, offset, js,
+                    static_cast<int>(je - js), sm + ra, acc + static_cast<size_t>(ra) * D);
+  for (int r = 0; r < rows; ++r) {
+    const int64_t j0 = std::max(js, lo[r]), j1 = std::min(je, hi[r]);
+    if ((r < ra || r >= rb) && j0 < j1)
+      attendKeys(q + static_cast<size_t>(r) * D, k + (j0 - js) * D, v + (j0 - js) * D, D, rules, slope, i0 + r, offset, j0,
+                 static_cast<int>(j1 - j0), sm[r], acc + static_cast<size_t>(r) * D);
+  }
+}
+
 }  // namespace attn::cpu

@@ -28,4 +28,11 @@ void attendKeys(const float* q, const float* k, const float* v, int D, const Sco
 void attendChunkRows(const float* q, int rows, const float* k, const float* v, int D, const ScoreRules& rules,
                      float slope, int64_t i0, int64_t offset, int64_t j0, int n, OnlineSoftmax* sm, float* acc);
 
+// Rows i0 .. i0 + rows - 1 (q, acc: [rows][D]; row r sees keys [lo[r], hi[r])) over the chunk
+// js .. je - 1 (k, v point at key js): the rows that see all of it go together through
+// attendChunkRows, the others take their part of it through attendKeys.
+void attendChunk(const float* q, int rows, const int64_t* lo, const int64_t* hi, const float* k, const float* v, int D,
+                 const ScoreRules& rules, float slope, int64_t i0, int64_t offset, int64_t js, int64_t je, OnlineSoftmax* sm,
+                 float* acc);
+
 }  // namespace attn::cpu

@@ -81,29 +81,14 @@ void attentionForward(const AttnParams& p) {
       ranges.clear();
       const int64_t mask_row = p.block_row_ptr ? p.blockMaskRow(b, h, static_cast<int>(i0 / kSparseBlock)) : 0;
       maskKeyRanges(p, mask_row, all_lo, all_hi, ranges);
-      for (const auto& [a, z] : ranges)
-        // Chunks on multiples of kChunk (a divisor of kSparseBlock): a mask listing every block
-        // visits the same chunks as no mask, so both give bit-identical results.
+      // Chunks on multiples of kChunk (a divisor of kSparseBlock): a mask listing every block
+      // visits the same chunks as no mask, so both give bit-identical results.
+      for (const auto& [a, z] : ranges) {
         for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
           const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
-          // Rows [ra, rb) see all of [js, je) (a causal or windowed block's rows see a range that
-          // moves with the row, so those that see a whole chunk are contiguous); the rest take
-          // their part of it row by row.
-          const auto whole = [&](int r) { return lo[r] <= js && je <= hi[r]; };
-          int ra = 0;
-          while (ra < rows && !whole(ra)) ++ra;
-          int rb = ra;
-          while (rb < rows && whole(rb)) ++rb;
-          if (rb > ra)
-            attendChunkRows(&q[static_cast<size_t>(ra) * D], rb - ra, kh + js * D, vh + js * D, D, rules, slope, i0 + ra,
-                            offset, js, static_cast<int>(je - js), sm + ra, &acc[static_cast<size_t>(ra) * D]);
-          for (int r = 0; r < rows; ++r) {
-            const int64_t j0 = std::max(js, lo[r]), j1 = std::min(je, hi[r]);
-            if ((r < ra || r >= rb) && j0 < j1)
-              attendKeys(&q[static_cast<size_t>(r) * D], kh + j0 * D, vh + j0 * D, D, rules, slope, i0 + r, offset, j0,
-                         static_cast<int>(j1 - j0), sm[r], &acc[static_cast<size_t>(r) * D]);
-          }
+          attendChunk(q.data(), rows, lo, hi, kh + js * D, vh + js * D, D, rules, slope, i0, offset, js, je, sm, acc.data());
         }
+      }
       for (int r = 0; r < rows; ++r) {
         float* o = &acc[static_cast<size_t>(r) * D];
         const float inv = sm[r].sum > 0.0f ? 1.0f / sm[r].sum : 0.0f;

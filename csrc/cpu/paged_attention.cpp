@@ -231,22 +231,7 @@ void pagedAttention(const PagedAttnParams& p) {
           loadRow(p.k_pages, at, p.dtype, D, &kc[static_cast<size_t>(j - js) * D]);
           loadRow(p.v_pages, at, p.dtype, D, &vc[static_cast<size_t>(j - js) * D]);
         }
-        // Rows [ra, rb) see the whole chunk (contiguous: a row's keys move with the row), the rest
-        // their part of it.
-        const auto whole = [&](int r) { return lo[r] <= js && je <= hi[r]; };
-        int ra = 0;
-        while (ra < rows && !whole(ra)) ++ra;
-        int rb = ra;
-        while (rb < rows && whole(rb)) ++rb;
-        if (rb > ra)
-          attendChunkRows(&q[static_cast<size_t>(ra) * D], rb - ra, kc.data(), vc.data(), D, rules, slope, blk.i0 + ra, offset,
-                          js, static_cast<int>(je - js), sm + ra, &acc[static_cast<size_t>(ra) * D]);
-        for (int r = 0; r < rows; ++r) {
-          const int64_t j0 = std::max(js, lo[r]), j1 = std::min(je, hi[r]);
-          if ((r < ra || r >= rb) && j0 < j1)
-            attendKeys(&q[static_cast<size_t>(r) * D], &kc[static_cast<size_t>(j0 - js) * D], &vc[static_cast<size_t>(j0 - js) * D], D,
-                       rules, slope, blk.i0 + r, offset, j0, static_cast<int>(j1 - j0), sm[r], &acc[static_cast<size_t>(r) * D]);
-        }
+        attendChunk(q.data(), rows, lo, hi, kc.data(), vc.data(), D, rules, slope, blk.i0, offset, js, je, sm, acc.data());
       }
     }
     for (int r = 0; r < rows; ++r) {
