@@ -1,5 +1,6 @@
-// The chunk loops of attend_chunk.h. Both are compiled twice on x86-64 Linux (AVX2 + FMA, and the
-// baseline the package is built for) and picked once at load time: prebuilt binaries stay portable.
+// The chunk loops of attend_chunk.h. attendKeys and attendChunkRows are compiled twice on x86-64
+// Linux (AVX2 + FMA, and the baseline the package is built for) and picked once at load time:
+// prebuilt binaries stay portable.
 #include "attend_chunk.h"
 
 #include <algorithm>
