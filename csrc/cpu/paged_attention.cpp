@@ -26,6 +26,7 @@
 #include "mask_ranges.h"
 #include "parallel.h"
 #include "query_sequences.h"
+#include "score_rules.h"
 
 namespace attn::cpu {
 namespace {
@@ -172,8 +173,14 @@ void pagedAttention(const PagedAttnParams& p) {
 
   const int D = p.head_dim;
   const int group = p.heads_q / p.heads_kv;
-  const int window_left = p.window_left;
-  const int window_right = p.causal ? 0 : p.window_right;  // causal folds into window_right = 0
+  const ScoreRules rules{p.scale, p.softcap, p.window_left, p.causal ? 0 : p.window_right};  // causal: window_right = 0
+  // Sequence b's block-table row, and the pool offset of key j of kv head kvh through it.
+  const auto tableOf = [&](int b) {
+    return p.block_table + (p.block_table_rows != nullptr ? p.block_table_rows[b] : b) * p.block_table_stride;
+  };
+  const auto keyOffset = [&](const int32_t* bt, int kvh, int64_t j) {
+    return static_cast<int64_t>(bt[j / p.page_size]) * p.page_stride + kvh * p.page_head_stride + (j % p.page_size) * D;
+  };
 
   const std::vector<int> row_seq = querySequences(p.cu_seqlens_q, p.batch, p.total_q, "pagedAttention");
 
@@ -197,7 +204,6 @@ void pagedAttention(const PagedAttnParams& p) {
       for (int r = r0; r < r1; ++r) single_rows.push_back(r);
     }
   }
-  const ScoreRules rules{p.scale, p.softcap, window_left, window_right};
   const auto prefillBlock = [&](const RowBlock& blk, std::vector<float>& q, std::vector<float>& acc, std::vector<float>& kc,
                                 std::vector<float>& vc, std::vector<std::pair<int64_t, int64_t>>& ranges) {
     const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[blk.b] : blk.b;
@@ -207,8 +213,7 @@ void pagedAttention(const PagedAttnParams& p) {
     const int rows = static_cast<int>(std::min<int64_t>(kRows, nq - blk.i0));
     const int kvh = blk.h / group;
     const float slope = p.alibi_slopes ? p.alibi_slopes[blk.h] : 0.0f;
-    const int64_t table_row = p.block_table_rows != nullptr ? p.block_table_rows[blk.b] : blk.b;
-    const int32_t* bt = p.block_table + table_row * p.block_table_stride;
+    const int32_t* bt = tableOf(blk.b);
     OnlineSoftmax sm[kRows];
     int64_t lo[kRows], hi[kRows];
     int64_t all_lo = len_k, all_hi = 0;
@@ -227,7 +232,7 @@ void pagedAttention(const PagedAttnParams& p) {
       for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
         const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
         for (int64_t j = js; j < je; ++j) {
-          const int64_t at = bt[j / p.page_size] * p.page_stride + kvh * p.page_head_stride + (j % p.page_size) * D;
+          const int64_t at = keyOffset(bt, kvh, j);
           loadRow(p.k_pages, at, p.dtype, D, &kc[static_cast<size_t>(j - js) * D]);
           loadRow(p.v_pages, at, p.dtype, D, &vc[static_cast<size_t>(j - js) * D]);
         }
@@ -274,19 +279,10 @@ void pagedAttention(const PagedAttnParams& p) {
       const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
       const int64_t len_k = p.seq_lens[b];
       const int64_t nq = r1 - r0;
-      const int64_t pos = (len_k - nq) + (row - r0);  // i + offset (bottom-right aligned)
-
-      // Key j is visible iff (wl < 0 || j >= pos - wl) && (wr < 0 || j <= pos + wr) && 0 <= j < len_k.
-      int64_t lo = 0, hi = len_k;
-      if (window_left >= 0) lo = std::max<int64_t>(lo, pos - window_left);
-      if (window_right >= 0) hi = std::min<int64_t>(hi, pos + window_right + 1);
-
-      const int64_t table_row = p.block_table_rows != nullptr ? p.block_table_rows[b] : b;
-      const int32_t* bt = p.block_table + table_row * p.block_table_stride;
-      auto kvIndex = [&](int64_t j) {
-        const int64_t page = bt[j / p.page_size];
-        return page * p.page_stride + kvh * p.page_head_stride + (j % p.page_size) * D;
-      };
+      const int64_t i = row - r0, offset = len_k - nq;  // bottom-right aligned
+      int64_t lo, hi;
+      rules.visibleRange(i, offset, len_k, &lo, &hi);
+      const int32_t* bt = tableOf(b);
 
       // Cache element c of key j: stored 16/32-bit value, or the dequantized 8-bit one.
       const bool quant = p.quantized();
@@ -327,11 +323,10 @@ void pagedAttention(const PagedAttnParams& p) {
           scores.clear();
           for (const auto& [j0, j1] : ranges)
             for (int64_t j = j0; j < j1; ++j) {
-              rowOf(p.k_pages, keyAt, j, kvIndex(j));
+              rowOf(p.k_pages, keyAt, j, keyOffset(bt, kvh, j));
               for (int g = 0; g < n; ++g) {
-                float s = dotF32(&q[g * D], row_buf.data(), D) * p.scale;
-                if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
-                if (p.alibi_slopes) s -= p.alibi_slopes[h0 + g] * static_cast<float>(std::llabs(pos - j));
+                const float slope = p.alibi_slopes ? p.alibi_slopes[h0 + g] : 0.0f;
+                const float s = rules.score(dotF32(&q[g * D], row_buf.data(), D), slope, i, offset, j);
                 scores.push_back(s);
                 mx[g] = std::max(mx[g], s);
               }
@@ -340,7 +335,7 @@ void pagedAttention(const PagedAttnParams& p) {
           size_t k = 0;
           for (const auto& [j0, j1] : ranges)
             for (int64_t j = j0; j < j1; ++j) {
-              rowOf(p.v_pages, valueAt, j, kvIndex(j));
+              rowOf(p.v_pages, valueAt, j, keyOffset(bt, kvh, j));
               for (int g = 0; g < n; ++g) {
                 const float w = std::exp(scores[k++] - mx[g]);
                 sum[g] += w;
