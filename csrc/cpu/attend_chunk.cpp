@@ -52,28 +52,21 @@ void attendKeys(const float* q, const float* k, const float* v, int D, const Sco
   }
 }
 
-#if defined(__GNUC__)
-namespace {
-typedef float V8 __attribute__((vector_size(32)));  // GCC/Clang vector extension: one AVX register
-inline float sum8(const V8& v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
-}  // namespace
-#endif
-
 // Scores two rows x four keys per pass (eight accumulator registers), then the weighted V rows four
 // rows x 16 channels at a time with their accumulators in registers across the chunk. Head dims
 // that are not a multiple of 16 take attendKeys row by row.
 ATTN_CPU_MULTIVERSION
 void attendChunkRows(const float* q, int rows, const float* k, const float* v, int D, const ScoreRules& rules,
                      float slope, int64_t i0, int64_t offset, int64_t j0, int n, OnlineSoftmax* sm, float* acc) {
-#if defined(__GNUC__)
-  if (D % 16 != 0) {
-#endif
+  const auto rowByRow = [&] {
     for (int r = 0; r < rows; ++r)
       attendKeys(q + static_cast<size_t>(r) * D, k, v, D, rules, slope, i0 + r, offset, j0, n, sm[r],
                  acc + static_cast<size_t>(r) * D);
-    return;
-#if defined(__GNUC__)
-  }
+  };
+#if !defined(__GNUC__)
+  rowByRow();
+#else
+  if (D % 16 != 0) return rowByRow();
   float s[kRows][kChunk];
   int r = 0;
   for (; r + 2 <= rows; r += 2) {

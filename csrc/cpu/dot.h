@@ -25,15 +25,19 @@ inline float dotF32(const float* a, const float* b, int n) {
   return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail;
 }
 
-// Four keys against one query in one pass over q: four independent chains of adds instead of
-// one, which is what bounds dotF32's speed. GCC's vector extension, so each chain is one register
-// (the same loop written with arrays vectorized badly: slower than four dotF32 calls).
 #if defined(__GNUC__)
+// Eight floats in one AVX register (GCC/Clang vector extension; loads and stores by memcpy, no
+// alignment assumed), and their sum in dotF32's order.
+typedef float V8 __attribute__((vector_size(32)));
+inline float sum8(const V8& v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+
+// Four keys against one query in one pass over q: four independent chains of adds instead of
+// one, which is what bounds dotF32's speed; each chain is one register (the same loop written with
+// arrays vectorized badly: slower than four dotF32 calls).
 inline void dot4F32(const float* q, const float* k0, const float* k1, const float* k2, const float* k3, int n, float (&out)[4]) {
-  typedef float V8 __attribute__((vector_size(32)));
-  V8 s0 = {}, s1 = {}, s2 = {}, s3 = {}, x, y;  // loads by memcpy: no alignment assumed
+  V8 s0 = {}, s1 = {}, s2 = {}, s3 = {}, x, y;
   int c = 0;
-  for (; c + 8 <= n; c += 8) {
+  for (; c + 8 <= n; c += 8) {  // four named chains: as an array of four, 6% slower (head dim 120)
     __builtin_memcpy(&x, q + c, sizeof x);
     __builtin_memcpy(&y, k0 + c, sizeof y);
     s0 += x * y;
@@ -47,10 +51,9 @@ inline void dot4F32(const float* q, const float* k0, const float* k1, const floa
   const V8* s[4] = {&s0, &s1, &s2, &s3};
   const float* k[4] = {k0, k1, k2, k3};
   for (int j = 0; j < 4; ++j) {
-    const V8& v = *s[j];
     float tail = 0.0f;
     for (int i = c; i < n; ++i) tail += q[i] * k[j][i];
-    out[j] = ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])) + tail;
+    out[j] = sum8(*s[j]) + tail;
   }
 }
 #else
