@@ -9,6 +9,9 @@ describeCuda('CUDA attention matches the float64 reference', () => {
     ['d64 q 300 < k 1100 causal', { batch: 1, lenQ: [300], lenK: [1100], headsQ: 2, headsKv: 2, dim: 64, options: { causal: true } }],
     ['d256 L333 window', { batch: 1, lenQ: [333], lenK: [333], headsQ: 2, headsKv: 2, dim: 256, options: { window: [100, 20] } }],
     ['d128 varlen long', { batch: 3, lenQ: [700, 1, 260], lenK: [700, 900, 1], headsQ: 4, headsKv: 2, dim: 128, varlen: true, options: { causal: true } }],
+    // 8k+ keys: the Hopper d128 kernel's 176-key blocks (flash_fwd_sm90_hdim128.cu), partial last block.
+    ['d128 q 200 k 8300', { batch: 1, lenQ: [200], lenK: [8300], headsQ: 2, headsKv: 1, dim: 128, options: {} }],
+    ['d128 varlen k 8250 causal', { batch: 2, lenQ: [130, 64], lenK: [8250, 300], headsQ: 2, headsKv: 2, dim: 128, varlen: true, options: { causal: true } }],
     ['d128 softcap alibi L400', { batch: 1, lenQ: [400], lenK: [400], headsQ: 2, headsKv: 2, dim: 128, options: { softcap: 20, alibiSlopes: [0.1, 0.01], causal: true } }],
   ];
   for (const dtype of ['bf16', 'f16'] as DType[]) {
