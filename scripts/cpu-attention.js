@@ -1,8 +1,10 @@
 // Dense attention on the CPU backend: GFLOP/s of attention() + toArray(), best of --reps runs.
-//   node scripts/cpu-attention.js [--seqs 1024,4096] [--heads 8] [--dim 128] [--reps 4] [--paged]
+//   node scripts/cpu-attention.js [--seqs 1024,4096] [--heads 8] [--dim 128] [--reps 4] [--paged | --decode]
 // Used for the CPU rows of docs/perf.md (f32, batch 1, non-causal and causal). --paged instead
 // times pagedAttention() prefill: the last seq / 4 tokens of a sequence in a PagedKVCache (page 16,
-// heads / 4 kv heads) as causal queries over all seq of them.
+// heads / 4 kv heads) as causal queries over all seq of them. --decode times one decode step
+// (one query per sequence) of batch 1 and 8 over seq cached tokens each, f32 and bf16 caches
+// (page 16, heads / 4 kv heads), as GB/s of K/V read.
 'use strict';
 const path = require('node:path');
 const { attention, pagedAttention, PagedKVCache, Tensor } = require(path.join(__dirname, '..'));
@@ -16,6 +18,7 @@ const heads = Number(argOf('--heads', '8'));
 const dim = Number(argOf('--dim', '128'));
 const reps = Number(argOf('--reps', '4'));
 const paged = process.argv.includes('--paged');
+const decode = process.argv.includes('--decode');
 
 async function best(run) {
   let ms = Infinity;
@@ -38,8 +41,31 @@ async function pagedPrefill(seq) {
   console.log(`paged prefill ${nq} rows over ${seq}, heads ${heads}/${kvHeads} d${dim}: ${ms.toFixed(1)} ms, ${((4 * pairs * heads * dim) / ms / 1e6).toFixed(1)} GFLOP/s`);
 }
 
+async function pagedDecode(seq) {
+  const kvHeads = Math.max(1, heads / 4);
+  for (const dtype of ['f32', 'bf16'])
+    for (const batch of [1, 8]) {
+      const cache = new PagedKVCache({ layers: 1, kvHeads, headDim: dim, pageSize: 16, capacityPages: batch * Math.ceil(seq / 16), maxSequences: batch, dtype, device: 'cpu' });
+      const seqIds = [];
+      for (let b = 0; b < batch; ++b) {
+        const s = cache.addSequence();
+        cache.append(s, 0, Tensor.randn([seq, kvHeads, dim], { dtype }), Tensor.randn([seq, kvHeads, dim], { dtype }));
+        seqIds.push(s);
+      }
+      const q = Tensor.randn([batch, heads, dim], { dtype });
+      const ms = await best(() => pagedAttention(q, cache, 0, seqIds).out.toArray());
+      const bytes = 2 * batch * seq * kvHeads * dim * (dtype === 'f32' ? 4 : 2);
+      console.log(`paged decode ${dtype} ${batch} x ${seq}, heads ${heads}/${kvHeads} d${dim}: ${ms.toFixed(2)} ms, ${(bytes / ms / 1e6).toFixed(1)} GB/s`);
+      cache.dispose();
+    }
+}
+
 (async () => {
   for (const seq of seqs) {
+    if (decode) {
+      await pagedDecode(seq);
+      continue;
+    }
     if (paged) {
       await pagedPrefill(seq);
       continue;

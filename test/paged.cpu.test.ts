@@ -52,6 +52,21 @@ describe('paged attention on the CPU equals dense attention on the gathered KV',
     }
   });
 
+  test('decode in key chunks: f32 read in place (pages of 16) or gathered, head dims off 16, groups past 64 heads', async () => {
+    for (const [dtype, pageSize, headDim, kvHeads, heads] of [
+      ['f32', 16, 24, 2, 8], ['f32', 32, 16, 1, 136], ['f32', 4, 32, 2, 8], ['bf16', 16, 48, 2, 6],
+    ] as const) {
+      // 136 heads over one kv head: with few threads a work item holds all of them (> 64 rows).
+      const shadow = new ShadowCache(makeCache('cpu', dtype, { pageSize, headDim, kvHeads, layers: 1 }));
+      const seqs = [shadow.add(), shadow.add(), shadow.add(), shadow.add(), shadow.add()];
+      await shadow.append(seqs, 0, [300, 33, 16, 1, 77]);
+      expect(await shadow.check(seqs, 0, heads)).toBeLessThan(TOL[dtype]);
+      expect(await shadow.check(seqs, 0, heads, { window: [70, -1], softcap: 6 })).toBeLessThan(TOL[dtype]);
+      const alibiSlopes = Array.from({ length: heads }, (_, h) => 0.3 / (h + 1));
+      expect(await shadow.check(seqs, 0, heads, { alibiSlopes, numSplits: 2 })).toBeLessThan(TOL[dtype]);
+    }
+  });
+
   test('options: window, softcap, scale, ALiBi', async () => {
     const shadow = new ShadowCache(makeCache('cpu', 'f32', { kvHeads: 1 }));
     const seqs = [shadow.add(), shadow.add()];

@@ -1,9 +1,9 @@
 // Paged KV cache operations on the CPU: the reference for csrc/cuda/paged.
 //
-// Plain code on purpose: every score is computed in float32 from the stored 16/32-bit values,
-// the softmax is two-pass (max, then exp-sum and the weighted sum of V) and lse is natural-log.
-// A block-sparse mask only narrows the keys visited (the same arithmetic in the same key order,
-// so a mask listing every block gives the unmasked result bit for bit).
+// Scores in float32 from the stored values; 16/32-bit caches take K/V in the dense kernel's
+// 16-key chunks with an online softmax (attend_chunk.h), 8-bit ones a two-pass softmax per row;
+// lse is natural-log. A block-sparse mask only narrows the chunks visited (the same arithmetic in
+// the same key order, so a mask listing every block gives the unmasked result bit for bit).
 // Work is spread over the pool by (query row, head) for attention, by new-token row for append
 // and by (pair, plane) for the page copy.
 #include "paged_attention.h"
@@ -284,79 +284,106 @@ void pagedAttention(const PagedAttnParams& p) {
       rules.visibleRange(i, offset, len_k, &lo, &hi);
       const int32_t* bt = tableOf(b);
 
-      // Cache element c of key j: stored 16/32-bit value, or the dequantized 8-bit one.
-      const bool quant = p.quantized();
-      auto keyAt = [&](int64_t j, int64_t base, int c) {
-        if (!quant) return loadElem(p.dtype, p.k_pages, base + c);
+      // 8-bit caches: key or value j dequantized into row_buf (per-token scale, per-channel K / V
+      // factors, K's smoothing vector added back).
+      auto dequantRow = [&](bool is_k, int64_t j) {
+        const int64_t base = keyOffset(bt, kvh, j);
         const int64_t page = bt[j / p.page_size];
-        const float scale = p.k_scales[page * p.scale_page_stride + kvh * p.scale_head_stride + j % p.page_size];
-        return loadQuant(p.cache_dtype, p.k_pages, base + c) * scale * p.k_chan[kvh * D + c] + p.k_smooth[kvh * D + c];
-      };
-      auto valueAt = [&](int64_t j, int64_t base, int c) {
-        if (!quant) return loadElem(p.dtype, p.v_pages, base + c);
-        const int64_t page = bt[j / p.page_size];
-        const float scale = p.v_scales[page * p.scale_page_stride + kvh * p.scale_head_stride + j % p.page_size];
-        return loadQuant(p.cache_dtype, p.v_pages, base + c) * scale * p.v_chan[kvh * D + c];
-      };
-      // Key or value j as floats in row_buf: a whole-row load for 16/32-bit caches (the type switch
-      // out of the element loop), element by element through keyAt / valueAt for 8-bit ones.
-      auto rowOf = [&](const void* pages, const auto& elemAt, int64_t j, int64_t base) {
-        if (!quant) {
-          loadRow(pages, base, p.dtype, D, row_buf.data());
-        } else {
-          for (int c = 0; c < D; ++c) row_buf[c] = elemAt(j, base, c);
+        const int64_t si = page * p.scale_page_stride + kvh * p.scale_head_stride + j % p.page_size;
+        const float scale = is_k ? p.k_scales[si] : p.v_scales[si];
+        const float* chan = (is_k ? p.k_chan : p.v_chan) + kvh * D;
+        const void* pages = is_k ? p.k_pages : p.v_pages;
+        for (int c = 0; c < D; ++c) {
+          const float x = loadQuant(p.cache_dtype, pages, base + c) * scale * chan[c];
+          row_buf[c] = is_k ? x + p.k_smooth[kvh * D + c] : x;
         }
       };
 
-      // Query heads [h0, h0 + n), which see the same keys.
-      auto attend = [&](int h0, int n) {
-        // The keys of [lo, hi) that this row's query block lists (its rows counted from the
-        // sequence's first query); without a mask, all of them.
+      // 16/32-bit caches: query heads [h0, h0 + n) (one slope: no ALiBi, or n = 1) take the keys
+      // in the chunks of the prefill path, the heads together through attendChunkRows: one load of
+      // each K and V row for all of them, scores two heads x four keys per pass, no copy of an f32
+      // chunk (a kChunk-aligned chunk lies in one page when the page size is a multiple of kChunk).
+      // 5.3 -> 21 GB/s of f32 KV at 1 x 8k, 32 / 8 heads, d128, 2 cores (docs/perf.md, session 14).
+      auto attendChunks = [&](int h0, int n) {
         ranges.clear();
         const int64_t mask_row = p.block_row_ptr ? p.blockMaskRow(b, h0, static_cast<int>((row - r0) / kSparseBlock)) : 0;
         maskKeyRanges(p, mask_row, lo, hi, ranges);
+        const float slope = p.alibi_slopes ? p.alibi_slopes[h0] : 0.0f;
+        OnlineSoftmax sm[kRows];
         for (int g = 0; g < n; ++g) loadRow(p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride, p.dtype, D, &q[g * D]);
-        std::fill(acc.begin(), acc.begin() + static_cast<int64_t>(n) * D, 0.0f);
-        std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
-        if (!ranges.empty()) {
-          // Scores, key-major: scores[k * n + g] for the k-th visible key.
-          scores.clear();
-          for (const auto& [j0, j1] : ranges)
-            for (int64_t j = j0; j < j1; ++j) {
-              rowOf(p.k_pages, keyAt, j, keyOffset(bt, kvh, j));
-              for (int g = 0; g < n; ++g) {
-                const float slope = p.alibi_slopes ? p.alibi_slopes[h0 + g] : 0.0f;
-                const float s = rules.score(dotF32(&q[g * D], row_buf.data(), D), slope, i, offset, j);
-                scores.push_back(s);
-                mx[g] = std::max(mx[g], s);
+        std::fill(acc.begin(), acc.end(), 0.0f);  // all of it: n * D here trips GCC -Wstringop-overflow
+        const bool direct = p.dtype == DType::F32 && p.page_size % kChunk == 0;
+        for (const auto& [a, z] : ranges) {
+          for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
+            const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
+            const float *kp, *vp;
+            if (direct) {
+              kp = static_cast<const float*>(p.k_pages) + keyOffset(bt, kvh, js);
+              vp = static_cast<const float*>(p.v_pages) + keyOffset(bt, kvh, js);
+            } else {
+              if (kc.empty()) kc.resize(static_cast<size_t>(kChunk) * D), vc.resize(static_cast<size_t>(kChunk) * D);
+              for (int64_t j = js; j < je; ++j) {
+                const int64_t at = keyOffset(bt, kvh, j);
+                loadRow(p.k_pages, at, p.dtype, D, &kc[static_cast<size_t>(j - js) * D]);
+                loadRow(p.v_pages, at, p.dtype, D, &vc[static_cast<size_t>(j - js) * D]);
               }
+              kp = kc.data(), vp = vc.data();
             }
-          std::fill(sum.begin(), sum.end(), 0.0f);
-          size_t k = 0;
-          for (const auto& [j0, j1] : ranges)
-            for (int64_t j = j0; j < j1; ++j) {
-              rowOf(p.v_pages, valueAt, j, keyOffset(bt, kvh, j));
-              for (int g = 0; g < n; ++g) {
-                const float w = std::exp(scores[k++] - mx[g]);
-                sum[g] += w;
-                float* a = &acc[g * D];
-                for (int c = 0; c < D; ++c) a[c] += w * row_buf[c];
-              }
-            }
-          for (int g = 0; g < n; ++g)
-            for (int c = 0; c < D; ++c) acc[g * D + c] /= sum[g];
+            attendChunkRows(q.data(), n, kp, vp, D, rules, slope, i, offset, js, static_cast<int>(je - js), sm, acc.data());
+          }
         }
         for (int g = 0; g < n; ++g) {
-          const int h = h0 + g;
-          storeRow(p.o, row * p.o_row_stride + h * p.o_head_stride, p.dtype, D, &acc[g * D]);
-          const float lse = ranges.empty() ? -std::numeric_limits<float>::infinity() : mx[g] + std::log(sum[g]);
-          if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads_q + h] = lse;
+          float* o = &acc[static_cast<size_t>(g) * D];
+          const float inv = sm[g].sum > 0.0f ? 1.0f / sm[g].sum : 0.0f;  // no visible key: o = 0
+          for (int c = 0; c < D; ++c) o[c] *= inv;
+          storeRow(p.o, row * p.o_row_stride + (h0 + g) * p.o_head_stride, p.dtype, D, o);
+          if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads_q + h0 + g] = sm[g].lse();
         }
       };
-      if (p.block_row_ptr == nullptr) {
-        attend(h_first, per_share);
+
+      // 8-bit caches (no block masks): query heads [h0, h0 + n) over keys [lo, hi), two passes (max,
+      // then exp-sum and the weighted V rows), each K and V row dequantized once for all of them.
+      auto attendQuant = [&](int h0, int n) {
+        for (int g = 0; g < n; ++g) loadRow(p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride, p.dtype, D, &q[g * D]);
+        std::fill_n(acc.begin(), static_cast<size_t>(n) * D, 0.0f);
+        std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
+        std::fill(sum.begin(), sum.end(), 0.0f);
+        scores.clear();  // key-major: scores[k * n + g] for the k-th key
+        for (int64_t j = lo; j < hi; ++j) {
+          dequantRow(true, j);
+          for (int g = 0; g < n; ++g) {
+            const float slope = p.alibi_slopes ? p.alibi_slopes[h0 + g] : 0.0f;
+            const float s = rules.score(dotF32(&q[g * D], row_buf.data(), D), slope, i, offset, j);
+            scores.push_back(s);
+            mx[g] = std::max(mx[g], s);
+          }
+        }
+        size_t k = 0;
+        for (int64_t j = lo; j < hi; ++j) {
+          dequantRow(false, j);
+          for (int g = 0; g < n; ++g) {
+            const float w = std::exp(scores[k++] - mx[g]);
+            sum[g] += w;
+            float* a = &acc[g * D];
+            for (int c = 0; c < D; ++c) a[c] += w * row_buf[c];
+          }
+        }
+        for (int g = 0; g < n; ++g) {
+          float* o = &acc[g * D];
+          if (lo < hi)
+            for (int c = 0; c < D; ++c) o[c] /= sum[g];
+          storeRow(p.o, row * p.o_row_stride + (h0 + g) * p.o_head_stride, p.dtype, D, o);
+          const float lse = lo < hi ? mx[g] + std::log(sum[g]) : -std::numeric_limits<float>::infinity();
+          if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads_q + h0 + g] = lse;
+        }
+      };
+      if (p.quantized()) {
+        attendQuant(h_first, per_share);
+      } else if (p.block_row_ptr == nullptr && p.alibi_slopes == nullptr) {
+        // The heads together where they share the keys and the score rule; otherwise one by one.
+        for (int g = 0; g < per_share; g += kRows) attendChunks(h_first + g, std::min(kRows, per_share - g));
       } else {
-        for (int g = 0; g < per_share; ++g) attend(h_first + g, 1);
+        for (int g = 0; g < per_share; ++g) attendChunks(h_first + g, 1);
       }
     }
   });
