@@ -303,7 +303,7 @@ void pagedAttention(const PagedAttnParams& p) {
       // in the chunks of the prefill path, the heads together through attendChunkRows: one load of
       // each K and V row for all of them, scores two heads x four keys per pass, no copy of an f32
       // chunk (a kChunk-aligned chunk lies in one page when the page size is a multiple of kChunk).
-      // 5.3 -> 21 GB/s of f32 KV at 1 x 8k, 32 / 8 heads, d128, 2 cores (docs/perf.md, session 14).
+      // 1.2-2.2x at 1-8 x 2k-8k, 32 / 8 heads, d128, f32 / bf16, 2 cores (docs/perf.md, session 14).
       auto attendChunks = [&](int h0, int n) {
         ranges.clear();
         const int64_t mask_row = p.block_row_ptr ? p.blockMaskRow(b, h0, static_cast<int>((row - r0) / kSparseBlock)) : 0;
