@@ -10,6 +10,32 @@
 
 namespace attn::cpu {
 
+namespace {
+
+// The chunk's largest score; NaN if any score is NaN (the row's result is then NaN). Branch-free:
+// the NaN test is kept apart from the max (the NaN-sticky select as one loop ran 15% of a chunk).
+inline float chunkMax(const float* s, int n) {
+  float mx = -INFINITY;
+  bool nan = false;
+  for (int t = 0; t < n; ++t) {
+    mx = mx > s[t] ? mx : s[t];
+    nan |= s[t] != s[t];
+  }
+  return nan ? NAN : mx;
+}
+
+// s[t] = exp(s[t] - max) for t < n; returns sum plus them, added in order. The sum lives in a
+// register: through a pointer it was stored and reloaded around every expf call (errno).
+inline float expAndSum(float* s, int n, float max, float sum) {
+  for (int t = 0; t < n; ++t) {
+    s[t] = std::exp(s[t] - max);
+    sum += s[t];
+  }
+  return sum;
+}
+
+}  // namespace
+
 // One max and at most one rescale of the accumulator per chunk, the chunk's scores four keys per
 // pass over q, the weighted V rows four at a time (one pass over acc): a max, an exp and a possible
 // rescale per key were 1.2-1.5x slower (docs/perf.md, session 13). Rows that see only part of a
@@ -25,11 +51,8 @@ void attendKeys(const float* q, const float* k, const float* v, int D, const Sco
     for (int u = 0; u < 4; ++u) s[t + u] = d4[u];
   }
   for (; t < n; ++t) s[t] = dotF32(q, k + t * D, D);
-  float mx = -INFINITY;
-  for (t = 0; t < n; ++t) {
-    s[t] = rules.score(s[t], slope, i, offset, j0 + t);
-    mx = s[t] > mx || s[t] != s[t] ? s[t] : mx;  // a NaN stays: the row's result is NaN
-  }
+  for (t = 0; t < n; ++t) s[t] = rules.score(s[t], slope, i, offset, j0 + t);
+  const float mx = chunkMax(s, n);
   if (mx == -INFINITY) return;
   if (mx > sm.max) {
     const float corr = sm.max == -INFINITY ? 0.0f : std::exp(sm.max - mx);
@@ -37,10 +60,7 @@ void attendKeys(const float* q, const float* k, const float* v, int D, const Sco
     for (int c = 0; c < D; ++c) acc[c] *= corr;
     sm.max = mx;
   }
-  for (t = 0; t < n; ++t) {
-    s[t] = std::exp(s[t] - sm.max);
-    sm.sum += s[t];
-  }
+  sm.sum = expAndSum(s, n, sm.max, sm.sum);
   for (t = 0; t + 4 <= n; t += 4) {
     const float p0 = s[t], p1 = s[t + 1], p2 = s[t + 2], p3 = s[t + 3];
     const float *v0 = v + t * D, *v1 = v0 + D, *v2 = v1 + D, *v3 = v2 + D;
@@ -105,13 +125,12 @@ void attendChunkRows(const float* q, int rows, const float* k, const float* v, i
   // Per row as in attendKeys; a row whose scores are all -inf weighs 0.
   for (r = 0; r < rows; ++r) {
     float* sr = s[r];
-    float mx = -INFINITY;
     if (rules.softcap > 0.0f || slope != 0.0f) {
       for (int t = 0; t < n; ++t) sr[t] = rules.score(sr[t], slope, i0 + r, offset, j0 + t);
     } else {
       for (int t = 0; t < n; ++t) sr[t] *= rules.scale;  // what rules.score does without softcap and ALiBi
     }
-    for (int t = 0; t < n; ++t) mx = sr[t] > mx || sr[t] != sr[t] ? sr[t] : mx;  // a NaN stays: the row's result is NaN
+    const float mx = chunkMax(sr, n);
     if (mx == -INFINITY) {
       for (int t = 0; t < n; ++t) sr[t] = 0.0f;
       continue;
@@ -123,10 +142,7 @@ void attendChunkRows(const float* q, int rows, const float* k, const float* v, i
       for (int c = 0; c < D; ++c) a[c] *= corr;
       sm[r].max = mx;
     }
-    for (int t = 0; t < n; ++t) {
-      sr[t] = std::exp(sr[t] - sm[r].max);
-      sm[r].sum += sr[t];
-    }
+    sm[r].sum = expAndSum(sr, n, sm[r].max, sm[r].sum);
   }
 
   r = 0;
