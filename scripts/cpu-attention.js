@@ -1,13 +1,14 @@
 // Dense attention on the CPU backend: GFLOP/s of attention() + toArray(), best of --reps runs.
-//   node scripts/cpu-attention.js [--seqs 1024,4096] [--heads 8] [--dim 128] [--reps 4] [--paged | --decode]
+//   node scripts/cpu-attention.js [--seqs 1024,4096] [--heads 8] [--dim 128] [--reps 4] [--paged | --decode | --mla]
 // Used for the CPU rows of docs/perf.md (f32, batch 1, non-causal and causal). --paged instead
 // times pagedAttention() prefill: the last seq / 4 tokens of a sequence in a PagedKVCache (page 16,
 // heads / 4 kv heads) as causal queries over all seq of them. --decode times one decode step
 // (one query per sequence) of batch 1 and 8 over seq cached tokens each, f32 and bf16 caches
-// (page 16, heads / 4 kv heads), as GB/s of K/V read.
+// (page 16, heads / 4 kv heads), as GB/s of K/V read. --mla times mlaDecode() (batch 1 and 4, 16
+// and 128 heads, bf16 latent cache, page 64) over seq cached tokens each.
 'use strict';
 const path = require('node:path');
-const { attention, pagedAttention, PagedKVCache, Tensor } = require(path.join(__dirname, '..'));
+const { attention, mlaDecode, pagedAttention, PagedKVCache, PagedLatentCache, Tensor } = require(path.join(__dirname, '..'));
 
 const argOf = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -19,6 +20,7 @@ const dim = Number(argOf('--dim', '128'));
 const reps = Number(argOf('--reps', '4'));
 const paged = process.argv.includes('--paged');
 const decode = process.argv.includes('--decode');
+const mla = process.argv.includes('--mla');
 
 async function best(run) {
   let ms = Infinity;
@@ -60,8 +62,30 @@ async function pagedDecode(seq) {
     }
 }
 
+async function mlaCpu(seq) {
+  for (const mlaHeads of [16, 128])
+    for (const batch of [1, 4]) {
+      const cache = new PagedLatentCache({ layers: 1, pageSize: 64, dtype: 'bf16', device: 'cpu', capacityPages: batch * Math.ceil(seq / 64), maxSequences: batch, maxSequenceLength: seq });
+      const seqIds = [];
+      for (let b = 0; b < batch; ++b) {
+        const s = cache.addSequence();
+        cache.append(s, 0, Tensor.randn([seq, 576], { dtype: 'bf16' }));
+        seqIds.push(s);
+      }
+      const q = Tensor.randn([batch, mlaHeads, 576], { dtype: 'bf16' });
+      const ms = await best(() => mlaDecode(q, cache, 0, seqIds, { scale: 1 / Math.sqrt(192) }).out.toArray());
+      const flops = 2 * (576 + 512) * mlaHeads * seq * batch;
+      console.log(`mla decode ${batch} x ${seq}, ${mlaHeads} heads: ${ms.toFixed(2)} ms, ${(flops / ms / 1e6).toFixed(1)} GFLOP/s`);
+      cache.dispose();
+    }
+}
+
 (async () => {
   for (const seq of seqs) {
+    if (mla) {
+      await mlaCpu(seq);
+      continue;
+    }
     if (decode) {
       await pagedDecode(seq);
       continue;

@@ -82,34 +82,35 @@ inline float expAndSum(float* s, int n, float max, float sum) {
 // rescale per key were 1.2-1.5x slower (docs/perf.md, session 13). Rows that see only part of a
 // chunk take this path; attendChunkRows the others.
 ATTN_CPU_MULTIVERSION
-void attendKeys(const float* q, const float* k, const float* v, int D, const ScoreRules& rules, float slope, int64_t i,
-                int64_t offset, int64_t j0, int n, OnlineSoftmax& sm, float* acc) {
+void attendKeys(const float* q, const float* k, const float* v, ChunkDims d, const ScoreRules& rules, float slope,
+                int64_t i, int64_t offset, int64_t j0, int n, OnlineSoftmax& sm, float* acc) {
+  const int dk = d.dk, dv = d.dv, ld = d.ld;
   float s[kChunk];
   int t = 0;
   for (; t + 4 <= n; t += 4) {
     float d4[4];
-    dot4F32(q, k + t * D, k + (t + 1) * D, k + (t + 2) * D, k + (t + 3) * D, D, d4);
+    dot4F32(q, k + t * ld, k + (t + 1) * ld, k + (t + 2) * ld, k + (t + 3) * ld, dk, d4);
     for (int u = 0; u < 4; ++u) s[t + u] = d4[u];
   }
-  for (; t < n; ++t) s[t] = dotF32(q, k + t * D, D);
+  for (; t < n; ++t) s[t] = dotF32(q, k + t * ld, dk);
   for (t = 0; t < n; ++t) s[t] = rules.score(s[t], slope, i, offset, j0 + t);
   const float mx = chunkMax(s, n);
   if (mx == -INFINITY) return;
   if (mx > sm.max) {
     const float corr = sm.max == -INFINITY ? 0.0f : std::exp(sm.max - mx);
     sm.sum *= corr;
-    for (int c = 0; c < D; ++c) acc[c] *= corr;
+    for (int c = 0; c < dv; ++c) acc[c] *= corr;
     sm.max = mx;
   }
   sm.sum = expAndSum(s, n, sm.max, sm.sum);
   for (t = 0; t + 4 <= n; t += 4) {
     const float p0 = s[t], p1 = s[t + 1], p2 = s[t + 2], p3 = s[t + 3];
-    const float *v0 = v + t * D, *v1 = v0 + D, *v2 = v1 + D, *v3 = v2 + D;
-    for (int c = 0; c < D; ++c) acc[c] += (p0 * v0[c] + p1 * v1[c]) + (p2 * v2[c] + p3 * v3[c]);
+    const float *v0 = v + t * ld, *v1 = v0 + ld, *v2 = v1 + ld, *v3 = v2 + ld;
+    for (int c = 0; c < dv; ++c) acc[c] += (p0 * v0[c] + p1 * v1[c]) + (p2 * v2[c] + p3 * v3[c]);
   }
   for (; t < n; ++t) {
-    const float* vj = v + t * D;
-    for (int c = 0; c < D; ++c) acc[c] += s[t] * vj[c];
+    const float* vj = v + t * ld;
+    for (int c = 0; c < dv; ++c) acc[c] += s[t] * vj[c];
   }
 }
 
@@ -117,38 +118,39 @@ void attendKeys(const float* q, const float* k, const float* v, int D, const Sco
 // rows x 16 channels at a time with their accumulators in registers across the chunk. Head dims
 // that are not a multiple of 16 take attendKeys row by row.
 ATTN_CPU_MULTIVERSION
-void attendChunkRows(const float* q, int rows, const float* k, const float* v, int D, const ScoreRules& rules,
+void attendChunkRows(const float* q, int rows, const float* k, const float* v, ChunkDims d, const ScoreRules& rules,
                      float slope, int64_t i0, int64_t offset, int64_t j0, int n, OnlineSoftmax* sm, float* acc) {
+  const int dk = d.dk, dv = d.dv, ld = d.ld;
   const auto rowByRow = [&] {
     for (int r = 0; r < rows; ++r)
-      attendKeys(q + static_cast<size_t>(r) * D, k, v, D, rules, slope, i0 + r, offset, j0, n, sm[r],
-                 acc + static_cast<size_t>(r) * D);
+      attendKeys(q + static_cast<size_t>(r) * dk, k, v, d, rules, slope, i0 + r, offset, j0, n, sm[r],
+                 acc + static_cast<size_t>(r) * dv);
   };
 #if !defined(__GNUC__)
   rowByRow();
 #else
-  if (D % 16 != 0) return rowByRow();
+  if (dk % 16 != 0 || dv % 16 != 0) return rowByRow();
   float s[kRows][kChunk];
   int r = 0;
   for (; r + 2 <= rows; r += 2) {
-    const float *qa = q + static_cast<size_t>(r) * D, *qb = qa + D;
+    const float *qa = q + static_cast<size_t>(r) * dk, *qb = qa + dk;
     int t = 0;
     for (; t + 4 <= n; t += 4) {
-      const float* k0 = k + static_cast<size_t>(t) * D;
+      const float* k0 = k + static_cast<size_t>(t) * ld;
       V8 a0 = {}, a1 = {}, a2 = {}, a3 = {}, b0 = {}, b1 = {}, b2 = {}, b3 = {}, x, y, z;
-      for (int c = 0; c < D; c += 8) {
+      for (int c = 0; c < dk; c += 8) {
         __builtin_memcpy(&x, qa + c, sizeof x);
         __builtin_memcpy(&y, qb + c, sizeof y);
         __builtin_memcpy(&z, k0 + c, sizeof z);
         a0 += x * z;
         b0 += y * z;
-        __builtin_memcpy(&z, k0 + D + c, sizeof z);
+        __builtin_memcpy(&z, k0 + ld + c, sizeof z);
         a1 += x * z;
         b1 += y * z;
-        __builtin_memcpy(&z, k0 + 2 * D + c, sizeof z);
+        __builtin_memcpy(&z, k0 + 2 * ld + c, sizeof z);
         a2 += x * z;
         b2 += y * z;
-        __builtin_memcpy(&z, k0 + 3 * D + c, sizeof z);
+        __builtin_memcpy(&z, k0 + 3 * ld + c, sizeof z);
         a3 += x * z;
         b3 += y * z;
       }
@@ -156,12 +158,12 @@ void attendChunkRows(const float* q, int rows, const float* k, const float* v, i
       s[r + 1][t] = sum8(b0), s[r + 1][t + 1] = sum8(b1), s[r + 1][t + 2] = sum8(b2), s[r + 1][t + 3] = sum8(b3);
     }
     for (; t < n; ++t) {
-      s[r][t] = dotF32(qa, k + static_cast<size_t>(t) * D, D);
-      s[r + 1][t] = dotF32(qb, k + static_cast<size_t>(t) * D, D);
+      s[r][t] = dotF32(qa, k + static_cast<size_t>(t) * ld, dk);
+      s[r + 1][t] = dotF32(qb, k + static_cast<size_t>(t) * ld, dk);
     }
   }
   for (; r < rows; ++r)
-    for (int t = 0; t < n; ++t) s[r][t] = dotF32(q + static_cast<size_t>(r) * D, k + static_cast<size_t>(t) * D, D);
+    for (int t = 0; t < n; ++t) s[r][t] = dotF32(q + static_cast<size_t>(r) * dk, k + static_cast<size_t>(t) * ld, dk);
 
   // Per row as in attendKeys; a row whose scores are all -inf weighs 0.
   for (r = 0; r < rows; ++r) {
@@ -179,8 +181,8 @@ void attendChunkRows(const float* q, int rows, const float* k, const float* v, i
     if (mx > sm[r].max) {
       const float corr = sm[r].max == -INFINITY ? 0.0f : std::exp(sm[r].max - mx);
       sm[r].sum *= corr;
-      float* a = acc + static_cast<size_t>(r) * D;
-      for (int c = 0; c < D; ++c) a[c] *= corr;
+      float* a = acc + static_cast<size_t>(r) * dv;
+      for (int c = 0; c < dv; ++c) a[c] *= corr;
       sm[r].max = mx;
     }
     sm[r].sum = expAndSum(sr, n, sm[r].max, sm[r].sum);
@@ -188,16 +190,16 @@ void attendChunkRows(const float* q, int rows, const float* k, const float* v, i
 
   r = 0;
   for (; r + 4 <= rows; r += 4) {
-    float *c0 = acc + static_cast<size_t>(r) * D, *c1 = c0 + D, *c2 = c1 + D, *c3 = c2 + D;
-    for (int c = 0; c < D; c += 16) {
+    float *c0 = acc + static_cast<size_t>(r) * dv, *c1 = c0 + dv, *c2 = c1 + dv, *c3 = c2 + dv;
+    for (int c = 0; c < dv; c += 16) {
       V8 o00, o01, o10, o11, o20, o21, o30, o31, v0, v1;
       __builtin_memcpy(&o00, c0 + c, sizeof v0), __builtin_memcpy(&o01, c0 + c + 8, sizeof v0);
       __builtin_memcpy(&o10, c1 + c, sizeof v0), __builtin_memcpy(&o11, c1 + c + 8, sizeof v0);
       __builtin_memcpy(&o20, c2 + c, sizeof v0), __builtin_memcpy(&o21, c2 + c + 8, sizeof v0);
       __builtin_memcpy(&o30, c3 + c, sizeof v0), __builtin_memcpy(&o31, c3 + c + 8, sizeof v0);
       for (int t = 0; t < n; ++t) {
-        __builtin_memcpy(&v0, v + static_cast<size_t>(t) * D + c, sizeof v0);
-        __builtin_memcpy(&v1, v + static_cast<size_t>(t) * D + c + 8, sizeof v1);
+        __builtin_memcpy(&v0, v + static_cast<size_t>(t) * ld + c, sizeof v0);
+        __builtin_memcpy(&v1, v + static_cast<size_t>(t) * ld + c + 8, sizeof v1);
         o00 += s[r][t] * v0, o01 += s[r][t] * v1;
         o10 += s[r + 1][t] * v0, o11 += s[r + 1][t] * v1;
         o20 += s[r + 2][t] * v0, o21 += s[r + 2][t] * v1;
@@ -210,18 +212,18 @@ void attendChunkRows(const float* q, int rows, const float* k, const float* v, i
     }
   }
   for (; r < rows; ++r) {
-    float* a = acc + static_cast<size_t>(r) * D;
+    float* a = acc + static_cast<size_t>(r) * dv;
     for (int t = 0; t < n; ++t) {
-      const float* vt = v + static_cast<size_t>(t) * D;
-      for (int c = 0; c < D; ++c) a[c] += s[r][t] * vt[c];
+      const float* vt = v + static_cast<size_t>(t) * ld;
+      for (int c = 0; c < dv; ++c) a[c] += s[r][t] * vt[c];
     }
   }
 #endif
 }
 
-void attendChunk(const float* q, int rows, const int64_t* lo, const int64_t* hi, const float* k, const float* v, int D,
-                 const ScoreRules& rules, float slope, int64_t i0, int64_t offset, int64_t js, int64_t je, OnlineSoftmax* sm,
-                 float* acc) {
+void attendChunk(const float* q, int rows, const int64_t* lo, const int64_t* hi, const float* k, const float* v,
+                 ChunkDims d, const ScoreRules& rules, float slope, int64_t i0, int64_t offset, int64_t js, int64_t je,
+                 OnlineSoftmax* sm, float* acc) {
   // A row's visible keys move with the row (causal, window), so the rows that see the whole chunk
   // are contiguous: [ra, rb).
   const auto whole = [&](int r) { return lo[r] <= js && je <= hi[r]; };
@@ -230,13 +232,13 @@ void attendChunk(const float* q, int rows, const int64_t* lo, const int64_t* hi,
   int rb = ra;
   while (rb < rows && whole(rb)) ++rb;
   if (rb > ra)
-    attendChunkRows(q + static_cast<size_t>(ra) * D, rb - ra, k, v, D, rules, slope, i0 + ra, offset, js,
-                    static_cast<int>(je - js), sm + ra, acc + static_cast<size_t>(ra) * D);
+    attendChunkRows(q + static_cast<size_t>(ra) * d.dk, rb - ra, k, v, d, rules, slope, i0 + ra, offset, js,
+                    static_cast<int>(je - js), sm + ra, acc + static_cast<size_t>(ra) * d.dv);
   for (int r = 0; r < rows; ++r) {
     const int64_t j0 = std::max(js, lo[r]), j1 = std::min(je, hi[r]);
     if ((r < ra || r >= rb) && j0 < j1)
-      attendKeys(q + static_cast<size_t>(r) * D, k + (j0 - js) * D, v + (j0 - js) * D, D, rules, slope, i0 + r, offset, j0,
-                 static_cast<int>(j1 - j0), sm[r], acc + static_cast<size_t>(r) * D);
+      attendKeys(q + static_cast<size_t>(r) * d.dk, k + (j0 - js) * d.ld, v + (j0 - js) * d.ld, d, rules, slope, i0 + r, offset, j0,
+                 static_cast<int>(j1 - j0), sm[r], acc + static_cast<size_t>(r) * d.dv);
   }
 }
 

@@ -17,22 +17,30 @@ constexpr int kChunk = 16;
 constexpr int kRows = 64;
 static_assert(kSparseBlock % kChunk == 0 && kSparseBlock % kRows == 0, "chunks and row blocks within mask blocks");
 
-// Keys j0 .. j0 + n - 1 (n <= kChunk; k and v point at key j0's row, rows D floats apart) into one
-// query row i's softmax state and accumulator. Scores follow `rules` (offset = len_k - len_q). A
-// chunk whose scores are all -inf weighs 0, as on the GPU; a NaN score makes the row NaN.
-void attendKeys(const float* q, const float* k, const float* v, int D, const ScoreRules& rules, float slope, int64_t i,
-                int64_t offset, int64_t j0, int n, OnlineSoftmax& sm, float* acc);
+// Row lengths of a chunk: query and key rows of dk floats (the dot products), value and
+// accumulator rows of dv, consecutive key and value rows ld floats apart. Attention: all three the
+// head dim; MLA: 576 / 512 / 576 (a key's value is the latent part of its own row).
+struct ChunkDims {
+  int dk, dv, ld;
+  static ChunkDims square(int d) { return {d, d, d}; }
+};
 
-// The same for rows i0 .. i0 + rows - 1 (q, acc: [rows][D]; rows <= kRows) that all see every key
-// of the chunk j0 .. j0 + n - 1: each K and V load serves several rows.
-void attendChunkRows(const float* q, int rows, const float* k, const float* v, int D, const ScoreRules& rules,
+// Keys j0 .. j0 + n - 1 (n <= kChunk; k and v point at key j0's row) into one query row i's
+// softmax state and accumulator. Scores follow `rules` (offset = len_k - len_q). A chunk whose
+// scores are all -inf weighs 0, as on the GPU; a NaN score makes the row NaN.
+void attendKeys(const float* q, const float* k, const float* v, ChunkDims d, const ScoreRules& rules, float slope,
+                int64_t i, int64_t offset, int64_t j0, int n, OnlineSoftmax& sm, float* acc);
+
+// The same for rows i0 .. i0 + rows - 1 (q: [rows][dk], acc: [rows][dv]; rows <= kRows) that all
+// see every key of the chunk j0 .. j0 + n - 1: each K and V load serves several rows.
+void attendChunkRows(const float* q, int rows, const float* k, const float* v, ChunkDims d, const ScoreRules& rules,
                      float slope, int64_t i0, int64_t offset, int64_t j0, int n, OnlineSoftmax* sm, float* acc);
 
-// Rows i0 .. i0 + rows - 1 (q, acc: [rows][D]; row r sees keys [lo[r], hi[r])) over the chunk
+// Rows i0 .. i0 + rows - 1 (q, acc as above; row r sees keys [lo[r], hi[r])) over the chunk
 // js .. je - 1 (k, v point at key js): the rows that see all of it go together through
 // attendChunkRows, the others take their part of it through attendKeys.
-void attendChunk(const float* q, int rows, const int64_t* lo, const int64_t* hi, const float* k, const float* v, int D,
-                 const ScoreRules& rules, float slope, int64_t i0, int64_t offset, int64_t js, int64_t je, OnlineSoftmax* sm,
-                 float* acc);
+void attendChunk(const float* q, int rows, const int64_t* lo, const int64_t* hi, const float* k, const float* v,
+                 ChunkDims d, const ScoreRules& rules, float slope, int64_t i0, int64_t offset, int64_t js, int64_t je,
+                 OnlineSoftmax* sm, float* acc);
 
 }  // namespace attn::cpu

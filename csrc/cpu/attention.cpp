@@ -85,7 +85,8 @@ void attentionForward(const AttnParams& p) {
       for (const auto& [a, z] : ranges) {
         for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
           const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
-          attendChunk(q.data(), rows, lo, hi, kh + js * D, vh + js * D, D, rules, slope, i0, offset, js, je, sm, acc.data());
+          attendChunk(q.data(), rows, lo, hi, kh + js * D, vh + js * D, ChunkDims::square(D), rules, slope, i0, offset, js, je,
+                      sm, acc.data());
         }
       }
       for (int r = 0; r < rows; ++r) {

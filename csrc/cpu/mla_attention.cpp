@@ -1,18 +1,17 @@
-// MLA on the CPU. Plain code on purpose, like paged_attention.cpp: scores in float32 from the stored
-// (dequantized) values, a two-pass softmax, natural-log lse. Work is spread over the pool by new
-// token for append and by (query row, head) for attention.
+// MLA on the CPU: scores in float32 from the stored (dequantized) values, the dense kernel's chunked
+// online softmax (attend_chunk.h), natural-log lse. Work is spread over the pool by new token for
+// append and by (query row, share of the heads) for attention.
 #include "mla_attention.h"
 
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <limits>
 #include <string>
 #include <vector>
 
 #include "../common/error.h"
 #include "../common/half.h"
-#include "dot.h"
+#include "attend_chunk.h"
 #include "element_io.h"
 #include "parallel.h"
 #include "query_sequences.h"
@@ -118,16 +117,19 @@ void mlaAttention(const MlaAttnParams& p) {
 
   // Work items per (query row, share of the heads): every head reads the same latent rows, so the
   // heads of a share reuse each row's load and conversion. Shares are as large as keeps every thread
-  // busy (decode has few rows).
+  // busy (decode has few rows). The heads take the keys in the dense kernel's 16-key chunks
+  // (attend_chunk.h) with the latent part of each key row as its value: 14-21 -> 40-106 GFLOP/s
+  // on two cores (docs/perf.md, session 14).
   const int shares = partsForThreads(p.total_q, p.heads);
   const int per_share = p.heads / shares;
   const int64_t items = static_cast<int64_t>(p.total_q) * shares;
+  const ScoreRules rules{p.scale, p.softcap, -1, -1};
+  const ChunkDims dims{kMlaRow, kMlaLatent, kMlaRow};
   parallelFor(items, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> q(static_cast<size_t>(per_share) * kMlaRow), acc(static_cast<size_t>(per_share) * kMlaLatent), kv(kMlaRow);
-    std::vector<float> scores, mx(static_cast<size_t>(per_share)), sum(static_cast<size_t>(per_share));
+    std::vector<float> q(static_cast<size_t>(kRows) * kMlaRow), acc(static_cast<size_t>(kRows) * kMlaLatent);
+    std::vector<float> kv(static_cast<size_t>(kChunk) * kMlaRow);
     for (int64_t item = begin; item < end; ++item) {
       const int row = static_cast<int>(item / shares);
-      const int h0 = static_cast<int>(item % shares) * per_share;
       const int b = row_seq[static_cast<size_t>(row)];
       const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
       const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
@@ -136,40 +138,28 @@ void mlaAttention(const MlaAttnParams& p) {
       const int64_t hi = p.causal ? std::min<int64_t>(len_k, std::max<int64_t>(pos + 1, 0)) : len_k;
       const int64_t table_row = p.cache.block_table_rows ? p.cache.block_table_rows[b] : b;
       const int32_t* bt = p.cache.block_table + table_row * p.cache.block_table_stride;
-      for (int g = 0; g < per_share; ++g)
-        loadRow(p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride, p.dtype, kMlaRow, &q[static_cast<size_t>(g) * kMlaRow]);
-
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
-      if (hi > 0) {
-        // Scores, key-major: scores[j * per_share + g].
-        scores.assign(static_cast<size_t>(hi) * per_share, 0.0f);
-        for (int64_t j = 0; j < hi; ++j) {
-          loadCacheRow(p.cache, rowIndex(p.cache, bt, j), kv.data());
-          for (int g = 0; g < per_share; ++g) {
-            float s = dotF32(&q[static_cast<size_t>(g) * kMlaRow], kv.data(), kMlaRow) * p.scale;
-            if (p.softcap > 0.0f) s = p.softcap * std::tanh(s / p.softcap);
-            scores[static_cast<size_t>(j) * per_share + g] = s;
-            mx[g] = std::max(mx[g], s);
-          }
+      // The share's heads in groups of at most kRows (attendChunkRows' limit).
+      for (int h0 = static_cast<int>(item % shares) * per_share, h_end = h0 + per_share; h0 < h_end; h0 += kRows) {
+        const int n = std::min(kRows, h_end - h0);
+        for (int g = 0; g < n; ++g)
+          loadRow(p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride, p.dtype, kMlaRow, &q[static_cast<size_t>(g) * kMlaRow]);
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        OnlineSoftmax sm[kRows];
+        for (int64_t js = 0; js < hi; js += kChunk) {
+          const int64_t je = std::min<int64_t>(hi, js + kChunk);
+          for (int64_t j = js; j < je; ++j)
+            loadCacheRow(p.cache, rowIndex(p.cache, bt, j), &kv[static_cast<size_t>(j - js) * kMlaRow]);
+          attendChunkRows(q.data(), n, kv.data(), kv.data(), dims, rules, 0.0f, pos, 0, js, static_cast<int>(je - js), sm,
+                          acc.data());
         }
-        std::fill(sum.begin(), sum.end(), 0.0f);
-        for (int64_t j = 0; j < hi; ++j) {
-          loadCacheRow(p.cache, rowIndex(p.cache, bt, j), kv.data());
-          for (int g = 0; g < per_share; ++g) {
-            const float w = std::exp(scores[static_cast<size_t>(j) * per_share + g] - mx[g]);
-            sum[g] += w;
-            float* a = &acc[static_cast<size_t>(g) * kMlaLatent];
-            for (int c = 0; c < kMlaLatent; ++c) a[c] += w * kv[c];  // values: the latent itself
-          }
+        for (int g = 0; g < n; ++g) {
+          float* o = &acc[static_cast<size_t>(g) * kMlaLatent];
+          const float inv = sm[g].sum > 0.0f ? 1.0f / sm[g].sum : 0.0f;  // no visible key: o = 0
+          for (int c = 0; c < kMlaLatent; ++c) o[c] *= inv;
+          const int h = h0 + g;
+          storeRow(p.o, row * p.o_row_stride + h * p.o_head_stride, p.dtype, kMlaLatent, o);
+          if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads + h] = sm[g].lse();
         }
-        for (int g = 0; g < per_share; ++g)
-          for (int c = 0; c < kMlaLatent; ++c) acc[static_cast<size_t>(g) * kMlaLatent + c] /= sum[g];
-      }
-      for (int g = 0; g < per_share; ++g) {
-        const int h = h0 + g;
-        storeRow(p.o, row * p.o_row_stride + h * p.o_head_stride, p.dtype, kMlaLatent, &acc[static_cast<size_t>(g) * kMlaLatent]);
-        if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads + h] = hi > 0 ? mx[g] + std::log(sum[g]) : -std::numeric_limits<float>::infinity();
       }
     }
   });

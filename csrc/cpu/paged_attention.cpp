@@ -236,7 +236,8 @@ void pagedAttention(const PagedAttnParams& p) {
           loadRow(p.k_pages, at, p.dtype, D, &kc[static_cast<size_t>(j - js) * D]);
           loadRow(p.v_pages, at, p.dtype, D, &vc[static_cast<size_t>(j - js) * D]);
         }
-        attendChunk(q.data(), rows, lo, hi, kc.data(), vc.data(), D, rules, slope, blk.i0, offset, js, je, sm, acc.data());
+        attendChunk(q.data(), rows, lo, hi, kc.data(), vc.data(), ChunkDims::square(D), rules, slope, blk.i0, offset, js, je,
+                    sm, acc.data());
       }
     }
     for (int r = 0; r < rows; ++r) {
@@ -329,7 +330,8 @@ void pagedAttention(const PagedAttnParams& p) {
               }
               kp = kc.data(), vp = vc.data();
             }
-            attendChunkRows(q.data(), n, kp, vp, D, rules, slope, i, offset, js, static_cast<int>(je - js), sm, acc.data());
+            attendChunkRows(q.data(), n, kp, vp, ChunkDims::square(D), rules, slope, i, offset, js, static_cast<int>(je - js), sm,
+                            acc.data());
           }
         }
         for (int g = 0; g < n; ++g) {
