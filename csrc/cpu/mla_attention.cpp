@@ -4,7 +4,6 @@
 #include "mla_attention.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -34,16 +33,6 @@ int64_t rowIndex(const MlaCacheView& c, const int32_t* bt, int64_t t) {
   const int64_t page = bt[t / c.page_size];
   if (page < 0 || page >= c.num_pages) throwRange("mla: block table entry out of range");
   return page * c.page_size + t % c.page_size;
-}
-
-// Every e4m3 byte decoded once.
-const std::array<float, 256>& fp8Table() {
-  static const std::array<float, 256> table = [] {
-    std::array<float, 256> t{};
-    for (int i = 0; i < 256; ++i) t[static_cast<size_t>(i)] = fp8e4m3ToFloat(static_cast<uint8_t>(i));
-    return t;
-  }();
-  return table;
 }
 
 // One cached row (576 floats), dequantized.

@@ -43,7 +43,7 @@ float loadElem(DType t, const void* base, int64_t i) {
 
 // One 8-bit cache element as float (unscaled).
 float loadQuant(DType t, const void* base, int64_t i) {
-  return t == DType::FP8E4M3 ? fp8e4m3ToFloat(static_cast<const uint8_t*>(base)[i])
+  return t == DType::FP8E4M3 ? fp8Table()[static_cast<const uint8_t*>(base)[i]]
                              : static_cast<float>(static_cast<const int8_t*>(base)[i]);
 }
 
@@ -260,14 +260,11 @@ void pagedAttention(const PagedAttnParams& p) {
   const int64_t n_blocks = static_cast<int64_t>(blocks.size());
   const int64_t items = n_blocks + pairs * shares;
   parallelFor(items, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> q(static_cast<size_t>(std::max(group, kRows)) * D), acc(static_cast<size_t>(std::max(group, kRows)) * D),
-        row_buf(static_cast<size_t>(D));
-    std::vector<float> scores, mx(static_cast<size_t>(group)), sum(static_cast<size_t>(group));
+    std::vector<float> q(static_cast<size_t>(kRows) * D), acc(static_cast<size_t>(kRows) * D);
+    std::vector<float> kc(static_cast<size_t>(kChunk) * D), vc(static_cast<size_t>(kChunk) * D);  // a gathered chunk
     std::vector<std::pair<int64_t, int64_t>> ranges;  // visible keys: ascending half-open ranges
-    std::vector<float> kc, vc;                        // a prefill block's chunk of K and V
     for (int64_t item = begin; item < end; ++item) {
       if (item < n_blocks) {
-        if (kc.empty()) kc.resize(static_cast<size_t>(kChunk) * D), vc.resize(static_cast<size_t>(kChunk) * D);
         prefillBlock(blocks[static_cast<size_t>(item)], q, acc, kc, vc, ranges);
         continue;
       }
@@ -285,9 +282,9 @@ void pagedAttention(const PagedAttnParams& p) {
       rules.visibleRange(i, offset, len_k, &lo, &hi);
       const int32_t* bt = tableOf(b);
 
-      // 8-bit caches: key or value j dequantized into row_buf (per-token scale, per-channel K / V
+      // 8-bit caches: key or value j dequantized into out (per-token scale, per-channel K / V
       // factors, K's smoothing vector added back).
-      auto dequantRow = [&](bool is_k, int64_t j) {
+      auto dequantRow = [&](bool is_k, int64_t j, float* out) {
         const int64_t base = keyOffset(bt, kvh, j);
         const int64_t page = bt[j / p.page_size];
         const int64_t si = page * p.scale_page_stride + kvh * p.scale_head_stride + j % p.page_size;
@@ -296,14 +293,15 @@ void pagedAttention(const PagedAttnParams& p) {
         const void* pages = is_k ? p.k_pages : p.v_pages;
         for (int c = 0; c < D; ++c) {
           const float x = loadQuant(p.cache_dtype, pages, base + c) * scale * chan[c];
-          row_buf[c] = is_k ? x + p.k_smooth[kvh * D + c] : x;
+          out[c] = is_k ? x + p.k_smooth[kvh * D + c] : x;
         }
       };
 
-      // 16/32-bit caches: query heads [h0, h0 + n) (one slope: no ALiBi, or n = 1) take the keys
-      // in the chunks of the prefill path, the heads together through attendChunkRows: one load of
-      // each K and V row for all of them, scores two heads x four keys per pass, no copy of an f32
-      // chunk (a kChunk-aligned chunk lies in one page when the page size is a multiple of kChunk).
+      // Query heads [h0, h0 + n) (one slope: no ALiBi, or n = 1) take the keys in the chunks of the
+      // prefill path, the heads together through attendChunkRows: one load (and conversion or
+      // dequantization) of each K and V row for all of them, scores two heads x four keys per pass,
+      // no copy of an f32 chunk (a kChunk-aligned chunk lies in one page when the page size is a
+      // multiple of kChunk).
       // 1.2-2.2x at 1-8 x 2k-8k, 32 / 8 heads, d128, f32 / bf16, 2 cores (docs/perf.md, session 14).
       auto attendChunks = [&](int h0, int n) {
         ranges.clear();
@@ -313,7 +311,7 @@ void pagedAttention(const PagedAttnParams& p) {
         OnlineSoftmax sm[kRows];
         for (int g = 0; g < n; ++g) loadRow(p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride, p.dtype, D, &q[g * D]);
         std::fill(acc.begin(), acc.end(), 0.0f);  // all of it: n * D here trips GCC -Wstringop-overflow
-        const bool direct = p.dtype == DType::F32 && p.page_size % kChunk == 0;
+        const bool direct = !p.quantized() && p.dtype == DType::F32 && p.page_size % kChunk == 0;
         for (const auto& [a, z] : ranges) {
           for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
             const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
@@ -322,11 +320,17 @@ void pagedAttention(const PagedAttnParams& p) {
               kp = static_cast<const float*>(p.k_pages) + keyOffset(bt, kvh, js);
               vp = static_cast<const float*>(p.v_pages) + keyOffset(bt, kvh, js);
             } else {
-              if (kc.empty()) kc.resize(static_cast<size_t>(kChunk) * D), vc.resize(static_cast<size_t>(kChunk) * D);
               for (int64_t j = js; j < je; ++j) {
-                const int64_t at = keyOffset(bt, kvh, j);
-                loadRow(p.k_pages, at, p.dtype, D, &kc[static_cast<size_t>(j - js) * D]);
-                loadRow(p.v_pages, at, p.dtype, D, &vc[static_cast<size_t>(j - js) * D]);
+                float* kd = &kc[static_cast<size_t>(j - js) * D];
+                float* vd = &vc[static_cast<size_t>(j - js) * D];
+                if (p.quantized()) {
+                  dequantRow(true, j, kd);
+                  dequantRow(false, j, vd);
+                } else {
+                  const int64_t at = keyOffset(bt, kvh, j);
+                  loadRow(p.k_pages, at, p.dtype, D, kd);
+                  loadRow(p.v_pages, at, p.dtype, D, vd);
+                }
               }
               kp = kc.data(), vp = vc.data();
             }
@@ -343,45 +347,7 @@ void pagedAttention(const PagedAttnParams& p) {
         }
       };
 
-      // 8-bit caches (no block masks): query heads [h0, h0 + n) over keys [lo, hi), two passes (max,
-      // then exp-sum and the weighted V rows), each K and V row dequantized once for all of them.
-      auto attendQuant = [&](int h0, int n) {
-        for (int g = 0; g < n; ++g) loadRow(p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride, p.dtype, D, &q[g * D]);
-        std::fill_n(acc.begin(), static_cast<size_t>(n) * D, 0.0f);
-        std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
-        std::fill(sum.begin(), sum.end(), 0.0f);
-        scores.clear();  // key-major: scores[k * n + g] for the k-th key
-        for (int64_t j = lo; j < hi; ++j) {
-          dequantRow(true, j);
-          for (int g = 0; g < n; ++g) {
-            const float slope = p.alibi_slopes ? p.alibi_slopes[h0 + g] : 0.0f;
-            const float s = rules.score(dotF32(&q[g * D], row_buf.data(), D), slope, i, offset, j);
-            scores.push_back(s);
-            mx[g] = std::max(mx[g], s);
-          }
-        }
-        size_t k = 0;
-        for (int64_t j = lo; j < hi; ++j) {
-          dequantRow(false, j);
-          for (int g = 0; g < n; ++g) {
-            const float w = std::exp(scores[k++] - mx[g]);
-            sum[g] += w;
-            float* a = &acc[g * D];
-            for (int c = 0; c < D; ++c) a[c] += w * row_buf[c];
-          }
-        }
-        for (int g = 0; g < n; ++g) {
-          float* o = &acc[g * D];
-          if (lo < hi)
-            for (int c = 0; c < D; ++c) o[c] /= sum[g];
-          storeRow(p.o, row * p.o_row_stride + (h0 + g) * p.o_head_stride, p.dtype, D, o);
-          const float lse = lo < hi ? mx[g] + std::log(sum[g]) : -std::numeric_limits<float>::infinity();
-          if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads_q + h0 + g] = lse;
-        }
-      };
-      if (p.quantized()) {
-        attendQuant(h_first, per_share);
-      } else if (p.block_row_ptr == nullptr && p.alibi_slopes == nullptr) {
+      if (p.block_row_ptr == nullptr && p.alibi_slopes == nullptr) {
         // The heads together where they share the keys and the score rule; otherwise one by one.
         for (int g = 0; g < per_share; g += kRows) attendChunks(h_first + g, std::min(kRows, per_share - g));
       } else {
