@@ -1,8 +1,7 @@
 // Paged KV cache operations on the CPU: the reference for csrc/cuda/paged.
 //
-// Scores in float32 from the stored values; 16/32-bit caches take K/V in the dense kernel's
-// 16-key chunks with an online softmax (attend_chunk.h), 8-bit ones a two-pass softmax per row;
-// lse is natural-log. A block-sparse mask only narrows the chunks visited (the same arithmetic in
+// Scores in float32 from the stored (for 8-bit caches dequantized) values, K/V taken in the dense
+// kernel's 16-key chunks with an online softmax (attend_chunk.h); lse is natural-log. A block-sparse mask only narrows the chunks visited (the same arithmetic in
 // the same key order, so a mask listing every block gives the unmasked result bit for bit).
 // Work is spread over the pool by (query row, head) for attention, by new-token row for append
 // and by (pair, plane) for the page copy.
@@ -250,7 +249,7 @@ void pagedAttention(const PagedAttnParams& p) {
     }
   };
 
-  // Every other row (decode, 8-bit caches, block masks): one work item per (query row, kv head,
+  // Every other row (decode, short runs, 8-bit caches): one work item per (query row, kv head,
   // share of its group's query heads); the heads of a share reuse each K and V row load and its
   // conversion. Shares are as large as keeps every thread busy (a batch-1 decode has few rows);
   // with a block mask the heads' key lists differ, so each head goes alone.
