@@ -1,9 +1,10 @@
 // Paged KV cache operations on the CPU: the reference for csrc/cuda/paged.
 //
 // Scores in float32 from the stored (for 8-bit caches dequantized) values, K/V taken in the dense
-// kernel's 16-key chunks with an online softmax (attend_chunk.h); lse is natural-log. A block-sparse mask only narrows the chunks visited (the same arithmetic in
-// the same key order, so a mask listing every block gives the unmasked result bit for bit).
-// Work is spread over the pool by (query row, head) for attention, by new-token row for append
+// kernel's 16-key chunks with an online softmax (attend_chunk.h); lse is natural-log. A
+// block-sparse mask only narrows the chunks visited (the same arithmetic in the same key order, so
+// a mask listing every block gives the unmasked result bit for bit).
+// Work is spread over the pool by (query rows, head) for attention, by new-token row for append
 // and by (pair, plane) for the page copy.
 #include "paged_attention.h"
 
