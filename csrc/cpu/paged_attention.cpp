@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,7 +20,6 @@
 #include "../common/half.h"
 #include "../common/quant.h"
 #include "attend_chunk.h"
-#include "dot.h"
 #include "element_io.h"
 #include "mask_ranges.h"
 #include "parallel.h"
