@@ -32,9 +32,12 @@ void attendKeys(const float* q, const float* k, const float* v, ChunkDims d, con
                 int64_t i, int64_t offset, int64_t j0, int n, OnlineSoftmax& sm, float* acc);
 
 // The same for rows i0 .. i0 + rows - 1 (q: [rows][dk], acc: [rows][dv]; rows <= kRows) that all
-// see every key of the chunk j0 .. j0 + n - 1: each K and V load serves several rows.
+// see every key of the chunk j0 .. j0 + n - 1: each K and V load serves several rows. `streamed`:
+// k and v are read in place from memory (not a gathered, cache-hot buffer), which changes the
+// order of the loads for few rows, not the results.
 void attendChunkRows(const float* q, int rows, const float* k, const float* v, ChunkDims d, const ScoreRules& rules,
-                     float slope, int64_t i0, int64_t offset, int64_t j0, int n, OnlineSoftmax* sm, float* acc);
+                     float slope, int64_t i0, int64_t offset, int64_t j0, int n, OnlineSoftmax* sm, float* acc,
+                     bool streamed = false);
 
 // Rows i0 .. i0 + rows - 1 (q, acc as above; row r sees keys [lo[r], hi[r])) over the chunk
 // js .. je - 1 (k, v point at key js): the rows that see all of it go together through

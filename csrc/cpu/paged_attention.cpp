@@ -333,7 +333,7 @@ void pagedAttention(const PagedAttnParams& p) {
               kp = kc.data(), vp = vc.data();
             }
             attendChunkRows(q.data(), n, kp, vp, ChunkDims::square(D), rules, slope, i, offset, js, static_cast<int>(je - js), sm,
-                            acc.data());
+                            acc.data(), direct);
           }
         }
         for (int g = 0; g < n; ++g) {
