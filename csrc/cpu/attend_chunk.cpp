@@ -145,20 +145,9 @@ void attendChunkRows(const float* q, int rows, const float* k, const float* v, C
     for (; r + 4 <= rows; r += 4) {
       const float *q0 = q + static_cast<size_t>(r) * dk, *q1 = q0 + dk, *q2 = q1 + dk, *q3 = q2 + dk;
       for (int t = 0; t < n; ++t) {
-        const float* kt = k + static_cast<size_t>(t) * ld;
-        V8 a0 = {}, a1 = {}, a2 = {}, a3 = {}, x, z;
-        for (int c = 0; c < dk; c += 8) {
-          __builtin_memcpy(&z, kt + c, sizeof z);
-          __builtin_memcpy(&x, q0 + c, sizeof x);
-          a0 += x * z;
-          __builtin_memcpy(&x, q1 + c, sizeof x);
-          a1 += x * z;
-          __builtin_memcpy(&x, q2 + c, sizeof x);
-          a2 += x * z;
-          __builtin_memcpy(&x, q3 + c, sizeof x);
-          a3 += x * z;
-        }
-        s[r][t] = sum8(a0), s[r + 1][t] = sum8(a1), s[r + 2][t] = sum8(a2), s[r + 3][t] = sum8(a3);
+        float d4[4];  // one key row against four query rows: dot4F32 with the roles swapped
+        dot4F32(k + static_cast<size_t>(t) * ld, q0, q1, q2, q3, dk, d4);
+        s[r][t] = d4[0], s[r + 1][t] = d4[1], s[r + 2][t] = d4[2], s[r + 3][t] = d4[3];
       }
     }
   }
