@@ -180,12 +180,34 @@ void pagedAttention(const PagedAttnParams& p) {
     return static_cast<int64_t>(bt[j / p.page_size]) * p.page_stride + kvh * p.page_head_stride + (j % p.page_size) * D;
   };
 
+  // Keys [js, je) of kv head kvh as f32 rows into kc / vc: 16/32-bit values converted, 8-bit ones
+  // dequantized (per-token scale, per-channel K / V factors, K's smoothing vector added back).
+  const auto gatherChunk = [&](const int32_t* bt, int kvh, int64_t js, int64_t je, float* kc, float* vc) {
+    for (int64_t j = js; j < je; ++j) {
+      const int64_t at = keyOffset(bt, kvh, j);
+      float* kd = kc + (j - js) * D;
+      float* vd = vc + (j - js) * D;
+      if (!p.quantized()) {
+        loadRow(p.k_pages, at, p.dtype, D, kd);
+        loadRow(p.v_pages, at, p.dtype, D, vd);
+        continue;
+      }
+      const int64_t si = bt[j / p.page_size] * p.scale_page_stride + kvh * p.scale_head_stride + j % p.page_size;
+      const float ks = p.k_scales[si], vs = p.v_scales[si];
+      const float *k_chan = p.k_chan + kvh * D, *v_chan = p.v_chan + kvh * D, *k_smooth = p.k_smooth + kvh * D;
+      for (int c = 0; c < D; ++c) {
+        kd[c] = loadQuant(p.cache_dtype, p.k_pages, at + c) * ks * k_chan[c] + k_smooth[c];
+        vd[c] = loadQuant(p.cache_dtype, p.v_pages, at + c) * vs * v_chan[c];
+      }
+    }
+  };
+
   const std::vector<int> row_seq = querySequences(p.cu_seqlens_q, p.batch, p.total_q, "pagedAttention");
 
-  // Prefill: a sequence with at least kMinBlockRows query rows over a 16/32-bit cache goes as the
-  // dense kernel does (attend_chunk.h): work items of kRows of its query rows and one head (within
-  // one block-sparse mask row), which take each 16-key chunk of K/V, gathered from its pages, in turn
-  // (17 -> 68 GFLOP/s at 512 rows over 2k keys, d128, 2 cores; docs/perf.md, session 13).
+  // Prefill: a sequence with at least kMinBlockRows query rows goes as the dense kernel does
+  // (attend_chunk.h): work items of kRows of its query rows and one head (within one block-sparse
+  // mask row), which take each 16-key chunk of K/V, gathered (or dequantized) from its pages, in
+  // turn (17 -> 68 GFLOP/s at 512 rows over 2k keys, d128, 2 cores; docs/perf.md, session 13).
   constexpr int kMinBlockRows = 16;
   struct RowBlock {
     int b, h, i0;
@@ -195,7 +217,7 @@ void pagedAttention(const PagedAttnParams& p) {
   for (int b = 0; b < p.batch; ++b) {
     const int r0 = p.cu_seqlens_q ? p.cu_seqlens_q[b] : b;
     const int r1 = p.cu_seqlens_q ? p.cu_seqlens_q[b + 1] : b + 1;
-    if (!p.quantized() && r1 - r0 >= kMinBlockRows) {
+    if (r1 - r0 >= kMinBlockRows) {
       for (int h = 0; h < p.heads_q; ++h)
         for (int i0 = 0; i0 < r1 - r0; i0 += kRows) blocks.push_back({b, h, i0});
     } else {
@@ -229,11 +251,7 @@ void pagedAttention(const PagedAttnParams& p) {
     for (const auto& [a, z] : ranges) {
       for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
         const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
-        for (int64_t j = js; j < je; ++j) {
-          const int64_t at = keyOffset(bt, kvh, j);
-          loadRow(p.k_pages, at, p.dtype, D, &kc[static_cast<size_t>(j - js) * D]);
-          loadRow(p.v_pages, at, p.dtype, D, &vc[static_cast<size_t>(j - js) * D]);
-        }
+        gatherChunk(bt, kvh, js, je, kc.data(), vc.data());
         attendChunk(q.data(), rows, lo, hi, kc.data(), vc.data(), ChunkDims::square(D), rules, slope, blk.i0, offset, js, je,
                     sm, acc.data());
       }
@@ -248,9 +266,8 @@ void pagedAttention(const PagedAttnParams& p) {
     }
   };
 
-  // Every other row (decode, short runs, 8-bit caches): one work item per (query row, kv head,
-  // share of its group's query heads); the heads of a share reuse each K and V row load and its
-  // conversion. Shares are as large as keeps every thread busy (a batch-1 decode has few rows);
+  // Every other row (decode, short runs): one work item per (query row, kv head, share of its
+  // group's query heads); the heads of a share reuse each K and V row load and its conversion. Shares are as large as keeps every thread busy (a batch-1 decode has few rows);
   // with a block mask the heads' key lists differ, so each head goes alone.
   const int64_t pairs = static_cast<int64_t>(single_rows.size()) * p.heads_kv;
   const int shares = pairs > 0 ? partsForThreads(pairs, group) : 1;
@@ -280,21 +297,6 @@ void pagedAttention(const PagedAttnParams& p) {
       rules.visibleRange(i, offset, len_k, &lo, &hi);
       const int32_t* bt = tableOf(b);
 
-      // 8-bit caches: key or value j dequantized into out (per-token scale, per-channel K / V
-      // factors, K's smoothing vector added back).
-      auto dequantRow = [&](bool is_k, int64_t j, float* out) {
-        const int64_t base = keyOffset(bt, kvh, j);
-        const int64_t page = bt[j / p.page_size];
-        const int64_t si = page * p.scale_page_stride + kvh * p.scale_head_stride + j % p.page_size;
-        const float scale = is_k ? p.k_scales[si] : p.v_scales[si];
-        const float* chan = (is_k ? p.k_chan : p.v_chan) + kvh * D;
-        const void* pages = is_k ? p.k_pages : p.v_pages;
-        for (int c = 0; c < D; ++c) {
-          const float x = loadQuant(p.cache_dtype, pages, base + c) * scale * chan[c];
-          out[c] = is_k ? x + p.k_smooth[kvh * D + c] : x;
-        }
-      };
-
       // Query heads [h0, h0 + n) (one slope: no ALiBi, or n = 1) take the keys in the chunks of the
       // prefill path, the heads together through attendChunkRows: one load (and conversion or
       // dequantization) of each K and V row for all of them, scores two heads x four keys per pass,
@@ -318,18 +320,7 @@ void pagedAttention(const PagedAttnParams& p) {
               kp = static_cast<const float*>(p.k_pages) + keyOffset(bt, kvh, js);
               vp = static_cast<const float*>(p.v_pages) + keyOffset(bt, kvh, js);
             } else {
-              for (int64_t j = js; j < je; ++j) {
-                float* kd = &kc[static_cast<size_t>(j - js) * D];
-                float* vd = &vc[static_cast<size_t>(j - js) * D];
-                if (p.quantized()) {
-                  dequantRow(true, j, kd);
-                  dequantRow(false, j, vd);
-                } else {
-                  const int64_t at = keyOffset(bt, kvh, j);
-                  loadRow(p.k_pages, at, p.dtype, D, kd);
-                  loadRow(p.v_pages, at, p.dtype, D, vd);
-                }
-              }
+              gatherChunk(bt, kvh, js, je, kc.data(), vc.data());
               kp = kc.data(), vp = vc.data();
             }
             attendChunkRows(q.data(), n, kp, vp, ChunkDims::square(D), rules, slope, i, offset, js, static_cast<int>(je - js), sm,
