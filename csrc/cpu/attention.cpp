@@ -91,8 +91,7 @@ void attentionForward(const AttnParams& p) {
       }
       for (int r = 0; r < rows; ++r) {
         float* o = &acc[static_cast<size_t>(r) * D];
-        const float inv = sm[r].sum > 0.0f ? 1.0f / sm[r].sum : 0.0f;
-        for (int c = 0; c < D; ++c) o[c] *= inv;
+        sm[r].normalize(o, D);
         const int64_t i = i0 + r;
         storeRow(p.o, rowOffset(p, p.o_batch_stride, p.o_row_stride, p.o_head_stride, b, sb.q_row0, i, h), p.dtype, D, o);
         if (p.lse) {

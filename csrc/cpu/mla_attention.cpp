@@ -143,8 +143,7 @@ void mlaAttention(const MlaAttnParams& p) {
         }
         for (int g = 0; g < n; ++g) {
           float* o = &acc[static_cast<size_t>(g) * kMlaLatent];
-          const float inv = sm[g].sum > 0.0f ? 1.0f / sm[g].sum : 0.0f;  // no visible key: o = 0
-          for (int c = 0; c < kMlaLatent; ++c) o[c] *= inv;
+          sm[g].normalize(o, kMlaLatent);
           const int h = h0 + g;
           storeRow(p.o, row * p.o_row_stride + h * p.o_head_stride, p.dtype, kMlaLatent, o);
           if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads + h] = sm[g].lse();

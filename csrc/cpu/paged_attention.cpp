@@ -258,8 +258,7 @@ void pagedAttention(const PagedAttnParams& p) {
     }
     for (int r = 0; r < rows; ++r) {
       float* o = &acc[static_cast<size_t>(r) * D];
-      const float inv = sm[r].sum > 0.0f ? 1.0f / sm[r].sum : 0.0f;  // a row with no visible key: o = 0
-      for (int c = 0; c < D; ++c) o[c] *= inv;
+      sm[r].normalize(o, D);
       const int64_t row = r0 + blk.i0 + r;
       storeRow(p.o, row * p.o_row_stride + blk.h * p.o_head_stride, p.dtype, D, o);
       if (p.lse) p.lse[row * p.heads_q + blk.h] = sm[r].lse();
@@ -329,8 +328,7 @@ void pagedAttention(const PagedAttnParams& p) {
         }
         for (int g = 0; g < n; ++g) {
           float* o = &acc[static_cast<size_t>(g) * D];
-          const float inv = sm[g].sum > 0.0f ? 1.0f / sm[g].sum : 0.0f;  // no visible key: o = 0
-          for (int c = 0; c < D; ++c) o[c] *= inv;
+          sm[g].normalize(o, D);
           storeRow(p.o, row * p.o_row_stride + (h0 + g) * p.o_head_stride, p.dtype, D, o);
           if (p.lse) p.lse[static_cast<int64_t>(row) * p.heads_q + h0 + g] = sm[g].lse();
         }

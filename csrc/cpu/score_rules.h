@@ -35,6 +35,11 @@ struct OnlineSoftmax {
   float max = -INFINITY;
   float sum = 0.0f;
   float lse() const { return sum > 0.0f ? max + std::log(sum) : -INFINITY; }
+  // The row's accumulator o (n floats) divided by the sum: all zeros for a row that saw no key.
+  void normalize(float* o, int n) const {
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    for (int c = 0; c < n; ++c) o[c] *= inv;
+  }
 };
 
 }  // namespace attn::cpu
