@@ -2,7 +2,10 @@
 // inner loops of the CPU dense kernel (attention.cpp) and of the paged kernel's prefill
 // (paged_attention.cpp), which gathers each chunk of K/V from its pages first.
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "../common/block_sparse_mask.h"
 #include "score_rules.h"
@@ -16,6 +19,15 @@ constexpr int kChunk = 16;
 // block of rows shares one block-sparse mask row).
 constexpr int kRows = 64;
 static_assert(kSparseBlock % kChunk == 0 && kSparseBlock % kRows == 0, "chunks and row blocks within mask blocks");
+
+// visit(js, je) for each chunk of the key ranges (ascending, half-open): chunks sit on multiples of
+// kChunk, a range's ends cut them, so a mask listing every block visits the same chunks as no mask
+// and both give bit-identical results.
+template <typename Visit>
+void forEachChunk(const std::vector<std::pair<int64_t, int64_t>>& ranges, Visit&& visit) {
+  for (const auto& [a, z] : ranges)
+    for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) visit(std::max(jb, a), std::min<int64_t>(z, jb + kChunk));
+}
 
 // Row lengths of a chunk: query and key rows of dk floats (the dot products), value and
 // accumulator rows of dv, consecutive key and value rows ld floats apart. Attention: all three the

@@ -80,15 +80,10 @@ void attentionForward(const AttnParams& p) {
       ranges.clear();
       const int64_t mask_row = p.block_row_ptr ? p.blockMaskRow(b, h, static_cast<int>(i0 / kSparseBlock)) : 0;
       maskKeyRanges(p, mask_row, all_lo, all_hi, ranges);
-      // Chunks on multiples of kChunk (a divisor of kSparseBlock): a mask listing every block
-      // visits the same chunks as no mask, so both give bit-identical results.
-      for (const auto& [a, z] : ranges) {
-        for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
-          const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
-          attendChunk(q.data(), rows, lo, hi, kh + js * D, vh + js * D, ChunkDims::square(D), rules, slope, i0, offset, js, je,
-                      sm, acc.data());
-        }
-      }
+      forEachChunk(ranges, [&](int64_t js, int64_t je) {
+        attendChunk(q.data(), rows, lo, hi, kh + js * D, vh + js * D, ChunkDims::square(D), rules, slope, i0, offset, js, je,
+                    sm, acc.data());
+      });
       for (int r = 0; r < rows; ++r) {
         float* o = &acc[static_cast<size_t>(r) * D];
         sm[r].normalize(o, D);

@@ -246,16 +246,11 @@ void pagedAttention(const PagedAttnParams& p) {
     ranges.clear();
     const int64_t mask_row = p.block_row_ptr ? p.blockMaskRow(blk.b, blk.h, blk.i0 / kSparseBlock) : 0;
     maskKeyRanges(p, mask_row, all_lo, all_hi, ranges);
-    // Chunks on multiples of kChunk, as in attention.cpp: a mask listing every block visits the
-    // same chunks as no mask.
-    for (const auto& [a, z] : ranges) {
-      for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
-        const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
-        gatherChunk(bt, kvh, js, je, kc.data(), vc.data());
-        attendChunk(q.data(), rows, lo, hi, kc.data(), vc.data(), ChunkDims::square(D), rules, slope, blk.i0, offset, js, je,
-                    sm, acc.data());
-      }
-    }
+    forEachChunk(ranges, [&](int64_t js, int64_t je) {
+      gatherChunk(bt, kvh, js, je, kc.data(), vc.data());
+      attendChunk(q.data(), rows, lo, hi, kc.data(), vc.data(), ChunkDims::square(D), rules, slope, blk.i0, offset, js, je,
+                  sm, acc.data());
+    });
     for (int r = 0; r < rows; ++r) {
       float* o = &acc[static_cast<size_t>(r) * D];
       sm[r].normalize(o, D);
@@ -311,21 +306,17 @@ void pagedAttention(const PagedAttnParams& p) {
         for (int g = 0; g < n; ++g) loadRow(p.q, row * p.q_row_stride + (h0 + g) * p.q_head_stride, p.dtype, D, &q[g * D]);
         std::fill(acc.begin(), acc.end(), 0.0f);  // all of it: n * D here trips GCC -Wstringop-overflow
         const bool direct = !p.quantized() && p.dtype == DType::F32 && p.page_size % kChunk == 0;
-        for (const auto& [a, z] : ranges) {
-          for (int64_t jb = a / kChunk * kChunk; jb < z; jb += kChunk) {
-            const int64_t js = std::max(jb, a), je = std::min<int64_t>(z, jb + kChunk);
-            const float *kp, *vp;
-            if (direct) {
-              kp = static_cast<const float*>(p.k_pages) + keyOffset(bt, kvh, js);
-              vp = static_cast<const float*>(p.v_pages) + keyOffset(bt, kvh, js);
-            } else {
-              gatherChunk(bt, kvh, js, je, kc.data(), vc.data());
-              kp = kc.data(), vp = vc.data();
-            }
-            attendChunkRows(q.data(), n, kp, vp, ChunkDims::square(D), rules, slope, i, offset, js, static_cast<int>(je - js), sm,
-                            acc.data(), direct);
+        forEachChunk(ranges, [&](int64_t js, int64_t je) {
+          const float *kp = kc.data(), *vp = vc.data();
+          if (direct) {
+            kp = static_cast<const float*>(p.k_pages) + keyOffset(bt, kvh, js);
+            vp = static_cast<const float*>(p.v_pages) + keyOffset(bt, kvh, js);
+          } else {
+            gatherChunk(bt, kvh, js, je, kc.data(), vc.data());
           }
-        }
+          attendChunkRows(q.data(), n, kp, vp, ChunkDims::square(D), rules, slope, i, offset, js, static_cast<int>(je - js), sm,
+                          acc.data(), direct);
+        });
         for (int g = 0; g < n; ++g) {
           float* o = &acc[static_cast<size_t>(g) * D];
           sm[g].normalize(o, D);
