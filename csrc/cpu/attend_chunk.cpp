@@ -60,6 +60,7 @@ inline void expMinusMax8(float* s, float max) {
 // not depend on which chunk path took it.
 static_assert(kChunk % 8 == 0, "score rows hold whole groups of eight");
 inline float expAndSum(float* s, int n, float max, float sum) {
+  if (n > kChunk) __builtin_unreachable();  // score rows are kChunk long (GCC cannot see it inlined)
   for (int t = n; t < (n + 7) / 8 * 8; ++t) s[t] = 0.0f;
   for (int t = 0; t < n; t += 8) expMinusMax8(s + t, max);
   for (int t = 0; t < n; ++t) sum += s[t];
@@ -74,6 +75,32 @@ inline float expAndSum(float* s, int n, float max, float sum) {
   return sum;
 }
 #endif
+
+// Dot products s[0..n) of row i (position offset + i) against keys j0.. -> scores by `rules`
+// (without softcap and ALiBi just the scale, which is all rules.score does then).
+inline void scoreChunk(float* s, int n, const ScoreRules& rules, float slope, int64_t i, int64_t offset, int64_t j0) {
+  if (rules.softcap > 0.0f || slope != 0.0f) {
+    for (int t = 0; t < n; ++t) s[t] = rules.score(s[t], slope, i, offset, j0 + t);
+  } else {
+    for (int t = 0; t < n; ++t) s[t] *= rules.scale;
+  }
+}
+
+// The chunk's scores s[0..n) into one row's softmax: at most one rescale of its accumulator acc
+// (dv floats), then s = the keys' weights. False (s untouched) when every score is -inf: the chunk
+// weighs nothing.
+inline bool softmaxChunk(float* s, int n, OnlineSoftmax& sm, float* acc, int dv) {
+  const float mx = chunkMax(s, n);
+  if (mx == -INFINITY) return false;
+  if (mx > sm.max) {
+    const float corr = sm.max == -INFINITY ? 0.0f : std::exp(sm.max - mx);
+    sm.sum *= corr;
+    for (int c = 0; c < dv; ++c) acc[c] *= corr;
+    sm.max = mx;
+  }
+  sm.sum = expAndSum(s, n, sm.max, sm.sum);
+  return true;
+}
 
 }  // namespace
 
@@ -93,16 +120,8 @@ void attendKeys(const float* q, const float* k, const float* v, ChunkDims d, con
     for (int u = 0; u < 4; ++u) s[t + u] = d4[u];
   }
   for (; t < n; ++t) s[t] = dotF32(q, k + t * ld, dk);
-  for (t = 0; t < n; ++t) s[t] = rules.score(s[t], slope, i, offset, j0 + t);
-  const float mx = chunkMax(s, n);
-  if (mx == -INFINITY) return;
-  if (mx > sm.max) {
-    const float corr = sm.max == -INFINITY ? 0.0f : std::exp(sm.max - mx);
-    sm.sum *= corr;
-    for (int c = 0; c < dv; ++c) acc[c] *= corr;
-    sm.max = mx;
-  }
-  sm.sum = expAndSum(s, n, sm.max, sm.sum);
+  scoreChunk(s, n, rules, slope, i, offset, j0);
+  if (!softmaxChunk(s, n, sm, acc, dv)) return;
   for (t = 0; t + 4 <= n; t += 4) {
     const float p0 = s[t], p1 = s[t + 1], p2 = s[t + 2], p3 = s[t + 3];
     const float *v0 = v + t * ld, *v1 = v0 + ld, *v2 = v1 + ld, *v3 = v2 + ld;
@@ -186,25 +205,8 @@ void attendChunkRows(const float* q, int rows, const float* k, const float* v, C
 
   // Per row as in attendKeys; a row whose scores are all -inf weighs 0.
   for (r = 0; r < rows; ++r) {
-    float* sr = s[r];
-    if (rules.softcap > 0.0f || slope != 0.0f) {
-      for (int t = 0; t < n; ++t) sr[t] = rules.score(sr[t], slope, i0 + r, offset, j0 + t);
-    } else {
-      for (int t = 0; t < n; ++t) sr[t] *= rules.scale;  // what rules.score does without softcap and ALiBi
-    }
-    const float mx = chunkMax(sr, n);
-    if (mx == -INFINITY) {
-      for (int t = 0; t < n; ++t) sr[t] = 0.0f;
-      continue;
-    }
-    if (mx > sm[r].max) {
-      const float corr = sm[r].max == -INFINITY ? 0.0f : std::exp(sm[r].max - mx);
-      sm[r].sum *= corr;
-      float* a = acc + static_cast<size_t>(r) * dv;
-      for (int c = 0; c < dv; ++c) a[c] *= corr;
-      sm[r].max = mx;
-    }
-    sm[r].sum = expAndSum(sr, n, sm[r].max, sm[r].sum);
+    scoreChunk(s[r], n, rules, slope, i0 + r, offset, j0);
+    if (!softmaxChunk(s[r], n, sm[r], acc + static_cast<size_t>(r) * dv, dv)) std::fill_n(s[r], n, 0.0f);
   }
 
   r = 0;

@@ -1,6 +1,7 @@
 // One chunk of at most kChunk keys into the online softmax and accumulators of query rows: the
-// inner loops of the CPU dense kernel (attention.cpp) and of the paged kernel's prefill
-// (paged_attention.cpp), which gathers each chunk of K/V from its pages first.
+// inner loops of the CPU dense kernel (attention.cpp), the paged kernel's prefill and decode
+// (paged_attention.cpp, which gathers or dequantizes each chunk of K/V from its pages, or reads
+// an f32 one in place) and MLA (mla_attention.cpp).
 #pragma once
 #include <algorithm>
 #include <cstdint>
