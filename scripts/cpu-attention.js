@@ -1,4 +1,4 @@
-// Dense attention on the CPU backend: GFLOP/s of attention() + toArray(), best of --reps runs.
+// Attention on the CPU backend, best of --reps runs: dense attention() + toArray() in GFLOP/s by default.
 //   node scripts/cpu-attention.js [--seqs 1024,4096] [--heads 8] [--dim 128] [--reps 4] [--paged | --decode | --mla]
 // Used for the CPU rows of docs/perf.md (f32, batch 1, non-causal and causal). --paged instead
 // times pagedAttention() prefill: the last seq / 4 tokens of a sequence in a PagedKVCache (page 16,
