@@ -2,10 +2,11 @@
 // Cases: mla (128 heads, batch 64, 8k, page 64, bf16: the compute-bound MLA cell),
 //        decode1x8k (paged decode, 32/8 heads, d128, batch 1, 8k, page 16),
 //        decode CONTEXT [SPLITS] [LAUNCHES] (the same at any context; SPLITS 0 = the backend's
-//        choice; LAUNCHES back-to-back launches, so `ncu --launch-skip` can take a warm one).
+//        choice; LAUNCHES back-to-back launches, so `ncu --launch-skip` can take a warm one),
+//        sparse10 (block-sparse forward, 16k, 16 heads, d128, bf16, the benchmark's hashed 10% mask).
 const path = require('node:path');
 const root = path.join(__dirname, '..');
-const { Tensor, PagedKVCache, PagedLatentCache, synchronize } = require(root);
+const { Tensor, PagedKVCache, PagedLatentCache, BlockSparseMask, attention, synchronize } = require(root);
 const { native } = require(path.join(root, 'dist', 'native.js'));
 const device = 'cuda:0';
 
@@ -34,8 +35,17 @@ async function main(name) {
     for (let i = 0; i < launches; i++) {
       native.pagedAttention(q, cache.pool, 0, cache.blockTable, out, null, { scale: 1 / Math.sqrt(128), softcap: 0, causal: true, windowLeft: -1, windowRight: -1, rows, seqLens, numSplits });
     }
+  } else if (name === 'sparse10') {
+    const S = 16384, nb = S / 128, count = Math.round(nb / 10);
+    const shape = [1, S, 16, 128];
+    const [q, k, v] = [0, 1, 2].map(() => Tensor.randn(shape, { dtype: 'bf16', device }));
+    const out = Tensor.empty(shape, { dtype: 'bf16', device });
+    const grid = new Uint8Array(nb * nb);  // as scripts/bench-gpu.js hashedGrid
+    for (let i = 0; i < nb; i++) for (let j = 0; j < nb; j++) grid[i * nb + j] = (37 * j + 11 * i) % nb < count ? 1 : 0;
+    const blockMask = BlockSparseMask.fromDense(grid, { numQBlocks: nb, numKBlocks: nb }, { device });
+    attention(q, k, v, { out, returnLse: false, blockMask });
   } else {
-    throw new RangeError(`unknown case '${name}' (mla, decode1x8k, decode)`);
+    throw new RangeError(`unknown case '${name}' (mla, decode1x8k, decode, sparse10)`);
   }
   await synchronize(device);
 }
