@@ -12,6 +12,11 @@ describeCuda('CUDA attention matches the float64 reference', () => {
     // 8k+ keys: the Hopper d128 kernel's 176-key blocks (flash_fwd_sm90_hdim128.cu), partial last block.
     ['d128 q 200 k 8300', { batch: 1, lenQ: [200], lenK: [8300], headsQ: 2, headsKv: 1, dim: 128, options: {} }],
     ['d128 varlen k 8250 causal', { batch: 2, lenQ: [130, 64], lenK: [8250, 300], headsQ: 2, headsKv: 2, dim: 128, varlen: true, options: { causal: true } }],
+    // Row maxima that keep rising block after block: O's rescale runs mid-row.
+    ['d128 rising scores k 1100', { batch: 1, lenQ: [300], lenK: [1100], headsQ: 2, headsKv: 1, dim: 128, keyRamp: 4, options: {} }],
+    ['d64 rising scores causal', { batch: 1, lenQ: [700], lenK: [700], headsQ: 2, headsKv: 2, dim: 64, keyRamp: 4, options: { causal: true } }],
+    ['d256 rising scores', { batch: 1, lenQ: [130], lenK: [900], headsQ: 2, headsKv: 2, dim: 256, keyRamp: 4, options: {} }],
+    ['d128 rising scores k 8300', { batch: 1, lenQ: [64], lenK: [8300], headsQ: 2, headsKv: 1, dim: 128, keyRamp: 4, options: {} }],
     ['d128 softcap alibi L400', { batch: 1, lenQ: [400], lenK: [400], headsQ: 2, headsKv: 2, dim: 128, options: { softcap: 20, alibiSlopes: [0.1, 0.01], causal: true } }],
   ];
   for (const dtype of ['bf16', 'f16'] as DType[]) {

@@ -1,6 +1,6 @@
 /** Builds attention test cases and checks library output against the float64 reference. */
 import { attention, AttentionOptions, Device, DType, Tensor } from '../../lib';
-import { referenceAttention, relL2 } from './reference';
+import { randomArray, referenceAttention, relL2 } from './reference';
 
 export interface Case {
   batch: number;
@@ -13,6 +13,13 @@ export interface Case {
   /** Give q/k/v non-contiguous batch/head strides (a [B, H, S, D] buffer permuted to [B, S, H, D]). */
   strided?: boolean;
   options?: Omit<AttentionOptions, 'out' | 'cuSeqlensQ' | 'cuSeqlensK'>;
+  /**
+   * Scale key j of each sequence by 1 + keyRamp * min(j, lenK - 1 - j) / 128: scores grow from both
+   * ends toward the middle, so a kernel walking the keys in either direction meets a row max that
+   * keeps rising and O's rescale runs (keys uniform in [-1, 1), keyRamp 4: a 128-key block's max
+   * rises by about 6 nats on the last).
+   */
+  keyRamp?: number;
 }
 
 export const TOLERANCE: Record<DType, number> = { f32: 2e-5, f16: 3e-3, bf16: 1e-2, fp8e4m3: 1, int8: 1, int32: 0 };
@@ -27,6 +34,19 @@ export function cumsum(xs: number[]): number[] {
 /** Host data of a tensor laid out [B, S, H, D] (or [T, H, D]), as the library's dtype rounded it. */
 async function hostValues(t: Tensor): Promise<Float64Array> {
   return Float64Array.from(await t.toArray());
+}
+
+function rampedKeys(c: Case, dtype: DType, device: Device): Tensor {
+  const D = c.dim;
+  const total = c.lenK.reduce((a, b) => a + b, 0);
+  const data = randomArray(total * c.headsKv * D);
+  let row = 0;
+  for (const len of c.lenK)
+    for (let j = 0; j < len; j++, row++) {
+      const f = 1 + c.keyRamp! * Math.min(j, len - 1 - j) / 128;
+      for (let i = row * c.headsKv * D; i < (row + 1) * c.headsKv * D; i++) data[i] *= f;
+    }
+  return Tensor.fromArray(data, c.varlen ? [total, c.headsKv, D] : [c.batch, c.lenK[0], c.headsKv, D], { dtype, device });
 }
 
 function makeInput(c: Case, lens: number[], heads: number, dtype: DType, device: Device): Tensor {
@@ -52,7 +72,7 @@ export interface CaseResult {
 /** Runs one case on `device` with `dtype` and measures the error against float64. */
 export async function runCase(c: Case, dtype: DType, device: Device): Promise<CaseResult> {
   const q = makeInput(c, c.lenQ, c.headsQ, dtype, device);
-  const k = makeInput(c, c.lenK, c.headsKv, dtype, device);
+  const k = c.keyRamp !== undefined ? rampedKeys(c, dtype, device) : makeInput(c, c.lenK, c.headsKv, dtype, device);
   const v = makeInput(c, c.lenK, c.headsKv, dtype, device);
   // Poison: every element the kernel fails to write stays NaN and fails the comparison.
   const out = Tensor.full(q.shape, NaN, { dtype, device });
@@ -139,6 +159,7 @@ export function caseGrid(dims: number[]): Array<[string, Case]> {
     cases.push([`d${d} softcap + scale`, dense(1, 50, 60, 2, 2, d, { softcap: 5, scale: 0.9 })]);
     cases.push([`d${d} alibi causal`, dense(1, 48, 48, 4, 2, d, { alibiSlopes: [0.5, 0.25, 0.125, 0.0625], causal: true })]);
     cases.push([`d${d} strided q/k/v`, dense(2, 37, 41, 4, 2, d, { causal: true }, { strided: true })]);
+    cases.push([`d${d} rising scores`, { ...dense(1, 40, 300, 2, 1, d), keyRamp: 8 }]);
     cases.push([`d${d} varlen`, { batch: 3, lenQ: [5, 0, 77], lenK: [9, 3, 77], headsQ: 4, headsKv: 2, dim: d, varlen: true, options: { causal: true } }]);
     cases.push([`d${d} varlen window`, { batch: 2, lenQ: [130, 1], lenK: [140, 64], headsQ: 2, headsKv: 2, dim: d, varlen: true, options: { window: [32, 0] } }]);
   }
