@@ -217,9 +217,10 @@ export class ShadowLatentCache {
   /**
    * Appends random rows (counts[i] to seqs[i]) in one batched call, either as one [tokens, 576]
    * tensor or as latent [tokens, 512] + rope [tokens, 64]. The rope part gets its own scale
-   * (ropeStd) so that fp8 per-part scales matter.
+   * (ropeStd) so that fp8 per-part scales matter. rowScale(k, count) scales the k-th of a
+   * sequence's `count` new rows (one-tensor form only).
    */
-  async append(seqs: number[], layer: number, counts: number[], o: { splitRope?: boolean; ropeStd?: number } = {}): Promise<void> {
+  async append(seqs: number[], layer: number, counts: number[], o: { splitRope?: boolean; ropeStd?: number; rowScale?: (k: number, count: number) => number } = {}): Promise<void> {
     const { computeDtype: dtype, device } = this.cache;
     const total = counts.reduce((a, b) => a + b, 0);
     const ropeStd = o.ropeStd ?? 1;
@@ -240,6 +241,14 @@ export class ShadowLatentCache {
       // One [tokens, 576] buffer: unit-variance latent columns, rope columns scaled by ropeStd.
       const host = gaussian(total * D_ROW);
       for (let t = 0; t < total; t++) for (let c = D_LATENT; c < D_ROW; c++) host[t * D_ROW + c] *= ropeStd;
+      if (o.rowScale) {
+        let t = 0;
+        for (const n of counts)
+          for (let k = 0; k < n; k++, t++) {
+            const f = o.rowScale(k, n);
+            for (let c = 0; c < D_ROW; c++) host[t * D_ROW + c] *= f;
+          }
+      }
       const rows = Tensor.fromArray(host, [total, D_ROW], { dtype, device });
       this.cache.append(seqs, layer, rows, null, counts);
       rowsHost = Float64Array.from(await rows.toArray());

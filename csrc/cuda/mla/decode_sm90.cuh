@@ -2,18 +2,20 @@
 // shared-memory plan in decode_sm90.h; semantics (masks, softcap, lse, splits) as decode_kernel.cuh.
 //
 // The two consumers take the 32-key tiles in turn. Per own tile t, consumer w:
-//   A. (the other's tile t-1) waits for its P V_{t-2} and S_t, releases stage t-2 (the producer
-//      refills it with t+2); waits for P_{t-1}, m_{t-1}, alpha_{t-1} (named barrier); O *= alpha;
-//      issues P_{t-1} V_{t-1};
-//   B. softmax of S_t with m_{t-1} while that P V runs; P_t (over the tile's rope chunk, which only
-//      S_t read), m_t, alpha_t to shared memory; zeroes the V rows past the split's end on its last
-//      tile (unwritten page slots may hold NaN: 0 * NaN would poison O); arrives on its barrier;
-//   C. its P V_{t-1} done: releases stage t-1; O *= alpha_t (skipped where alpha is 1 for the whole
-//      warp); issues P_t V_t;
-//   D. issues S_{t+2} (its tile landed while t-1 and t were read).
-// The chain from tile to tile is one softmax and one barrier; each consumer's S and P V run while
-// the other does its softmax. Row sums: each consumer sums the rows of its own tiles, rescaled by
-// every alpha; the epilogue adds the two.
+//   A. waits for its P V_{t-2} and S_t, releases stage t-2 (the producer refills it with t+2);
+//      scores S_t in log2 units, masks them, takes the rows' maxima;
+//   B. takes m_{t-1}, alpha_{t-1} from the other consumer (named barrier M), and puts out m_t,
+//      alpha_t at once (barrier M of its own): this is the only step on the chain from tile to
+//      tile, so the two consumers' exps, P stores and matrix products overlap;
+//   C. (the other's P_{t-1} out, barrier P) O *= alpha_{t-1}; issues P_{t-1} V_{t-1};
+//   D. P_t = exp2(S_t - m_t) over the tile's rope chunk (which only S_t read); zeroes the V rows
+//      past the split's end on its last tile (unwritten page slots may hold NaN: 0 * NaN would
+//      poison O); puts out P_t (barrier P);
+//   E. its P V_{t-1} done: releases stage t-1; O *= alpha_t (skipped where alpha is 1 for the whole
+//      warp, which the lazy max makes the rule); issues P_t V_t, then S_{t+2} (its tile landed
+//      while t-1 and t were read).
+// Row sums: each consumer sums the rows of its own tiles, rescaled by every alpha; the epilogue
+// adds the two.
 // Fragment conventions are those of flash_fwd_sm90.cuh: accumulators per warp in the m16n8k16 C
 // layout along N (rows 16 warp + g, + 8; columns 8 j + 2 t, + 1); tiles in TMA's 128-byte-swizzled
 // 64-column chunks; P in the 64-byte swizzle (rows of 32 keys).
@@ -24,6 +26,7 @@
 
 #include <cstdint>
 
+#include "../common/lazy_max.cuh"
 #include "../common/ptx.cuh"
 #include "../hopper/hopper_ptx.cuh"
 #include "../hopper/wgmma_ops.cuh"
@@ -44,7 +47,9 @@ struct KernelArgs {
 // aligned): TMA's CU_TENSOR_MAP_SWIZZLE_128B, address bits [4, 7) ^= bits [7, 10).
 __device__ __forceinline__ uint32_t swz128(int r, int unit) { return static_cast<uint32_t>(r * 128 + ((unit ^ (r & 7)) << 4)); }
 
-constexpr int kBarQ = 1, kBarEx = 2, kBarP0 = 3;  // kBarP0 + w: consumer w's P_t, m_t, alpha_t are out
+// Named barriers: kBarM0 + w: consumer w's m_t and alpha_t are out; kBarP0 + 2 w + (t / 2) % 2: its
+// P_t is out (two ids, as w may publish P_{t+2} before the other consumer has waited for P_t).
+constexpr int kBarQ = 1, kBarEx = 2, kBarM0 = 3, kBarP0 = 5;
 
 // Byte offset of the 16-byte unit `unit` (0..3) of row r in a 64-byte-swizzled K-major tile
 // (CU_TENSOR_MAP_SWIZZLE_64B: address bits [4, 6) ^= bits [7, 9)).
@@ -86,7 +91,9 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
   }
   __syncthreads();
 
-  const int wg = tid / 128;
+  // Broadcast from lane 0 (as CUTLASS does) so the compiler knows it is warp-uniform: the tile loop
+  // and the stage addresses then sit in uniform registers, where S's descriptors are built.
+  const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);
   if (wg == 0) {
     // ---- producer: one thread, tile t into stage t % 4 ----
     setMaxRegsDec<40>();
@@ -158,16 +165,21 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
 
     namedBarrierSync(kBarQ, 256);
 
+    // S's 36 steps: the descriptors' high words are constants and their low words (start address
+    // / 16, lbo) step by immediates, so each step costs an add, not a 64-bit add and two moves to
+    // uniform registers as with descStep on an opaque descriptor.
     const auto issueS = [&](int it) {
       mbarWait(barFull(it % kStages), (it / kStages) & 1);
-      const uint64_t dq = opaqueDesc(smemDesc(sQ, 16, 1024));
-      const uint64_t dk = opaqueDesc(smemDesc(stageOf(it), 16, 1024));
+      const uint64_t kHi = smemDesc(0, 16, 1024) & 0xFFFFFFFF00000000ull;
+      const uint32_t q_lo = static_cast<uint32_t>(smemDesc(sQ, 16, 1024));
+      const uint32_t k_lo = static_cast<uint32_t>(smemDesc(stageOf(it), 16, 1024));
       wgmmaFence();
 #pragma unroll
       for (int c = 0; c < kChunks; ++c)
 #pragma unroll
         for (int k = 0; k < 4; ++k)
-          wgmmaSS<T, 32>(s, descStep(dq, c * kQChunkBytes + k * 32), descStep(dk, c * kChunkBytes + k * 32), (c | k) != 0 ? 1 : 0);
+          wgmmaSS<T, 32>(s, kHi | (q_lo + ((c * kQChunkBytes + k * 32) >> 4)), kHi | (k_lo + ((c * kChunkBytes + k * 32) >> 4)),
+                         (c | k) != 0 ? 1 : 0);
       wgmmaCommit();
     };
     const auto issuePV = [&](int it) {
@@ -189,65 +201,85 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
         for (int i = 0; i < 128; ++i) o[i] *= al[(i >> 1) & 1];
       }
     };
-    // The other consumer's tile: its P, m and alpha; (own P V of it - 1 done) O *= alpha; P V.
-    const auto otherTile = [&](int it) {
-      namedBarrierSync(kBarP0 + (1 - cw), 256);
-      float al[2];
+    // Own tile `it` (S done): scores in log2 units, keys at or past a row's end -> -inf (a select:
+    // NaN scores of unwritten slots vanish too), and the rows' maxima. Softcap and masking branch
+    // once per tile: a branch per score stalled the softmax on instruction fetch (ncu, run 67).
+    const auto scoreTile = [&](int it, float (&mx)[2]) {
+      const int ts = kbeg + it * kTileKeys;
+      if (a.has_softcap) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) s[i] = a.softcap_log2 * tanhAccurate(s[i] * a.softcap_scale);
+      } else {
+        const float sl = a.scale_log2;
+#pragma unroll
+        for (int i = 0; i < 16; ++i) s[i] *= sl;
+      }
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
-        al[rr] = s_alpha[(it & 1) * 64 + rloc[rr]];
+        if (ts + kTileKeys > row_hi[rr]) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+              if (ts + j * 8 + 2 * t + e >= row_hi[rr]) s[4 * j + 2 * rr + e] = kNegInf;
+        }
+        float m = kNegInf;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) m = fmaxf(m, fmaxf(s[4 * j + 2 * rr], s[4 * j + 2 * rr + 1]));
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+        mx[rr] = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+      }
+    };
+    // The other consumer's m_{it} and alpha_{it} (rescales the row sums; alpha returned for O).
+    const auto takeMax = [&](int it, float (&al)[2]) {
+      namedBarrierSync(kBarM0 + (1 - cw), 256);
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
         m_run[rr] = s_max[(it & 1) * 64 + rloc[rr]];
+        al[rr] = s_alpha[(it & 1) * 64 + rloc[rr]];
         l_run[rr] *= al[rr];
       }
-      rescale(al);
-      issuePV(it);
     };
-    // Own tile `it` (S done): scores -> P with the running max of tile it - 1; publish; alpha out.
-    const auto softmaxTile = [&](int it, float (&al)[2]) {
-      const int ts = kbeg + it * kTileKeys;
-      float mx[2] = {kNegInf, kNegInf};
+    // Own tile `it`: the running max through it (lazy, ../common/lazy_max.cuh: alpha is exactly 1
+    // for almost every tile and O's rescale is skipped) out to the other consumer at once, the
+    // only step on the chain from tile to tile. -inf - -inf is NaN: a row with no visible key yet
+    // keeps -inf, and subtracts 0.
+    const auto publishMax = [&](int it, const float (&mx)[2], float (&al)[2], float (&m_use)[2]) {
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int rr = e >> 1;
-          const int kl = j * 8 + 2 * t + (e & 1);
-          const float raw = s[4 * j + e];
-          float x = a.has_softcap ? a.softcap_log2 * tanhAccurate(raw * a.softcap_scale) : raw * a.scale_log2;
-          if (ts + kl >= row_hi[rr]) x = kNegInf;  // a select: NaN scores of unwritten slots vanish too
-          s[4 * j + e] = x;
-          mx[rr] = fmaxf(mx[rr], x);
+      for (int rr = 0; rr < 2; ++rr) {
+        const float m_new = mx[rr] - m_run[rr] > kMaxSlack ? fmaxf(m_run[rr], mx[rr]) : m_run[rr];
+        m_use[rr] = m_new == kNegInf ? 0.0f : m_new;
+        al[rr] = m_new == m_run[rr] ? 1.0f : exp2f(m_run[rr] - m_use[rr]);  // m_run == -inf -> 0
+        m_run[rr] = m_new;
+        if (t == 0) {
+          s_max[(it & 1) * 64 + rloc[rr]] = m_new;
+          s_alpha[(it & 1) * 64 + rloc[rr]] = al[rr];
         }
+      }
+      namedBarrierArrive(kBarM0 + cw, 256);
+    };
+    // Own tile `it`: P = exp2(S - m) (bf16, over the tile's rope chunk, which only S_it read), the
+    // row sums, and on the split's last tile the V rows past kend -> 0 (unwritten page slots may
+    // hold NaN, and 0 * NaN would poison O); then P_it is out.
+    const auto expTile = [&](int it, const float (&al)[2], const float (&m_use)[2]) {
       const uint32_t sP = stageOf(it) + 8 * kChunkBytes;
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
-        mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 1));
-        mx[rr] = fmaxf(mx[rr], __shfl_xor_sync(0xffffffffu, mx[rr], 2));
-        const float m_new = fmaxf(m_run[rr], mx[rr]);
-        const float m_use = m_new == kNegInf ? 0.0f : m_new;  // all masked so far: keep exp2 finite
-        al[rr] = exp2f(m_run[rr] - m_use);                    // m_run == -inf -> 0
-        m_run[rr] = m_new;
         float sum = 0.0f;
 #pragma unroll
         for (int j = 0; j < 4; ++j)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const float p = exp2f(s[4 * j + 2 * rr + e] - m_use);
+            const float p = exp2f(s[4 * j + 2 * rr + e] - m_use[rr]);
             s[4 * j + 2 * rr + e] = p;
             sum += p;
           }
         l_run[rr] = l_run[rr] * al[rr] + sum;
-        if (t == 0) {
-          s_max[(it & 1) * 64 + rloc[rr]] = m_new;
-          s_alpha[(it & 1) * 64 + rloc[rr]] = al[rr];
-        }
 #pragma unroll
         for (int j = 0; j < 4; ++j)
           stShared32(sP + swz64(rloc[rr], j) + 4 * t, ElemTraits<T>::pack(s[4 * j + 2 * rr], s[4 * j + 2 * rr + 1]));
       }
-      // The split's last tile: V rows past kend -> 0 in all 8 latent chunks (unwritten page slots
-      // may hold NaN, and 0 * NaN would poison O); only this consumer's S read this stage so far.
-      const int nvalid = kend - ts;
+      const int nvalid = kend - (kbeg + it * kTileKeys);
       if (nvalid < kTileKeys) {
         for (int u = wtid; u < (kTileKeys - nvalid) * 64; u += 128) {
           const int r = nvalid + (u >> 6), c = (u >> 3) & 7, unit = u & 7;
@@ -255,23 +287,27 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
         }
       }
       fenceProxyAsync();
-      namedBarrierArrive(kBarP0 + cw, 256);
+      namedBarrierArrive(kBarP0 + 2 * cw + ((it >> 1) & 1), 256);
+    };
+    // The other consumer's tile `it`: (its P out; own P V of it - 1 done) O *= alpha_it; P V.
+    const auto otherPV = [&](int it, const float (&al)[2]) {
+      namedBarrierSync(kBarP0 + 2 * (1 - cw) + ((it >> 1) & 1), 256);
+      rescale(al);
+      issuePV(it);
     };
 
-    // Steps A-C of own tile `it`; on entry the pending groups are P V_{it-2} (it >= 2) and S_it.
+    // Own tile `it`; on entry the pending groups are P V_{it-2} (it >= 2) and S_it.
     const auto ownTile = [&](int it) {
-      if (it >= 1) {
-        wgmmaWait<0>();  // P V_{it-2}, and S_it: with wait_group 1 here ptxas serializes the wgmmas
-        fenceRegs(o);
-        if (it >= 2) release(it - 2);
-        otherTile(it - 1);
-        wgmmaWait<1>();  // S_it (P V_{it-1} may still run)
-      } else {
-        wgmmaWait<0>();
-      }
+      wgmmaWait<0>();
+      fenceRegs(o);
       fenceRegs(s);
-      float al[2];
-      softmaxTile(it, al);
+      if (it >= 2) release(it - 2);
+      float mx[2], al_prev[2] = {1.0f, 1.0f}, al[2], m_use[2];
+      scoreTile(it, mx);
+      if (it >= 1) takeMax(it - 1, al_prev);
+      publishMax(it, mx, al, m_use);
+      if (it >= 1) otherPV(it - 1, al_prev);  // runs during the exps
+      expTile(it, al, m_use);
       wgmmaWait<0>();  // P V_{it-1}
       fenceRegs(o);
       if (it >= 1) release(it - 1);
@@ -283,8 +319,8 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
       fenceRegs(o);
       int it = cw;
       if (it < ntiles) issueS(it);
-      // Step D sits outside ownTile and the loop stops before the last own tile, so every path
-      // into ownTile has the same wgmma groups pending (ptxas serializes the wgmmas otherwise).
+      // S_{it+2} is issued outside ownTile and the loop stops before the last own tile, so every
+      // path into ownTile has the same wgmma groups pending (ptxas serializes the wgmmas otherwise).
       for (; it + 2 < ntiles; it += 2) {
         ownTile(it);
         issueS(it + 2);
@@ -292,10 +328,13 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
       if (it < ntiles) ownTile(it);
       wgmmaWait<0>();
       fenceRegs(o);
-      const int last_own = ntiles - 1 - ((ntiles - 1 - cw) & 1);  // -1: consumer 1 of a one-tile split
+      // it: this consumer's last own tile, or cw >= ntiles where it has none
+      const int last_own = it < ntiles ? it : it - 2;
       if (last_own >= 0) release(last_own);
-      if (last_own + 1 < ntiles) {
-        otherTile(last_own + 1);
+      if (last_own + 1 < ntiles) {  // the last tile is the other consumer's: its max (for the lse), P V
+        float al[2];
+        takeMax(last_own + 1, al);
+        otherPV(last_own + 1, al);
         wgmmaWait<0>();
         fenceRegs(o);
         release(last_own + 1);
