@@ -1,4 +1,7 @@
 #include <cstdlib>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #include <mutex>
 #include <string>
 
@@ -27,7 +30,22 @@ class HostStorage final : public Storage {
 
 StoragePtr allocateHost(size_t bytes) {
   size_t rounded = ((bytes == 0 ? 1 : bytes) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded);
+  void* p = nullptr;
+#if defined(__linux__)
+  // Large buffers (a KV cache's page pool, long K/V) in transparent huge pages where the kernel
+  // grants them on request (madvise mode): the CPU kernels walk pages of a pool scattered over
+  // many 4 KB pages, and the TLB misses cost 10-20% of a decode step (docs/perf.md, session 15).
+  constexpr size_t kHuge = size_t{2} << 20;
+  if (rounded >= 2 * kHuge) {
+    rounded = (rounded + kHuge - 1) / kHuge * kHuge;
+    p = std::aligned_alloc(kHuge, rounded);
+    if (p) madvise(p, rounded, MADV_HUGEPAGE);
+  } else {
+    p = std::aligned_alloc(64, rounded);
+  }
+#else
+  p = std::aligned_alloc(64, rounded);
+#endif
   if (!p) throwRange("out of host memory allocating " + std::to_string(bytes) + " bytes");
   {
     std::lock_guard<std::mutex> lock(g_mu);
