@@ -30,21 +30,20 @@ class HostStorage final : public Storage {
 
 StoragePtr allocateHost(size_t bytes) {
   size_t rounded = ((bytes == 0 ? 1 : bytes) + 63) / 64 * 64;
-  void* p = nullptr;
+  size_t align = 64;
 #if defined(__linux__)
   // Large buffers (a KV cache's page pool, long K/V) in transparent huge pages where the kernel
   // grants them on request (madvise mode): the CPU kernels walk pages of a pool scattered over
   // many 4 KB pages, and the TLB misses cost 10-20% of a decode step (docs/perf.md, session 15).
   constexpr size_t kHuge = size_t{2} << 20;
   if (rounded >= 2 * kHuge) {
+    align = kHuge;
     rounded = (rounded + kHuge - 1) / kHuge * kHuge;
-    p = std::aligned_alloc(kHuge, rounded);
-    if (p) madvise(p, rounded, MADV_HUGEPAGE);
-  } else {
-    p = std::aligned_alloc(64, rounded);
   }
-#else
-  p = std::aligned_alloc(64, rounded);
+#endif
+  void* p = std::aligned_alloc(align, rounded);
+#if defined(__linux__)
+  if (p && align == kHuge) madvise(p, rounded, MADV_HUGEPAGE);
 #endif
   if (!p) throwRange("out of host memory allocating " + std::to_string(bytes) + " bytes");
   {
