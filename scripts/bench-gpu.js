@@ -33,6 +33,7 @@ const root = path.join(__dirname, '..');
 const { Tensor, PagedKVCache, PagedLatentCache, BlockSparseMask, attention, pagedAttention, synchronize, cuda } = require(root);
 const { benchAttention, defaultGrid } = require(path.join(root, 'dist', 'bench.js'));
 const { native } = require(path.join(root, 'dist', 'native.js'));
+const { hashedGrid } = require('./hashed-grid.js');
 
 const args = process.argv.slice(2);
 const outPath = args.find((a) => !a.startsWith('--')) || 'bench-attn.json';
@@ -234,14 +235,6 @@ async function mla() {
 }
 
 // ---- sparse: block-sparse forward and top-k decode (--only sparse) ----------------------------
-
-// The benchmark's block masks, rebuilt identically by scripts/bench_torch.py: row i keeps key block
-// j iff (37 j + 11 i) mod nK < count, a scattered pattern with exactly `count` blocks in every row.
-function hashedGrid(nQ, nK, count) {
-  const g = new Uint8Array(nQ * nK);
-  for (let i = 0; i < nQ; i++) for (let j = 0; j < nK; j++) g[i * nK + j] = (37 * j + 11 * i) % nK < count ? 1 : 0;
-  return g;
-}
 
 // Median ms per call over `reps` timed bursts of ~50 ms (host timed: at 16k one call is milliseconds).
 async function timeCalls(run, reps = 7) {

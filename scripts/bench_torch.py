@@ -165,7 +165,7 @@ def mla():
 
 
 def hashed_grid(nq, nk, count):
-    """The block mask of scripts/bench-gpu.js: row i keeps key block j iff (37 j + 11 i) mod nk < count."""
+    """The block mask of scripts/hashed-grid.js (bench-gpu.js, profile-case.js): row i keeps key block j iff (37 j + 11 i) mod nk < count."""
     i = torch.arange(nq, device=dev)[:, None]
     j = torch.arange(nk, device=dev)[None, :]
     return (37 * j + 11 * i) % nk < count

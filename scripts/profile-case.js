@@ -8,6 +8,7 @@ const path = require('node:path');
 const root = path.join(__dirname, '..');
 const { Tensor, PagedKVCache, PagedLatentCache, BlockSparseMask, attention, synchronize } = require(root);
 const { native } = require(path.join(root, 'dist', 'native.js'));
+const { hashedGrid } = require('./hashed-grid.js');
 const device = 'cuda:0';
 
 async function main(name) {
@@ -40,9 +41,7 @@ async function main(name) {
     const shape = [1, S, 16, 128];
     const [q, k, v] = [0, 1, 2].map(() => Tensor.randn(shape, { dtype: 'bf16', device }));
     const out = Tensor.empty(shape, { dtype: 'bf16', device });
-    const grid = new Uint8Array(nb * nb);  // as scripts/bench-gpu.js hashedGrid
-    for (let i = 0; i < nb; i++) for (let j = 0; j < nb; j++) grid[i * nb + j] = (37 * j + 11 * i) % nb < count ? 1 : 0;
-    const blockMask = BlockSparseMask.fromDense(grid, { numQBlocks: nb, numKBlocks: nb }, { device });
+    const blockMask = BlockSparseMask.fromDense(hashedGrid(nb, nb, count), { numQBlocks: nb, numKBlocks: nb }, { device });
     attention(q, k, v, { out, returnLse: false, blockMask });
   } else {
     throw new RangeError(`unknown case '${name}' (mla, decode1x8k, decode, sparse10)`);
