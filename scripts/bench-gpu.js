@@ -11,7 +11,7 @@
 // sparse (only with --only sparse): block-sparse forward at 16k (d128, bf16, 16 heads) with masks of
 //         density 100/50/25/10% vs dense, and top-k decode (1/8 of the pages) vs full decode at 32k,
 //         with the selection alone and the decode alone timed too, for summaries over every channel
-//         and over 16 label channels (--topk-channels all,16,8 picks them).
+//         and over 16 label channels (--topk-channels all,16,8 picks them; --no-topk skips top-k).
 // topk (only with --only topk): that top-k decode part alone.
 // quant (only with --only quant): quantized forward ('int8-fp8' and 'fp8' on sm_89+, 'int8') vs our
 //         bf16 forward in the same run, d {128,64} x seq {4k,8k,16k} x causal, 16k tokens/batch,
@@ -304,7 +304,7 @@ async function sparse() {
   const decode = [];
   // --topk-channels all,16 (default): the cache's pageSummaryChannels values to run.
   const channelList = (argOf('--topk-channels') || 'all,16').split(',').map((c) => (c === 'all' ? 'all' : Number(c)));
-  for (const batch of quick ? [16] : [1, 16])
+  for (const batch of args.includes('--no-topk') ? [] : quick ? [16] : [1, 16])
     for (const pageSize of [64, 16])
       for (const channels of channelList) {
         process.stderr.write(`top-k decode batch ${batch} page ${pageSize} channels ${channels}\n`);

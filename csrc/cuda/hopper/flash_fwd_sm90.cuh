@@ -105,11 +105,15 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
   // Visited key blocks, from the last down: every block of [n_min, n_max), or with a block-sparse
   // mask the listed ones (the host sends sparse calls only to kWalksMasks tiles). Producer and
   // consumers walk the same sequence, each with its own cursor.
+  // The producer issues Q's copy before the cursor's two dependent loads, so they do not delay it
+  // (docs/perf.md, session 16: 1-2% at 10-50% density).
   SparseCursor<kBlockN> cursor;
   const bool sparse = p.block_col_idx != nullptr;
-  if constexpr (T::kWalksMasks) {
-    if (sparse) cursor.init(p, b, h, m0);
-  }
+  const auto initCursor = [&]() {
+    if constexpr (T::kWalksMasks) {
+      if (sparse) cursor.init(p, b, h, m0);
+    }
+  };
   const auto nextBlock = [&](int n) {
     if constexpr (T::kWalksMasks) {
       if (sparse) return cursor.below(n, kb.n_min, kb.n_max);
@@ -127,19 +131,22 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
   const int wg = tid / 128;
   if (wg == 0) {
     // ---- producer ----
-    setMaxRegsDec<T::kProducerRegs>();
     if (tid == 0) {
       prefetchTensorMap(&args.q);
       prefetchTensorMap(&args.k);
       prefetchTensorMap(&args.v);
       // Varlen maps are {dim, total rows, heads, 1}: a sequence starts at its cumulative offset.
       const int q_row = seq.q_start + m0;
+      mbarArriveExpectTx(barQ, T::kQBytes);
+#pragma unroll
+      for (int c = 0; c < T::kChunks; ++c) tmaLoad4d(sQ + c * kBlockM * 128, &args.q, barQ, c * 64, q_row, h, seq.varlen ? 0 : b);
+      initCursor();  // before the register cut: its loads' temporaries do not fit in 24 registers
+    }
+    setMaxRegsDec<T::kProducerRegs>();
+    if (tid == 0) {
       const int k_row0 = seq.k_start;
       const int bb = seq.varlen ? 0 : b;
       const int hk = h / p.kv_group;
-      mbarArriveExpectTx(barQ, T::kQBytes);
-#pragma unroll
-      for (int c = 0; c < T::kChunks; ++c) tmaLoad4d(sQ + c * kBlockM * 128, &args.q, barQ, c * 64, q_row, h, bb);
       int it = 0;
       for (int n_block = nextBlock(kb.n_max); n_block >= kb.n_min; n_block = nextBlock(n_block), ++it) {
         const int s = it % kStages;
@@ -160,6 +167,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
   } else {
     // ---- consumers ----
     setMaxRegsInc<T::kConsumerRegs>();
+    initCursor();
     const int cw = wg - 1;
     const int warp = (tid / 32) % 4;
     const int lane = tid & 31;
