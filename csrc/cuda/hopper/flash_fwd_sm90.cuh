@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) flashFwdSm90Kernel(const __gri
       mbarArriveExpectTx(barQ, T::kQBytes);
 #pragma unroll
       for (int c = 0; c < T::kChunks; ++c) tmaLoad4d(sQ + c * kBlockM * 128, &args.q, barQ, c * 64, q_row, h, seq.varlen ? 0 : b);
-      initCursor();  // before the register cut: its loads' temporaries do not fit in 24 registers
+      initCursor();  // still before the register cut (24 registers), where it was before Q moved ahead of it
     }
     setMaxRegsDec<T::kProducerRegs>();
     if (tid == 0) {
