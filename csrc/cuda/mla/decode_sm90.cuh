@@ -2,8 +2,7 @@
 // shared-memory plan in decode_sm90.h; semantics (masks, softcap, lse, splits) as decode_kernel.cuh.
 //
 // The two consumers take the 32-key tiles in turn. Per own tile t, consumer w:
-//   A. waits for its P V_{t-2} and S_t, releases stage t-2 (the producer refills it with t+2);
-//      scores S_t in log2 units, masks them, takes the rows' maxima;
+//   A. waits for S_t; scores S_t in log2 units, masks them, takes the rows' maxima;
 //   B. takes m_{t-1}, alpha_{t-1} from the other consumer (named barrier M), and puts out m_t,
 //      alpha_t at once (barrier M of its own): this is the only step on the chain from tile to
 //      tile, so the two consumers' exps, P stores and matrix products overlap;
@@ -12,8 +11,9 @@
 //      past the split's end on its last tile (unwritten page slots may hold NaN: 0 * NaN would
 //      poison O); puts out P_t (barrier P);
 //   E. its P V_{t-1} done: releases stage t-1; O *= alpha_t (skipped where alpha is 1 for the whole
-//      warp, which the lazy max makes the rule); issues P_t V_t, then S_{t+2} (its tile landed
-//      while t-1 and t were read).
+//      warp, which the lazy max makes the rule); issues P_t V_t; when that is done, releases stage
+//      t (the producer refills it with t + 4) and issues S_{t+2} (its tile landed while t-1 and t
+//      were read).
 // Row sums: each consumer sums the rows of its own tiles, rescaled by every alpha; the epilogue
 // adds the two.
 // Fragment conventions are those of flash_fwd_sm90.cuh: accumulators per warp in the m16n8k16 C
@@ -296,12 +296,11 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
       issuePV(it);
     };
 
-    // Own tile `it`; on entry the pending groups are P V_{it-2} (it >= 2) and S_it.
+    // Own tile `it`; on entry the pending group is S_it.
     const auto ownTile = [&](int it) {
       wgmmaWait<0>();
       fenceRegs(o);
       fenceRegs(s);
-      if (it >= 2) release(it - 2);
       float mx[2], al_prev[2] = {1.0f, 1.0f}, al[2], m_use[2];
       scoreTile(it, mx);
       if (it >= 1) takeMax(it - 1, al_prev);
@@ -323,6 +322,11 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
       // path into ownTile has the same wgmma groups pending (ptxas serializes the wgmmas otherwise).
       for (; it + 2 < ntiles; it += 2) {
         ownTile(it);
+        // Tile it's stage goes back to the producer (to be refilled with it + 4) as soon as its
+        // P V is done, not after S_{it+2} too.
+        wgmmaWait<0>();
+        fenceRegs(o);
+        release(it);
         issueS(it + 2);
       }
       if (it < ntiles) ownTile(it);
