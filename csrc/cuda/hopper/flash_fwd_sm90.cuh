@@ -45,10 +45,14 @@ struct Sm90Traits {
   static constexpr int kBlockN = kBlockN_;
   static constexpr int kStages = kStages_;
   static constexpr int kThreads = 128 * (kConsumers + 1);
-  // Register split after setmaxnreg (64K registers per SM, one CTA): the producer keeps 24, the
-  // consumers share the rest in setmaxnreg's steps of 8 (240 with two, 160 with three).
+  // Register split after setmaxnreg: the producer keeps 24, the consumers share the rest in
+  // setmaxnreg's steps of 8 (240 with two, 160 with three). The registers moved are only the CTA's
+  // launch allocation (kThreads x the __launch_bounds__ cap), not the SM's 64K: a consumer share
+  // that needs more makes setmaxnreg.inc wait forever (session 17's persistent trial hung so).
+  static constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;
   static constexpr int kProducerRegs = 24;
-  static constexpr int kConsumerRegs = (65536 / 128 - kProducerRegs) / kConsumers / 8 * 8;
+  static constexpr int kConsumerRegs = (kLaunchRegs * (kConsumers + 1) - kProducerRegs) / kConsumers / 8 * 8;
+  static_assert(kProducerRegs + kConsumers * kConsumerRegs <= kLaunchRegs * (kConsumers + 1), "register split");
   // Whether the tile can walk a block-sparse mask: its rows are one mask row block and its key
   // blocks tile the mask's key blocks.
   static constexpr bool kWalksMasks = kBlockM == kSparseBlock && kSparseBlock % kBlockN == 0;
