@@ -48,7 +48,7 @@ struct Sm90Traits {
   // Register split after setmaxnreg: the producer keeps 24, the consumers share the rest in
   // setmaxnreg's steps of 8 (240 with two, 160 with three). The registers moved are only the CTA's
   // launch allocation (kThreads x the __launch_bounds__ cap), not the SM's 64K: a consumer share
-  // that needs more makes setmaxnreg.inc wait forever (session 17's persistent trial hung so).
+  // that needs more makes setmaxnreg.inc wait forever (a persistent trial hung so: docs/perf.md runs 74-76).
   static constexpr int kLaunchRegs = 65536 / kThreads / 8 * 8;
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = (kLaunchRegs * (kConsumers + 1) - kProducerRegs) / kConsumers / 8 * 8;
