@@ -46,6 +46,7 @@ const dims = listOf('--dims'); // dense: only these head dims
 const seqs = listOf('--seqs'); // dense: only these sequence lengths
 const sweepSplits = listOf('--sweep-splits'); // decode: also time these split counts at batch <= 16
 const noSm80 = args.includes('--no-sm80'); // quant: skip the 'MODE@sm80' variants on sm_90
+const noTopk = args.includes('--no-topk'); // sparse: the block-sparse forward only
 if (!cuda.isAvailable()) {
   console.error(`no CUDA device: ${cuda.unavailableReason()}`);
   process.exit(1);
@@ -304,7 +305,7 @@ async function sparse() {
   const decode = [];
   // --topk-channels all,16 (default): the cache's pageSummaryChannels values to run.
   const channelList = (argOf('--topk-channels') || 'all,16').split(',').map((c) => (c === 'all' ? 'all' : Number(c)));
-  for (const batch of args.includes('--no-topk') ? [] : quick ? [16] : [1, 16])
+  for (const batch of noTopk ? [] : quick ? [16] : [1, 16])
     for (const pageSize of [64, 16])
       for (const channels of channelList) {
         process.stderr.write(`top-k decode batch ${batch} page ${pageSize} channels ${channels}\n`);
