@@ -1,5 +1,6 @@
 // One launch of a benchmark case, for a profiler: `ncu -k regex:NAME node scripts/profile-case.js CASE`.
-// Cases: mla [CONTEXT] (128 heads, batch 64, 8k or CONTEXT, page 64, bf16: the compute-bound MLA cell),
+// Cases: mla [CONTEXT] [HEADS] [DTYPE] (batch 64, 8k or CONTEXT, 128 or HEADS heads, page 64, a bf16 or
+//        DTYPE (fp8e4m3) cache: by default the compute-bound MLA cell),
 //        decode1x8k (paged decode, 32/8 heads, d128, batch 1, 8k, page 16),
 //        decode CONTEXT [SPLITS] [LAUNCHES] (the same at any context; SPLITS 0 = the backend's
 //        choice; LAUNCHES back-to-back launches, so `ncu --launch-skip` can take a warm one),
@@ -13,8 +14,8 @@ const device = 'cuda:0';
 
 async function main(name) {
   if (name === 'mla') {
-    const batch = 64, heads = 128, context = Number(process.argv[3] || 8192), pageSize = 64;
-    const cache = new PagedLatentCache({ layers: 1, pageSize, dtype: 'bf16', device, capacityPages: batch * (context / pageSize), maxSequences: batch, maxSequenceLength: context });
+    const batch = 64, context = Number(process.argv[3] || 8192), heads = Number(process.argv[4] || 128), pageSize = 64;
+    const cache = new PagedLatentCache({ layers: 1, pageSize, dtype: process.argv[5] || 'bf16', device, capacityPages: batch * (context / pageSize), maxSequences: batch, maxSequenceLength: context });
     const rows = Tensor.randn([context, 576], { dtype: 'bf16', device });
     const seqs = Array.from({ length: batch }, () => { const s = cache.addSequence(); cache.append(s, 0, rows); return s; });
     const q = Tensor.randn([batch, heads, 576], { dtype: 'bf16', device, std: 0.5 });
