@@ -34,9 +34,9 @@ class FenceWorker final : public Napi::AsyncWorker {
     try {
       deferred_.Resolve(resolve_ ? resolve_(env) : env.Undefined());
     } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
+      rejectOrDrop([&] { return e.Value(); });
     } catch (const std::exception& e) {
-      deferred_.Reject(toJsError(env, e).Value());
+      rejectOrDrop([&] { return toJsError(env, e).Value(); });
     }
   }
 
@@ -45,9 +45,20 @@ class FenceWorker final : public Napi::AsyncWorker {
     try {
       std::rethrow_exception(error_);
     } catch (const std::exception& e) {
-      deferred_.Reject(toJsError(env, e).Value());
+      rejectOrDrop([&] { return toJsError(env, e).Value(); });
     } catch (...) {
-      deferred_.Reject(Napi::Error::New(env, "unknown native error").Value());
+      rejectOrDrop([&] { return Napi::Error::New(env, "unknown native error").Value(); });
+    }
+  }
+
+  // While a worker thread's environment shuts down with this promise pending, every call into
+  // JS throws (the resolve step, then the rejection too). Nothing can observe the promise any
+  // more, so it is dropped: an exception out of this libuv callback would abort the process.
+  template <typename MakeError>
+  void rejectOrDrop(MakeError make) {
+    try {
+      deferred_.Reject(make());
+    } catch (...) {
     }
   }
 

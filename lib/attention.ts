@@ -1,7 +1,7 @@
 /** Dense attention forward: `attention(q, k, v, options)`. */
 import { BlockSparseMask, checkBlockMask } from './block_sparse';
 import { cuda } from './device';
-import { checkBoolean, checkFinite, checkInteger, checkKeys, checkObject, describe, toFloat32Array, toInt32Array } from './errors';
+import { checkBoolean, checkFloat32, checkInteger, checkKeys, checkObject, describe, toFloat32Array, toInt32Array } from './errors';
 import { selectKernel } from './kernels';
 import { native, NativeAttentionOptions } from './native';
 import { checkTensor, Tensor } from './tensor';
@@ -92,11 +92,11 @@ export function scoreParams(o: Record<string, unknown>, headDim: number, headsQ:
     p.windowRight = checkInteger(w[1], `${name}.window[1]`, -1, 2 ** 31 - 1);
   }
   if (o.softcap !== undefined) {
-    p.softcap = checkFinite(o.softcap, `${name}.softcap`);
+    p.softcap = checkFloat32(o.softcap, `${name}.softcap`);
     if (p.softcap < 0) throw new RangeError(`${name}.softcap must be >= 0, got ${p.softcap}`);
   }
   if (o.scale !== undefined) {
-    p.scale = checkFinite(o.scale, `${name}.scale`);
+    p.scale = checkFloat32(o.scale, `${name}.scale`);
     if (p.scale <= 0) throw new RangeError(`${name}.scale must be > 0, got ${p.scale}`);
   }
   if (o.alibiSlopes !== undefined) {

@@ -15,6 +15,16 @@ export function checkFinite(value: unknown, name: string): number {
   return value;
 }
 
+/** Largest finite float32: the kernels take scales, softcaps and slopes as float32. @internal */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+
+/** A number the kernels receive as float32: finite there too, not only as a double. @internal */
+export function checkFloat32(value: unknown, name: string): number {
+  const x = checkFinite(value, name);
+  if (Math.abs(x) > FLOAT32_MAX) throw new RangeError(`${name} must be finite in float32 (|x| <= ${FLOAT32_MAX}), got ${x}`);
+  return x;
+}
+
 /** @internal */
 export function checkBoolean(value: unknown, name: string): boolean {
   if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(value)}`);
@@ -51,7 +61,7 @@ export function toFloat32Array(value: unknown, name: string): Float32Array {
     throw new TypeError(`${name} must be an array of numbers, got ${describe(value)}`);
   const src = value as ArrayLike<unknown>;
   const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = checkFinite(src[i], `${name}[${i}]`);
+  for (let i = 0; i < src.length; i++) out[i] = checkFloat32(src[i], `${name}[${i}]`);
   return out;
 }
 

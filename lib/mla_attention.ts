@@ -1,5 +1,5 @@
 /** Multi-head latent attention (absorbed weights) over a {@link PagedLatentCache}: decode and prefill. */
-import { checkBoolean, checkFinite, checkInteger, checkKeys, checkObject, describe } from './errors';
+import { checkBoolean, checkFloat32, checkInteger, checkKeys, checkObject, describe } from './errors';
 import { selectKernel } from './kernels';
 import { native, NativeMlaAttentionOptions } from './native';
 import { queryOffsets } from './paged_attention';
@@ -83,10 +83,10 @@ export function mlaDecodeWith(
   selectKernel('mlaDecode', q.device, cache.dtype, MLA_ROW_DIM);
 
   if (o.scale === undefined) throw new TypeError('options.scale is required (MLA uses 1 / sqrt(qk head dim before absorption), e.g. 1 / sqrt(192))');
-  const params: NativeMlaAttentionOptions = { scale: checkFinite(o.scale, 'options.scale'), softcap: 0, causal: true, rows: new Int32Array(0), seqLens: new Int32Array(0), numSplits: 0 };
+  const params: NativeMlaAttentionOptions = { scale: checkFloat32(o.scale, 'options.scale'), softcap: 0, causal: true, rows: new Int32Array(0), seqLens: new Int32Array(0), numSplits: 0 };
   if (params.scale <= 0) throw new RangeError(`options.scale must be > 0, got ${params.scale}`);
   if (o.softcap !== undefined) {
-    params.softcap = checkFinite(o.softcap, 'options.softcap');
+    params.softcap = checkFloat32(o.softcap, 'options.softcap');
     if (params.softcap < 0) throw new RangeError(`options.softcap must be >= 0, got ${params.softcap}`);
   }
   if (o.causal !== undefined) params.causal = checkBoolean(o.causal, 'options.causal');

@@ -1,7 +1,7 @@
 /** Tensors: n-d strided views of host or device memory. */
 import { checkDevice, Device } from './device';
 import { checkDType, DType, dtypeCode, dtypeSize } from './dtype';
-import { checkFinite, checkInteger, checkObject, describe } from './errors';
+import { checkFinite, checkInteger, checkKeys, checkObject, describe } from './errors';
 import { native, StorageHandle, TensorDescriptor } from './native';
 
 /** Data accepted by {@link Tensor.fromArray}. */
@@ -119,6 +119,7 @@ export class Tensor implements TensorDescriptor, Disposable {
    * draws a fresh seed unless `seed` is given (then the values are reproducible on any device).
    */
   static randn(shape: readonly number[], options?: TensorOptions & { std?: number; mean?: number; seed?: number }): Tensor {
+    if (options !== undefined) checkKeys(checkObject(options, 'options'), ['dtype', 'device', 'std', 'mean', 'seed'], 'options');
     const std = options?.std === undefined ? 1 : checkFinite(options.std, 'options.std');
     const mean = options?.mean === undefined ? 0 : checkFinite(options.mean, 'options.mean');
     const seed = options?.seed === undefined ? Math.floor(Math.random() * 2 ** 53) : checkInteger(options.seed, 'options.seed');
@@ -187,6 +188,15 @@ export class Tensor implements TensorDescriptor, Disposable {
     if (src.device !== this.device) throw new RangeError(`src is on ${src.device}, the tensor on ${this.device}`);
     if (src.dtype !== this.dtype) throw new TypeError(`src has dtype ${src.dtype}, the tensor ${this.dtype}`);
     if (src.shape.join() !== this.shape.join()) throw new RangeError(`src has shape [${src.shape}], the tensor [${this.shape}]`);
+    if (src.storage === this.storage && overlaps(src, this)) {
+      // The copy kernels read and write element by element: a source that the destination
+      // overwrites as it goes would be read half-updated. Go through a fresh buffer instead.
+      const staged = Tensor.empty(src.shape, { dtype: src.dtype, device: src.device });
+      native.copy(staged, src);
+      native.copy(this, staged);
+      staged.dispose();
+      return this;
+    }
     native.copy(this, src);
     return this;
   }
@@ -213,9 +223,11 @@ export class Tensor implements TensorDescriptor, Disposable {
   reshape(shape: readonly number[]): Tensor {
     this.check('tensor');
     if (!Array.isArray(shape)) throw new TypeError(`shape must be an array, got ${describe(shape)}`);
+    if (shape.length > MAX_DIMS) throw new RangeError(`shape has ${shape.length} dimensions; at most ${MAX_DIMS} are supported`);
     const inferred = shape.filter((d) => d === -1).length;
     if (inferred > 1) throw new RangeError('shape may contain -1 at most once');
-    const known = product(shape.filter((d) => d !== -1).map((d, i) => checkInteger(d, `shape[${i}]`, 0, 2 ** 40)));
+    shape.forEach((d, i) => d === -1 || checkInteger(d, `shape[${i}]`, 0, 2 ** 40));  // index into the caller's array
+    const known = product(shape.filter((d) => d !== -1));
     const dims = shape.map((d) => (d === -1 ? (known === 0 ? 0 : this.numel / known) : d));
     if (product(dims) !== this.numel || dims.some((d) => !Number.isInteger(d)))
       throw new RangeError(`cannot reshape [${this.shape}] (${this.numel} elements) to [${shape}]`);
@@ -267,4 +279,21 @@ export class Tensor implements TensorDescriptor, Disposable {
 export function checkTensor(value: unknown, name: string): Tensor {
   if (!(value instanceof Tensor)) throw new TypeError(`${name} must be a Tensor, got ${describe(value)}`);
   return value.check(name);
+}
+
+/** Whether two views' element ranges in their storage intersect (conservative: spans, not elements). */
+function overlaps(a: Tensor, b: Tensor): boolean {
+  const span = (t: Tensor): [number, number] => {
+    let lo = t.offset, hi = t.offset;
+    for (let d = 0; d < t.shape.length; d++) {
+      if (t.shape[d] === 0) return [0, -1];
+      const reach = (t.shape[d] - 1) * t.strides[d];
+      if (reach < 0) lo += reach;
+      else hi += reach;
+    }
+    return [lo, hi];
+  };
+  const [alo, ahi] = span(a);
+  const [blo, bhi] = span(b);
+  return alo <= bhi && blo <= ahi;
 }

@@ -1,4 +1,4 @@
-import { attention, Tensor } from '../lib';
+import { attention, mlaDecode, pagedAttention, Tensor } from '../lib';
 import { native, NativeTableEntries } from '../lib/native';
 import { makeLatentCache } from './helpers/mla';
 import { makeCache } from './helpers/paged';
@@ -50,6 +50,36 @@ describe('attention argument errors', () => {
     vv.dispose();
     const o = await out.toArray();
     expect(o.every(Number.isFinite)).toBe(true);
+  });
+});
+
+// Scales, softcaps and ALiBi slopes reach the kernels as float32: a double that is finite but
+// past float32's range would become infinity there and turn every output into NaN.
+describe('score parameters past float32', () => {
+  const q = Tensor.randn([1, 8, 4, 16]);
+  const k = Tensor.randn([1, 8, 2, 16]);
+  const v = Tensor.randn([1, 8, 2, 16]);
+  const paged = makeCache('cpu', 'f32');
+  const ps = paged.addSequence();
+  paged.append(ps, 0, Tensor.randn([5, 2, 32]), Tensor.randn([5, 2, 32]));
+  const latent = makeLatentCache('cpu', 'f32');
+  const ls = latent.addSequence();
+  latent.append(ls, 0, Tensor.randn([5, 576]));
+  const big = 3.5e38;
+  test.each([
+    ['softcap', () => attention(q, k, v, { softcap: big }), /options.softcap must be finite in float32/],
+    ['scale', () => attention(q, k, v, { scale: big }), /options.scale must be finite in float32/],
+    ['alibi slope', () => attention(q, k, v, { alibiSlopes: [0.5, -big, 0.25, 0.125] }), /options.alibiSlopes\[1\] must be finite in float32/],
+    ['paged softcap', () => pagedAttention(Tensor.randn([1, 4, 32]), paged, 0, [ps], { softcap: big }), /options.softcap must be finite in float32/],
+    ['mla scale', () => mlaDecode(Tensor.randn([1, 2, 576]), latent, 0, [ls], { scale: big }), /options.scale must be finite in float32/],
+    ['mla softcap', () => mlaDecode(Tensor.randn([1, 2, 576]), latent, 0, [ls], { scale: 0.05, softcap: 1e39 }), /options.softcap must be finite in float32/],
+  ] as const)('%s', (_n, fn, msg) => expectThrows(fn, 'RangeError', msg));
+
+  test('a softcap at the top of float32 is accepted and leaves the scores as they are', async () => {
+    const capped = await attention(q, k, v, { softcap: 3.4e38 }).out.toArray();
+    const plain = await attention(q, k, v).out.toArray();
+    expect(capped.every(Number.isFinite)).toBe(true);
+    for (let i = 0; i < plain.length; i++) expect(capped[i]).toBeCloseTo(plain[i], 5);
   });
 });
 

@@ -82,6 +82,31 @@ describe('Tensor', () => {
     for (let i = 0; i < 3; i++) for (let j = 0; j < 5; j++) expect(b[j * 3 + i]).toBe(a[i * 5 + j]);
   });
 
+  test('copyFrom between overlapping views of one storage copies the source as it was', async () => {
+    const n = 4 + Math.floor(Math.random() * 60);
+    const base = Tensor.randn([n]);
+    const orig = Array.from(await base.toArray());
+    base.narrow(0, 1, n - 1).copyFrom(base.narrow(0, 0, n - 1));  // shift right by one
+    expect(Array.from(await base.toArray())).toEqual([orig[0], ...orig.slice(0, n - 1)]);
+    const back = Tensor.randn([n]);
+    const origBack = Array.from(await back.toArray());
+    back.narrow(0, 0, n - 1).copyFrom(back.narrow(0, 1, n - 1));  // shift left by one
+    expect(Array.from(await back.toArray())).toEqual([...origBack.slice(1), origBack[n - 1]]);
+
+    const m = 2 + Math.floor(Math.random() * 9);
+    const sq = Tensor.randn([m, m], { dtype: 'bf16' });
+    const a = await sq.toArray();
+    sq.copyFrom(sq.permute([1, 0]));  // in-place transpose
+    const t = await sq.toArray();
+    for (let i = 0; i < m; i++) for (let j = 0; j < m; j++) expect(t[i * m + j]).toBe(a[j * m + i]);
+
+    // Disjoint views of one storage stay a plain copy.
+    const two = Tensor.randn([2, n]);
+    const b = await two.toArray();
+    two.narrow(0, 1, 1).copyFrom(two.narrow(0, 0, 1));
+    expect(Array.from(await two.toArray())).toEqual([...Array.from(b.slice(0, n)), ...Array.from(b.slice(0, n))]);
+  });
+
   test('to(cpu) copies', async () => {
     const t = Tensor.randn([4, 4], { dtype: 'bf16' });
     const u = await t.to('cpu');
@@ -118,6 +143,10 @@ describe('Tensor', () => {
     expect(() => Tensor.empty([2], { dtype: 'f64' as never })).toThrow(/options.dtype/);
     expect(() => Tensor.empty([2], { device: 'gpu' as never })).toThrow(/options.device/);
     expectThrows(() => Tensor.empty([2], { device: 'cuda:7' }), 'RangeError', /cuda:7/);
+    expectThrows(() => Tensor.randn([2], { dtyp: 'bf16' } as never), 'TypeError', /options.dtyp is not a known option/);
+    expectThrows(() => Tensor.randn([2], 'bf16' as never), 'TypeError', /options must be an object/);
+    expectThrows(() => Tensor.randn([6]).reshape([-1, 1.5]), 'RangeError', /shape\[1\] must be an integer/);
+    expectThrows(() => Tensor.randn([1]).reshape(Array(9).fill(1)), 'RangeError', /shape has 9 dimensions; at most 8/);
     expect(() => Tensor.empty([2], { colour: 'red' } as never)).toThrow(/options.colour/);
     expect(() => Tensor.empty([1, 1, 1, 1, 1, 1, 1, 1, 1])).toThrow(/at most 8/);
     const t = Tensor.randn([2, 3]);

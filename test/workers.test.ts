@@ -1,4 +1,5 @@
 /** The addon is context-aware: several worker_threads and the main thread use it at once. */
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { attention, Tensor } from '../lib';
@@ -52,4 +53,33 @@ describe('worker_threads', () => {
     // thread still works afterwards.
     expect(Array.from(await attention(q, k, v, { causal: true }).out.toArray())).toEqual(mine);
   }, 60_000);
+
+  // Run in a child process: the failure this guards against aborts or crashes the whole process.
+  // Only the worker loads the addon, so Node unloads it as the worker exits while the CPU stream
+  // may still be running the worker's attention, and the pending toArray() promise can no longer
+  // be settled (it used to abort with an uncaught Napi::Error, then to crash in unmapped code).
+  test('terminating a worker with a read pending leaves the process running', () => {
+    const entry = path.join(__dirname, '..', 'dist', 'index.js');
+    const workerCode = (size: number): string =>
+      `const { Tensor, attention } = require(${JSON.stringify(entry)});` +
+      `const q = Tensor.randn([1, ${size}, 8, 64]); const { out } = attention(q, q, q); out.toArray();` +
+      `require('node:worker_threads').parentPort.postMessage('queued');`;
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const codes = ${JSON.stringify([2048, 2048, 16, 16, 16].map(workerCode))};
+      let runs = 0;
+      (async () => {
+        for (const code of codes) {
+          await new Promise((resolve) => {
+            const w = new Worker(code, { eval: true });
+            w.on('message', async () => { await w.terminate(); runs++; resolve(); });
+          });
+        }
+        setTimeout(() => console.log('survived ' + runs), 200);
+      })();`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe('survived 5');
+  }, 70_000);
 });
