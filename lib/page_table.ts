@@ -17,6 +17,8 @@ export interface PageTableOptions {
   pageSize: number;
   capacityPages: number;
   maxSequences: number;
+  /** Tokens per sequence at most, enforced as given (the block table rounds it up to whole pages). */
+  maxSequenceLength: number;
   maxPagesPerSequence: number;
   device: Device;
 }
@@ -62,13 +64,20 @@ export class PageTable {
   readonly pageSize: number;
   readonly capacityPages: number;
   readonly maxSequences: number;
+  readonly maxSequenceLength: number;
   readonly maxPagesPerSequence: number;
   /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. */
   readonly blockTable: Tensor;
 
   private readonly seqs = new Map<number, SequenceState>();
-  private readonly refCount: Int32Array;
-  private readonly freePages: number[];
+  // Nothing here grows with capacityPages until pages are used: a pool of 2^31 pages must not cost
+  // gigabytes of host bookkeeping (or minutes of building it) before the pool is even allocated.
+  // refCount covers pages [0, unused) and grows with it; pages from `unused` up were never handed
+  // out. A freed page goes on the `freed` stack and is taken before any unused one, which hands
+  // pages out in the order of one stack of all free pages, low page numbers first.
+  private refCount: Int32Array;
+  private unused = 0;
+  private readonly freed: number[] = [];
   private readonly freeRows: number[];
   private nextId = 0;
   private appendCalls = 0;  // stamps SequenceState.listedBy
@@ -79,11 +88,12 @@ export class PageTable {
     this.pageSize = o.pageSize;
     this.capacityPages = o.capacityPages;
     this.maxSequences = o.maxSequences;
+    this.maxSequenceLength = o.maxSequenceLength;
     this.maxPagesPerSequence = o.maxPagesPerSequence;
-    this.blockTable = Tensor.full([this.maxSequences, this.maxPagesPerSequence], 0, { dtype: 'int32', device: o.device });
-    this.refCount = new Int32Array(this.capacityPages);
-    // Stacks, popped from the end: low page numbers and rows first.
-    this.freePages = Array.from({ length: this.capacityPages }, (_, i) => this.capacityPages - 1 - i);
+    this.blockTable = allocateSized(`${o.maxSequences} rows (options.maxSequences) of ${o.maxPagesPerSequence} pages (options.maxSequenceLength / options.pageSize)`,
+      () => Tensor.full([this.maxSequences, this.maxPagesPerSequence], 0, { dtype: 'int32', device: o.device }));
+    this.refCount = new Int32Array(Math.min(this.capacityPages, 1024));
+    // A stack, popped from the end: low rows first.
     this.freeRows = Array.from({ length: this.maxSequences }, (_, i) => this.maxSequences - 1 - i);
   }
 
@@ -113,7 +123,7 @@ export class PageTable {
 
   free(seq: number): void {
     const s = this.state(seq, 'seq');
-    for (const p of s.pages) if (--this.refCount[p] === 0) this.freePages.push(p);
+    for (const p of s.pages) if (--this.refCount[p] === 0) this.freed.push(p);
     this.freeRows.push(s.row);
     this.seqs.delete(seq);
   }
@@ -155,19 +165,31 @@ export class PageTable {
   planAppend(states: SequenceState[], layer: number, counts: number[]): AppendPlan {
     const ps = this.pageSize;
     let needed = 0;
+    // The allocation below copies a shared page for each writer but the last: once the others have
+    // their copies, the last one owns the page alone and writes in place. So count against the
+    // reference counts as that pass leaves them (created only when a shared page is written).
+    let copied: Map<number, number> | undefined;
     for (let i = 0; i < states.length; i++) {
       const s = states[i];
       const start = s.lengths[layer];
       const end = start + counts[i];
-      if (end > this.maxPagesPerSequence * ps)
-        throw new RangeError(`sequence ${this.idOf(s)} would hold ${end} tokens, more than options.maxSequenceLength (${this.maxPagesPerSequence * ps})`);
+      if (end > this.maxSequenceLength)
+        throw new RangeError(`sequence ${this.idOf(s)} would hold ${end} tokens, more than options.maxSequenceLength (${this.maxSequenceLength})`);
       if (counts[i] === 0) continue;
       const last = Math.ceil(end / ps);
       needed += Math.max(0, last - s.pages.length);
-      for (let p = Math.floor(start / ps); p < Math.min(last, s.pages.length); p++) if (this.refCount[s.pages[p]] > 1) needed++;
+      for (let p = Math.floor(start / ps); p < Math.min(last, s.pages.length); p++) {
+        const page = s.pages[p];
+        const refs = copied?.get(page) ?? this.refCount[page];
+        if (refs <= 1) continue;
+        needed++;
+        (copied ??= new Map()).set(page, refs - 1);
+      }
     }
-    if (needed > this.freePages.length)
-      throw new RangeError(`${this.owner} is out of pages: this append needs ${needed}, ${this.freePages.length} of ${this.capacityPages} are free`);
+    const free = this.freePageCount();
+    if (needed > free) throw new RangeError(`${this.owner} is out of pages: this append needs ${needed}, ${free} of ${this.capacityPages} are free`);
+    // Grown before any change, so that a failing allocation leaves the table as it was.
+    this.reserveUnused(needed - this.freed.length);
 
     const copySrc: number[] = [];
     const copyDst: number[] = [];
@@ -180,7 +202,7 @@ export class PageTable {
       const last = Math.ceil((start + counts[i]) / ps);
       for (let p = Math.floor(start / ps); p < last; p++) {
         if (p < s.pages.length && this.refCount[s.pages[p]] <= 1) continue;
-        const fresh = this.freePages.pop()!;
+        const fresh = this.freed.pop() ?? this.unused++;
         this.refCount[fresh] = 1;
         if (p < s.pages.length) {
           // Copy-on-write: this sequence writes into a page another one still reads.
@@ -233,19 +255,26 @@ export class PageTable {
   counts(): { used: number; shared: number; free: number; sequences: number; tokens: number } {
     let used = 0;
     let shared = 0;
-    for (let p = 0; p < this.capacityPages; p++) {
+    for (let p = 0; p < this.unused; p++) {
       if (this.refCount[p] > 0) used++;
       if (this.refCount[p] > 1) shared++;
     }
     let tokens = 0;
     for (const s of this.seqs.values()) tokens += Math.max(...s.lengths);
-    return { used, shared, free: this.freePages.length, sequences: this.seqs.size, tokens };
+    return { used, shared, free: this.freePageCount(), sequences: this.seqs.size, tokens };
   }
 
+  /**
+   * Reference counts of every page and the free pages as one stack (the next page handed out
+   * last), built in full: O(capacityPages), for tests only.
+   */
   debugState(): { refCount: Int32Array; freePages: number[]; sequences: Map<number, { row: number; pages: number[]; lengths: number[] }> } {
     const sequences = new Map<number, { row: number; pages: number[]; lengths: number[] }>();
     for (const [id, s] of this.seqs) sequences.set(id, { row: s.row, pages: [...s.pages], lengths: [...s.lengths] });
-    return { refCount: Int32Array.from(this.refCount), freePages: [...this.freePages], sequences };
+    const refCount = new Int32Array(this.capacityPages);
+    refCount.set(this.refCount.subarray(0, this.unused));
+    const freePages = Array.from({ length: this.capacityPages - this.unused }, (_, i) => this.capacityPages - 1 - i);
+    return { refCount, freePages: freePages.concat(this.freed), sequences };
   }
 
   batchInfo(ids: readonly number[], layer: number, name: string): { rows: Int32Array; seqLens: Int32Array } {
@@ -266,6 +295,19 @@ export class PageTable {
 
   checkLive(): void {
     if (this.blockTable.disposed) throw new TypeError(`the ${this.owner} has been disposed`);
+  }
+
+  private freePageCount(): number {
+    return this.freed.length + this.capacityPages - this.unused;
+  }
+
+  // Makes refCount cover `count` more never-used pages (doubling, so appends stay amortized O(1)).
+  private reserveUnused(count: number): void {
+    const want = this.unused + Math.max(0, count);
+    if (want <= this.refCount.length) return;
+    const grown = new Int32Array(Math.min(this.capacityPages, Math.max(want, 2 * this.refCount.length)));
+    grown.set(this.refCount);
+    this.refCount = grown;
   }
 
   private idOf(s: SequenceState): number {
@@ -318,7 +360,23 @@ export function checkPageGeometry(o: Record<string, unknown>, owner: string, def
     ? Math.min(capacityPages * pageSize, 131072)
     : checkInteger(o.maxSequenceLength, 'options.maxSequenceLength', 1, 2 ** 31 - 1);
   const device = o.device === undefined ? defaultDevice() : checkDevice(o.device, 'options.device');
-  return { owner, layers, pageSize, capacityPages, maxSequences, maxPagesPerSequence: Math.ceil(maxLen / pageSize), device };
+  return { owner, layers, pageSize, capacityPages, maxSequences, maxSequenceLength: maxLen, maxPagesPerSequence: Math.ceil(maxLen / pageSize), device };
+}
+
+/**
+ * Runs `allocate` (a tensor whose size follows from the options), rethrowing a RangeError it
+ * throws (more than 2^48 elements, out of host memory) with the options that made the size: the
+ * caller never passed the shape the allocator names.
+ */
+function allocateSized(what: string, allocate: () => Tensor): Tensor {
+  try {
+    return allocate();
+  } catch (e) {
+    // By name, not instanceof: the native allocator's errors may come from another realm.
+    const err = e as { name?: unknown; message?: unknown } | null;
+    if (err?.name === 'RangeError') throw new RangeError(`cannot allocate ${what}: ${String(err.message)}`);
+    throw e;
+  }
 }
 
 /**
@@ -330,6 +388,8 @@ export abstract class PagedSequences {
   readonly pageSize: number;
   readonly capacityPages: number;
   readonly maxSequences: number;
+  /** Tokens per sequence at most (an append past it throws a RangeError). */
+  readonly maxSequenceLength: number;
   readonly maxPagesPerSequence: number;
   readonly device: Device;
   protected readonly table: PageTable;
@@ -339,9 +399,18 @@ export abstract class PagedSequences {
     this.pageSize = geometry.pageSize;
     this.capacityPages = geometry.capacityPages;
     this.maxSequences = geometry.maxSequences;
+    this.maxSequenceLength = geometry.maxSequenceLength;
     this.maxPagesPerSequence = geometry.maxPagesPerSequence;
     this.device = geometry.device;
     this.table = new PageTable(geometry);
+  }
+
+  /**
+   * Allocates a tensor with one slice per page (the pool): a size that cannot be allocated throws a
+   * RangeError naming options.capacityPages.
+   */
+  protected allocatePages(allocate: () => Tensor): Tensor {
+    return allocateSized(`${this.capacityPages} pages (options.capacityPages)`, allocate);
   }
 
   /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. @internal */

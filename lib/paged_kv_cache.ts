@@ -137,8 +137,10 @@ export class PagedKVCache extends PagedSequences implements Disposable {
       throw new RangeError(`options.computeDtype must be f32, f16 or bf16 (and equal dtype unless dtype is fp8 or int8), got ${compute}`);
     this.computeDtype = compute;
 
-    this.pool = Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, this.pageSize, this.headDim], { dtype: this.dtype, device: this.device });
-    this.scales = this.quantized ? Tensor.full([this.layers, 2, this.capacityPages, this.kvHeads, this.pageSize, 1], 0, { dtype: 'f32', device: this.device }) : null;
+    this.pool = this.allocatePages(() => Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, this.pageSize, this.headDim], { dtype: this.dtype, device: this.device }));
+    this.scales = this.quantized
+      ? this.allocatePages(() => Tensor.full([this.layers, 2, this.capacityPages, this.kvHeads, this.pageSize, 1], 0, { dtype: 'f32', device: this.device }))
+      : null;
     this.kSmooth = this.quantized ? Tensor.full([this.layers, 3, this.kvHeads, this.headDim], 1, { dtype: 'f32', device: this.device }) : null;
     this.smoothSet = new Array<boolean>(this.layers).fill(false);
     const summaries = o.pageSummaries === undefined ? false : checkBoolean(o.pageSummaries, 'options.pageSummaries');
@@ -147,7 +149,7 @@ export class PagedKVCache extends PagedSequences implements Disposable {
     this.pageSummaryChannels = count;
     const width = count === 'all' ? this.headDim : count;
     this.summaries = summaries
-      ? Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, 1, width], { dtype: this.dtype, device: this.device })
+      ? this.allocatePages(() => Tensor.empty([this.layers, 2, this.capacityPages, this.kvHeads, 1, width], { dtype: this.dtype, device: this.device }))
       : null;
     this.summaryChannels = null;
     if (summaries && count !== 'all') {

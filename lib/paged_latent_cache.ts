@@ -83,8 +83,8 @@ export class PagedLatentCache extends PagedSequences implements Disposable {
     if (this.device !== 'cpu' && this.computeDtype !== 'bf16')
       throw new RangeError(`options.computeDtype must be bf16 on ${this.device}, got ${this.computeDtype}`);
 
-    this.pool = Tensor.empty([this.layers, this.capacityPages, this.pageSize, MLA_ROW_DIM], { dtype: this.dtype, device: this.device });
-    this.scales = fp8 ? Tensor.empty([this.layers, this.capacityPages, this.pageSize, 2], { dtype: 'f32', device: this.device }) : null;
+    this.pool = this.allocatePages(() => Tensor.empty([this.layers, this.capacityPages, this.pageSize, MLA_ROW_DIM], { dtype: this.dtype, device: this.device }));
+    this.scales = fp8 ? this.allocatePages(() => Tensor.empty([this.layers, this.capacityPages, this.pageSize, 2], { dtype: 'f32', device: this.device })) : null;
   }
 
   /**
