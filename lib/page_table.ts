@@ -253,6 +253,7 @@ export class PageTable {
 
   /** Pages in use, pages referenced more than once, and tokens summed over sequences. */
   counts(): { used: number; shared: number; free: number; sequences: number; tokens: number } {
+    this.checkLive();
     let used = 0;
     let shared = 0;
     for (let p = 0; p < this.unused; p++) {

@@ -83,6 +83,19 @@ describe('score parameters past float32', () => {
   });
 });
 
+describe('a disposed cache', () => {
+  test('throws for every use, usage() included', () => {
+    const c = makeCache('cpu', 'f32');
+    const s = c.addSequence();
+    c.append(s, 0, Tensor.randn([3, 2, 32]), Tensor.randn([3, 2, 32]));
+    expect(c.usage().sequences).toBe(1);
+    c.dispose();
+    expectThrows(() => c.usage(), 'TypeError', /PagedKVCache has been disposed/);
+    expectThrows(() => c.append(s, 0, Tensor.randn([1, 2, 32]), Tensor.randn([1, 2, 32])), 'TypeError', /PagedKVCache has been disposed/);
+    expectThrows(() => pagedAttention(Tensor.randn([1, 4, 32]), c, 0, [s]), 'TypeError', /PagedKVCache has been disposed/);
+  });
+});
+
 describe('append table entries reaching the binding', () => {
   // lib/page_table.ts only sends well-formed entries; these call the binding directly. Each cache
   // has 8 pages and a [2, 8] block table (maxSequenceLength 32 at page size 4); row 0 is unused.

@@ -204,6 +204,7 @@ describe('MLA argument errors', () => {
     c.dispose();
     expectThrows(() => c.append(id, 0, Tensor.randn([1, 576])), 'TypeError', /PagedLatentCache has been disposed/);
     expectThrows(() => mlaDecode(q(), c, 0, [id], opt), 'TypeError', /PagedLatentCache has been disposed/);
+    expectThrows(() => c.usage(), 'TypeError', /PagedLatentCache has been disposed/);
   });
 
   test('disposing inputs right after enqueueing is safe', async () => {
