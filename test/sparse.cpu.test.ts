@@ -72,6 +72,141 @@ describe('mask builders', () => {
   });
 });
 
+describe('mask builders list only the kept blocks (work proportional to nnz)', () => {
+  const B = 128;
+  const randInt = (lo: number, hi: number): number => lo + Math.floor(Math.random() * (hi - lo + 1));
+  const pick = <T>(...xs: T[]): T => xs[Math.floor(Math.random() * xs.length)];
+
+  /**
+   * The documented rules, cell by cell over the whole grid: query block i covers rows
+   * [128 i, min(128 i + 128, lq)), row r sits at key r + lk - lq, and its diagonal blocks are those
+   * of its first and last keys. Returns the CSR of one (batch, head) entry.
+   */
+  function bruteForce(lq: number, lk: number, keep: (c: number, lo: number, hi: number) => boolean, causal: boolean): { rowPtr: number[]; colIdx: number[] } {
+    const rowPtr = [0];
+    const colIdx: number[] = [];
+    for (let i = 0; i < Math.ceil(lq / B); i++) {
+      const lo = Math.floor((i * B + lk - lq) / B);
+      const hi = Math.floor((Math.min(i * B + B, lq) - 1 + lk - lq) / B);
+      for (let c = 0; c < Math.ceil(lk / B); c++) if (!(causal && c > hi) && keep(c, lo, hi)) colIdx.push(c);
+      rowPtr.push(colIdx.length);
+    }
+    return { rowPtr, colIdx };
+  }
+
+  function slidingRule(window: number, sinks: number, causal: boolean) {
+    return (c: number, lo: number, hi: number): boolean => c < sinks || (c >= lo - window && c <= hi + (causal ? 0 : window));
+  }
+
+  function radialRule(band: number, sinks: number) {
+    return (c: number, lo: number, hi: number): boolean => {
+      if (c < sinks) return true;
+      const dist = Math.max(lo - c, c - hi, 0);
+      if (dist <= band) return true;
+      // the ring s with band * 2^(s-1) < dist <= band * 2^s keeps every 2^s-th block
+      let ring = 1;
+      while (band * 2 ** ring < dist) ring++;
+      return c % 2 ** ring === 0;
+    };
+  }
+
+  /** Expected CSR of the whole mask: the one entry repeated batch * heads times, offsets absolute. */
+  function repeated(one: { rowPtr: number[]; colIdx: number[] }, copies: number): { rowPtr: number[]; colIdx: number[] } {
+    const nnz = one.colIdx.length;
+    const rowPtr: number[] = [];
+    const colIdx: number[] = [];
+    for (let bh = 0; bh < copies; bh++) {
+      rowPtr.push(...one.rowPtr.map((x) => x + bh * nnz));
+      colIdx.push(...one.colIdx);
+    }
+    return { rowPtr, colIdx: colIdx.length ? colIdx : [0] };
+  }
+
+  const randomShape = () => {
+    const big = Math.random() < 0.25;
+    const len = (): number => (Math.random() < 0.2 ? B * randInt(1, big ? 60 : 12) : randInt(1, B * (big ? 60 : 12)));
+    const seqLenQ = len();
+    const seqLenK = pick<number | undefined>(undefined, len(), len());
+    return { seqLenQ, seqLenK, batch: randInt(1, 3), heads: randInt(1, 3), causal: pick<boolean | undefined>(undefined, false, true) };
+  };
+
+  test('slidingWindowWithSinks equals the brute-force rule on random shapes', async () => {
+    for (let t = 0; t < 150; t++) {
+      const o = { ...randomShape(), windowBlocks: pick(randInt(0, 4), randInt(0, 70)), sinkBlocks: pick<number | undefined>(undefined, randInt(0, 3), randInt(0, 70)) };
+      const m = BlockSparseMask.slidingWindowWithSinks(o);
+      const want = repeated(bruteForce(o.seqLenQ, o.seqLenK ?? o.seqLenQ, slidingRule(o.windowBlocks, o.sinkBlocks ?? 1, o.causal ?? false), o.causal ?? false), o.batch * o.heads);
+      const got = { rowPtr: Array.from(await m.rowPtr.toArray()), colIdx: Array.from(await m.colIdx.toArray()) };
+      expect({ o, ...got }).toEqual({ o, ...want });
+      expect(m.nnz).toBe(want.rowPtr[want.rowPtr.length - 1]);
+      m.dispose();
+    }
+  });
+
+  test('radial equals the brute-force rule on random shapes', async () => {
+    for (let t = 0; t < 150; t++) {
+      const o = { ...randomShape(), bandBlocks: pick<number | undefined>(undefined, randInt(1, 4), randInt(1, 40)), sinkBlocks: pick<number | undefined>(undefined, randInt(0, 3), randInt(0, 70)) };
+      const m = BlockSparseMask.radial(o);
+      const want = repeated(bruteForce(o.seqLenQ, o.seqLenK ?? o.seqLenQ, radialRule(o.bandBlocks ?? 1, o.sinkBlocks ?? 0), o.causal ?? false), o.batch * o.heads);
+      const got = { rowPtr: Array.from(await m.rowPtr.toArray()), colIdx: Array.from(await m.colIdx.toArray()) };
+      expect({ o, ...got }).toEqual({ o, ...want });
+      expect(m.nnz).toBe(want.rowPtr[want.rowPtr.length - 1]);
+      m.dispose();
+    }
+  });
+
+  /**
+   * nnz of a square mask over n whole blocks, counted by column: column c is kept by the rows
+   * within `reach(c)` blocks of it (only those at or below it when causal).
+   */
+  function countByColumn(n: number, causal: boolean, reach: (c: number) => number): number {
+    let nnz = 0;
+    for (let c = 0; c < n; c++) nnz += Math.min(n - 1, c + reach(c)) - (causal ? c : Math.max(0, c - reach(c))) + 1;
+    return nnz;
+  }
+
+  test('seqLenQ 2^22 (32768 blocks a side) builds with the expected nnz', () => {
+    const n = 2 ** 22 / B;
+    for (const causal of [false, true]) {
+      const [w, s] = [randInt(0, 5), randInt(0, 4)];
+      const m = BlockSparseMask.slidingWindowWithSinks({ seqLenQ: 2 ** 22, windowBlocks: w, sinkBlocks: s, causal });
+      expect(m.nnz).toBe(countByColumn(n, causal, (c) => (c < s ? n : w)));
+      m.dispose();
+      // Radial: a block at distance d > band is kept iff 2^ring divides c, that is iff d <= band * 2^(trailing zeros of c).
+      const band = randInt(1, 4);
+      const tz = (c: number): number => (c === 0 ? 64 : Math.log2(c & -c));
+      const r = BlockSparseMask.radial({ seqLenQ: 2 ** 22, bandBlocks: band, causal });
+      expect(r.nnz).toBe(countByColumn(n, causal, (c) => band * 2 ** tz(c)));
+      r.dispose();
+    }
+    expect(BlockSparseMask.slidingWindowWithSinks({ seqLenQ: 2 ** 22, windowBlocks: 1 }).nnz).toBe(4 * n - 4);
+  });
+
+  test('seqLenQ 2^31 - 1 (2^24 blocks a side) builds a sliding window instead of hanging', () => {
+    const n = 2 ** 24;
+    const m = BlockSparseMask.slidingWindowWithSinks({ seqLenQ: 2 ** 31 - 1, windowBlocks: 1 });
+    // sink 0 and the band i-1..i+1: 2 + 3 + 4 (n - 3) + 3 blocks
+    expect(m.nnz).toBe(4 * n - 4);
+    expect(Array.from(m.blocks(0, 0, n - 1))).toEqual([0, n - 2, n - 1]);
+    m.dispose();
+  });
+
+  test.each([
+    ['batch * heads row offsets', () => BlockSparseMask.radial({ seqLenQ: 128, batch: 65535, heads: 65535 }), /options.batch \* options.heads \(65535 \* 65535\)/],
+    ['batch * heads blocks', () => BlockSparseMask.radial({ seqLenQ: 2 ** 16, batch: 1000, heads: 1000 }), /options.batch \* options.heads \(1000 \* 1000\)/],
+    ['heads at the longest sequence', () => BlockSparseMask.slidingWindowWithSinks({ seqLenQ: 2 ** 31 - 1, windowBlocks: 1, heads: 200 }), /options.batch \* options.heads \(1 \* 200\)/],
+    ['2^48 blocks', () => BlockSparseMask.slidingWindowWithSinks({ seqLenQ: 2 ** 31 - 1, windowBlocks: 0, sinkBlocks: 2 ** 24 }), /options.seqLenQ \(2147483647\)/],
+    ['2^48 radial blocks', () => BlockSparseMask.radial({ seqLenQ: 2 ** 31 - 1, bandBlocks: 2 ** 24 }), /options.seqLenQ \(2147483647\)/],
+  ] as const)('too large a mask: %s is a RangeError naming the option', (_n, fn, msg) => expectThrows(fn, 'RangeError', msg));
+
+  test('fromDense / fromCsr reject unknown option keys', () => {
+    expectThrows(() => BlockSparseMask.fromDense([1], { numQBlocks: 1, numKBlocks: 1 }, { devic: 'cuda:0' } as never), 'TypeError', /options.devic is not a known option \(known: device\)/);
+    expectThrows(() => BlockSparseMask.fromCsr([0, 1], [0], { numQBlocks: 1, numKBlocks: 1 }, { device: 'cpu', dtype: 'int32' } as never), 'TypeError', /options.dtype is not a known option/);
+    expectThrows(() => BlockSparseMask.fromCsr([0, 1], [0], { numQBlocks: 1, numKBlocks: 1, batches: 2 } as never), 'TypeError', /grid.batches is not a known option/);
+    expectThrows(() => BlockSparseMask.slidingWindowWithSinks({ seqLenQ: 256, windowBlocks: 1, sinks: 2 } as never), 'TypeError', /options.sinks is not a known option/);
+    expect(BlockSparseMask.fromCsr([0, 1], [0], { numQBlocks: 1, numKBlocks: 1 }, { device: 'cpu' }).nnz).toBe(1);
+  });
+});
+
 describe('block-sparse argument errors', () => {
   const q = Tensor.randn([1, 200, 2, 16]);
   const k = Tensor.randn([1, 300, 2, 16]);
