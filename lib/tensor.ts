@@ -103,7 +103,10 @@ export class Tensor implements TensorDescriptor, Disposable {
   static empty(shape: readonly number[], options?: TensorOptions): Tensor {
     const dims = checkShape(shape, 'shape');
     const { dtype, device } = parseOptions(options, 'options');
-    return new Tensor(native.empty(device, product(dims) * dtypeSize(dtype)), device, dtype, dims);
+    const bytes = product(dims) * dtypeSize(dtype);
+    // The allocator refuses sizes past 1e15 bytes with a message that names no argument.
+    if (bytes > 2 ** 49) throw new RangeError(`shape [${dims.join(', ')}] of ${dtype} needs ${bytes} bytes, more than the 2^49 a tensor may hold`);
+    return new Tensor(native.empty(device, bytes), device, dtype, dims);
   }
 
   /** A new tensor with every element set to `value` (NaN works as poison for floating dtypes). */

@@ -145,6 +145,7 @@ describe('Tensor', () => {
     expectThrows(() => Tensor.empty([2], { device: 'cuda:7' }), 'RangeError', /cuda:7/);
     expectThrows(() => Tensor.randn([2], { dtyp: 'bf16' } as never), 'TypeError', /options.dtyp is not a known option/);
     expectThrows(() => Tensor.randn([2], 'bf16' as never), 'TypeError', /options must be an object/);
+    expectThrows(() => Tensor.empty([2 ** 40, 2 ** 8]), 'RangeError', /shape \[1099511627776, 256\] of f32 needs 1125899906842624 bytes, more than the 2\^49/);
     expectThrows(() => Tensor.randn([6]).reshape([-1, 1.5]), 'RangeError', /shape\[1\] must be an integer/);
     expectThrows(() => Tensor.randn([1]).reshape(Array(9).fill(1)), 'RangeError', /shape has 9 dimensions; at most 8/);
     expect(() => Tensor.empty([2], { colour: 'red' } as never)).toThrow(/options.colour/);
