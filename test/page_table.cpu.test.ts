@@ -1,5 +1,5 @@
 import { PagedKVCache, PagedLatentCache, Tensor } from '../lib';
-import { checkAccounting, checkBlockTable, makeCache, ShadowCache } from './helpers/paged';
+import { checkAccounting, checkBlockTable, fuzzLifecycleStep, makeCache, ShadowCache } from './helpers/paged';
 import { expectThrows } from './helpers/throws';
 
 const TOL = 2e-5;
@@ -232,15 +232,8 @@ describe('one append to forks sharing a partial page', () => {
     let allSharersWrote = 0;
     let filled = 0;
     for (let step = 0; step < 400; step++) {
-      const live = shadow.cache.sequences();
-      const r = Math.random();
-      if (live.length === 0 || (r < 0.1 && live.length < 8)) {
-        shadow.add();
-      } else if (r < 0.35 && live.length < 8) {
-        shadow.fork(live[Math.floor(Math.random() * live.length)]);
-      } else if (r < 0.45) {
-        shadow.free(live[Math.floor(Math.random() * live.length)]);
-      } else {
+      if (!fuzzLifecycleStep(shadow, 8, { add: 0.1, fork: 0.35, free: 0.45 })) {
+        const live = shadow.cache.sequences();
         // Mostly many sequences at once, in any order, so that forks often all write together.
         const pick = shuffle(live.filter(() => Math.random() < 0.75));
         if (pick.length === 0) pick.push(live[0]);

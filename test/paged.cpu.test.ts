@@ -1,6 +1,6 @@
 import { PagedKVCache, pagedAttention, Tensor } from '../lib';
 import { native } from '../lib/native';
-import { checkAccounting, checkBlockTable, makeCache, ShadowCache, tableWrites } from './helpers/paged';
+import { checkAccounting, checkBlockTable, fuzzLifecycleStep, makeCache, ShadowCache, tableWrites } from './helpers/paged';
 import { expectThrows } from './helpers/throws';
 
 const TOL = { f32: 2e-5, bf16: 1e-2, f16: 3e-3 } as const;
@@ -157,15 +157,8 @@ describe('page accounting under fuzzed append/fork/free', () => {
     const shadow = new ShadowCache(makeCache('cpu', 'f32', { pageSize: 4, capacityPages: 40, maxSequences: 12, headDim: 16, kvHeads: 1, layers: 2 }));
     let outOfPages = 0;
     for (let step = 0; step < 300; step++) {
-      const live = shadow.cache.sequences();
-      const r = Math.random();
-      if (live.length === 0 || (r < 0.15 && live.length < 12)) {
-        shadow.add();
-      } else if (r < 0.3 && live.length < 12) {
-        shadow.fork(live[Math.floor(Math.random() * live.length)]);
-      } else if (r < 0.4) {
-        shadow.free(live[Math.floor(Math.random() * live.length)]);
-      } else {
+      if (!fuzzLifecycleStep(shadow, 12, { add: 0.15, fork: 0.3, free: 0.4 })) {
+        const live = shadow.cache.sequences();
         const pick = live.filter(() => Math.random() < 0.5);
         if (pick.length === 0) pick.push(live[0]);
         const counts = pick.map(() => Math.floor(Math.random() * 9));

@@ -104,6 +104,22 @@ export class ShadowCache {
 }
 
 /** Verifies the page accounting: reference counts equal references, free pages are exactly the unreferenced ones. */
+/**
+ * One lifecycle step of a fuzzed cache: with cumulative probabilities `add`, `fork` and `free`, adds,
+ * forks or frees a sequence (adds and forks only while fewer than `maxSequences` live; always adds to
+ * an empty cache) and returns true; otherwise returns false, and the caller appends this step.
+ */
+export function fuzzLifecycleStep(shadow: ShadowCache, maxSequences: number, p: { add: number; fork: number; free: number }): boolean {
+  const live = shadow.cache.sequences();
+  const r = Math.random();
+  const anyLive = (): number => live[Math.floor(Math.random() * live.length)];
+  if (live.length === 0 || (r < p.add && live.length < maxSequences)) shadow.add();
+  else if (r < p.fork && live.length < maxSequences) shadow.fork(anyLive());
+  else if (r < p.free) shadow.free(anyLive());
+  else return false;
+  return true;
+}
+
 export function checkAccounting(cache: Pick<PagedKVCache, 'debugState' | 'capacityPages' | 'pageSize' | 'usage'>): void {
   const st = cache.debugState();
   const refs = new Int32Array(cache.capacityPages);
