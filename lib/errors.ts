@@ -15,8 +15,8 @@ export function checkFinite(value: unknown, name: string): number {
   return value;
 }
 
-/** Largest finite float32: the kernels take scales, softcaps and slopes as float32. @internal */
-export const FLOAT32_MAX = 3.4028234663852886e38;
+/** Largest finite float32: the kernels take scales, softcaps and slopes as float32. */
+const FLOAT32_MAX = 3.4028234663852886e38;
 
 /** A number the kernels receive as float32: finite there too, not only as a double. @internal */
 export function checkFloat32(value: unknown, name: string): number {
