@@ -9,7 +9,7 @@
  * multiple of every CUDA tile, so an absent block skips whole tiles of work.
  */
 import { checkDevice, Device } from './device';
-import { checkInteger, checkKeys, checkObject, describe } from './errors';
+import { allocateNamed, checkInteger, checkKeys, checkObject, describe } from './errors';
 import type { NativeBlockMask } from './native';
 import { Tensor } from './tensor';
 
@@ -390,12 +390,8 @@ function emitRun(out: Int32Array | undefined, n: number, first: number, last: nu
 
 /** A typed array whose allocation failure names the options that asked for it, not just the engine's limit. */
 function allocInt32(length: number, p: PatternShape, g: Grid): Int32Array {
-  try {
-    return new Int32Array(length);
-  } catch (e) {
-    throw new RangeError(`options.seqLenQ (${p.seqLenQ}), options.batch (${g.batch}) and options.heads (${g.heads}) need a mask of ${length} int32 entries, ` +
-      `which cannot be allocated (${(e as Error).message})`);
-  }
+  return allocateNamed(`a mask of ${length} int32 entries (options.seqLenQ ${p.seqLenQ}, options.batch ${g.batch}, options.heads ${g.heads})`,
+    () => new Int32Array(length));
 }
 
 function checkCausal(value: unknown): boolean {

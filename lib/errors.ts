@@ -25,6 +25,22 @@ export function checkFloat32(value: unknown, name: string): number {
   return x;
 }
 
+/**
+ * Runs `allocate`, rethrowing a RangeError it throws (too many elements, out of memory, an engine's
+ * array limit) as one that names `what`: the options that set the size, which the caller passed,
+ * not the shape or byte count the allocator names. @internal
+ */
+export function allocateNamed<T>(what: string, allocate: () => T): T {
+  try {
+    return allocate();
+  } catch (e) {
+    // By name, not instanceof: the native allocator's errors may come from another realm.
+    const err = e as { name?: unknown; message?: unknown } | null;
+    if (err?.name === 'RangeError') throw new RangeError(`cannot allocate ${what}: ${String(err.message)}`);
+    throw e;
+  }
+}
+
 /** @internal */
 export function checkBoolean(value: unknown, name: string): boolean {
   if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(value)}`);

@@ -5,7 +5,7 @@
  * @internal
  */
 import { checkDevice, defaultDevice, Device } from './device';
-import { checkInteger, describe } from './errors';
+import { allocateNamed, checkInteger, describe } from './errors';
 import { native } from './native';
 import { Tensor } from './tensor';
 
@@ -90,7 +90,7 @@ export class PageTable {
     this.maxSequences = o.maxSequences;
     this.maxSequenceLength = o.maxSequenceLength;
     this.maxPagesPerSequence = o.maxPagesPerSequence;
-    this.blockTable = allocateSized(`${o.maxSequences} rows (options.maxSequences) of ${o.maxPagesPerSequence} pages (options.maxSequenceLength / options.pageSize)`,
+    this.blockTable = allocateNamed(`${o.maxSequences} rows (options.maxSequences) of ${o.maxPagesPerSequence} pages (options.maxSequenceLength / options.pageSize)`,
       () => Tensor.full([this.maxSequences, this.maxPagesPerSequence], 0, { dtype: 'int32', device: o.device }));
     this.refCount = new Int32Array(Math.min(this.capacityPages, 1024));
     // A stack, popped from the end: low rows first.
@@ -365,22 +365,6 @@ export function checkPageGeometry(o: Record<string, unknown>, owner: string, def
 }
 
 /**
- * Runs `allocate` (a tensor whose size follows from the options), rethrowing a RangeError it
- * throws (more than 2^48 elements, out of host memory) with the options that made the size: the
- * caller never passed the shape the allocator names.
- */
-function allocateSized(what: string, allocate: () => Tensor): Tensor {
-  try {
-    return allocate();
-  } catch (e) {
-    // By name, not instanceof: the native allocator's errors may come from another realm.
-    const err = e as { name?: unknown; message?: unknown } | null;
-    if (err?.name === 'RangeError') throw new RangeError(`cannot allocate ${what}: ${String(err.message)}`);
-    throw e;
-  }
-}
-
-/**
  * What every paged cache does with its sequences and pages, through one {@link PageTable}: the
  * caches add only what their pages hold. @internal
  */
@@ -411,7 +395,7 @@ export abstract class PagedSequences {
    * RangeError naming options.capacityPages.
    */
   protected allocatePages(allocate: () => Tensor): Tensor {
-    return allocateSized(`${this.capacityPages} pages (options.capacityPages)`, allocate);
+    return allocateNamed(`${this.capacityPages} pages (options.capacityPages)`, allocate);
   }
 
   /** Block tables `[maxSequences, maxPagesPerSequence]` int32 on the device. @internal */

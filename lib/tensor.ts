@@ -46,8 +46,7 @@ function product(shape: readonly number[]): number {
 function parseOptions(options: unknown, name: string): { dtype: DType; device: Device } {
   if (options === undefined) return { dtype: 'f32', device: 'cpu' };
   const o = checkObject(options, name);
-  for (const key of Object.keys(o))
-    if (key !== 'dtype' && key !== 'device') throw new TypeError(`${name}.${key} is not a known option (known: dtype, device)`);
+  checkKeys(o, ['dtype', 'device'], name);
   return {
     dtype: o.dtype === undefined ? 'f32' : checkDType(o.dtype, `${name}.dtype`),
     device: o.device === undefined ? 'cpu' : checkDevice(o.device, `${name}.device`),
