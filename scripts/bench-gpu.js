@@ -6,8 +6,8 @@
 //         page size 16 and 256, timed by CUDA events around back-to-back launches (no JS overhead).
 // mla (only with --only mla): MLA decode over PagedLatentCache, batch 64, heads {16,128}, context
 //         {4k..32k}, bf16 and fp8 caches, page 64; latent cache TB/s and TFLOP/s. bf16 at 128 heads
-//         runs twice: the default dispatch ('auto': the sm_90a wgmma kernel on Hopper) and the
-//         mma.sync kernel ('mma', the forceMma hook).
+//         and fp8 run twice: the default dispatch ('auto': the sm_90a wgmma kernel on Hopper) and
+//         the mma.sync kernel ('mma', the forceMma hook).
 // sparse (only with --only sparse): block-sparse forward at 16k (d128, bf16, 16 heads) with masks of
 //         density 100/50/25/10% vs dense, and top-k decode (1/8 of the pages) vs full decode at 32k,
 //         with the selection alone and the decode alone timed too, for summaries over every channel
@@ -226,7 +226,7 @@ async function mla() {
   for (const heads of [16, 128])
     for (const context of quick ? [8192] : [4096, 8192, 16384, 32768])
       for (const dtype of ['bf16', 'fp8e4m3'])
-        for (const kernel of dtype === 'bf16' && heads >= 32 ? ['auto', 'mma'] : ['auto']) {
+        for (const kernel of dtype === 'fp8e4m3' || heads >= 32 ? ['auto', 'mma'] : ['auto']) {
           const r = await mlaCase(heads, context, dtype, kernel);
           process.stderr.write(
             `mla ${dtype} ${kernel} heads ${heads} context ${context}: ${(r.ms * 1000).toFixed(1)} us, ${r.tbps.toFixed(2)} TB/s, ${r.tflops.toFixed(0)} TFLOP/s\n`);

@@ -57,16 +57,16 @@ if ours.get("mla") and peer.get("mla"):
     print("\nMLA decode (absorbed weights), batch 64, page 64; TB/s = 576-wide latent rows read once / kernel time;")
     print("TFLOP/s = 2 * (576 + 512) per head per token; torch runs the same computation on a contiguous bf16 latent tensor.\n")
     print("'mma' = the mma.sync kernel (forceMma hook) where the default is the sm_90a wgmma one.\n")
-    print("| heads | context | bf16 µs | bf16 TB/s | bf16 TFLOP/s | mma µs | mma TFLOP/s | fp8 µs | fp8 TB/s | torch eager TB/s | SDPA-eff TB/s | bf16 vs eager | bf16 vs SDPA-eff |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| heads | context | bf16 µs | bf16 TB/s | bf16 TFLOP/s | mma µs | mma TFLOP/s | fp8 µs | fp8 TB/s | fp8 mma µs | bf16 / fp8 time | torch eager TB/s | SDPA-eff TB/s | bf16 vs eager | bf16 vs SDPA-eff |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (h, ctx), m in mine.items():
         p = pm.get((h, ctx), {})
-        b, f, mm = m.get("bf16", {}), m.get("fp8e4m3", {}), m.get("bf16-mma", {})
+        b, f, mm, fm = m.get("bf16", {}), m.get("fp8e4m3", {}), m.get("bf16-mma", {}), m.get("fp8e4m3-mma", {})
         e, s = p.get("eager", {}).get("tbps"), p.get("sdpa-efficient", {}).get("tbps")
         fmt = lambda x, d=2: f"{x:.{d}f}" if x else "n/a"
         ratio = lambda x: f"{b['tbps'] / x:.2f}x" if x and b.get("tbps") else "n/a"
         mm_us = f"{mm['ms'] * 1000:.1f}" if mm.get("ms") else "n/a"
-        print(f"| {h} | {ctx} | {b.get('ms', 0) * 1000:.1f} | {fmt(b.get('tbps'))} | {fmt(b.get('tflops'), 0)} | {mm_us} | {fmt(mm.get('tflops'), 0)} | {f.get('ms', 0) * 1000:.1f} | {fmt(f.get('tbps'))} | {fmt(e)} | {fmt(s)} | {ratio(e)} | {ratio(s)} |")
+        print(f"| {h} | {ctx} | {b.get('ms', 0) * 1000:.1f} | {fmt(b.get('tbps'))} | {fmt(b.get('tflops'), 0)} | {mm_us} | {fmt(mm.get('tflops'), 0)} | {f.get('ms', 0) * 1000:.1f} | {fmt(f.get('tbps'))} | {fm.get('ms', 0) * 1000:.1f} | {b['ms'] / f['ms'] if b.get('ms') and f.get('ms') else 0:.2f}x | {fmt(e)} | {fmt(s)} | {ratio(e)} | {ratio(s)} |")
 if ours.get("sparse") and peer.get("sparse") and ours["sparse"].get("forward") and peer["sparse"].get("forward"):
     of, pf = ours["sparse"]["forward"], peer["sparse"]["forward"]
     pm = {r["mask"]: r for r in pf.get("rows", [])}

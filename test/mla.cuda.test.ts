@@ -82,26 +82,29 @@ describeCuda('CUDA MLA: prefill, fork, fp8 rounding, lifetimes', () => {
   });
 });
 
-// On Hopper the bf16 cache with 64 rows per CTA and pages of 16+ keys runs the sm_90a wgmma kernel
-// (csrc/cuda/mla/decode_sm90.cuh); the forceMma hook runs the mma.sync kernel. Both against
-// float64: partial last tiles (unwritten page slots), page pieces of 16 and 32 keys, whole-page
-// tiles, splits, prefill rows spanning CTAs, non-causal, softcap. Elsewhere both runs take the same kernel.
+// On Hopper the 64-rows-per-CTA cases (and every fp8 cache) over pages of 16+ keys run the sm_90a
+// wgmma kernel (csrc/cuda/mla/decode_sm90.cuh); the forceMma hook runs the mma.sync kernel. Both
+// against float64: partial last tiles (unwritten page slots), page pieces of 16 and 32 keys,
+// whole-page tiles, splits, prefill rows spanning CTAs, non-causal, softcap. Elsewhere both runs
+// take the same kernel.
 describeCuda('CUDA MLA: the wgmma (sm_90a) and mma.sync decode kernels both match float64', () => {
-  for (const kernel of ['auto', 'mma'] as const) {
-    for (const pageSize of [16, 32, 64]) {
-      test(`${kernel} kernel, bf16 page ${pageSize}, 128 heads: 1, 63, 65, 700, 2105 keys, splits, prefill, softcap`, async () => {
-        const internals = { forceMma: kernel === 'mma' };
-        const shadow = new ShadowLatentCache(makeLatentCache('cuda:0', 'bf16', { pageSize, layers: 1, capacityPages: Math.ceil(3200 / pageSize) + 64 }));
-        const seqs = [shadow.add(), shadow.add(), shadow.add(), shadow.add(), shadow.add()];
-        await shadow.append(seqs, 0, [1, 63, 65, 700, 2100]);
-        await shadow.append(seqs.slice(4), 0, [5], { splitRope: true });
-        for (const numSplits of [undefined, 1, 3, 16]) expectWithin(await shadow.checkAbsorbed(seqs, 0, 128, { numSplits }, internals), 'bf16');
-        const two = seqs.slice(3);
-        expectWithin(await shadow.checkAbsorbed(two, 0, 128, { queryCounts: [3, 17] }, internals), 'bf16');
-        expectWithin(await shadow.checkAbsorbed(two, 0, 16, { queryCounts: [9, 40], numSplits: 2 }, internals), 'bf16');
-        expectWithin(await shadow.checkAbsorbed(two, 0, 128, { queryCounts: [2, 5], causal: false }, internals), 'bf16');
-        expectWithin(await shadow.checkAbsorbed(two, 0, 128, { softcap: 2, scale: 0.2, numSplits: 3 }, internals), 'bf16');
-      }, 300_000);
+  for (const dtype of ['bf16', 'fp8e4m3'] as const) {
+    for (const kernel of ['auto', 'mma'] as const) {
+      for (const pageSize of dtype === 'bf16' ? [16, 32, 64] : [16, 64]) {
+        test(`${kernel} kernel, ${dtype} page ${pageSize}, 128 heads: 1, 63, 65, 700, 2105 keys, splits, prefill, softcap`, async () => {
+          const internals = { forceMma: kernel === 'mma' };
+          const shadow = new ShadowLatentCache(makeLatentCache('cuda:0', dtype, { pageSize, layers: 1, capacityPages: Math.ceil(3200 / pageSize) + 64 }));
+          const seqs = [shadow.add(), shadow.add(), shadow.add(), shadow.add(), shadow.add()];
+          await shadow.append(seqs, 0, [1, 63, 65, 700, 2100]);
+          await shadow.append(seqs.slice(4), 0, [5], { splitRope: true });
+          for (const numSplits of [undefined, 1, 3, 16]) expectWithin(await shadow.checkAbsorbed(seqs, 0, 128, { numSplits }, internals), dtype);
+          const two = seqs.slice(3);
+          expectWithin(await shadow.checkAbsorbed(two, 0, 128, { queryCounts: [3, 17] }, internals), dtype);
+          expectWithin(await shadow.checkAbsorbed(two, 0, 16, { queryCounts: [9, 40], numSplits: 2 }, internals), dtype);
+          expectWithin(await shadow.checkAbsorbed(two, 0, 128, { queryCounts: [2, 5], causal: false }, internals), dtype);
+          expectWithin(await shadow.checkAbsorbed(two, 0, 128, { softcap: 2, scale: 0.2, numSplits: 3 }, internals), dtype);
+        }, 300_000);
+      }
     }
   }
 });

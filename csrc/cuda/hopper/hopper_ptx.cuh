@@ -87,6 +87,14 @@ __device__ __forceinline__ void tmaLoad3d(uint32_t dst, const CUtensorMap* map, 
       : "memory");
 }
 
+// A plain (non-tensor) bulk copy of `bytes` contiguous bytes, counted on `bar`: both addresses and
+// `bytes` are multiples of 16.
+__device__ __forceinline__ void bulkLoad(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(reinterpret_cast<uint64_t>(src)), "r"(bytes), "r"(bar)
+               : "memory");
+}
+
 __device__ __forceinline__ void prefetchTensorMap(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }

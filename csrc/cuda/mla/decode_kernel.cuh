@@ -16,12 +16,12 @@
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "../check.h"
+#include "../common/fp8_convert.cuh"
 #include "../common/ptx.cuh"
 #include "../common/stage_ring.cuh"
 #include "cta_range.cuh"
@@ -61,8 +61,7 @@ __device__ __forceinline__ uint32_t swzP(int row, int chunk) {
 
 // Two e4m3 (low byte first) -> two bf16 packed (low first). Exact: every e4m3 value is a bf16.
 __device__ __forceinline__ uint32_t fp8x2ToBf16x2(uint32_t two) {
-  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(two & 0xffffu), __NV_E4M3);
-  const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&h));
+  const float2 f = e4m3x2ToFloat2(two);
   return ElemTraits<__nv_bfloat16>::pack(f.x, f.y);
 }
 

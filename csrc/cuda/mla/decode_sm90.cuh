@@ -1,4 +1,4 @@
-// The Hopper (sm_90a) MLA decode / prefill kernel: bf16 cache, M = 64 rows per CTA. Shape and
+// The Hopper (sm_90a) MLA decode / prefill kernel: bf16 or fp8 cache, M = 64 rows per CTA. Shape and
 // shared-memory plan in decode_sm90.h; semantics (masks, softcap, lse, splits) as decode_kernel.cuh.
 //
 // The two consumers take the 32-key tiles in turn. Per own tile t, consumer w:
@@ -26,6 +26,7 @@
 
 #include <cstdint>
 
+#include "../common/fp8_convert.cuh"
 #include "../common/lazy_max.cuh"
 #include "../common/ptx.cuh"
 #include "../hopper/hopper_ptx.cuh"
@@ -38,9 +39,9 @@ namespace attn::cuda::mla::sm90 {
 
 struct KernelArgs {
   MlaArgs a;
-  CUtensorMap kv;  // 3-D {576, kv rows, 1}, box {64, box_rows, 1}, 128-byte swizzle
-  int box_rows;    // rows per TMA copy: min(page_size, 32), one page piece
-  int oob_row;     // a row past the map's extent: TMA fills its box with zeros
+  CUtensorMap kv;  // bf16: 3-D {576, kv rows, 1}, box {64, box_rows, 1}, 128-byte swizzle
+  int box_rows;    // bf16: rows per TMA copy: min(page_size, 32), one page piece
+  int oob_row;     // bf16: a row past the map's extent: TMA fills its box with zeros
 };
 
 // Byte offset of the 16-byte unit `unit` (0..7) of row r in a 128-byte-swizzled chunk (1024-byte
@@ -49,15 +50,88 @@ __device__ __forceinline__ uint32_t swz128(int r, int unit) { return static_cast
 
 // Named barriers: kBarM0 + w: consumer w's m_t and alpha_t are out; kBarP0 + 2 w + (t / 2) % 2: its
 // P_t is out (two ids, as w may publish P_{t+2} before the other consumer has waited for P_t).
-constexpr int kBarQ = 1, kBarEx = 2, kBarM0 = 3, kBarP0 = 5;
+// kBarSlots: (fp8) the producer warpgroup is done reading the e4m3 slots of a tile.
+constexpr int kBarQ = 1, kBarEx = 2, kBarM0 = 3, kBarP0 = 5, kBarSlots = 9;
 
 // Byte offset of the 16-byte unit `unit` (0..3) of row r in a 64-byte-swizzled K-major tile
 // (CU_TENSOR_MAP_SWIZZLE_64B: address bits [4, 6) ^= bits [7, 9)).
 __device__ __forceinline__ uint32_t swz64(int r, int unit) { return static_cast<uint32_t>(r * 64 + ((unit ^ ((r >> 1) & 3)) << 4)); }
 
+// Two e4m3 (the low 16 bits of `two`) times the row's scale -> bf16x2: the fp8 cache's values,
+// rounded once.
+__device__ __forceinline__ uint32_t scaledBf16x2(uint32_t two, float scale) {
+  const float2 f = e4m3x2ToFloat2(two);
+  return ElemTraits<__nv_bfloat16>::pack(f.x * scale, f.y * scale);
+}
+
+// (fp8) The producer warpgroup. Thread 0 bulk-copies the 16-key e4m3 pieces of tile t + 2 (rows of
+// one page, contiguous in the pool) and their scales into the slots of tile t once all 128 threads
+// have written tile t into its stage as bf16. Pieces past the split's end are neither copied nor
+// written: the consumers mask their keys' scores and zero their V rows, as for unwritten slots.
+template <int kStages, typename BarFull, typename BarEmpty, typename StageOf>
+__device__ __forceinline__ void produceFp8Tiles(const MlaArgs& a, const MlaCta& cta, uint32_t s_slots, uint32_t s_scales, uint32_t bar_slots,
+                                                BarFull barFull, BarEmpty barEmpty, StageOf stageOf) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using namespace hopper;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int table_row = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + cta.b) : cta.b;
+  const int32_t* bt = a.block_table + static_cast<int64_t>(table_row) * a.block_table_stride;
+  const int page_mask = (1 << a.page_shift) - 1;
+  const auto* pages = static_cast<const uint8_t*>(a.pages);
+  const auto live = [&](int it, int h) { return cta.kbeg + it * kTileKeys + h * kPieceKeys < cta.kend; };
+  const auto slotBar = [&](int piece) { return bar_slots + 8 * (piece % kSlots8); };
+  const auto issue = [&](int it) {
+    for (int h = 0; h < 2; ++h) {
+      if (!live(it, h)) continue;
+      const int key = cta.kbeg + it * kTileKeys + h * kPieceKeys;
+      const int piece = 2 * it + h;
+      const int64_t row = (static_cast<int64_t>(__ldg(bt + (key >> a.page_shift))) << a.page_shift) + (key & page_mask);
+      mbarArriveExpectTx(slotBar(piece), kPieceBytes + kPieceScaleBytes);
+      bulkLoad(s_slots + (piece % kSlots8) * kPieceBytes, pages + row * kMlaRow, kPieceBytes, slotBar(piece));
+      bulkLoad(s_scales + (piece % kSlots8) * kPieceScaleBytes, a.scales + row * 2, kPieceScaleBytes, slotBar(piece));
+    }
+  };
+  if (tid == 0) {
+    issue(0);
+    if (cta.ntiles > 1) issue(1);
+  }
+  for (int it = 0; it < cta.ntiles; ++it) {
+    if (it >= kStages) mbarWait(barEmpty(it % kStages), ((it / kStages) - 1) & 1);
+    for (int h = 0; h < 2; ++h)
+      if (live(it, h)) mbarWait(slotBar(2 * it + h), ((2 * it + h) / kSlots8) & 1);
+    // 36 jobs (64-column chunk c, 8-row group), 9 per warp; lane -> row 8 group + lane / 4, 16
+    // columns 64 c + 16 (lane % 4): the e4m3 reads and the swizzled bf16 writes each take the 4
+    // wavefronts a warp's 512-byte access needs. Unrolled by 3: fully, the 40-register warpgroup
+    // spills.
+#pragma unroll 3
+    for (int i = 0; i < 9; ++i) {
+      const int j = warp + 4 * i;
+      const int c = j >> 2, r = (j & 3) * 8 + (lane >> 2), quarter = lane & 3;
+      const int h = r >> 4;  // uniform over the warp
+      if (!live(it, h)) continue;
+      const int slot = (2 * it + h) % kSlots8;
+      const uint4 raw = ldShared128(s_slots + slot * kPieceBytes + (r & 15) * kMlaRow + (4 * c + quarter) * 16);
+      const float sc = __uint_as_float(ldShared32(s_scales + slot * kPieceScaleBytes + (r & 15) * 8 + (c == kChunks - 1 ? 4 : 0)));
+      const uint32_t dst = stageOf(it) + c * kChunkBytes;
+      stShared128(dst + swz128(r, 2 * quarter),
+                  make_uint4(scaledBf16x2(raw.x, sc), scaledBf16x2(raw.x >> 16, sc), scaledBf16x2(raw.y, sc), scaledBf16x2(raw.y >> 16, sc)));
+      stShared128(dst + swz128(r, 2 * quarter + 1),
+                  make_uint4(scaledBf16x2(raw.z, sc), scaledBf16x2(raw.z >> 16, sc), scaledBf16x2(raw.w, sc), scaledBf16x2(raw.w >> 16, sc)));
+    }
+    fenceProxyAsync();
+    mbarArrive(barFull(it % kStages));
+    namedBarrierSync(kBarSlots, 128);  // every thread is done with tile it's slots
+    if (tid == 0 && it + 2 < cta.ntiles) issue(it + 2);
+  }
+#endif  // __CUDA_ARCH_FEAT_SM90_ALL
+}
+
+template <bool kFp8>
 __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_constant__ KernelArgs args) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace hopper;
+  using P = Plan<kFp8>;
+  constexpr int kStages = P::kStages;
   using T = __nv_bfloat16;
   const float kNegInf = __int_as_float(static_cast<int>(0xff800000u));
   const MlaArgs& a = args.a;
@@ -67,11 +141,11 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
   const uint32_t base = (raw_base + 1023) & ~1023u;
   const uint32_t sQ = base;
   const uint32_t sKV = base + kOffKV;
-  float* s_max = reinterpret_cast<float*>(smem + (base - raw_base) + kOffMax);      // [tile parity][64]
-  float* s_alpha = reinterpret_cast<float*>(smem + (base - raw_base) + kOffAlpha);  // [tile parity][64]
-  float* s_sum = reinterpret_cast<float*>(smem + (base - raw_base) + kOffSum);      // [consumer][64]
-  const auto barFull = [&](int s) { return base + kOffBar + 8 * s; };
-  const auto barEmpty = [&](int s) { return base + kOffBar + 8 * (kStages + s); };
+  float* s_max = reinterpret_cast<float*>(smem + (base - raw_base) + P::kOffMax);      // [tile parity][64]
+  float* s_alpha = reinterpret_cast<float*>(smem + (base - raw_base) + P::kOffAlpha);  // [tile parity][64]
+  float* s_sum = reinterpret_cast<float*>(smem + (base - raw_base) + P::kOffSum);      // [consumer][64]
+  const auto barFull = [&](int s) { return base + P::kOffBar + 8 * s; };
+  const auto barEmpty = [&](int s) { return base + P::kOffBar + 8 * (kStages + s); };
   const auto stageOf = [&](int it) { return sKV + (it % kStages) * kTileBytes; };
 
   if (a.num_splits > 1) launchDependents();
@@ -84,9 +158,10 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
 
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
-      mbarInit(barFull(s), 1);
+      mbarInit(barFull(s), kFp8 ? 128 : 1);  // fp8: every producer thread, after its part of the tile
       mbarInit(barEmpty(s), 8);  // one arrival per consumer warp, after its P V of the tile
     }
+    for (int s = 0; s < (kFp8 ? kSlots8 : 0); ++s) mbarInit(base + P::kOffBar + 8 * (2 * kStages + s), 1);
     fenceBarrierInit();
   }
   __syncthreads();
@@ -95,9 +170,12 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
   // and the stage addresses then sit in uniform registers, where S's descriptors are built.
   const int wg = __shfl_sync(0xffffffffu, tid / 128, 0);
   if (wg == 0) {
-    // ---- producer: one thread, tile t into stage t % 4 ----
     setMaxRegsDec<40>();
-    if (tid == 0 && ntiles > 0) {
+    if constexpr (kFp8) {
+      if (ntiles > 0) produceFp8Tiles<kStages>(a, cta, base + P::kOffStage8, base + P::kOffScale8, base + P::kOffBar + 8 * (2 * kStages), barFull,
+                                               barEmpty, stageOf);
+    } else if (tid == 0 && ntiles > 0) {
+      // ---- one thread: tile t into stage t % 4 by TMA ----
       prefetchTensorMap(&args.kv);
       const int table_row = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + b) : b;
       const int32_t* bt = a.block_table + static_cast<int64_t>(table_row) * a.block_table_stride;

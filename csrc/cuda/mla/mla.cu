@@ -49,11 +49,26 @@ bool isFp8(const MlaAttnParams& p) { return p.cache.dtype == DType::FP8E4M3; }
 
 int64_t rowsPerSequence(const MlaAttnParams& p) { return (p.cu_seqlens_q ? std::max(p.max_seqlen_q, 0) : 1) * static_cast<int64_t>(p.heads); }
 
+int64_t kvRows(const MlaAttnParams& p) { return p.cache.num_pages * static_cast<int64_t>(p.cache.page_size); }
+
+// Whether the wgmma kernel (decode_sm90.h) can run this call at 64 rows per CTA: an sm_90 device
+// whose build has the sm_90a image, pages of 16 keys or more, a pool whose rows fit the TMA map's
+// int32 coordinates, (fp8) 16-byte aligned scales for the bulk copies. MlaAttnParams::force_mma
+// (tests, benchmarks) forces the mma.sync kernel.
+bool sm90Fits(const MlaAttnParams& p, const DeviceLimits& d) {
+  if (p.force_mma) return false;
+  const int64_t rows = kvRows(p);
+  return d.cc == 90 && p.cache.page_size >= mla::sm90::kMinPageSize && rows > 0 && rows <= INT_MAX - mla::sm90::kTileKeys &&
+         d.optin >= mla::sm90::smemBytes(isFp8(p)) && (!isFp8(p) || aligned(p.cache.scales, 16)) && mla::sm90::decodeAvailable();
+}
+
 // 64 rows per CTA once a sequence has 32 (query, head) rows or more and the device fits it
 // (not sm_86/89's 99 KB); 16 otherwise: padding 16 heads to 64 would quadruple the MMA work of
-// the memory-bound case.
-int rowsPerCta(const MlaAttnParams& p, int optin) {
-  return rowsPerSequence(p) >= 32 && mla::smemBytes(64, isFp8(p), 2) <= optin ? 64 : 16;
+// the memory-bound case. An fp8 cache takes 64 (the wgmma kernel) wherever that kernel runs: the
+// mma.sync kernel's fp8 path is slower than its bf16 one (run 83).
+int rowsPerCta(const MlaAttnParams& p, const DeviceLimits& d) {
+  if (isFp8(p) && sm90Fits(p, d)) return 64;
+  return rowsPerSequence(p) >= 32 && mla::smemBytes(64, isFp8(p), 2) <= d.optin ? 64 : 16;
 }
 
 int64_t mblocksOf(const MlaAttnParams& p, int m) { return (rowsPerSequence(p) + m - 1) / m; }
@@ -67,18 +82,8 @@ int stagesFor(int m, bool fp8, int ctas, const DeviceLimits& d) {
   return 0;
 }
 
-int64_t kvRows(const MlaAttnParams& p) { return p.cache.num_pages * static_cast<int64_t>(p.cache.page_size); }
-
-// The wgmma kernel (decode_sm90.h) takes the compute-bound case on an sm_90 device whose build has
-// its sm_90a image: bf16 cache, 64 rows per CTA, pages of 16 keys or more, a pool whose rows fit
-// the TMA map's int32 coordinates. MlaAttnParams::force_mma (tests, benchmarks) forces the
-// mma.sync kernel.
-bool useSm90(const MlaAttnParams& p, int m, const DeviceLimits& d) {
-  if (p.force_mma) return false;
-  const int64_t rows = kvRows(p);
-  return d.cc == 90 && !isFp8(p) && m == 64 && p.cache.page_size >= mla::sm90::kMinPageSize && rows > 0 &&
-         rows <= INT_MAX - mla::sm90::kTileKeys && d.optin >= mla::sm90::kSmemBytes && mla::sm90::decodeAvailable();
-}
+// The wgmma kernel (decode_sm90.h) takes the 64-row CTAs where it fits; the mma.sync kernel the rest.
+bool useSm90(const MlaAttnParams& p, int m, const DeviceLimits& d) { return m == 64 && sm90Fits(p, d); }
 
 }  // namespace
 
@@ -106,7 +111,7 @@ bool mlaAttentionSupported(const MlaAttnParams& p, std::string* why) {
   if (stagesFor(16, isFp8(p), 1, d) == 0)
     return fail("the kernel needs " + std::to_string(mla::smemBytes(16, isFp8(p), 2)) + " bytes of shared memory per block, the device allows " +
                 std::to_string(d.optin));
-  if (static_cast<int64_t>(p.batch) * mblocksOf(p, rowsPerCta(p, d.optin)) > INT_MAX) return fail("grid too large");
+  if (static_cast<int64_t>(p.batch) * mblocksOf(p, rowsPerCta(p, d)) > INT_MAX) return fail("grid too large");
   if (why) why->clear();
   return true;
 }
@@ -115,7 +120,7 @@ int mlaChooseSplits(const MlaAttnParams& p, int num_sms) {
   if (p.batch <= 0 || num_sms <= 0) return 1;
   const int max_splits = paged::maxSplitsByLength(p.max_seqlen_k, mla::kMinKeysPerSplit, mla::kMaxAutoSplits);
   if (max_splits <= 1) return 1;
-  const int64_t units = static_cast<int64_t>(p.batch) * mblocksOf(p, rowsPerCta(p, deviceLimits().optin));
+  const int64_t units = static_cast<int64_t>(p.batch) * mblocksOf(p, rowsPerCta(p, deviceLimits()));
   // A wave is one CTA per SM.
   return paged::waveBalancedSplits(units, max_splits, num_sms, num_sms, 0.85);
 }
@@ -136,7 +141,7 @@ void mlaAttention(const MlaAttnParams& p, cudaStream_t stream) {
   const int splits = paged::resolveSplits("mlaDecode", p.num_splits, [&] { return mlaChooseSplits(p, d.sms); }, per_split, p.workspace,
                                            p.workspace_floats);
 
-  const int m = rowsPerCta(p, d.optin);
+  const int m = rowsPerCta(p, d);
   mla::MlaArgs a{};
   setQueryArgs(a, p);
   mla::setCacheArgs(a, p.cache);
@@ -153,7 +158,7 @@ void mlaAttention(const MlaAttnParams& p, cudaStream_t stream) {
 
   const unsigned grid_x = static_cast<unsigned>(static_cast<int64_t>(p.batch) * a.mblocks);
   if (useSm90(p, m, d)) {
-    mla::sm90::launchDecode(a, kvRows(p), p.cache.page_size, grid_x, stream);
+    mla::sm90::launchDecode(fp8, a, kvRows(p), p.cache.page_size, grid_x, stream);
   } else {
     // One CTA per SM (deep pipeline) when the grid fits the SMs; otherwise two share an SM if they fit.
     const bool crowded = static_cast<int64_t>(grid_x) * splits > d.sms;

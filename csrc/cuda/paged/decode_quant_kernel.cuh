@@ -24,7 +24,6 @@
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <climits>
@@ -32,6 +31,7 @@
 #include <type_traits>
 
 #include "../check.h"
+#include "../common/fp8_convert.cuh"
 #include "../common/ptx.cuh"
 #include "../common/stage_ring.cuh"
 #include "paged_internal.h"
@@ -61,10 +61,8 @@ __device__ __forceinline__ uint2 ldShared64(uint32_t addr) {
 template <bool kFp8>
 __device__ __forceinline__ void widen4(uint32_t x, uint32_t& lo, uint32_t& hi) {
   if constexpr (kFp8) {
-    const __half2_raw a = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(x & 0xffffu), __NV_E4M3);
-    const __half2_raw b = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(x >> 16), __NV_E4M3);
-    lo = static_cast<uint32_t>(a.x) | (static_cast<uint32_t>(a.y) << 16);
-    hi = static_cast<uint32_t>(b.x) | (static_cast<uint32_t>(b.y) << 16);
+    lo = e4m3x2ToHalf2Bits(x);
+    hi = e4m3x2ToHalf2Bits(x >> 16);
   } else {
     // x + 128 as the mantissa of f16 1024 (0x6400): 1152 + x exactly, minus 1152.
     const uint32_t u = x ^ 0x80808080u;
