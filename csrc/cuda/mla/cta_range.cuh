@@ -23,6 +23,12 @@ struct MlaCta {
   }
 };
 
+// Sequence b's row of the block table: its page numbers.
+__device__ __forceinline__ const int32_t* mlaPagesOf(const MlaArgs& a, int b) {
+  const int table_row = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + b) : b;
+  return a.block_table + static_cast<int64_t>(table_row) * a.block_table_stride;
+}
+
 // False when the CTA has no rows (uniform over the CTA). The key range is the union of its rows'
 // (the last row sees the most keys), cut into num_splits tile-aligned chunks.
 template <int M, int kTile>

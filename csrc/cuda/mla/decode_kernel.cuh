@@ -135,8 +135,7 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeKernel(const MlaArgs a) 
 
   // Loads: thread (ld_row, ld_sub) copies chunks ld_sub + 8 i of key row ld_row of each tile.
   const int ld_row = tid >> 3, ld_sub = tid & 7;
-  const int table_row = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + b) : b;
-  const int32_t* bt = a.block_table + static_cast<int64_t>(table_row) * a.block_table_stride;
+  const int32_t* bt = mlaPagesOf(a, b);
   const int page_mask = (1 << a.page_shift) - 1;
   auto lookup = [&](int tile) {
     const int key = kbeg + tile * N + ld_row;

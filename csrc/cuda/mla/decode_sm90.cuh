@@ -74,8 +74,7 @@ __device__ __forceinline__ void produceFp8Tiles(const MlaArgs& a, const MlaCta& 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace hopper;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int table_row = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + cta.b) : cta.b;
-  const int32_t* bt = a.block_table + static_cast<int64_t>(table_row) * a.block_table_stride;
+  const int32_t* bt = mlaPagesOf(a, cta.b);
   const int page_mask = (1 << a.page_shift) - 1;
   const auto* pages = static_cast<const uint8_t*>(a.pages);
   const auto live = [&](int it, int h) { return cta.kbeg + it * kTileKeys + h * kPieceKeys < cta.kend; };
@@ -146,6 +145,7 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
   float* s_sum = reinterpret_cast<float*>(smem + (base - raw_base) + P::kOffSum);      // [consumer][64]
   const auto barFull = [&](int s) { return base + P::kOffBar + 8 * s; };
   const auto barEmpty = [&](int s) { return base + P::kOffBar + 8 * (kStages + s); };
+  const auto barSlot = [&](int s) { return base + P::kOffBar + 8 * (2 * kStages + s); };  // fp8: e4m3 slot s landed
   const auto stageOf = [&](int it) { return sKV + (it % kStages) * kTileBytes; };
 
   if (a.num_splits > 1) launchDependents();
@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
       mbarInit(barFull(s), kFp8 ? 128 : 1);  // fp8: every producer thread, after its part of the tile
       mbarInit(barEmpty(s), 8);  // one arrival per consumer warp, after its P V of the tile
     }
-    for (int s = 0; s < (kFp8 ? kSlots8 : 0); ++s) mbarInit(base + P::kOffBar + 8 * (2 * kStages + s), 1);
+    for (int s = 0; s < (kFp8 ? kSlots8 : 0); ++s) mbarInit(barSlot(s), 1);
     fenceBarrierInit();
   }
   __syncthreads();
@@ -172,13 +172,11 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
   if (wg == 0) {
     setMaxRegsDec<40>();
     if constexpr (kFp8) {
-      if (ntiles > 0) produceFp8Tiles<kStages>(a, cta, base + P::kOffStage8, base + P::kOffScale8, base + P::kOffBar + 8 * (2 * kStages), barFull,
-                                               barEmpty, stageOf);
+      if (ntiles > 0) produceFp8Tiles<kStages>(a, cta, base + P::kOffStage8, base + P::kOffScale8, barSlot(0), barFull, barEmpty, stageOf);
     } else if (tid == 0 && ntiles > 0) {
       // ---- one thread: tile t into stage t % 4 by TMA ----
       prefetchTensorMap(&args.kv);
-      const int table_row = a.block_table_rows != nullptr ? __ldg(a.block_table_rows + b) : b;
-      const int32_t* bt = a.block_table + static_cast<int64_t>(table_row) * a.block_table_stride;
+      const int32_t* bt = mlaPagesOf(a, b);
       const int box_rows = args.box_rows;       // min(page size, 32)
       const int pieces = kTileKeys / box_rows;  // 1 or 2
       const int page_mask = (1 << a.page_shift) - 1;
