@@ -58,6 +58,10 @@ function parseOptions(options: unknown, name: string): { dtype: DType; device: D
  * Ops enqueue work and return at once; {@link Tensor.toArray} resolves when the data is ready.
  * Memory is freed by {@link Tensor.dispose} (or `using`), or by the garbage collector as a fallback.
  */
+// Tensors this module built. `instanceof` also accepts objects made by Object.create(Tensor.prototype),
+// which have no storage: check() tells those apart with this brand instead of failing on undefined.
+const constructed = new WeakSet<object>();
+
 export class Tensor implements TensorDescriptor, Disposable {
   /** Where the data lives. */
   readonly device: Device;
@@ -86,6 +90,7 @@ export class Tensor implements TensorDescriptor, Disposable {
     this.strides = Object.freeze([...(strides ?? contiguousStrides(shape))]);
     this.offset = offset;
     this.layout = Float64Array.from([this.dtypeCode, offset, this.shape.length, ...this.shape, ...this.strides]);
+    constructed.add(this);
   }
 
   /** Copies host numbers into a new tensor of the given shape, converting to `dtype` natively. */
@@ -143,7 +148,7 @@ export class Tensor implements TensorDescriptor, Disposable {
 
   /** Whether dispose() has run (on this tensor or another view of its storage). */
   get disposed(): boolean {
-    return this.storage.released;
+    return this.made('tensor').storage.released;
   }
 
   /** Whether the elements are laid out densely in row-major order. */
@@ -158,7 +163,14 @@ export class Tensor implements TensorDescriptor, Disposable {
 
   /** Throws if disposed. @internal */
   check(name: string): this {
-    if (this.storage.released) throw new TypeError(`${name} has been disposed`);
+    if (this.made(name).storage.released) throw new TypeError(`${name} has been disposed`);
+    return this;
+  }
+
+  /** Throws unless a Tensor constructor built this object. @internal */
+  private made(name: string): this {
+    if (!constructed.has(this))
+      throw new TypeError(`${name} is not a tensor built by attn-cuda (Tensor.fromArray, empty, full, randn or a view of one); it has no storage`);
     return this;
   }
 
@@ -263,7 +275,7 @@ export class Tensor implements TensorDescriptor, Disposable {
 
   /** Frees the memory now. Every view sharing the storage becomes unusable. Idempotent. */
   dispose(): void {
-    this.storage.release();
+    this.made('tensor').storage.release();
   }
 
   /** Same as {@link Tensor.dispose}, for `using`. */
@@ -273,6 +285,7 @@ export class Tensor implements TensorDescriptor, Disposable {
 
   /** A short description: `Tensor(bf16, [2, 128, 8, 64], cuda:0)`. */
   toString(): string {
+    if (!constructed.has(this)) return 'Tensor(not built by attn-cuda)';
     return `Tensor(${this.dtype}, [${this.shape.join(', ')}], ${this.device}${this.disposed ? ', disposed' : ''})`;
   }
 }

@@ -11,6 +11,7 @@ describe('attention argument errors', () => {
 
   const cases: Array<[string, () => unknown, RegExp, 'TypeError' | 'RangeError']> = [
     ['q not a tensor', () => attention({} as never, k, v), /^q must be a Tensor/, 'TypeError'],
+    ['q from Object.create(Tensor.prototype)', () => attention(Object.create(Tensor.prototype) as Tensor, k, v), /^q is not a tensor built by attn-cuda/, 'TypeError'],
     ['k not a tensor', () => attention(q, null as never, v), /^k must be a Tensor/, 'TypeError'],
     ['dtype mismatch', () => attention(q, Tensor.randn([1, 8, 2, 16], { dtype: 'bf16' }), v), /k has dtype bf16/, 'TypeError'],
     ['rank', () => attention(Tensor.randn([8, 4, 16]), k, v), /q must be \[batch, seq, heads, headDim\]/, 'RangeError'],
@@ -38,6 +39,14 @@ describe('attention argument errors', () => {
     const d = Tensor.randn([1, 8, 4, 16]);
     d.dispose();
     expect(() => attention(d, k, v)).toThrow(/q has been disposed/);
+  });
+
+  test('an object that only shares the prototype gets the same error from every method', async () => {
+    const fake = Object.create(Tensor.prototype) as Tensor;
+    expect(String(fake)).toBe('Tensor(not built by attn-cuda)');
+    for (const use of [() => fake.dispose(), () => fake.disposed, () => fake.reshape([1]), () => fake.contiguous(), () => q.copyFrom(fake)])
+      expectThrows(use, 'TypeError', /is not a tensor built by attn-cuda/);
+    await expect(fake.toArray()).rejects.toThrow(/^tensor is not a tensor built by attn-cuda/);
   });
 
   test('disposing inputs right after enqueueing is safe', async () => {
