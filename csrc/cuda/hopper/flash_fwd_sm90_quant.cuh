@@ -316,7 +316,7 @@ __global__ void __launch_bounds__(T::kThreads, 1) quantFwdSm90Kernel(const __gri
 #pragma unroll
         for (int kk = 0; kk < T::kPSteps; ++kk) {
           const uint64_t db = descStep(dv, kk * 32);
-          wgmmaF16RSK<D>(o_flat, pa[kk], db, 1);
+          wgmmaRSK<__half, D>(o_flat, pa[kk], db, 1);
         }
       }
       wgmmaCommit();

@@ -7,7 +7,7 @@
 //   wgmmaS8RS / wgmmaE4m3RS: m64nNk32, A (s8 / e4m3) from registers in the mma.m16n8k32 A-fragment
 //            layout per warp, B from shared memory K-major (8-bit operands have no transposed form);
 //            s32 (exact) / f32 accumulators.
-//   wgmmaF16RSK: as wgmmaRS<__half> but B K-major (V^T stored [head dim, keys]).
+//   wgmmaRSK: as wgmmaRS but B K-major (V^T stored [head dim, keys]; K for S = Q K^T).
 // scale_d == 0 ignores the old accumulator (D = A * B). The accumulator layout per warp of the
 // warpgroup is that of mma.m16n8k16 tiled along N: d[4j .. 4j+3] is the j-th n8 tile.
 #pragma once
@@ -28,8 +28,8 @@ template <int N>
 __device__ void wgmmaS8RS(int32_t (&d)[N / 2], const uint32_t (&a)[4], uint64_t b, int scale_d);
 template <int N>
 __device__ void wgmmaE4m3RS(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b, int scale_d);
-template <int N>
-__device__ void wgmmaF16RSK(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b, int scale_d);
+template <typename Elem, int N>
+__device__ void wgmmaRSK(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b, int scale_d);
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
@@ -244,7 +244,7 @@ __device__ __forceinline__ void wgmmaE4m3RS<128>(float (&d)[64], const uint32_t 
 }
 
 template <>
-__device__ __forceinline__ void wgmmaF16RSK<64>(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int scale_d) {
+__device__ __forceinline__ void wgmmaRSK<__half, 64>(float (&d)[32], const uint32_t (&a)[4], uint64_t b, int scale_d) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
@@ -254,12 +254,22 @@ __device__ __forceinline__ void wgmmaF16RSK<64>(float (&d)[32], const uint32_t (
 }
 
 template <>
-__device__ __forceinline__ void wgmmaF16RSK<128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int scale_d) {
+__device__ __forceinline__ void wgmmaRSK<__half, 128>(float (&d)[64], const uint32_t (&a)[4], uint64_t b, int scale_d) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d));
+}
+
+template <>
+__device__ __forceinline__ void wgmmaRSK<__nv_bfloat16, 32>(float (&d)[16], const uint32_t (&a)[4], uint64_t b, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d));
 }
 

@@ -53,6 +53,14 @@ __device__ __forceinline__ uint32_t swz128(int r, int unit) { return static_cast
 // kBarSlots: (fp8) the producer warpgroup is done reading the e4m3 slots of a tile.
 constexpr int kBarQ = 1, kBarEx = 2, kBarM0 = 3, kBarP0 = 5, kBarSlots = 9;
 
+// Q chunks the consumers keep in registers for S with a bf16 cache (the last ones: the rope chunk,
+// then latent), 32 registers: 128 heads at 4k ran 2.3% faster, 3 chunks no faster, 4 spill
+// (H100, run 86). With an fp8 cache, whose tiles take their time in the producer, the consumers'
+// S ran 1-2% slower so (run 86): it keeps all of Q in shared memory.
+template <bool kFp8>
+constexpr int kQRegChunks = kFp8 ? 0 : 2;
+static_assert(kQRegChunks<false> < kChunks, "S keeps a chunk of Q in shared memory");
+
 // Byte offset of the 16-byte unit `unit` (0..3) of row r in a 64-byte-swizzled K-major tile
 // (CU_TENSOR_MAP_SWIZZLE_64B: address bits [4, 6) ^= bits [7, 9)).
 __device__ __forceinline__ uint32_t swz64(int r, int unit) { return static_cast<uint32_t>(r * 64 + ((unit ^ ((r >> 1) & 3)) << 4)); }
@@ -118,7 +126,8 @@ __device__ __forceinline__ void produceFp8Tiles(const MlaArgs& a, const MlaCta& 
                   make_uint4(scaledBf16x2(raw.z, sc), scaledBf16x2(raw.z >> 16, sc), scaledBf16x2(raw.w, sc), scaledBf16x2(raw.w >> 16, sc)));
     }
     fenceProxyAsync();
-    mbarArrive(barFull(it % kStages));
+    __syncwarp();
+    if (lane == 0) mbarArrive(barFull(it % kStages));
     namedBarrierSync(kBarSlots, 128);  // every thread is done with tile it's slots
     if (tid == 0 && it + 2 < cta.ntiles) issue(it + 2);
   }
@@ -158,7 +167,7 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
 
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
-      mbarInit(barFull(s), kFp8 ? 128 : 1);  // fp8: every producer thread, after its part of the tile
+      mbarInit(barFull(s), kFp8 ? 4 : 1);  // fp8: every producer warp, after its part of the tile
       mbarInit(barEmpty(s), 8);  // one arrival per consumer warp, after its P V of the tile
     }
     for (int s = 0; s < (kFp8 ? kSlots8 : 0); ++s) mbarInit(barSlot(s), 1);
@@ -241,6 +250,22 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
 
     namedBarrierSync(kBarQ, 256);
 
+    // Q's last kQRegs chunks as wgmma A fragments in registers (the m16n8k16 A layout per
+    // warp: rows 16 warp + g, + 8; columns 16 k + 2 t, + 8): their S steps read only K from shared
+    // memory. An N = 32 step with both operands there is capped by shared memory at 2/3 of the
+    // tensor rate (docs/perf.md run 67).
+    constexpr int kQRegs = kQRegChunks<kFp8>;
+    uint32_t qa[kQRegs > 0 ? kQRegs : 1][4][4];
+#pragma unroll
+    for (int c = 0; c < kQRegs; ++c)
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = warp * 16 + g + 8 * (e & 1);
+          qa[c][k][e] = ldShared32(sQ + (kChunks - kQRegs + c) * kQChunkBytes + swz128(r, 2 * k + (e >> 1)) + 4 * t);
+        }
+
     // S's 36 steps: the descriptors' high words are constants and their low words (start address
     // / 16, lbo) step by immediates, so each step costs an add, not a 64-bit add and two moves to
     // uniform registers as with descStep on an opaque descriptor.
@@ -251,11 +276,16 @@ __global__ void __launch_bounds__(kThreads, 1) mlaDecodeSm90Kernel(const __grid_
       const uint32_t k_lo = static_cast<uint32_t>(smemDesc(stageOf(it), 16, 1024));
       wgmmaFence();
 #pragma unroll
-      for (int c = 0; c < kChunks; ++c)
+      for (int c = 0; c < kChunks - kQRegs; ++c)
 #pragma unroll
         for (int k = 0; k < 4; ++k)
           wgmmaSS<T, 32>(s, kHi | (q_lo + ((c * kQChunkBytes + k * 32) >> 4)), kHi | (k_lo + ((c * kChunkBytes + k * 32) >> 4)),
                          (c | k) != 0 ? 1 : 0);
+#pragma unroll
+      for (int c = 0; c < kQRegs; ++c)
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+          wgmmaRSK<T, 32>(s, qa[c][k], kHi | (k_lo + (((kChunks - kQRegs + c) * kChunkBytes + k * 32) >> 4)), 1);
       wgmmaCommit();
     };
     const auto issuePV = [&](int it) {

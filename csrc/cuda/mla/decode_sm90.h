@@ -12,8 +12,9 @@
 //     two tiles ahead, and all 128 threads write each tile into its stage as bf16 (scale x e4m3,
 //     rounded once) in the bf16 layout, so the consumers do not know the cache is fp8;
 //   warpgroups 1, 2 (consumers, w = 0, 1): the tiles alternate between them. Consumer w computes
-//     S_t = Q K_t^T of its tiles t = w, w + 2, ... (wgmma m64n32k16, 36 k steps) and their softmax,
-//     and writes P_t (bf16) over the tile's rope chunk; both add P_t V_t to their own 256 latent
+//     S_t = Q K_t^T of its tiles t = w, w + 2, ... (wgmma m64n32k16, 36 k steps; with a bf16 cache
+//     the last 8 take Q from registers) and their softmax, and writes P_t (bf16) over the tile's
+//     rope chunk; both add P_t V_t to their own 256 latent
 //     columns of O (wgmma m64n256k16, P and V from shared memory, V read MN-major).
 // Why 32-key tiles: with 64-key tiles (72 KB, as large as Q) only two stages fit, a stage is
 // refilled only after both P V of its tile, and the next S waits for that copy (run 63, ncu: tensor
