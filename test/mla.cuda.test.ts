@@ -1,17 +1,12 @@
 import { cuda, mlaDecode, Tensor } from '../lib';
-import { D_ROW, gaussian, makeLatentCache, MLA_SCALE, randomModel, ShadowLatentCache } from './helpers/mla';
+import { D_ROW, expectWithin, gaussian, makeLatentCache, MLA_SCALE, randomModel, ShadowLatentCache } from './helpers/mla';
 import { checkAccounting } from './helpers/paged';
 import { relL2 } from './helpers/reference';
 
 const describeCuda = cuda.isAvailable() ? describe : describe.skip;
 
-// Against float64 (see test/mla.cpu.test.ts for the fp8 figures): bf16 rows, queries, P and output.
-const TOL = { bf16: { out: 1e-2, lse: 5e-2 }, fp8e4m3: { out: 5e-2, lse: 0.15 } } as const;
-
-function expectWithin(err: { out: number; lse: number }, dtype: keyof typeof TOL): void {
-  expect(err.out).toBeLessThan(TOL[dtype].out);
-  expect(err.lse).toBeLessThan(TOL[dtype].lse);
-}
+// The wgmma (sm_90a) and mma.sync kernels over 128 heads, partial tiles, splits and prefill:
+// test/mla_sm90.cuda.test.ts and test/mla_mma.cuda.test.ts. Long contexts: test/mla_long.cuda.test.ts.
 
 describeCuda('CUDA MLA equals decompressed float64 attention (absorption on the device)', () => {
   for (const dtype of ['bf16', 'fp8e4m3'] as const) {
@@ -80,31 +75,4 @@ describeCuda('CUDA MLA: prefill, fork, fp8 rounding, lifetimes', () => {
     q.dispose();
     expect((await out.toArray()).every(Number.isFinite)).toBe(true);
   });
-});
-
-// On Hopper the 64-rows-per-CTA cases (and every fp8 cache) over pages of 16+ keys run the sm_90a
-// wgmma kernel (csrc/cuda/mla/decode_sm90.cuh); the forceMma hook runs the mma.sync kernel. Both
-// against float64: partial last tiles (unwritten page slots), page pieces of 16 and 32 keys,
-// whole-page tiles, splits, prefill rows spanning CTAs, non-causal, softcap. Elsewhere both runs
-// take the same kernel.
-describeCuda('CUDA MLA: the wgmma (sm_90a) and mma.sync decode kernels both match float64', () => {
-  for (const dtype of ['bf16', 'fp8e4m3'] as const) {
-    for (const kernel of ['auto', 'mma'] as const) {
-      for (const pageSize of dtype === 'bf16' ? [16, 32, 64] : [16, 64]) {
-        test(`${kernel} kernel, ${dtype} page ${pageSize}, 128 heads: 1, 63, 65, 700, 2105 keys, splits, prefill, softcap`, async () => {
-          const internals = { forceMma: kernel === 'mma' };
-          const shadow = new ShadowLatentCache(makeLatentCache('cuda:0', dtype, { pageSize, layers: 1, capacityPages: Math.ceil(3200 / pageSize) + 64 }));
-          const seqs = [shadow.add(), shadow.add(), shadow.add(), shadow.add(), shadow.add()];
-          await shadow.append(seqs, 0, [1, 63, 65, 700, 2100]);
-          await shadow.append(seqs.slice(4), 0, [5], { splitRope: true });
-          for (const numSplits of [undefined, 1, 3, 16]) expectWithin(await shadow.checkAbsorbed(seqs, 0, 128, { numSplits }, internals), dtype);
-          const two = seqs.slice(3);
-          expectWithin(await shadow.checkAbsorbed(two, 0, 128, { queryCounts: [3, 17] }, internals), dtype);
-          expectWithin(await shadow.checkAbsorbed(two, 0, 16, { queryCounts: [9, 40], numSplits: 2 }, internals), dtype);
-          expectWithin(await shadow.checkAbsorbed(two, 0, 128, { queryCounts: [2, 5], causal: false }, internals), dtype);
-          expectWithin(await shadow.checkAbsorbed(two, 0, 128, { softcap: 2, scale: 0.2, numSplits: 3 }, internals), dtype);
-        }, 300_000);
-      }
-    }
-  }
 });

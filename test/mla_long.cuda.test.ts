@@ -1,15 +1,7 @@
 import { cuda } from '../lib';
-import { makeLatentCache, ShadowLatentCache } from './helpers/mla';
+import { expectWithin, makeLatentCache, ShadowLatentCache } from './helpers/mla';
 
 const describeCuda = cuda.isAvailable() ? describe : describe.skip;
-
-// Against float64 (see test/mla.cpu.test.ts for the fp8 figures): bf16 rows, queries, P and output.
-const TOL = { bf16: { out: 1e-2, lse: 5e-2 }, fp8e4m3: { out: 5e-2, lse: 0.15 } } as const;
-
-function expectWithin(err: { out: number; lse: number }, dtype: keyof typeof TOL): void {
-  expect(err.out).toBeLessThan(TOL[dtype].out);
-  expect(err.lse).toBeLessThan(TOL[dtype].lse);
-}
 
 describeCuda('CUDA MLA matches float64 in latent space: long contexts, pages, splits', () => {
   for (const dtype of ['bf16', 'fp8e4m3'] as const) {

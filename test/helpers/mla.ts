@@ -342,3 +342,40 @@ export function makeLatentCache(device: Device, dtype: DType, o: { layers?: numb
     dtype, computeDtype: o.computeDtype, device,
   });
 }
+
+/** Relative L2 bounds of CUDA MLA against float64 (see test/mla.cpu.test.ts for the fp8 figures): bf16 rows, queries, P and output. */
+export const CUDA_TOL = { bf16: { out: 1e-2, lse: 5e-2 }, fp8e4m3: { out: 5e-2, lse: 0.15 } } as const;
+
+/** Asserts a CUDA MLA result is within CUDA_TOL of float64. */
+export function expectWithin(err: MlaError, dtype: keyof typeof CUDA_TOL): void {
+  expect(err.out).toBeLessThan(CUDA_TOL[dtype].out);
+  expect(err.lse).toBeLessThan(CUDA_TOL[dtype].lse);
+}
+
+/**
+ * One decode kernel against float64 over 128 heads (test/mla_sm90.cuda.test.ts: the default dispatch,
+ * the sm_90a wgmma kernel on Hopper for every case here; test/mla_mma.cuda.test.ts: the forceMma
+ * hook, the mma.sync kernel): partial last tiles (unwritten page slots), page pieces of 16 and 32
+ * keys, whole-page tiles, splits, prefill rows spanning CTAs, non-causal, softcap. One file per
+ * kernel, so that jest runs them on separate workers (together they outlast a device call's
+ * minutes on one). Elsewhere than Hopper both files take the same kernel.
+ */
+export function kernelCases(kernel: 'auto' | 'mma'): void {
+  for (const dtype of ['bf16', 'fp8e4m3'] as const) {
+    for (const pageSize of dtype === 'bf16' ? [16, 32, 64] : [16, 64]) {
+      test(`${kernel} kernel, ${dtype} page ${pageSize}, 128 heads: 1, 63, 65, 700, 2105 keys, splits, prefill, softcap`, async () => {
+        const internals = { forceMma: kernel === 'mma' };
+        const shadow = new ShadowLatentCache(makeLatentCache('cuda:0', dtype, { pageSize, layers: 1, capacityPages: Math.ceil(3200 / pageSize) + 64 }));
+        const seqs = [shadow.add(), shadow.add(), shadow.add(), shadow.add(), shadow.add()];
+        await shadow.append(seqs, 0, [1, 63, 65, 700, 2100]);
+        await shadow.append(seqs.slice(4), 0, [5], { splitRope: true });
+        for (const numSplits of [undefined, 1, 3, 16]) expectWithin(await shadow.checkAbsorbed(seqs, 0, 128, { numSplits }, internals), dtype);
+        const two = seqs.slice(3);
+        expectWithin(await shadow.checkAbsorbed(two, 0, 128, { queryCounts: [3, 17] }, internals), dtype);
+        expectWithin(await shadow.checkAbsorbed(two, 0, 16, { queryCounts: [9, 40], numSplits: 2 }, internals), dtype);
+        expectWithin(await shadow.checkAbsorbed(two, 0, 128, { queryCounts: [2, 5], causal: false }, internals), dtype);
+        expectWithin(await shadow.checkAbsorbed(two, 0, 128, { softcap: 2, scale: 0.2, numSplits: 3 }, internals), dtype);
+      }, 300_000);
+    }
+  }
+}
