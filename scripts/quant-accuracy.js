@@ -6,17 +6,19 @@
 // this prints the distribution, so a tail is visible as a rate instead of a rare CI failure.
 //
 //   node scripts/quant-accuracy.js [--draws N] [--modes int8,int8-fp8,fp8] [--dims 64,128]
-//        [--kinds normal,heavy,apart] [--seq 512] [--heads 4] [--seed 1] [--json out.json]
+//        [--kinds normal,heavy,tests,apart] [--seq 512] [--heads 4] [--seed 1] [--json out.json]
 //        [--emulate-per-key-k] [--emulate-outliers 4,8,16]
 //
 // Contract (README, test/helpers/quant.ts): relative L2 <= 3e-2 and cosine >= 0.999 on the whole
 // output of a call. 'over' is the share of draws that miss either bound.
 //
-// Input kinds (batch 1, heads q = kv, V always N(0, 1) so only Q.K and the P/V rounding are probed):
+// Input kinds (batch 1, heads q = kv; V N(0, 1) except in 'tests', so mostly Q.K and the P/V rounding are probed):
 //   normal  Q, K ~ N(0, 1).
 //   heavy   4 outlier channels, shared by Q and K, scaled x10..x20 in both, plus a per-channel
 //           offset U(-20, 20) in K (the offset is what the K smoothing removes; the outlier
 //           channels set the int8 scales and so coarsen every other channel).
+//   tests   test/helpers/quant.ts's 'heavy' inputs (V heavy-tailed too): Q 2 channels x4, K +20 with 4
+//           outlier channels offset +-10..50 then x2, V's 4 outlier channels x10..50.
 //   apart   Q and K with per-channel means of opposite sign (|mean| U(2, 6), random sign) plus
 //           N(0, 1): after smoothing, Q's large mean sets its per-token scale and the scores are
 //           dominated by mean(Q) . K, peaked over keys.
@@ -110,6 +112,27 @@ const KINDS = {
       const c = e % D;
       x.q[e] *= gain[c];
       x.k[e] = x.k[e] * gain[c] + offset[c];
+    }
+    return x;
+  },
+  // test/helpers/quant.ts's 'heavy' (the tests' heavy-tailed inputs): Q with 2 outlier channels x4;
+  // K +20 on every channel, its 4 outlier channels offset +-10..50 then x2; V's outliers x10..50.
+  tests(r, S, H, D) {
+    const x = KINDS.normal(r, S, H, D);
+    const channels = [];
+    while (channels.length < 4) {
+      const c = Math.floor(r.uniform() * D);
+      if (!channels.includes(c)) channels.push(c);
+    }
+    const mags = channels.map((_, i) => 10 + (40 * i) / (channels.length - 1));
+    for (let row = 0; row < S * H; row++) {
+      const at = row * D;
+      for (let c = 0; c < D; c++) x.k[at + c] += 20;
+      channels.forEach((c, i) => {
+        x.k[at + c] = (x.k[at + c] + (i % 2 ? -mags[i] : mags[i])) * 2;
+        if (i < 2) x.q[at + c] *= 4;
+        x.v[at + c] *= mags[i];
+      });
     }
     return x;
   },
