@@ -76,6 +76,10 @@ export class PageTable {
   // out. A freed page goes on the `freed` stack and is taken before any unused one, which hands
   // pages out in the order of one stack of all free pages, low page numbers first.
   private refCount: Int32Array;
+  // Pages with a reference count above 1, kept as the counts change so that usage() does not scan
+  // every page handed out (pages in use are `unused - freed.length`: a page's count reaches 0 only
+  // in free(), which stacks it on `freed`).
+  private sharedPages = 0;
   private unused = 0;
   private readonly freed: number[] = [];
   private readonly freeRows: number[];
@@ -116,14 +120,18 @@ export class PageTable {
     const dst = this.seqs.get(id)!;
     dst.pages = [...src.pages];
     dst.lengths = [...src.lengths];
-    for (const p of dst.pages) this.refCount[p]++;
+    for (const p of dst.pages) if (++this.refCount[p] === 2) this.sharedPages++;
     this.writeTableRow(dst, 0, dst.pages.length);
     return id;
   }
 
   free(seq: number): void {
     const s = this.state(seq, 'seq');
-    for (const p of s.pages) if (--this.refCount[p] === 0) this.freed.push(p);
+    for (const p of s.pages) {
+      const left = --this.refCount[p];
+      if (left === 1) this.sharedPages--;
+      else if (left === 0) this.freed.push(p);
+    }
     this.freeRows.push(s.row);
     this.seqs.delete(seq);
   }
@@ -208,7 +216,7 @@ export class PageTable {
           // Copy-on-write: this sequence writes into a page another one still reads.
           copySrc.push(s.pages[p]);
           copyDst.push(fresh);
-          this.refCount[s.pages[p]]--;
+          if (--this.refCount[s.pages[p]] === 1) this.sharedPages--;
           s.pages[p] = fresh;
         } else {
           s.pages.push(fresh);
@@ -254,15 +262,9 @@ export class PageTable {
   /** Pages in use, pages referenced more than once, and tokens summed over sequences. */
   counts(): { used: number; shared: number; free: number; sequences: number; tokens: number } {
     this.checkLive();
-    let used = 0;
-    let shared = 0;
-    for (let p = 0; p < this.unused; p++) {
-      if (this.refCount[p] > 0) used++;
-      if (this.refCount[p] > 1) shared++;
-    }
     let tokens = 0;
     for (const s of this.seqs.values()) tokens += Math.max(...s.lengths);
-    return { used, shared, free: this.freePageCount(), sequences: this.seqs.size, tokens };
+    return { used: this.unused - this.freed.length, shared: this.sharedPages, free: this.freePageCount(), sequences: this.seqs.size, tokens };
   }
 
   /**

@@ -136,6 +136,9 @@ export function checkAccounting(cache: Pick<PagedKVCache, 'debugState' | 'capaci
   expect(free).toEqual(Array.from(refs.keys()).filter((p) => refs[p] === 0));
   const u = cache.usage();
   expect(u.freePages + u.usedPages).toBe(cache.capacityPages);
+  // usage() keeps its counts as pages change hands; they must equal a count of the references.
+  expect(u.usedPages).toBe(refs.filter((r) => r > 0).length);
+  expect(u.sharedPages).toBe(refs.filter((r) => r > 1).length);
 }
 
 /** What the block-table checks read of a paged cache (PagedKVCache and PagedLatentCache alike). */
