@@ -53,15 +53,15 @@ function parseOptions(options: unknown, name: string): { dtype: DType; device: D
   };
 }
 
+// Tensors this module built. `instanceof` also accepts objects made by Object.create(Tensor.prototype),
+// which have no storage: check() tells those apart with this brand instead of failing on undefined.
+const constructed = new WeakSet<object>();
+
 /**
  * An n-dimensional view (shape, strides, offset, in elements) of memory on one device.
  * Ops enqueue work and return at once; {@link Tensor.toArray} resolves when the data is ready.
  * Memory is freed by {@link Tensor.dispose} (or `using`), or by the garbage collector as a fallback.
  */
-// Tensors this module built. `instanceof` also accepts objects made by Object.create(Tensor.prototype),
-// which have no storage: check() tells those apart with this brand instead of failing on undefined.
-const constructed = new WeakSet<object>();
-
 export class Tensor implements TensorDescriptor, Disposable {
   /** Where the data lives. */
   readonly device: Device;
