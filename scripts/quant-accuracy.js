@@ -92,6 +92,16 @@ function rng(seed) {
   return { uniform, normal };
 }
 
+// 4 distinct channels of [0, D), drawn from r.
+function outlierDraw(r, D) {
+  const channels = [];
+  while (channels.length < 4) {
+    const c = Math.floor(r.uniform() * D);
+    if (!channels.includes(c)) channels.push(c);
+  }
+  return channels;
+}
+
 // Each kind returns host q, k, v as [seq][heads][dim] float32 (rounded to bf16 later, by the tensors).
 const KINDS = {
   normal(r, S, H, D) {
@@ -100,11 +110,7 @@ const KINDS = {
   },
   heavy(r, S, H, D) {
     const x = KINDS.normal(r, S, H, D);
-    const channels = [];
-    while (channels.length < 4) {
-      const c = Math.floor(r.uniform() * D);
-      if (!channels.includes(c)) channels.push(c);
-    }
+    const channels = outlierDraw(r, D);
     const gain = new Float64Array(D).fill(1);
     channels.forEach((c, i) => (gain[c] = 10 + (10 * i) / (channels.length - 1)));
     const offset = Float64Array.from({ length: D }, () => 40 * r.uniform() - 20);
@@ -119,11 +125,7 @@ const KINDS = {
   // K +20 on every channel, its 4 outlier channels offset +-10..50 then x2; V's outliers x10..50.
   tests(r, S, H, D) {
     const x = KINDS.normal(r, S, H, D);
-    const channels = [];
-    while (channels.length < 4) {
-      const c = Math.floor(r.uniform() * D);
-      if (!channels.includes(c)) channels.push(c);
-    }
+    const channels = outlierDraw(r, D);
     const mags = channels.map((_, i) => 10 + (40 * i) / (channels.length - 1));
     for (let row = 0; row < S * H; row++) {
       const at = row * D;
