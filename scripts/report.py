@@ -65,8 +65,8 @@ if ours.get("mla") and peer.get("mla"):
         e, s = p.get("eager", {}).get("tbps"), p.get("sdpa-efficient", {}).get("tbps")
         fmt = lambda x, d=2: f"{x:.{d}f}" if x else "n/a"
         ratio = lambda x: f"{b['tbps'] / x:.2f}x" if x and b.get("tbps") else "n/a"
-        mm_us = f"{mm['ms'] * 1000:.1f}" if mm.get("ms") else "n/a"
-        print(f"| {h} | {ctx} | {b.get('ms', 0) * 1000:.1f} | {fmt(b.get('tbps'))} | {fmt(b.get('tflops'), 0)} | {mm_us} | {fmt(mm.get('tflops'), 0)} | {f.get('ms', 0) * 1000:.1f} | {fmt(f.get('tbps'))} | {fm.get('ms', 0) * 1000:.1f} | {b['ms'] / f['ms'] if b.get('ms') and f.get('ms') else 0:.2f}x | {fmt(e)} | {fmt(s)} | {ratio(e)} | {ratio(s)} |")
+        us_of = lambda r: f"{r['ms'] * 1000:.1f}" if r.get("ms") else "n/a"
+        print(f"| {h} | {ctx} | {b.get('ms', 0) * 1000:.1f} | {fmt(b.get('tbps'))} | {fmt(b.get('tflops'), 0)} | {us_of(mm)} | {fmt(mm.get('tflops'), 0)} | {f.get('ms', 0) * 1000:.1f} | {fmt(f.get('tbps'))} | {us_of(fm)} | {b['ms'] / f['ms'] if b.get('ms') and f.get('ms') else 0:.2f}x | {fmt(e)} | {fmt(s)} | {ratio(e)} | {ratio(s)} |")
 if ours.get("sparse") and peer.get("sparse") and ours["sparse"].get("forward") and peer["sparse"].get("forward"):
     of, pf = ours["sparse"]["forward"], peer["sparse"]["forward"]
     pm = {r["mask"]: r for r in pf.get("rows", [])}
