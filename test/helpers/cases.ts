@@ -1,6 +1,6 @@
 /** Builds attention test cases and checks library output against the float64 reference. */
 import { attention, AttentionOptions, Device, DType, Tensor } from '../../lib';
-import { randomArray, referenceAttention, relL2 } from './reference';
+import { randomArray, lseRelL2, referenceAttention, relL2 } from './reference';
 
 export interface Case {
   batch: number;
@@ -134,7 +134,7 @@ export async function runCase(c: Case, dtype: DType, device: Device): Promise<Ca
   }
   return {
     errOut: relL2(gotOut, refOut),
-    errLse: lseMismatch ? Infinity : relL2(finiteGot, finiteRef),
+    errLse: lseMismatch ? Infinity : lseRelL2(finiteGot, finiteRef),
     tolerance: TOLERANCE[dtype],
   };
 }

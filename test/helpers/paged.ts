@@ -1,7 +1,7 @@
 /** Drives a PagedKVCache while keeping a host copy of every sequence's K/V (the oracle). */
 import { Device, DType, PagedKVCache, pagedAttention, PagedAttentionOptions, Tensor } from '../../lib';
 import { native } from '../../lib/native';
-import { referenceAttention, relL2 } from './reference';
+import { lseRelL2, referenceAttention, relL2 } from './reference';
 
 export class ShadowCache {
   /** Host K/V per sequence per layer: arrays of [kvHeads*headDim] rows. */
@@ -95,7 +95,7 @@ export class ShadowCache {
         }
       row += nq;
     });
-    this.lastError = { out: relL2(got, ref), lse: relL2(gotL, refL) };
+    this.lastError = { out: relL2(got, ref), lse: lseRelL2(gotL, refL) };
     return Math.max(this.lastError.out, this.lastError.lse * 100);
   }
 

@@ -6,7 +6,7 @@
  */
 import { attention, BlockSparseMask, pagedAttention, PagedAttentionOptions, Tensor } from '../../lib';
 import { ShadowCache } from './paged';
-import { referenceAttention, relL2 } from './reference';
+import { lseRelL2, referenceAttention, relL2 } from './reference';
 import { BLOCK, randomGrid } from './sparse';
 
 /** A dense block grid [batch][heads][numQBlocks][numKBlocks], 1 = visit. */
@@ -136,7 +136,7 @@ export async function checkMasked(shadow: ShadowCache, seqs: number[], layer: nu
   });
   let allWritten = true;
   for (let i = 0; i < oh.length; i++) if (Number.isNaN(oh[i])) allWritten = false;
-  return { errOut: relL2(got, ref), errLse: relL2(gotL, refL), emptyRowsOk, allWritten, rows: compared, errDense, errDenseLse };
+  return { errOut: relL2(got, ref), errLse: lseRelL2(gotL, refL), emptyRowsOk, allWritten, rows: compared, errDense, errDenseLse };
 }
 
 /** Distance of a paged result (host out [tokens, heads, dim], lse [tokens, heads]) from varlen attention() on the gathered K/V. */
@@ -171,7 +171,7 @@ async function denseDistance(shadow: ShadowCache, seqs: number[], layer: number,
         b.push(y);
       }
     }
-  return [relL2(oh, dh), mismatch ? Infinity : relL2(a, b)];
+  return [relL2(oh, dh), mismatch ? Infinity : lseRelL2(a, b)];
 }
 
 /** `n` rows of [0, count) evenly spread, first and last included (all of them when n is absent or >= count). */

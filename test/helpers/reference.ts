@@ -87,6 +87,23 @@ export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
 }
 
+/**
+ * Relative L2 error of log-sum-exps: like {@link relL2}, but each reference value counts as at least 1
+ * in the norm, so an lse near 0 (a short row whose scores are small) is held to an absolute error,
+ * not to a relative one that a rounding in the last place can exceed. Never larger than relL2.
+ */
+export function lseRelL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (Number.isNaN(a[i]) || Number.isNaN(b[i])) return Infinity;
+    num += (a[i] - b[i]) ** 2;
+    den += Math.max(b[i] ** 2, 1);
+  }
+  return den === 0 ? 0 : Math.sqrt(num / den);
+}
+
 /** Largest |a − b| (Infinity for NaN). */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;

@@ -5,7 +5,7 @@
  */
 import { attention, AttentionOptions, BlockSparseMask, Device, DType, ScoreOptions, Tensor } from '../../lib';
 import { cumsum, TOLERANCE } from './cases';
-import { referenceAttention, relL2 } from './reference';
+import { lseRelL2, referenceAttention, relL2 } from './reference';
 
 /** Rows and keys of one mask block. */
 export const BLOCK = 128;
@@ -148,7 +148,7 @@ export async function runSparseCase(c: SparseCase, dtype: DType, device: Device)
         }
       }
   }
-  return { errOut: relL2(got, ref), errLse: lseMismatch ? Infinity : relL2(gotL, refL), tolerance: TOLERANCE[dtype] };
+  return { errOut: relL2(got, ref), errLse: lseMismatch ? Infinity : lseRelL2(gotL, refL), tolerance: TOLERANCE[dtype] };
 }
 
 /** The shared case list: dense and varlen shapes, per-head and broadcast masks, composed options. */

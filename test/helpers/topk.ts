@@ -6,7 +6,7 @@
  */
 import { Device, DType, PagedKVCache, pagedAttention, Tensor } from '../../lib';
 import { ShadowCache } from './paged';
-import { referenceAttention, relL2 } from './reference';
+import { lseRelL2, referenceAttention, relL2 } from './reference';
 
 export interface TopKCacheOptions {
   layers?: number;
@@ -123,7 +123,7 @@ export async function checkTopK(shadow: ShadowCache, seqs: number[], layer: numb
         gotL.push(lh[i * heads + h]);
       }
     });
-    return { err: Math.max(relL2(got, ref), relL2(gotL, refL) * 100), pages: pages as number[][] };
+    return { err: Math.max(relL2(got, ref), lseRelL2(gotL, refL) * 100), pages: pages as number[][] };
   }
   throw new Error('could not draw a query with an unambiguous page selection');
 }
