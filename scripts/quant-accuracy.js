@@ -7,7 +7,7 @@
 //
 //   node scripts/quant-accuracy.js [--draws N] [--modes int8,int8-fp8,fp8] [--dims 64,128]
 //        [--kinds normal,heavy,tests,apart] [--seq 512] [--heads 4] [--seed 1] [--json out.json]
-//        [--emulate-per-key-k] [--emulate-outliers 4,8,16]
+//        [--emulate-per-key-k] [--emulate-outliers 4,8,16] [--emulate-hadamard]
 //
 // Contract (README, test/helpers/quant.ts): relative L2 <= 3e-2 and cosine >= 0.999 on the whole
 // output of a call. 'over' is the share of draws that miss either bound.
@@ -38,6 +38,12 @@
 //             scales from those channels alone).
 //   emu-koutN the same with the N channels of largest variance of the smoothed K (K alone: what the
 //             preprocessing's K statistics already see).
+// --emulate-hadamard adds a row (a float64 emulation, not what the library runs):
+//   emu-had   Q and the smoothed K each multiplied by one random-sign Hadamard matrix H D / sqrt(D)
+//             over the head dim before the library's int8 rounding (Q per token, K per 64 keys);
+//             orthogonal, so (Q H)(K H)^T = Q K^T, but it spreads outlier channels over all
+//             channels, so the int8 scales stop being set by a few of them ('incoherent
+//             processing', as FlashAttention-3's FP8 path and QuaRot rotate).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -49,7 +55,7 @@ const KEY_BLOCK = 64; // keys per K scale in the library (kQuantKeyBlock, csrc/c
 
 function parseArgs(argv) {
   const o = { draws: 10, modes: ['int8', 'int8-fp8', 'fp8'], dims: [64, 128], kinds: ['normal', 'heavy', 'apart'],
-    seq: 512, heads: 4, seed: 1, json: null, emulate: false, outliers: [] };
+    seq: 512, heads: 4, seed: 1, json: null, emulate: false, outliers: [], hadamard: false };
   const list = (s) => s.split(',').filter(Boolean);
   const int = (s, name) => {
     const n = Number(s);
@@ -72,6 +78,7 @@ function parseArgs(argv) {
     else if (a === '--json') o.json = next();
     else if (a === '--emulate-per-key-k') o.emulate = true;
     else if (a === '--emulate-outliers') o.outliers = list(next()).map((x) => int(x, a));
+    else if (a === '--emulate-hadamard') o.hadamard = true;
     else throw new RangeError(`unknown argument '${a}'`);
   }
   for (const k of o.kinds) if (!KINDS[k]) throw new RangeError(`unknown input kind '${k}' (${Object.keys(KINDS)})`);
@@ -225,6 +232,27 @@ function outlierChannels(q, k, S, H, D, n) {
   return (h, c) => keep[h * D + c] === 1;
 }
 
+// x [S][H][D] with each row multiplied by H D / sqrt(D): H the Sylvester Hadamard matrix (fast
+// Walsh-Hadamard transform), D a diagonal of signs drawn from r (one draw, used for q and k alike).
+function rotate(x, S, H, D, signs) {
+  const y = Float64Array.from(x);
+  const norm = 1 / Math.sqrt(D);
+  for (let row = 0; row < S * H; row++) {
+    const at = row * D;
+    for (let c = 0; c < D; c++) y[at + c] *= signs[c];
+    for (let len = 1; len < D; len <<= 1)
+      for (let i = 0; i < D; i += len << 1)
+        for (let j = i; j < i + len; j++) {
+          const a = y[at + j];
+          const b = y[at + j + len];
+          y[at + j] = a + b;
+          y[at + j + len] = a - b;
+        }
+    for (let c = 0; c < D; c++) y[at + c] *= norm;
+  }
+  return y;
+}
+
 // K minus its mean over keys, per head and channel (the library's smoothing, in float64 here).
 function smoothK(k, S, H, D) {
   const mean = new Float64Array(H * D);
@@ -276,6 +304,15 @@ async function measureDraw(o, r, D, kind) {
       emulated.push({ method: `emu-kout${n}`, q: int8RoundTrip(q, S, H, D, 1, byK), k: int8RoundTrip(ks, S, H, D, KEY_BLOCK, byK) });
     }
   }
+  if (o.hadamard) {
+    if (D & (D - 1)) throw new RangeError(`--emulate-hadamard needs a power-of-2 head dim, got ${D}`);
+    const signs = Float64Array.from({ length: D }, () => (r.uniform() < 0.5 ? -1 : 1));
+    emulated.push({
+      method: 'emu-had',
+      q: int8RoundTrip(rotate(q, S, H, D, signs), S, H, D, 1),
+      k: int8RoundTrip(rotate(smoothK(k, S, H, D), S, H, D, signs), S, H, D, KEY_BLOCK),
+    });
+  }
   for (const causal of [false, true]) {
     const want = attendF64(q, k, v, S, H, D, causal);
     for (const run of runs.filter((x) => x.causal === causal)) results.push({ method: run.method, causal, ...accuracy(await rounded(run.out), want) });
@@ -322,7 +359,7 @@ async function main() {
         }
       console.error(`d${dim} ${kind}: ${o.draws} draws, ${((Date.now() - started) / 1000).toFixed(0)} s`);
     }
-  const methods = [...o.modes, ...(o.emulate ? ['emu-k64', 'emu-k1'] : []), ...o.outliers.flatMap((n) => [`emu-out${n}`, `emu-kout${n}`])];
+  const methods = [...o.modes, ...(o.emulate ? ['emu-k64', 'emu-k1'] : []), ...o.outliers.flatMap((n) => [`emu-out${n}`, `emu-kout${n}`]), ...(o.hadamard ? ['emu-had'] : [])];
   const summary = [...cells.values()]
     .map((c) => ({ method: c.method, dim: c.dim, kind: c.kind, causal: c.causal, ...summarize(c.rel, c.cos), rel: c.rel, cos: c.cos }))
     .sort((a, b) => methods.indexOf(a.method) - methods.indexOf(b.method) || a.dim - b.dim
