@@ -4,7 +4,10 @@
 //        decode1x8k (paged decode, 32/8 heads, d128, batch 1, 8k, page 16),
 //        decode CONTEXT [SPLITS] [LAUNCHES] (the same at any context; SPLITS 0 = the backend's
 //        choice; LAUNCHES back-to-back launches, so `ncu --launch-skip` can take a warm one),
-//        sparse10 (block-sparse forward, 16k, 16 heads, d128, bf16, the benchmark's hashed 10% mask).
+//        sparse10 (block-sparse forward, 16k, 16 heads, d128, bf16, the benchmark's hashed 10% mask),
+//        quant [MODE] [SEQ] [DIM] (quantized forward, the benchmark's cell: 16k tokens, 2048 / DIM heads,
+//        bf16, non-causal; MODE int8-fp8 by default, SEQ 4096, DIM 128: its two preprocessing launches
+//        and the attention kernel).
 const path = require('node:path');
 const root = path.join(__dirname, '..');
 const { Tensor, PagedKVCache, PagedLatentCache, BlockSparseMask, attention, synchronize } = require(root);
@@ -44,8 +47,13 @@ async function main(name) {
     const out = Tensor.empty(shape, { dtype: 'bf16', device });
     const blockMask = BlockSparseMask.fromDense(hashedGrid(nb, nb, count), { numQBlocks: nb, numKBlocks: nb }, { device });
     attention(q, k, v, { out, returnLse: false, blockMask });
+  } else if (name === 'quant') {
+    const quantized = process.argv[3] || 'int8-fp8', S = Number(process.argv[4] || 4096), D = Number(process.argv[5] || 128);
+    const shape = [16384 / S, S, 2048 / D, D];
+    const [q, k, v] = [0, 1, 2].map(() => Tensor.randn(shape, { dtype: 'bf16', device }));
+    attention(q, k, v, { out: Tensor.empty(shape, { dtype: 'bf16', device }), returnLse: false, quantized });
   } else {
-    throw new RangeError(`unknown case '${name}' (mla, decode1x8k, decode, sparse10)`);
+    throw new RangeError(`unknown case '${name}' (mla, decode1x8k, decode, sparse10, quant)`);
   }
   await synchronize(device);
 }
