@@ -74,17 +74,22 @@ export function referenceAttention(seq: RefSeq, o: RefOptions): { out: Float64Ar
   return { out, lse };
 }
 
-/** ‖a − b‖ / ‖b‖ over finite values; NaN or a length mismatch gives Infinity. */
-export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+// ‖a − b‖ / ‖b‖ with each b[i]² counted as at least `floor`; NaN or a length mismatch gives Infinity.
+function flooredRelL2(a: ArrayLike<number>, b: ArrayLike<number>, floor: number): number {
   if (a.length !== b.length) return Infinity;
   let num = 0;
   let den = 0;
   for (let i = 0; i < a.length; i++) {
     if (Number.isNaN(a[i]) || Number.isNaN(b[i])) return Infinity;
     num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
+    den += Math.max(b[i] ** 2, floor);
   }
   return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+/** ‖a − b‖ / ‖b‖ over finite values; NaN or a length mismatch gives Infinity. */
+export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  return flooredRelL2(a, b, 0);
 }
 
 /**
@@ -93,15 +98,7 @@ export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
  * not to a relative one that a rounding in the last place can exceed. Never larger than relL2.
  */
 export function lseRelL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) return Infinity;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (Number.isNaN(a[i]) || Number.isNaN(b[i])) return Infinity;
-    num += (a[i] - b[i]) ** 2;
-    den += Math.max(b[i] ** 2, 1);
-  }
-  return den === 0 ? 0 : Math.sqrt(num / den);
+  return flooredRelL2(a, b, 1);
 }
 
 /** Largest |a − b| (Infinity for NaN). */
