@@ -7,7 +7,7 @@
 //
 //   node scripts/quant-accuracy.js [--draws N] [--modes int8,int8-fp8,fp8] [--dims 64,128]
 //        [--kinds normal,heavy,tests,apart] [--seq 512] [--heads 4] [--seed 1] [--json out.json]
-//        [--emulate-per-key-k] [--emulate-outliers 4,8,16] [--emulate-hadamard]
+//        [--emulate-per-key-k] [--emulate-outliers 4,8,16] [--emulate-hadamard] [--emulate-q-smoothing]
 //
 // Contract (README, test/helpers/quant.ts): relative L2 <= 3e-2 and cosine >= 0.999 on the whole
 // output of a call. 'over' is the share of draws that miss either bound.
@@ -44,6 +44,10 @@
 //             orthogonal, so (Q H)(K H)^T = Q K^T, but it spreads outlier channels over all
 //             channels, so the int8 scales stop being set by a few of them ('incoherent
 //             processing', as FlashAttention-3's FP8 path and QuaRot rotate).
+// --emulate-q-smoothing adds emu-had and (a float64 emulation, not what the library runs):
+//   emu-hadqs emu-had with Q smoothed first (SageAttention2): each block of 128 query rows minus its
+//             mean per channel, the int8 dot of the rest plus the exact (block mean) . (smoothed k),
+//             a term the kernel would add per (query block, key).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -79,6 +83,7 @@ function parseArgs(argv) {
     else if (a === '--emulate-per-key-k') o.emulate = true;
     else if (a === '--emulate-outliers') o.outliers = list(next()).map((x) => int(x, a));
     else if (a === '--emulate-hadamard') o.hadamard = true;
+    else if (a === '--emulate-q-smoothing') o.hadamard = o.smoothQ = true;
     else throw new RangeError(`unknown argument '${a}'`);
   }
   for (const k of o.kinds) if (!KINDS[k]) throw new RangeError(`unknown input kind '${k}' (${Object.keys(KINDS)})`);
@@ -157,19 +162,22 @@ const KINDS = {
 };
 
 // softmax(q.kT / sqrt(D)) v in float64 over [S][H][D] arrays (causal: key j <= query i, lenQ = lenK).
-function attendF64(q, k, v, S, H, D, causal) {
+// W: the width of q and k rows when they carry more than D channels (an exact term beside the
+// quantized dot, as emu-hadqs's), still scaled by 1 / sqrt(D).
+function attendF64(q, k, v, S, H, D, causal, W = D) {
   const out = new Float64Array(S * H * D);
   const scores = new Float64Array(S);
   const scale = 1 / Math.sqrt(D);
   for (let h = 0; h < H; h++) {
     for (let i = 0; i < S; i++) {
-      const qi = (i * H + h) * D;
+      const qi = (i * H + h) * W;
+      const oi = (i * H + h) * D;
       const n = causal ? i + 1 : S;
       let m = -Infinity;
       for (let j = 0; j < n; j++) {
-        const kj = (j * H + h) * D;
+        const kj = (j * H + h) * W;
         let dot = 0;
-        for (let c = 0; c < D; c++) dot += q[qi + c] * k[kj + c];
+        for (let c = 0; c < W; c++) dot += q[qi + c] * k[kj + c];
         scores[j] = dot * scale;
         if (scores[j] > m) m = scores[j];
       }
@@ -178,7 +186,7 @@ function attendF64(q, k, v, S, H, D, causal) {
       for (let j = 0; j < n; j++) {
         const p = scores[j] / sum;
         const vj = (j * H + h) * D;
-        for (let c = 0; c < D; c++) out[qi + c] += p * v[vj + c];
+        for (let c = 0; c < D; c++) out[oi + c] += p * v[vj + c];
       }
     }
   }
@@ -253,6 +261,38 @@ function rotate(x, S, H, D, signs) {
   return y;
 }
 
+// Q smoothing (SageAttention2): per head, each block of QUERY_BLOCK query rows minus its mean.
+// Returns the smoothed q and the [S][H][D] array of each row's block mean.
+const QUERY_BLOCK = 128;
+function smoothQ(q, S, H, D) {
+  const qs = Float64Array.from(q);
+  const means = new Float64Array(q.length);
+  for (let h = 0; h < H; h++)
+    for (let r0 = 0; r0 < S; r0 += QUERY_BLOCK) {
+      const r1 = Math.min(S, r0 + QUERY_BLOCK);
+      for (let c = 0; c < D; c++) {
+        let m = 0;
+        for (let r = r0; r < r1; r++) m += q[(r * H + h) * D + c];
+        m /= r1 - r0;
+        for (let r = r0; r < r1; r++) {
+          qs[(r * H + h) * D + c] -= m;
+          means[(r * H + h) * D + c] = m;
+        }
+      }
+    }
+  return { qs, means };
+}
+
+// Rows [S][H] of a and b side by side: [S][H][2D].
+function besides(a, b, S, H, D) {
+  const y = new Float64Array(S * H * 2 * D);
+  for (let row = 0; row < S * H; row++) {
+    y.set(a.subarray(row * D, (row + 1) * D), row * 2 * D);
+    y.set(b.subarray(row * D, (row + 1) * D), row * 2 * D + D);
+  }
+  return y;
+}
+
 // K minus its mean over keys, per head and channel (the library's smoothing, in float64 here).
 function smoothK(k, S, H, D) {
   const mean = new Float64Array(H * D);
@@ -312,11 +352,23 @@ async function measureDraw(o, r, D, kind) {
       q: int8RoundTrip(rotate(q, S, H, D, signs), S, H, D, 1),
       k: int8RoundTrip(rotate(smoothK(k, S, H, D), S, H, D, signs), S, H, D, KEY_BLOCK),
     });
+    if (o.smoothQ) {
+      // Rotated as emu-had, and Q smoothed per 128-row block first: its int8 dot plus the exact
+      // (block mean of q) . (smoothed k), side by side as 2D-wide rows.
+      const ks = smoothK(k, S, H, D);
+      const { qs, means } = smoothQ(q, S, H, D);
+      emulated.push({
+        method: 'emu-hadqs',
+        q: besides(int8RoundTrip(rotate(qs, S, H, D, signs), S, H, D, 1), means, S, H, D),
+        k: besides(int8RoundTrip(rotate(ks, S, H, D, signs), S, H, D, KEY_BLOCK), ks, S, H, D),
+        width: 2 * D,
+      });
+    }
   }
   for (const causal of [false, true]) {
     const want = attendF64(q, k, v, S, H, D, causal);
     for (const run of runs.filter((x) => x.causal === causal)) results.push({ method: run.method, causal, ...accuracy(await rounded(run.out), want) });
-    for (const e of emulated) results.push({ method: e.method, causal, ...accuracy(attendF64(e.q, e.k, v, S, H, D, causal), want) });
+    for (const e of emulated) results.push({ method: e.method, causal, ...accuracy(attendF64(e.q, e.k, v, S, H, D, causal, e.width), want) });
   }
   for (const t of [tq, tk, tv, ...runs.map((x) => x.out)]) t.dispose();
   return results;
@@ -359,7 +411,7 @@ async function main() {
         }
       console.error(`d${dim} ${kind}: ${o.draws} draws, ${((Date.now() - started) / 1000).toFixed(0)} s`);
     }
-  const methods = [...o.modes, ...(o.emulate ? ['emu-k64', 'emu-k1'] : []), ...o.outliers.flatMap((n) => [`emu-out${n}`, `emu-kout${n}`]), ...(o.hadamard ? ['emu-had'] : [])];
+  const methods = [...o.modes, ...(o.emulate ? ['emu-k64', 'emu-k1'] : []), ...o.outliers.flatMap((n) => [`emu-out${n}`, `emu-kout${n}`]), ...(o.hadamard ? ['emu-had'] : []), ...(o.smoothQ ? ['emu-hadqs'] : [])];
   const summary = [...cells.values()]
     .map((c) => ({ method: c.method, dim: c.dim, kind: c.kind, causal: c.causal, ...summarize(c.rel, c.cos), rel: c.rel, cos: c.cos }))
     .sort((a, b) => methods.indexOf(a.method) - methods.indexOf(b.method) || a.dim - b.dim
