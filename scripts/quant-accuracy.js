@@ -347,20 +347,17 @@ async function measureDraw(o, r, D, kind) {
   if (o.hadamard) {
     if (D & (D - 1)) throw new RangeError(`--emulate-hadamard needs a power-of-2 head dim, got ${D}`);
     const signs = Float64Array.from({ length: D }, () => (r.uniform() < 0.5 ? -1 : 1));
-    emulated.push({
-      method: 'emu-had',
-      q: int8RoundTrip(rotate(q, S, H, D, signs), S, H, D, 1),
-      k: int8RoundTrip(rotate(smoothK(k, S, H, D), S, H, D, signs), S, H, D, KEY_BLOCK),
-    });
+    const ks = smoothK(k, S, H, D);
+    const k8 = int8RoundTrip(rotate(ks, S, H, D, signs), S, H, D, KEY_BLOCK);  // emu-had's K, emu-hadqs's too
+    emulated.push({ method: 'emu-had', q: int8RoundTrip(rotate(q, S, H, D, signs), S, H, D, 1), k: k8 });
     if (o.smoothQ) {
       // Rotated as emu-had, and Q smoothed per 128-row block first: its int8 dot plus the exact
       // (block mean of q) . (smoothed k), side by side as 2D-wide rows.
-      const ks = smoothK(k, S, H, D);
       const { qs, means } = smoothQ(q, S, H, D);
       emulated.push({
         method: 'emu-hadqs',
         q: besides(int8RoundTrip(rotate(qs, S, H, D, signs), S, H, D, 1), means, S, H, D),
-        k: besides(int8RoundTrip(rotate(ks, S, H, D, signs), S, H, D, KEY_BLOCK), ks, S, H, D),
+        k: besides(k8, ks, S, H, D),
         width: 2 * D,
       });
     }
