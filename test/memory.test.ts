@@ -1,5 +1,6 @@
 /** Memory safety: create/dispose cycles stay flat, huge requests fail cleanly. */
 import { memory, synchronize, Tensor } from '../lib';
+import { settleFinalizers } from './helpers/gc';
 import { expectThrows } from './helpers/throws';
 
 describe('memory', () => {
@@ -14,19 +15,11 @@ describe('memory', () => {
     warm(); // first-use allocations (caches, JIT) happen here, not in the measured loop
     await synchronize('cpu');
     // Let finalizers of tensors earlier tests left to the GC run first, so they are not counted.
-    const gc = (global as { gc?: () => void }).gc;
-    const settle = async () => {
-      for (let i = 0; i < 3; i++) {
-        gc?.();
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      await synchronize('cpu');
-    };
-    await settle();
+    await settleFinalizers();
     const before = memory.stats();
     const rssBefore = process.memoryUsage().rss;
     for (let round = 0; round < 10; round++) warm();
-    await settle();
+    await settleFinalizers();
     const after = memory.stats();
     expect(after.liveStorages).toBeLessThanOrEqual(before.liveStorages);
     expect(after.allocatedBytes).toBeLessThanOrEqual(before.allocatedBytes);

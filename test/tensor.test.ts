@@ -1,5 +1,6 @@
 import { HostArray, memory, synchronize, Tensor } from '../lib';
 import { native } from '../lib/native';
+import { settleFinalizers } from './helpers/gc';
 import { expectRejects, expectThrows } from './helpers/throws';
 
 /** A read by the binding itself, past Tensor's checks (a synchronous throw becomes a rejection). */
@@ -123,13 +124,8 @@ describe('Tensor', () => {
     // allocatedBytes counts the whole process: the finalizer of a tensor an earlier test left to the GC
     // can run between two readings (CI saw 931 bytes go). Each attempt first lets pending finalizers
     // run; a quiet attempt shows the exact figures, and a dispose that frees nothing fails every one.
-    const gc = (global as { gc?: () => void }).gc;
     const attempt = async (): Promise<{ t: Tensor; deltas: number[] }> => {
-      for (let i = 0; i < 3; i++) {
-        gc?.();
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      await synchronize('cpu');
+      await settleFinalizers();
       const before = memory.stats().allocatedBytes;
       const t = Tensor.randn([1000]);
       const allocated = memory.stats().allocatedBytes - before;
