@@ -47,6 +47,9 @@ export interface AttentionOptions extends ScoreOptions {
    *   capability 8.9+ on CUDA. The e4m3 rounding of P and V costs ~2.5% relative error each, so
    *   on zero-mean random V the output's relative L2 error is ~4% (cosine ≥ 0.999).
    * - `'int8'`: P and V in f16 for P·V (runs on sm_80+); relative L2 error ≤ 3e-2, cosine ≥ 0.999.
+   * In both INT8 modes, for head dims that are a power of two, Q and the smoothed K are first
+   * rotated by a fixed random-sign Hadamard transform over the head dim (Q·Kᵀ unchanged), so that a
+   * few outlier channels do not set the INT8 steps of all the others.
    * - `'fp8'`: Q and K in FP8 e4m3 instead of INT8 (same per-token / per-64-key-block scales), P and
    *   V as `'int8-fp8'`: every product on FP8 tensor cores (compute capability 8.9+).
    * CUDA kernels exist for head dims 64 and 128 (f16/bf16); on compute capability 9.0 they run on
@@ -57,9 +60,9 @@ export interface AttentionOptions extends ScoreOptions {
   /**
    * With `quantized`: per (sequence, kv head), the 16 channels of largest K variance stay out of
    * the 8-bit Q·Kᵀ; their q and smoothed k go to f16 and their dot runs on an f16 MMA beside the
-   * 8-bit one. For inputs whose outlier channels are large in Q and K alike (which the K smoothing
-   * cannot remove): there `'int8'` goes from ~5% relative L2 error to ~0.3%, `'int8-fp8'` and
-   * `'fp8'` to ~2.7%. It costs the quantized forward 19–28% of its speed on an H100
+   * 8-bit one, and nothing is rotated. For inputs whose outlier channels are large in Q and K alike
+   * (which the K smoothing cannot remove): there `'int8'` goes from ~1.5% relative L2 error
+   * (rotated; ~5% unrotated) to ~0.3%, `'int8-fp8'` and `'fp8'` to ~2.7%. It costs the quantized forward 19–28% of its speed on an H100
    * (docs/perf.md, run 38). Default false.
    */
   quantOutliers?: boolean;

@@ -1,6 +1,6 @@
 import { attention, PagedKVCache, pagedAttention, Tensor } from '../lib';
 import { ShadowCache } from './helpers/paged';
-import { accuracy, caseFor, CONTRACT, makeInputs, QuantCase, quantCases, referenceOf, runQuant } from './helpers/quant';
+import { accuracy, caseFor, CONTRACT, makeInputs, QuantCase, quantCases, quantContract, referenceOf, runQuant } from './helpers/quant';
 import { expectThrows } from './helpers/throws';
 import { KV_CONTRACT, kvContract, quantKvCases, runKvCase } from './helpers/quant_kv';
 
@@ -13,22 +13,31 @@ describe('quantized attention on the CPU meets the accuracy contract against flo
           const x = makeInputs(c, kind);
           const [got, want] = await Promise.all([runQuant(c, x, 'bf16', 'cpu', mode), referenceOf(c, x, 'bf16')]);
           const a = accuracy(got, want);
-          expect(a.cos).toBeGreaterThanOrEqual(CONTRACT[mode][kind].cos);
-          expect(a.rel).toBeLessThanOrEqual(CONTRACT[mode][kind].rel);
-          expect(a.lseErr).toBeLessThan(CONTRACT[mode][kind].lse);
+          const bound = quantContract(mode, kind, c.dim);
+          expect(a.cos).toBeGreaterThanOrEqual(bound.cos);
+          expect(a.rel).toBeLessThanOrEqual(bound.rel);
+          expect(a.lseErr).toBeLessThan(bound.lse);
         });
       }
     });
   }
 
-  test('quantOutliers: outlier channels large in Q and K alike cost the 8-bit Q.K its accuracy unless they leave it', async () => {
+  test('outlier channels large in Q and K alike: the rotation keeps int8 within the contract, quantOutliers cuts its error further', async () => {
+    // They set both int8 scales unless rotated away (a head dim that is a power of two) or kept out
+    // of the 8-bit dot. 30 CPU draws each, int8 relative L2: d48 (not rotated) 3.9e-2 .. 8.6e-2; d64
+    // rotated 1.4e-2 .. 2.0e-2; with quantOutliers ~0.3% (5.2x under the rotated error at least).
     const c: QuantCase = { lenQ: [256], lenK: [256], headsQ: 2, headsKv: 2, dim: 64 };
     const x = makeInputs(c, 'shared');
     const want = await referenceOf(c, x, 'bf16');
-    const off = accuracy(await runQuant(c, x, 'bf16', 'cpu', 'int8'), want);
+    const rotated = accuracy(await runQuant(c, x, 'bf16', 'cpu', 'int8'), want);
     const on = accuracy(await runQuant(caseFor(c, 'shared'), x, 'bf16', 'cpu', 'int8'), want);
-    expect(on.rel).toBeLessThan(CONTRACT.int8.shared.rel);
-    expect(on.rel).toBeLessThan(off.rel / 3);  // CPU draws: ~5% off, ~0.3% on
+    expect(rotated.rel).toBeLessThan(CONTRACT.int8.shared.rel);
+    expect(rotated.cos).toBeGreaterThanOrEqual(CONTRACT.int8.shared.cos);
+    expect(on.rel).toBeLessThan(rotated.rel / 2.5);
+    const c48: QuantCase = { ...c, dim: 48 };
+    const x48 = makeInputs(c48, 'shared');
+    const unrotated = accuracy(await runQuant(c48, x48, 'bf16', 'cpu', 'int8'), await referenceOf(c48, x48, 'bf16'));
+    expect(unrotated.rel).toBeGreaterThan(1.5 * rotated.rel);
   });
 
   test('f32 and f16 inputs, head dim 128, long causal sequence', async () => {
@@ -37,8 +46,8 @@ describe('quantized attention on the CPU meets the accuracy contract against flo
       const x = makeInputs(c, 'heavy');
       const [got, want] = await Promise.all([runQuant(c, x, dtype, 'cpu', 'int8'), referenceOf(c, x, dtype)]);
       const a = accuracy(got, want);
-      expect(a.cos).toBeGreaterThanOrEqual(CONTRACT.int8.heavy.cos);
-      expect(a.rel).toBeLessThanOrEqual(CONTRACT.int8.heavy.rel);
+      expect(a.cos).toBeGreaterThanOrEqual(quantContract('int8', 'heavy', 128).cos);
+      expect(a.rel).toBeLessThanOrEqual(quantContract('int8', 'heavy', 128).rel);
     }
   });
 

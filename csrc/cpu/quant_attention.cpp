@@ -34,10 +34,23 @@ struct QuantKv {
   std::vector<float> vscale;  // [D]
 };
 
+// x diag(s) H in place: the rotation of csrc/common/quant.h, in its order of float operations.
+void rotate(float* x, int D) {
+  for (int c = 0; c < D; ++c)
+    if (rotationNegates(c)) x[c] = -x[c];
+  for (int len = 1; len < D; len <<= 1)
+    for (int c = 0; c < D; ++c)
+      if ((c & len) == 0) {
+        const float a = x[c], b = x[c + len];
+        x[c] = a + b;
+        x[c + len] = a - b;
+      }
+}
+
 float storedV(float x, bool fp8) { return fp8 ? fp8e4m3ToFloat(floatToFp8e4m3(x)) : f16ToFloat(floatToF16(x)); }
 float storedFp8(float x, float inv) { return fp8e4m3ToFloat(floatToFp8e4m3(x * inv)); }
 
-void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, bool qk_fp8, QuantKv* out) {
+void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, bool qk_fp8, bool rot, QuantKv* out) {
   const int n_outl = p.quant_outliers ? quantOutlierCount(p.head_dim) : 0;
   const int D = p.head_dim;
   const SeqBounds sb = bounds(p, b);
@@ -89,6 +102,8 @@ void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, bool qk_fp8, Quant
   out->kscale.assign(static_cast<size_t>(blocks), 0.0f);
   for (int64_t j = 0; j < n; ++j)
     for (int c = 0; c < D; ++c) k[j * D + c] -= out->mean[c];
+  if (rot)
+    for (int64_t j = 0; j < n; ++j) rotate(&k[j * D], D);
   out->ko.resize(static_cast<size_t>(n * n_out));
   for (int64_t j = 0; j < n; ++j)
     for (int i = 0; i < n_out; ++i) out->ko[j * n_out + i] = f16ToFloat(floatToF16(k[j * D + out->outl[i]] * out->ko_pow2));
@@ -129,10 +144,12 @@ void quantAttentionForward(const AttnParams& p, QuantMode mode) {
   const float q_target = qk_fp8 ? kFp8Max : kInt8Max;
   const float p_scale = fp8 ? kQuantPScaleFp8 : 1.0f;
   const float mult = p.scale * kLog2e;  // scores in log2 units, as the kernel's exp2 softmax
+  const bool rot = quantRotates(mode, p.quant_outliers, D);
+  const float rot_scale = rot ? 1.0f / static_cast<float>(D) : 1.0f;  // (Q R)(K R)^T = D Q K^T
 
   std::vector<QuantKv> kv(static_cast<size_t>(p.batch) * p.heads_kv);
   parallelFor(static_cast<int64_t>(kv.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t u = begin; u < end; ++u) quantizeKv(p, static_cast<int>(u / p.heads_kv), static_cast<int>(u % p.heads_kv), fp8, qk_fp8, &kv[u]);
+    for (int64_t u = begin; u < end; ++u) quantizeKv(p, static_cast<int>(u / p.heads_kv), static_cast<int>(u % p.heads_kv), fp8, qk_fp8, rot, &kv[u]);
   });
 
   std::vector<int64_t> q_base(p.batch + 1, 0);
@@ -154,14 +171,16 @@ void quantAttentionForward(const AttnParams& p, QuantMode mode) {
       const QuantKv& s = kv[static_cast<size_t>(b) * p.heads_kv + hk];
 
       loadRow(p.q, rowOffset(p, p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, sb.q_row0, i, h), p.dtype, D, q.data());
-      float amax = 0.0f, amax_out = 0.0f, qm = 0.0f;
+      float qm = 0.0f;  // q . mean(k), of the unrotated q
+      for (int c = 0; c < D; ++c) qm += q[c] * s.mean[c];
+      if (rot) rotate(q.data(), D);
+      float amax = 0.0f, amax_out = 0.0f;
       for (int c = 0; c < D; ++c) {
         if (s.is_outl[c]) {
           amax_out = std::fmax(amax_out, std::fabs(q[c]));
         } else {
           amax = std::fmax(amax, std::fabs(q[c]));
         }
-        qm += q[c] * s.mean[c];
       }
       const float qinv = quantInverse(q_target, amax);
       for (int c = 0; c < D; ++c) {
@@ -175,7 +194,7 @@ void quantAttentionForward(const AttnParams& p, QuantMode mode) {
       const int n_out = static_cast<int>(s.outl.size());
       const float qo_pow2 = outlierPow2(amax_out);
       for (int i = 0; i < n_out; ++i) qo[i] = f16ToFloat(floatToF16(q[s.outl[i]] * qo_pow2));
-      const float row_mult = quantScale(q_target, amax) * mult;
+      const float row_mult = quantScale(q_target, amax) * rot_scale * mult;
       const float out_mult = mult / (qo_pow2 * s.ko_pow2);
 
       // Visible keys [lo, hi): the mask of csrc/common/attention_params.h.

@@ -24,8 +24,8 @@ export type InputKind = 'random' | 'heavy' | 'shared';
  * channels whose values sit 10-50x away from zero (a per-channel bias) with twice the spread; Q
  * gets two channels 4x wider; V gets the same outlier channels 10-50x wider. 'shared': outlier
  * channels large in Q and K alike (x10 .. x20 in both, zero mean; K also gets a per-channel offset
- * up to +-20), which smoothing cannot remove: without the 16-bit outlier channels of
- * csrc/common/quant.h they set both int8 scales. `outliers` picks the channels (shared by q, k and
+ * up to +-20), which smoothing cannot remove: unless rotated away or kept out of the 8-bit dot by
+ * the 16-bit outlier channels (csrc/common/quant.h) they set both int8 scales. `outliers` picks the channels (shared by q, k and
  * v of one case).
  */
 export function makeValues(kind: InputKind, role: 'q' | 'k' | 'v', rows: number, heads: number, dim: number, outliers: number[]): Float32Array {
@@ -209,12 +209,16 @@ export function accuracy(got: QuantRun, want: QuantRun): Accuracy {
  * sits at 0.999 with a tail below (seen 0.99891) and its relative L2 reaches 0.047. It is held to
  * that measured envelope so a regression still fails: 0.998 / 6e-2 on random inputs, and on
  * heavy-tailed ones 8e-2 and lse 0.2 (40 CPU draws per case, session 5: 'q 70 < k 333 causal' rel.
- * L2 median 0.036, max 0.061; lse up to 0.156 seen in a CI-like run). 'int8' misses the contract's
- * relative L2 in a rare tail on heavy-tailed inputs (issue 8, open): session 19, 250 CPU draws each
- * of 'q 70 < k 333 causal' and 'varlen, sequences without keys': medians 0.019 / 0.017, 2 and 1
- * draws over 3e-2 (max 0.0325), cosine never below 0.99948; a CI run failed on one such draw
- * (0.0301). Its heavy-tailed relative L2 is held to 4e-2, over that tail, so CI does not fail one
- * run in ~25 while a regression (the median is 0.019) still fails; the cosine stays at 0.999.
+ * L2 median 0.036, max 0.061; lse up to 0.156 seen in a CI-like run). Rotated (head dims 64 and
+ * 128, every CUDA kernel: csrc/common/quant.h), Q and K's outlier channels spread over all channels
+ * and 'int8' meets the contract on heavy-tailed inputs with margin (session 22, 10 CPU draws of
+ * each suite case at d64 and d128: medians 0.009-0.013, max 0.016, cosine >= 0.99987, lse <=
+ * 0.053), so {@link quantContract} holds it to 3e-2 there. Unrotated (head dims not a power of
+ * two), 'int8' misses the contract's relative L2 in a rare tail on heavy-tailed inputs: session 19,
+ * 250 CPU draws each of 'q 70 < k 333 causal' and 'varlen, sequences without keys': medians 0.019 /
+ * 0.017, 2 and 1 draws over 3e-2 (max 0.0325), cosine never below 0.99948; a CI run failed on one
+ * such draw (0.0301). There its heavy-tailed relative L2 is held to 4e-2, over that tail, while a
+ * regression (the median is 0.019) still fails; the cosine stays at 0.999.
  * 'fp8' also rounds Q and K to e4m3, whose relative step is ~4x coarser than INT8's on the bulk of
  * a channel: fine on random inputs (worst of 84 CPU draws: cosine 0.9985, relative L2 0.054, lse
  * 0.094), but on heavy-tailed ones the scores of peaked rows move (worst: cosine 0.9925, relative L2
@@ -233,6 +237,17 @@ export const CONTRACT: Record<QuantizedMode, Record<InputKind, { cos: number; re
   'int8-fp8': { random: { cos: 0.998, rel: 6e-2, lse: 0.15 }, heavy: { cos: 0.998, rel: 8e-2, lse: 0.25 }, shared: { cos: 0.999, rel: 4e-2, lse: 0.5 } },
   fp8: { random: { cos: 0.997, rel: 7e-2, lse: 0.15 }, heavy: { cos: 0.985, rel: 0.2, lse: 0.8 }, shared: { cos: 0.998, rel: 5e-2, lse: 0.6 } },
 };
+
+/**
+ * The bounds a case is held to: {@link CONTRACT}, with the issue's relative L2 of 3e-2 (and the
+ * random inputs' lse bound) for 'int8' on heavy-tailed inputs where Q and K are rotated (a head dim
+ * that is a power of two).
+ */
+export function quantContract(mode: QuantizedMode, kind: InputKind, dim: number): { cos: number; rel: number; lse: number } {
+  const rotated = (dim & (dim - 1)) === 0;
+  if (mode === 'int8' && kind === 'heavy' && rotated) return { ...CONTRACT.int8.heavy, rel: 3e-2, lse: CONTRACT.int8.random.lse };
+  return CONTRACT[mode][kind];
+}
 
 /** The case as the suites run it on `kind` inputs: 'shared' ones with options.quantOutliers. */
 export function caseFor(c: QuantCase, kind: InputKind): QuantCase {

@@ -323,6 +323,35 @@ __device__ __forceinline__ void outlierSlots(const int32_t* outl, int c0, int (&
   }
 }
 
+// x diag(s) H (the rotation of csrc/common/quant.h, its order of float operations) of a row of D
+// channels spread over D / kPer lanes: this lane holds channels chunk * kPer .. + kPer - 1, and the
+// row's lanes differ only in the low bits of the lane index (chunk = lane % (D / kPer)). Pairs
+// closer than kPer lie in this lane; the others are one shuffle apart. The whole warp calls it.
+template <int kPer, int D>
+__device__ __forceinline__ void rotateRow(float (&x)[kPer], int chunk) {
+  static_assert(D / kPer <= 32 && (D & (D - 1)) == 0 && (kPer & (kPer - 1)) == 0, "a row's lanes share a warp");
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) x[e] = rotationNegates(chunk * kPer + e) ? -x[e] : x[e];
+#pragma unroll
+  for (int len = 1; len < kPer; len <<= 1)
+#pragma unroll
+    for (int e = 0; e < kPer; ++e)
+      if ((e & len) == 0) {
+        const float lo = x[e], hi = x[e + len];
+        x[e] = __fadd_rn(lo, hi);
+        x[e + len] = __fsub_rn(lo, hi);
+      }
+#pragma unroll
+  for (int m = 1; m < D / kPer; m <<= 1) {  // len = m * kPer: the partner is lane ^ m
+    const bool upper = (chunk & m) != 0;
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      const float other = __shfl_xor_sync(0xffffffffu, x[e], m);
+      x[e] = upper ? __fsub_rn(other, x[e]) : __fadd_rn(x[e], other);
+    }
+  }
+}
+
 // f16 bits of x (round to nearest even).
 __device__ __forceinline__ uint16_t f16Bits(float x) { return __half_as_ushort(__float2half_rn(x)); }
 
@@ -344,6 +373,7 @@ template <typename T, int D, bool kFp8, bool kKFp8, bool kOutl>
 __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
   using C = BlockChunks<D>;
   constexpr int kVBytes = kFp8 ? 1 : 2;
+  constexpr bool kRot = quantRotates(kKFp8 ? QuantMode::Fp8 : QuantMode::Int8, kOutl, D);
   __shared__ float s_red[kWarps];
   __shared__ __align__(16) unsigned char s_vt[D * kBlockN * kVBytes];
 
@@ -369,13 +399,14 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
     for (int e = 0; e < 8; ++e) slot[e] = -1;
   }
 
-  // K: smooth, block absmax, int8 (padding keys: 0, not -mean). Smoothed twice rather than kept:
-  // registers hold the raw chunks of K and V in flight.
+  // K: smooth (and rotate), block absmax, int8 (padding keys: 0, not -mean). Smoothed twice rather
+  // than kept: registers hold the raw chunks of K and V in flight.
   auto smoothedK = [&](int i, float (&x)[8]) {
     const bool key = jj0 + i * C::kRowStep < kb.n;
     unpack8<T>(kr[i], x);
 #pragma unroll
     for (int e = 0; e < 8; ++e) x[e] = key ? __fsub_rn(x[e], mean[e]) : 0.0f;
+    if constexpr (kRot) rotateRow<8, D>(x, cc);
   };
   float amax = 0.0f;
 #pragma unroll
@@ -447,6 +478,7 @@ constexpr int kQRows = 16;
 template <typename T, int D, bool kFp8, bool kOutl>
 __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   constexpr int kPer = D / 32;  // channels per lane
+  constexpr bool kRot = quantRotates(kFp8 ? QuantMode::Fp8 : QuantMode::Int8, kOutl, D);
   static_assert(kQRows <= 32, "a lane locates each row");
   const int lane = threadIdx.x & 31;
   const int64_t rows = static_cast<int64_t>(a.total_q) * a.heads_q;
@@ -493,13 +525,15 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
     }
     float amax = 0.0f, amax_out = 0.0f, dot = 0.0f;
 #pragma unroll
+    for (int e = 0; e < kPer; ++e) dot = fmaf(x[r][e], mean[lane * kPer + e], dot);  // unrotated q
+    if constexpr (kRot) rotateRow<kPer, D>(x[r], lane);
+#pragma unroll
     for (int e = 0; e < kPer; ++e) {
       if (slot[e] >= 0) {
         amax_out = fmaxf(amax_out, fabsf(x[r][e]));
       } else {
         amax = fmaxf(amax, fabsf(x[r][e]));
       }
-      dot = fmaf(x[r][e], mean[lane * kPer + e], dot);
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
@@ -522,7 +556,8 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
       *reinterpret_cast<uint16_t*>(dst) = static_cast<uint16_t>(packed);
     }
     if (lane == 0) {
-      a.q_scale[row] = __fdiv_rn(amax, kTarget);
+      // Rotated: (Q R)(K R)^T = D Q K^T, so the scale takes 1 / D (exact, a power of two).
+      a.q_scale[row] = kRot ? __fmul_rn(__fdiv_rn(amax, kTarget), 1.0f / D) : __fdiv_rn(amax, kTarget);
       a.q_mean[row] = a.scale * dot;
       if constexpr (kOutl) a.qo_scale[row] = __fdiv_rn(1.0f, qo_pow2);
     }
