@@ -47,11 +47,11 @@ export interface AttentionOptions extends ScoreOptions {
    *   capability 8.9+ on CUDA. The e4m3 rounding of P and V costs ~2.5% relative error each, so
    *   on zero-mean random V the output's relative L2 error is ~4% (cosine ≥ 0.999).
    * - `'int8'`: P and V in f16 for P·V (runs on sm_80+); relative L2 error ≤ 3e-2, cosine ≥ 0.999.
-   * In both INT8 modes, for head dims that are a power of two, Q and the smoothed K are first
-   * rotated by a fixed random-sign Hadamard transform over the head dim (Q·Kᵀ unchanged), so that a
-   * few outlier channels do not set the INT8 steps of all the others.
    * - `'fp8'`: Q and K in FP8 e4m3 instead of INT8 (same per-token / per-64-key-block scales), P and
    *   V as `'int8-fp8'`: every product on FP8 tensor cores (compute capability 8.9+).
+   * In every mode, for head dims that are a power of two (without `quantOutliers`), Q and the
+   * smoothed K are first rotated by a fixed random-sign Hadamard transform over the head dim (Q·Kᵀ
+   * unchanged), so that a few outlier channels do not set the 8-bit steps of all the others.
    * CUDA kernels exist for head dims 64 and 128 (f16/bf16); on compute capability 9.0 they run on
    * Hopper's wgmma/TMA. The CPU backend emulates the same quantization for any head dim. The
    * returned lse is the exact one (the smoothing is added back).

@@ -144,7 +144,7 @@ void quantAttentionForward(const AttnParams& p, QuantMode mode) {
   const float q_target = qk_fp8 ? kFp8Max : kInt8Max;
   const float p_scale = fp8 ? kQuantPScaleFp8 : 1.0f;
   const float mult = p.scale * kLog2e;  // scores in log2 units, as the kernel's exp2 softmax
-  const bool rot = quantRotates(mode, p.quant_outliers, D);
+  const bool rot = quantRotates(p.quant_outliers, D);
   const float rot_scale = rot ? 1.0f / static_cast<float>(D) : 1.0f;  // (Q R)(K R)^T = D Q K^T
 
   std::vector<QuantKv> kv(static_cast<size_t>(p.batch) * p.heads_kv);

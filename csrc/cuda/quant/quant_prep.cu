@@ -373,7 +373,7 @@ template <typename T, int D, bool kFp8, bool kKFp8, bool kOutl>
 __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
   using C = BlockChunks<D>;
   constexpr int kVBytes = kFp8 ? 1 : 2;
-  constexpr bool kRot = quantRotates(kKFp8 ? QuantMode::Fp8 : QuantMode::Int8, kOutl, D);
+  constexpr bool kRot = quantRotates(kOutl, D);
   __shared__ float s_red[kWarps];
   __shared__ __align__(16) unsigned char s_vt[D * kBlockN * kVBytes];
 
@@ -478,7 +478,7 @@ constexpr int kQRows = 16;
 template <typename T, int D, bool kFp8, bool kOutl>
 __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   constexpr int kPer = D / 32;  // channels per lane
-  constexpr bool kRot = quantRotates(kFp8 ? QuantMode::Fp8 : QuantMode::Int8, kOutl, D);
+  constexpr bool kRot = quantRotates(kOutl, D);
   static_assert(kQRows <= 32, "a lane locates each row");
   const int lane = threadIdx.x & 31;
   const int64_t rows = static_cast<int64_t>(a.total_q) * a.heads_q;
