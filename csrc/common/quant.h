@@ -88,6 +88,20 @@ constexpr bool rotationNegates(int c) {
   return (h >> 31) != 0;
 }
 
+// x diag(s) H in place, one row of D channels, in the float order above (the CPU backend's; the
+// CUDA preprocessing's lane-split version, csrc/cuda/quant/rotate_row.cuh, matches it bit for bit).
+inline void rotateRow(float* x, int D) {
+  for (int c = 0; c < D; ++c)
+    if (rotationNegates(c)) x[c] = -x[c];
+  for (int len = 1; len < D; len <<= 1)
+    for (int c = 0; c < D; ++c)
+      if ((c & len) == 0) {
+        const float a = x[c], b = x[c + len];
+        x[c] = a + b;
+        x[c + len] = a - b;
+      }
+}
+
 // Outlier channels per (sequence, kv head) (16 at head dims >= 64; one f16 k16 MMA step).
 constexpr int kQuantOutliers = 16;
 inline int quantOutlierCount(int head_dim) { return std::min(kQuantOutliers, head_dim / 4); }

@@ -34,19 +34,6 @@ struct QuantKv {
   std::vector<float> vscale;  // [D]
 };
 
-// x diag(s) H in place: the rotation of csrc/common/quant.h, in its order of float operations.
-void rotate(float* x, int D) {
-  for (int c = 0; c < D; ++c)
-    if (rotationNegates(c)) x[c] = -x[c];
-  for (int len = 1; len < D; len <<= 1)
-    for (int c = 0; c < D; ++c)
-      if ((c & len) == 0) {
-        const float a = x[c], b = x[c + len];
-        x[c] = a + b;
-        x[c + len] = a - b;
-      }
-}
-
 float storedV(float x, bool fp8) { return fp8 ? fp8e4m3ToFloat(floatToFp8e4m3(x)) : f16ToFloat(floatToF16(x)); }
 float storedFp8(float x, float inv) { return fp8e4m3ToFloat(floatToFp8e4m3(x * inv)); }
 
@@ -103,7 +90,7 @@ void quantizeKv(const AttnParams& p, int b, int hk, bool fp8, bool qk_fp8, bool 
   for (int64_t j = 0; j < n; ++j)
     for (int c = 0; c < D; ++c) k[j * D + c] -= out->mean[c];
   if (rot)
-    for (int64_t j = 0; j < n; ++j) rotate(&k[j * D], D);
+    for (int64_t j = 0; j < n; ++j) rotateRow(&k[j * D], D);
   out->ko.resize(static_cast<size_t>(n * n_out));
   for (int64_t j = 0; j < n; ++j)
     for (int i = 0; i < n_out; ++i) out->ko[j * n_out + i] = f16ToFloat(floatToF16(k[j * D + out->outl[i]] * out->ko_pow2));
@@ -173,7 +160,7 @@ void quantAttentionForward(const AttnParams& p, QuantMode mode) {
       loadRow(p.q, rowOffset(p, p.q_batch_stride, p.q_row_stride, p.q_head_stride, b, sb.q_row0, i, h), p.dtype, D, q.data());
       float qm = 0.0f;  // q . mean(k), of the unrotated q
       for (int c = 0; c < D; ++c) qm += q[c] * s.mean[c];
-      if (rot) rotate(q.data(), D);
+      if (rot) rotateRow(q.data(), D);
       float amax = 0.0f, amax_out = 0.0f;
       for (int c = 0; c < D; ++c) {
         if (s.is_outl[c]) {

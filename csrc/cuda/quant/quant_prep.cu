@@ -20,6 +20,7 @@
 #include "../check.h"
 #include "../common/elem_convert.cuh"
 #include "quant_internal.h"
+#include "rotate_row.cuh"
 
 namespace attn::cuda::quant {
 namespace {
@@ -323,35 +324,6 @@ __device__ __forceinline__ void outlierSlots(const int32_t* outl, int c0, int (&
   }
 }
 
-// x diag(s) H (the rotation of csrc/common/quant.h, its order of float operations) of a row of D
-// channels spread over D / kPer lanes: this lane holds channels chunk * kPer .. + kPer - 1, and the
-// row's lanes differ only in the low bits of the lane index (chunk = lane % (D / kPer)). Pairs
-// closer than kPer lie in this lane; the others are one shuffle apart. The whole warp calls it.
-template <int kPer, int D>
-__device__ __forceinline__ void rotateRow(float (&x)[kPer], int chunk) {
-  static_assert(D / kPer <= 32 && (D & (D - 1)) == 0 && (kPer & (kPer - 1)) == 0, "a row's lanes share a warp");
-#pragma unroll
-  for (int e = 0; e < kPer; ++e) x[e] = rotationNegates(chunk * kPer + e) ? -x[e] : x[e];
-#pragma unroll
-  for (int len = 1; len < kPer; len <<= 1)
-#pragma unroll
-    for (int e = 0; e < kPer; ++e)
-      if ((e & len) == 0) {
-        const float lo = x[e], hi = x[e + len];
-        x[e] = __fadd_rn(lo, hi);
-        x[e + len] = __fsub_rn(lo, hi);
-      }
-#pragma unroll
-  for (int m = 1; m < D / kPer; m <<= 1) {  // len = m * kPer: the partner is lane ^ m
-    const bool upper = (chunk & m) != 0;
-#pragma unroll
-    for (int e = 0; e < kPer; ++e) {
-      const float other = __shfl_xor_sync(0xffffffffu, x[e], m);
-      x[e] = upper ? __fsub_rn(other, x[e]) : __fadd_rn(x[e], other);
-    }
-  }
-}
-
 // f16 bits of x (round to nearest even).
 __device__ __forceinline__ uint16_t f16Bits(float x) { return __half_as_ushort(__float2half_rn(x)); }
 
@@ -406,7 +378,7 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
     unpack8<T>(kr[i], x);
 #pragma unroll
     for (int e = 0; e < 8; ++e) x[e] = key ? __fsub_rn(x[e], mean[e]) : 0.0f;
-    if constexpr (kRot) rotateRow<8, D>(x, cc);
+    if constexpr (kRot) rotateRowLanes<8, D>(x, cc);
   };
   float amax = 0.0f;
 #pragma unroll
@@ -526,7 +498,7 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
     float amax = 0.0f, amax_out = 0.0f, dot = 0.0f;
 #pragma unroll
     for (int e = 0; e < kPer; ++e) dot = fmaf(x[r][e], mean[lane * kPer + e], dot);  // unrotated q
-    if constexpr (kRot) rotateRow<kPer, D>(x[r], lane);
+    if constexpr (kRot) rotateRowLanes<kPer, D>(x[r], lane);
 #pragma unroll
     for (int e = 0; e < kPer; ++e) {
       if (slot[e] >= 0) {
