@@ -371,8 +371,8 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
     for (int e = 0; e < 8; ++e) slot[e] = -1;
   }
 
-  // K: smooth (and rotate), block absmax, int8 (padding keys: 0, not -mean). Smoothed twice rather
-  // than kept: registers hold the raw chunks of K and V in flight.
+  // K: smooth (and rotate), block absmax, int8 (padding keys: 0, not -mean). Unrotated, smoothed
+  // twice rather than kept: registers hold the raw chunks of K and V in flight.
   auto smoothedK = [&](int i, float (&x)[8]) {
     const bool key = jj0 + i * C::kRowStep < kb.n;
     unpack8<T>(kr[i], x);
@@ -380,14 +380,18 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
     for (int e = 0; e < 8; ++e) x[e] = key ? __fsub_rn(x[e], mean[e]) : 0.0f;
     if constexpr (kRot) rotateRowLanes<8, D>(x, cc);
   };
+  // Rotated, the values are kept instead: 32 shuffles a unit at d128 are not worth repeating.
+  float kept[kRot ? C::kUnits : 1][8];
   float amax = 0.0f;
 #pragma unroll
   for (int i = 0; i < C::kUnits; ++i) {
     float x[8];
     smoothedK(i, x);
 #pragma unroll
-    for (int e = 0; e < 8; ++e)
+    for (int e = 0; e < 8; ++e) {
       if (slot[e] < 0) amax = fmaxf(amax, fabsf(x[e]));
+      if constexpr (kRot) kept[i][e] = x[e];
+    }
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
@@ -402,7 +406,12 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
 #pragma unroll
   for (int i = 0; i < C::kUnits; ++i) {
     float x[8];
-    smoothedK(i, x);
+    if constexpr (kRot) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) x[e] = kept[i][e];
+    } else {
+      smoothedK(i, x);
+    }
     uint32_t w[2] = {0u, 0u};
     const int jj = jj0 + i * C::kRowStep;
     const int64_t krow = static_cast<int64_t>(hk) * a.total_kp + key0 + jj;
