@@ -13,7 +13,7 @@ describe('quantized attention on the CPU meets the accuracy contract against flo
           const x = makeInputs(c, kind);
           const [got, want] = await Promise.all([runQuant(c, x, 'bf16', 'cpu', mode), referenceOf(c, x, 'bf16')]);
           const a = accuracy(got, want);
-          const bound = quantContract(mode, kind, c.dim);
+          const bound = quantContract(mode, kind, c);
           expect(a.cos).toBeGreaterThanOrEqual(bound.cos);
           expect(a.rel).toBeLessThanOrEqual(bound.rel);
           expect(a.lseErr).toBeLessThan(bound.lse);
@@ -46,8 +46,8 @@ describe('quantized attention on the CPU meets the accuracy contract against flo
       const x = makeInputs(c, 'heavy');
       const [got, want] = await Promise.all([runQuant(c, x, dtype, 'cpu', 'int8'), referenceOf(c, x, dtype)]);
       const a = accuracy(got, want);
-      expect(a.cos).toBeGreaterThanOrEqual(quantContract('int8', 'heavy', 128).cos);
-      expect(a.rel).toBeLessThanOrEqual(quantContract('int8', 'heavy', 128).rel);
+      expect(a.cos).toBeGreaterThanOrEqual(quantContract('int8', 'heavy', c).cos);
+      expect(a.rel).toBeLessThanOrEqual(quantContract('int8', 'heavy', c).rel);
     }
   });
 

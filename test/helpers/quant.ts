@@ -241,17 +241,19 @@ export const CONTRACT: Record<QuantizedMode, Record<InputKind, { cos: number; re
 
 /**
  * The bounds a case is held to: {@link CONTRACT}, or where Q and K are rotated (a head dim that is
- * a power of two) on heavy-tailed inputs, tighter ones: 'int8' the issue's relative L2 of 3e-2,
- * 'int8-fp8' its random-input envelope, 'fp8' 0.1 (session 22, 10 CPU draws of each suite case at
- * d64 and d128, rotated: int8-fp8 max 0.046, lse 0.064; fp8 max 0.070, cosine >= 0.9975, lse 0.28;
+ * a power of two, without quantOutliers: csrc/common/quant.h's quantRotates) on heavy-tailed
+ * inputs, tighter ones: 'int8' the issue's relative L2 of 3e-2, 'int8-fp8' its random-input
+ * envelope, 'fp8' 0.12 (session 22, CPU, rotated: 10 draws of each suite case at d64 and d128 and 5
+ * of each of the GPU suite's three long cases: int8 max 0.016, int8-fp8 max 0.046, lse 0.064; fp8
+ * max 0.075, cosine >= 0.9974, lse 0.28, to which the GPU's e4m3 accumulation adds up to 2e-2;
  * unrotated fp8 reached 0.134 and cosine 0.991).
  */
-export function quantContract(mode: QuantizedMode, kind: InputKind, dim: number): { cos: number; rel: number; lse: number } {
-  const rotated = (dim & (dim - 1)) === 0;
+export function quantContract(mode: QuantizedMode, kind: InputKind, c: QuantCase): { cos: number; rel: number; lse: number } {
+  const rotated = (c.dim & (c.dim - 1)) === 0 && c.dim > 1 && !c.options?.quantOutliers;
   if (!rotated || kind !== 'heavy') return CONTRACT[mode][kind];
   if (mode === 'int8') return { ...CONTRACT.int8.heavy, rel: 3e-2, lse: CONTRACT.int8.random.lse };
   if (mode === 'int8-fp8') return CONTRACT['int8-fp8'].random;
-  return { cos: 0.995, rel: 0.1, lse: 0.5 };
+  return { cos: 0.995, rel: 0.12, lse: 0.5 };
 }
 
 /** The case as the suites run it on `kind` inputs: 'shared' ones with options.quantOutliers. */

@@ -20,7 +20,7 @@ export async function checkCase(c0: QuantCase, kind: InputKind, dtype: DType, mo
     runQuant(c, x, dtype, 'cuda:0', mode, { forceSm80 }), runQuant(c, x, dtype, 'cpu', mode), referenceOf(c, x, dtype),
   ]);
   const a = accuracy(got, want);
-  const bound = quantContract(mode, kind, c0.dim);
+  const bound = quantContract(mode, kind, c);
   expect(a.cos).toBeGreaterThanOrEqual(bound.cos);
   expect(a.rel).toBeLessThanOrEqual(bound.rel);
   expect(a.lseErr).toBeLessThan(bound.lse);
