@@ -25,10 +25,12 @@ export function kvContract(name: string, c: KvCase): { cos: number; rel: number;
   // deterministic while the gap stays visible here; per-channel K scales are the planned fix.
   if (c.dtype === 'fp8' && c.kind === 'heavy' && name.includes('softcap')) return { ...KV_CONTRACT.fp8, cos: 0.99, rel: 0.1 };
   // Heavy-tailed inputs otherwise: e4m3's own rounding, with tail draws past 6e-2 (rel. L2 0.0626 on
-  // the H100, run 18, d128 page 1 over 3000 keys; the cosine held 0.998).
+  // the H100, run 18, d128 page 1 over 3000 keys). The cosine has a tail below 0.998 there too: run
+  // 88 drew 0.9974 (d128 page 64, 5 splits); 400 CPU draws of the GPU suite's four d128 3000-key
+  // cases (session 23): median cosine 0.9995 and rel. L2 0.032, min cosine 0.9966, max rel. L2 0.082.
   // Its lse error has a long tail too: over 300 CPU draws each, d64 prefill median 0.09, 99th
   // percentile 0.23, max 0.31 (decode max 0.23); a CI run drew 0.26 past the former 0.25.
-  if (c.dtype === 'fp8' && c.kind === 'heavy') return { ...KV_CONTRACT.fp8, rel: 0.08, lse: 0.5 };
+  if (c.dtype === 'fp8' && c.kind === 'heavy') return { ...KV_CONTRACT.fp8, cos: 0.995, rel: 0.1, lse: 0.5 };
   return KV_CONTRACT[c.dtype];
 }
 
