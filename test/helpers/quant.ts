@@ -256,6 +256,13 @@ export function quantContract(mode: QuantizedMode, kind: InputKind, c: QuantCase
   return { cos: 0.995, rel: 0.12, lse: 0.5 };
 }
 
+/** Asserts that `a` meets `bound`: cosine at least, relative L2 at most, lse error below. */
+export function expectMeets(a: Accuracy, bound: { cos: number; rel: number; lse: number }): void {
+  expect(a.cos).toBeGreaterThanOrEqual(bound.cos);
+  expect(a.rel).toBeLessThanOrEqual(bound.rel);
+  expect(a.lseErr).toBeLessThan(bound.lse);
+}
+
 /** The case as the suites run it on `kind` inputs: 'shared' ones with options.quantOutliers. */
 export function caseFor(c: QuantCase, kind: InputKind): QuantCase {
   return kind === 'shared' ? { ...c, options: { ...c.options, quantOutliers: true } } : c;
