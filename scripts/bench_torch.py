@@ -285,4 +285,6 @@ if want("quant", False):
     result["quant"] = {"forward": quant_forward(), "decode": quant_decode()}
 elif want("quantkv", False):
     result["quant"] = {"decode": quant_decode()}
+elif want("quantfwd", False):
+    result["quant"] = {"forward": quant_forward()}
 json.dump(result, open(out_path, "w"), indent=2)
