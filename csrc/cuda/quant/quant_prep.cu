@@ -108,21 +108,39 @@ struct BlockChunks {
   static_assert(kThreads % kChunks == 0 && kChunks <= 32, "a column's lanes share a warp");
 };
 
-// This thread's K and V chunks of the key block (zeros for padding keys), every load in flight.
+// V's chunks as the quantize launch transposes them: a warp's load covers 8 keys x 4 chunk columns
+// (64 bytes of each key row), so its shared-memory stores of one channel reach 4 rows at once,
+// which vtOffset's swizzle puts in distinct banks. (With BlockChunks' 16 columns per load, the
+// 16 rows one byte store reached shared one bank: a 16-way conflict on every V element.) Thread:
+// column 4 * (warp % kColGroups) + lane % 4, keys lane / 4 + 8 * (warp / kColGroups + kKeySplits * i).
 template <int D>
+struct VChunks {
+  static constexpr int kChunks = D / 8;
+  static constexpr int kColGroups = kChunks / 4;  // warps across a key row
+  static constexpr int kKeySplits = kWarps / kColGroups;
+  static constexpr int kUnits = kBlockN / (8 * kKeySplits);
+  static_assert(kChunks % 4 == 0 && kWarps % kColGroups == 0 && kUnits == BlockChunks<D>::kUnits, "V chunks as K's");
+  __device__ static int column() { return 4 * ((threadIdx.x >> 5) % kColGroups) + (threadIdx.x & 3); }
+  __device__ static int key(int i) { return ((threadIdx.x & 31) >> 2) + 8 * ((threadIdx.x >> 5) / kColGroups + kKeySplits * i); }
+};
+
+// This thread's K and V chunks of the key block (zeros for padding keys), every load in flight.
+// kVByKeys: V as VChunks (the quantize launch), else as BlockChunks, like K.
+template <int D, bool kVByKeys>
 __device__ __forceinline__ void loadKvChunks(const QuantArgs& a, const KeyBlock& kb, int hk,
                                              uint4 (&kr)[BlockChunks<D>::kUnits], uint4 (&vr)[BlockChunks<D>::kUnits]) {
   using C = BlockChunks<D>;
+  using V = VChunks<D>;
   const int cc = threadIdx.x % C::kChunks, jj0 = threadIdx.x / C::kChunks;
+  const int vc = kVByKeys ? V::column() : cc;
 #pragma unroll
   for (int i = 0; i < C::kUnits; ++i) {
-    const int jj = jj0 + i * C::kRowStep;
+    const int jj = jj0 + i * C::kRowStep, vj = kVByKeys ? V::key(i) : jj;
     kr[i] = vr[i] = make_uint4(0u, 0u, 0u, 0u);
-    if (jj < kb.n) {
-      const int j = kb.j0 + jj;
-      kr[i] = load16(a.k, keyOffset(a, a.k_batch_stride, a.k_row_stride, a.k_head_stride, kb.b, j, hk) + cc * 8);
-      vr[i] = load16(a.v, keyOffset(a, a.v_batch_stride, a.v_row_stride, a.v_head_stride, kb.b, j, hk) + cc * 8);
-    }
+    if (jj < kb.n)
+      kr[i] = load16(a.k, keyOffset(a, a.k_batch_stride, a.k_row_stride, a.k_head_stride, kb.b, kb.j0 + jj, hk) + cc * 8);
+    if (vj < kb.n)
+      vr[i] = load16(a.v, keyOffset(a, a.v_batch_stride, a.v_row_stride, a.v_head_stride, kb.b, kb.j0 + vj, hk) + vc * 8);
   }
 }
 
@@ -241,7 +259,7 @@ __global__ void __launch_bounds__(kThreads) statsKernel(const QuantArgs a) {
   const KeyBlock kb = keyBlock(a, blk);
   const int cc = tid % C::kChunks, jj0 = tid / C::kChunks;
   uint4 kr[C::kUnits], vr[C::kUnits];
-  loadKvChunks<D>(a, kb, hk, kr, vr);
+  loadKvChunks<D, false>(a, kb, hk, kr, vr);
   float vmax[8] = {};
 #pragma unroll
   for (int i = 0; i < C::kUnits; ++i) {
@@ -300,6 +318,15 @@ __global__ void __launch_bounds__(kThreads) statsKernel(const QuantArgs a) {
   finishSequence<D, kOutl>(a, kb.b, hk);
 }
 
+// Byte offset of (channel c, byte b of its V^T row) in the block's staging buffer: rows of kBlockN *
+// kVBytes bytes whose 16-byte chunks are XOR-swizzled by c / 8, so that VChunks' 4 columns (channels
+// 8 apart) store into 4 different chunks, and the copy out still reads whole chunks.
+template <int kVBytes>
+__device__ __forceinline__ int vtOffset(int c, int b) {
+  constexpr int kRowChunks = kBlockN * kVBytes / 16;
+  return c * (kBlockN * kVBytes) + ((((b >> 4) ^ (c >> 3)) & (kRowChunks - 1)) << 4) + (b & 15);
+}
+
 // Position of key jj (0..63) of a block in the fp8 V^T row: the mma.m16n8k32 A fragment of P
 // holds, per 16-key group, keys 2t, 2t+1, 8+2t, 8+2t+1 of the S accumulators at k = 4t..4t+3,
 // so V's keys are stored in that order (a permutation of the contraction axis).
@@ -355,12 +382,12 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
   const KeyBlock kb = keyBlock(a, blk);
   const int cc = tid % C::kChunks, jj0 = tid / C::kChunks;
   uint4 kr[C::kUnits], vr[C::kUnits];
-  loadKvChunks<D>(a, kb, hk, kr, vr);
-  float mean[8], vinv[8];  // of this thread's column
+  loadKvChunks<D, true>(a, kb, hk, kr, vr);
+  const int vc = VChunks<D>::column();
+  float mean[8], vinv[8];  // of this thread's K and V columns
   const int64_t seq = static_cast<int64_t>(kb.b) * a.heads_kv + hk;
-  const int64_t st = seq * D + cc * 8;
-  load8f(a.k_mean + st, mean);
-  load8f(a.v_inv + st, vinv);
+  load8f(a.k_mean + seq * D + cc * 8, mean);
+  load8f(a.v_inv + seq * D + vc * 8, vinv);
   int slot[8];  // outlier channels of this column: their place in Ko rows, else -1
   float ko_pow2 = 1.0f;
   if constexpr (kOutl) {
@@ -426,17 +453,17 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
   // V: channel scale, fp8 / f16, transposed through shared memory (padding keys load as zeros).
 #pragma unroll
   for (int i = 0; i < C::kUnits; ++i) {
-    const int jj = jj0 + i * C::kRowStep;
+    const int jj = VChunks<D>::key(i);
     float y[8];
     unpack8<T>(vr[i], y);
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
-      const int c = cc * 8 + e;
+      const int c = vc * 8 + e;
       const float z = __fmul_rn(y[e], vinv[e]);
       if constexpr (kFp8) {
-        s_vt[c * kBlockN + fp8KeySlot(jj)] = static_cast<unsigned char>(__nv_cvt_float_to_fp8(z, __NV_SATFINITE, __NV_E4M3));
+        s_vt[vtOffset<1>(c, fp8KeySlot(jj))] = static_cast<unsigned char>(__nv_cvt_float_to_fp8(z, __NV_SATFINITE, __NV_E4M3));
       } else {
-        reinterpret_cast<__half*>(s_vt)[c * kBlockN + jj] = __float2half_rn(z);
+        *reinterpret_cast<__half*>(s_vt + vtOffset<2>(c, 2 * jj)) = __float2half_rn(z);
       }
     }
   }
@@ -446,16 +473,45 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
     const int c = u / kRowChunks, q = u % kRowChunks;
     unsigned char* dst = static_cast<unsigned char*>(a.vt) +
                          ((static_cast<int64_t>(hk) * D + c) * a.total_kp + key0) * kVBytes + q * 16;
-    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(s_vt + (c * kBlockN) * kVBytes + q * 16);
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(s_vt + vtOffset<kVBytes>(c, q * 16));
   }
 }
 
 // (token, head) rows of Q per warp (in flight at once: 4 KB at d128, within the K/V CTAs' registers).
 constexpr int kQRows = 16;
 
+// Each of a warp's kQRows = 16 rows of per-lane partials v[r], summed (kMax: maxed) over the lanes:
+// the rows are halved at each butterfly step (offsets 16, 8, 4, 2; then 1), so lane l ends with
+// row l / 2, after 16 shuffles instead of 5 a row. Each row meets the same pairs in the same order
+// (own value first) as a butterfly all-reduce of that row alone, so a sum keeps its bits.
+// One butterfly step of reduceRows: lanes with bit o keep rows [n, 2n), the others [0, n).
+template <bool kMax, int kN, int kO>
+__device__ __forceinline__ void reduceRowsStep(float (&v)[kQRows], int lane) {
+  const bool upper = (lane & kO) != 0;
+#pragma unroll
+  for (int r = 0; r < kN; ++r) {
+    const float give = upper ? v[r] : v[r + kN];
+    const float keep = upper ? v[r + kN] : v[r];
+    const float got = __shfl_xor_sync(0xffffffffu, give, kO);
+    v[r] = kMax ? fmaxf(keep, got) : keep + got;
+  }
+}
+
+template <bool kMax>
+__device__ __forceinline__ float reduceRows(float (&v)[kQRows]) {
+  static_assert(kQRows == 16, "lane l ends with row l / 2");
+  const int lane = threadIdx.x & 31;
+  reduceRowsStep<kMax, 8, 16>(v, lane);
+  reduceRowsStep<kMax, 4, 8>(v, lane);
+  reduceRowsStep<kMax, 2, 4>(v, lane);
+  reduceRowsStep<kMax, 1, 2>(v, lane);
+  const float got = __shfl_xor_sync(0xffffffffu, v[0], 1);
+  return kMax ? fmaxf(v[0], got) : v[0] + got;
+}
+
 // Q rows [(cta * kWarps + warp) * kQRows, + kQRows) of the (token, head) pairs (head fastest).
-// Lanes and sums as with a warp per row (a lane: kPer consecutive channels), so q_mean keeps its
-// bits; the warp's rows are all loaded first.
+// Lanes and sums as with a warp per row (a lane: kPer consecutive channels; reduceRows), so q_mean
+// keeps its bits; the warp's rows are all loaded first.
 template <typename T, int D, bool kFp8, bool kOutl>
 __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   constexpr int kPer = D / 32;  // channels per lane
@@ -465,18 +521,18 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   const int64_t rows = static_cast<int64_t>(a.total_q) * a.heads_q;
   const int64_t row0 = (cta * kWarps + (threadIdx.x >> 5)) * kQRows;
   // Lane r locates row row0 + r (the sequence searches run side by side): its element offset in
-  // q, its K mean's offset, token and head.
-  int64_t q_off = 0, mean_off = 0;
-  int t = 0, h = 0;
+  // q, its K mean's offset, and its q8 row (head-major).
+  int64_t q_off = 0, mean_off = 0, q_row = 0;
   if (lane < kQRows && row0 + lane < rows) {
     const int64_t w = row0 + lane;
-    t = static_cast<int>(w / a.heads_q);
-    h = static_cast<int>(w - static_cast<int64_t>(t) * a.heads_q);
+    const int t = static_cast<int>(w / a.heads_q);
+    const int h = static_cast<int>(w - static_cast<int64_t>(t) * a.heads_q);
     const int b = seqOf(a.q_start, a.batch, t);
     const int i = t - __ldg(a.q_start + b);
     q_off = (a.varlen ? static_cast<int64_t>(__ldg(a.q_start + b)) * a.q_row_stride : b * a.q_batch_stride) +
             static_cast<int64_t>(i) * a.q_row_stride + static_cast<int64_t>(h) * a.q_head_stride;
     mean_off = (static_cast<int64_t>(b) * a.heads_kv + h / a.group) * D;
+    q_row = static_cast<int64_t>(h) * a.total_q + t;
   }
   float x[kQRows][kPer];
 #pragma unroll
@@ -489,66 +545,84 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
       for (int e = 0; e < kPer; ++e) x[r][e] = 0.0f;
     }
   }
-  constexpr float kTarget = kFp8 ? kFp8Max : kInt8Max;
-#pragma unroll
-  for (int r = 0; r < kQRows; ++r) {
-    const int64_t mo = __shfl_sync(0xffffffffu, mean_off, r);
-    const float* mean = a.k_mean + mo;
-    const int64_t row = static_cast<int64_t>(__shfl_sync(0xffffffffu, h, r)) * a.total_q + __shfl_sync(0xffffffffu, t, r);
-    if (row0 + r >= rows) break;  // uniform per warp
-    // This lane's outlier channels (their place in the Qo row, else -1).
-    int slot[kPer];
+  // This lane's outlier channels of row r (their place in the Qo row, else -1).
+  auto slotsOf = [&](int r, int (&slot)[kPer]) {
     if constexpr (kOutl) {
-      outlierSlots(a.outl + (mo / D) * kQuantOutliers, lane * kPer, slot);
+      outlierSlots(a.outl + (__shfl_sync(0xffffffffu, mean_off, r) / D) * kQuantOutliers, lane * kPer, slot);
     } else {
 #pragma unroll
       for (int e = 0; e < kPer; ++e) slot[e] = -1;
     }
-    float amax = 0.0f, amax_out = 0.0f, dot = 0.0f;
+  };
+  // Per row, this lane's part: q . mean_k (unrotated q), then (rotated) |q| maxima.
+  float dot[kQRows], amax[kQRows], amax_out[kQRows];
 #pragma unroll
-    for (int e = 0; e < kPer; ++e) dot = fmaf(x[r][e], mean[lane * kPer + e], dot);  // unrotated q
+  for (int r = 0; r < kQRows; ++r) {
+    const float* mean = a.k_mean + __shfl_sync(0xffffffffu, mean_off, r);
+    dot[r] = amax[r] = amax_out[r] = 0.0f;
+    if (row0 + r < rows) {
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) dot[r] = fmaf(x[r][e], __ldg(mean + lane * kPer + e), dot[r]);
+    }
     if constexpr (kRot) rotateRowLanes<kPer, D>(x[r], lane);
+    int slot[kPer];
+    slotsOf(r, slot);
 #pragma unroll
     for (int e = 0; e < kPer; ++e) {
       if (slot[e] >= 0) {
-        amax_out = fmaxf(amax_out, fabsf(x[r][e]));
+        amax_out[r] = fmaxf(amax_out[r], fabsf(x[r][e]));
       } else {
-        amax = fmaxf(amax, fabsf(x[r][e]));
+        amax[r] = fmaxf(amax[r], fabsf(x[r][e]));
       }
     }
+  }
+  // Lanes 2r and 2r + 1 end with row r's totals.
+  const float my_dot = reduceRows<false>(dot);
+  const float my_amax = reduceRows<true>(amax);
+  const float my_amax_out = kOutl ? reduceRows<true>(amax_out) : 0.0f;
+  constexpr float kTarget = kFp8 ? kFp8Max : kInt8Max;
+  const int my_r = lane >> 1;
+  const int64_t row = __shfl_sync(0xffffffffu, q_row, my_r);
+  if ((lane & 1) == 0 && row0 + my_r < rows) {
+    // Rotated: (Q R)(K R)^T = D Q K^T, so the scale takes 1 / D (exact, a power of two).
+    a.q_scale[row] = kRot ? __fmul_rn(__fdiv_rn(my_amax, kTarget), 1.0f / D) : __fdiv_rn(my_amax, kTarget);
+    a.q_mean[row] = a.scale * my_dot;
+    if constexpr (kOutl) a.qo_scale[row] = __fdiv_rn(1.0f, outlierPow2(my_amax_out));
+  }
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-      if constexpr (kOutl) amax_out = fmaxf(amax_out, __shfl_xor_sync(0xffffffffu, amax_out, o));
-      dot += __shfl_xor_sync(0xffffffffu, dot, o);
-    }
-    const float inv = amax > 0.0f ? __fdiv_rn(kTarget, amax) : 0.0f;
-    const float qo_pow2 = kOutl ? outlierPow2(amax_out) : 1.0f;
+  for (int r = 0; r < kQRows; ++r) {
+    if (row0 + r >= rows) break;  // uniform per warp
+    const float row_amax = __shfl_sync(0xffffffffu, my_amax, 2 * r);
+    const float inv = row_amax > 0.0f ? __fdiv_rn(kTarget, row_amax) : 0.0f;
+    const int64_t r_row = __shfl_sync(0xffffffffu, q_row, r);
+    int slot[kPer];
+    slotsOf(r, slot);
+    const float qo_pow2 = kOutl ? outlierPow2(__shfl_sync(0xffffffffu, my_amax_out, 2 * r)) : 1.0f;
     uint32_t packed = 0;
 #pragma unroll
     for (int e = 0; e < kPer; ++e) {
-      if (slot[e] >= 0) a.qo[row * kQuantOutliers + slot[e]] = f16Bits(__fmul_rn(x[r][e], qo_pow2));
+      if (slot[e] >= 0) a.qo[r_row * kQuantOutliers + slot[e]] = f16Bits(__fmul_rn(x[r][e], qo_pow2));
       packed |= quantCode<kFp8>(slot[e] >= 0 ? 0.0f : x[r][e], inv) << (8 * e);
     }
-    int8_t* dst = a.q8 + row * D + lane * kPer;
+    int8_t* dst = a.q8 + r_row * D + lane * kPer;
     if constexpr (kPer == 4) {
       *reinterpret_cast<uint32_t*>(dst) = packed;
     } else {
       *reinterpret_cast<uint16_t*>(dst) = static_cast<uint16_t>(packed);
     }
-    if (lane == 0) {
-      // Rotated: (Q R)(K R)^T = D Q K^T, so the scale takes 1 / D (exact, a power of two).
-      a.q_scale[row] = kRot ? __fmul_rn(__fdiv_rn(amax, kTarget), 1.0f / D) : __fdiv_rn(amax, kTarget);
-      a.q_mean[row] = a.scale * dot;
-      if constexpr (kOutl) a.qo_scale[row] = __fdiv_rn(1.0f, qo_pow2);
-    }
   }
 }
+
+// CTAs per SM the quantize launch is compiled for. d128 without outlier channels: 4 (128
+// registers, no spills; the Q rows' 16-row reductions would otherwise take ~145, so 3 CTAs). The
+// others as their register counts already allowed: d128 with outliers 3 (168; 12-56 bytes of
+// spills), d64 6 (80) and with outliers 4 (128).
+constexpr int quantizeMinCtas(int d, bool outliers) { return d == 128 ? (outliers ? 3 : 4) : (outliers ? 4 : 6); }
 
 // CTAs [0, blocks * heads_kv): K/V blocks, the last first (the stats launch read it last, so it
 // may still be in L2); the rest: Q rows.
 template <typename T, int D, bool kFp8, bool kKFp8, bool kOutl>
-__global__ void __launch_bounds__(kThreads) quantizeKernel(const QuantArgs a) {
+__global__ void __launch_bounds__(kThreads, quantizeMinCtas(D, kOutl)) quantizeKernel(const QuantArgs a) {
   const int blocks = a.total_kp / kBlockN;
   const int64_t kv_ctas = static_cast<int64_t>(blocks) * a.heads_kv;
   const int64_t x = blockIdx.x;
