@@ -20,6 +20,7 @@
 #include "../check.h"
 #include "../common/elem_convert.cuh"
 #include "quant_internal.h"
+#include "prep_layout.cuh"
 #include "rotate_row.cuh"
 
 namespace attn::cuda::quant {
@@ -108,29 +109,14 @@ struct BlockChunks {
   static_assert(kThreads % kChunks == 0 && kChunks <= 32, "a column's lanes share a warp");
 };
 
-// V's chunks as the quantize launch transposes them: a warp's load covers 8 keys x 4 chunk columns
-// (64 bytes of each key row), so its shared-memory stores of one channel reach 4 rows at once,
-// which vtOffset's swizzle puts in distinct banks. (With BlockChunks' 16 columns per load, the
-// 16 rows one byte store reached shared one bank: a 16-way conflict on every V element.) Thread:
-// column 4 * (warp % kColGroups) + lane % 4, keys lane / 4 + 8 * (warp / kColGroups + kKeySplits * i).
-template <int D>
-struct VChunks {
-  static constexpr int kChunks = D / 8;
-  static constexpr int kColGroups = kChunks / 4;  // warps across a key row
-  static constexpr int kKeySplits = kWarps / kColGroups;
-  static constexpr int kUnits = kBlockN / (8 * kKeySplits);
-  static_assert(kChunks % 4 == 0 && kWarps % kColGroups == 0 && kUnits == BlockChunks<D>::kUnits, "V chunks as K's");
-  __device__ static int column() { return 4 * ((threadIdx.x >> 5) % kColGroups) + (threadIdx.x & 3); }
-  __device__ static int key(int i) { return ((threadIdx.x & 31) >> 2) + 8 * ((threadIdx.x >> 5) / kColGroups + kKeySplits * i); }
-};
-
 // This thread's K and V chunks of the key block (zeros for padding keys), every load in flight.
 // kVByKeys: V as VChunks (the quantize launch), else as BlockChunks, like K.
 template <int D, bool kVByKeys>
 __device__ __forceinline__ void loadKvChunks(const QuantArgs& a, const KeyBlock& kb, int hk,
                                              uint4 (&kr)[BlockChunks<D>::kUnits], uint4 (&vr)[BlockChunks<D>::kUnits]) {
   using C = BlockChunks<D>;
-  using V = VChunks<D>;
+  using V = VChunks<D, kWarps>;
+  static_assert(V::kUnits == C::kUnits, "as many V chunks a thread as K chunks");
   const int cc = threadIdx.x % C::kChunks, jj0 = threadIdx.x / C::kChunks;
   const int vc = kVByKeys ? V::column() : cc;
 #pragma unroll
@@ -318,24 +304,6 @@ __global__ void __launch_bounds__(kThreads) statsKernel(const QuantArgs a) {
   finishSequence<D, kOutl>(a, kb.b, hk);
 }
 
-// Byte offset of (channel c, byte b of its V^T row) in the block's staging buffer: rows of kBlockN *
-// kVBytes bytes whose 16-byte chunks are XOR-swizzled by c / 8, so that VChunks' 4 columns (channels
-// 8 apart) store into 4 different chunks, and the copy out still reads whole chunks.
-template <int kVBytes>
-__device__ __forceinline__ int vtOffset(int c, int b) {
-  constexpr int kRowChunks = kBlockN * kVBytes / 16;
-  return c * (kBlockN * kVBytes) + ((((b >> 4) ^ (c >> 3)) & (kRowChunks - 1)) << 4) + (b & 15);
-}
-
-// Position of key jj (0..63) of a block in the fp8 V^T row: the mma.m16n8k32 A fragment of P
-// holds, per 16-key group, keys 2t, 2t+1, 8+2t, 8+2t+1 of the S accumulators at k = 4t..4t+3,
-// so V's keys are stored in that order (a permutation of the contraction axis).
-__device__ __forceinline__ int fp8KeySlot(int jj) {
-  const int r = jj & 15;
-  const int slot = r < 8 ? 4 * (r >> 1) + (r & 1) : 4 * ((r - 8) >> 1) + 2 + (r & 1);
-  return (jj & ~15) + slot;
-}
-
 // For each of the N channels c0 .. c0 + N - 1: its place in the (sequence, kv head)'s outlier
 // list, or -1.
 template <int N>
@@ -383,7 +351,7 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
   const int cc = tid % C::kChunks, jj0 = tid / C::kChunks;
   uint4 kr[C::kUnits], vr[C::kUnits];
   loadKvChunks<D, true>(a, kb, hk, kr, vr);
-  const int vc = VChunks<D>::column();
+  const int vc = VChunks<D, kWarps>::column();
   float mean[8], vinv[8];  // of this thread's K and V columns
   const int64_t seq = static_cast<int64_t>(kb.b) * a.heads_kv + hk;
   load8f(a.k_mean + seq * D + cc * 8, mean);
@@ -453,7 +421,7 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
   // V: channel scale, fp8 / f16, transposed through shared memory (padding keys load as zeros).
 #pragma unroll
   for (int i = 0; i < C::kUnits; ++i) {
-    const int jj = VChunks<D>::key(i);
+    const int jj = VChunks<D, kWarps>::key(i);
     float y[8];
     unpack8<T>(vr[i], y);
 #pragma unroll
@@ -475,38 +443,6 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
                          ((static_cast<int64_t>(hk) * D + c) * a.total_kp + key0) * kVBytes + q * 16;
     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(s_vt + vtOffset<kVBytes>(c, q * 16));
   }
-}
-
-// (token, head) rows of Q per warp (in flight at once: 4 KB at d128, within the K/V CTAs' registers).
-constexpr int kQRows = 16;
-
-// Each of a warp's kQRows = 16 rows of per-lane partials v[r], summed (kMax: maxed) over the lanes:
-// the rows are halved at each butterfly step (offsets 16, 8, 4, 2; then 1), so lane l ends with
-// row l / 2, after 16 shuffles instead of 5 a row. Each row meets the same pairs in the same order
-// (own value first) as a butterfly all-reduce of that row alone, so a sum keeps its bits.
-// One butterfly step of reduceRows: lanes with bit o keep rows [n, 2n), the others [0, n).
-template <bool kMax, int kN, int kO>
-__device__ __forceinline__ void reduceRowsStep(float (&v)[kQRows], int lane) {
-  const bool upper = (lane & kO) != 0;
-#pragma unroll
-  for (int r = 0; r < kN; ++r) {
-    const float give = upper ? v[r] : v[r + kN];
-    const float keep = upper ? v[r + kN] : v[r];
-    const float got = __shfl_xor_sync(0xffffffffu, give, kO);
-    v[r] = kMax ? fmaxf(keep, got) : keep + got;
-  }
-}
-
-template <bool kMax>
-__device__ __forceinline__ float reduceRows(float (&v)[kQRows]) {
-  static_assert(kQRows == 16, "lane l ends with row l / 2");
-  const int lane = threadIdx.x & 31;
-  reduceRowsStep<kMax, 8, 16>(v, lane);
-  reduceRowsStep<kMax, 4, 8>(v, lane);
-  reduceRowsStep<kMax, 2, 4>(v, lane);
-  reduceRowsStep<kMax, 1, 2>(v, lane);
-  const float got = __shfl_xor_sync(0xffffffffu, v[0], 1);
-  return kMax ? fmaxf(v[0], got) : v[0] + got;
 }
 
 // Q rows [(cta * kWarps + warp) * kQRows, + kQRows) of the (token, head) pairs (head fastest).

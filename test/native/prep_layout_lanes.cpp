@@ -1,0 +1,128 @@
+// Runs the quantized preprocessing's layout code (csrc/cuda/quant/prep_layout.cuh) on the host and
+// checks what its comments claim. Threads stand for lanes (each with its own threadIdx), a barrier
+// carries __shfl_xor_sync. Built and run by test/prep_layout.cpu.test.ts; prints one line per check
+// ending in "0 bad" when it holds, and exits 1 otherwise.
+//   V: VChunks + vtOffset (+ fp8KeySlot) place every (channel, key) of a block exactly once; each
+//      warp store instruction touches at most one 32-bit word per shared-memory bank; the copy out
+//      reads whole 16-byte chunks in logical order.
+//   Q: reduceRows leaves lane l with row l / 2's sum (max), bit-identical to a butterfly all-reduce
+//      of that row alone (offsets 16, 8, 4, 2, 1, own value first).
+#include <barrier>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#define __device__
+#define __host__
+#define __forceinline__ inline
+
+namespace {
+struct ThreadIdx {
+  int x = 0;
+};
+thread_local ThreadIdx threadIdx;
+std::barrier<>* g_warp = nullptr;
+float g_lanes[32];
+}  // namespace
+
+float __shfl_xor_sync(unsigned /*mask*/, float v, int m) {
+  g_lanes[threadIdx.x & 31] = v;
+  g_warp->arrive_and_wait();
+  const float r = g_lanes[(threadIdx.x & 31) ^ m];
+  g_warp->arrive_and_wait();
+  return r;
+}
+
+#include "../../csrc/cuda/quant/prep_layout.cuh"
+
+using namespace attn::cuda::quant;
+constexpr int kWarps = 4;  // quant_internal.h's
+constexpr int kBlockN = attn::kQuantKeyBlock;
+
+template <int D, int kVBytes>
+int checkV() {
+  using V = VChunks<D, kWarps>;
+  constexpr int kBytes = D * kBlockN * kVBytes;
+  int bad = 0, stores = 0;
+  std::map<std::pair<int, int>, int> placed;  // (channel, key) -> byte offset
+  std::set<int> used;
+  for (int w = 0; w < kWarps; ++w)
+    for (int i = 0; i < V::kUnits; ++i)
+      for (int e = 0; e < 8; ++e) {  // one store instruction of warp w
+        std::map<int, std::set<int>> words;  // bank -> 32-bit words
+        for (int lane = 0; lane < 32; ++lane) {
+          threadIdx.x = w * 32 + lane;
+          const int c = V::column() * 8 + e, jj = V::key(i);
+          const int off = kVBytes == 1 ? vtOffset<1>(c, fp8KeySlot(jj)) : vtOffset<2>(c, 2 * jj);
+          bad += c < 0 || c >= D || jj < 0 || jj >= kBlockN || off < 0 || off + kVBytes > kBytes || off % kVBytes != 0;
+          bad += !placed.emplace(std::make_pair(c, jj), off).second;  // each (channel, key) once
+          for (int b = 0; b < kVBytes; ++b) bad += !used.insert(off + b).second;  // no byte twice
+          words[(off / 4) % 32].insert(off / 4);
+        }
+        ++stores;
+        for (const auto& [bank, ws] : words) bad += ws.size() > 1;  // a bank conflict
+      }
+  bad += static_cast<int>(placed.size()) != D * kBlockN;
+  // The copy out: logical chunk q of row c is 16 contiguous, 16-byte aligned bytes.
+  constexpr int kRowChunks = kBlockN * kVBytes / 16;
+  for (int c = 0; c < D; ++c)
+    for (int q = 0; q < kRowChunks; ++q) {
+      const int base = vtOffset<kVBytes>(c, q * 16);
+      bad += base % 16 != 0;
+      for (int b = 0; b < 16; ++b) bad += vtOffset<kVBytes>(c, q * 16 + b) != base + b;
+    }
+  // And the (channel, key) placed at a byte is the one the copy out expects there.
+  for (const auto& [ck, off] : placed) {
+    const int b = kVBytes == 1 ? fp8KeySlot(ck.second) : 2 * ck.second;
+    bad += vtOffset<kVBytes>(ck.first, b) != off;
+  }
+  std::printf("V D %d %s: %d stores, %d bad\n", D, kVBytes == 1 ? "fp8" : "f16", stores, bad);
+  return bad;
+}
+
+template <bool kMax>
+int checkRows(unsigned seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-8, 8);
+  float v[32][kQRows], got[32];
+  for (auto& lane : v)
+    for (float& x : lane) x = std::ldexp(normal(gen), exponent(gen));
+  std::barrier<> warp(32);
+  g_warp = &warp;
+  std::vector<std::thread> lanes;
+  for (int l = 0; l < 32; ++l)
+    lanes.emplace_back([&, l] {
+      threadIdx.x = l;
+      float mine[kQRows];
+      for (int r = 0; r < kQRows; ++r) mine[r] = v[l][r];
+      got[l] = reduceRows<kMax>(mine);
+    });
+  for (std::thread& t : lanes) t.join();
+  int bad = 0;
+  for (int l = 0; l < 32; ++l) {
+    const int r = l / 2;
+    float s[32];
+    for (int k = 0; k < 32; ++k) s[k] = v[k][r];
+    for (int o = 16; o > 0; o >>= 1) {
+      float n[32];
+      for (int k = 0; k < 32; ++k) n[k] = kMax ? std::fmax(s[k], s[k ^ o]) : s[k] + s[k ^ o];
+      for (int k = 0; k < 32; ++k) s[k] = n[k];
+    }
+    bad += got[l] != s[l];
+  }
+  std::printf("Q rows %s: %d lanes, %d bad\n", kMax ? "max" : "sum", 32, bad);
+  return bad;
+}
+
+int main(int argc, char** argv) {
+  const unsigned seed = argc > 1 ? static_cast<unsigned>(std::stoul(argv[1])) : 1u;
+  int bad = checkV<128, 1>() + checkV<128, 2>() + checkV<64, 1>() + checkV<64, 2>();
+  for (unsigned k = 0; k < 20; ++k) bad += checkRows<false>(seed + k) + checkRows<true>(seed + 100 + k);
+  return bad == 0 ? 0 : 1;
+}
