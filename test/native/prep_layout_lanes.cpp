@@ -3,8 +3,8 @@
 // carries __shfl_xor_sync. Built and run by test/prep_layout.cpu.test.ts; prints one line per check
 // ending in "0 bad" when it holds, and exits 1 otherwise.
 //   V: VChunks + vtOffset (+ fp8KeySlot) place every (channel, key) of a block exactly once; each
-//      warp store instruction touches at most one 32-bit word per shared-memory bank; the copy out
-//      reads whole 16-byte chunks in logical order.
+//      warp store instruction touches at most one 32-bit word per shared-memory bank; after the copy
+//      out (whole, aligned 16-byte chunks) every byte sits where the attention kernels read it.
 //   Q: reduceRows leaves lane l with row l / 2's sum (max), bit-identical to a butterfly all-reduce
 //      of that row alone (offsets 16, 8, 4, 2, 1, own value first).
 #include <barrier>
@@ -41,7 +41,7 @@ float __shfl_xor_sync(unsigned /*mask*/, float v, int m) {
 #include "../../csrc/cuda/quant/prep_layout.cuh"
 
 using namespace attn::cuda::quant;
-constexpr int kWarps = 4;  // quant_internal.h's
+constexpr int kWarps = 4;  // quant_internal.h's (not included: it needs the CUDA headers)
 constexpr int kBlockN = attn::kQuantKeyBlock;
 
 template <int D, int kVBytes>
@@ -68,19 +68,26 @@ int checkV() {
         for (const auto& [bank, ws] : words) bad += ws.size() > 1;  // a bank conflict
       }
   bad += static_cast<int>(placed.size()) != D * kBlockN;
-  // The copy out: logical chunk q of row c is 16 contiguous, 16-byte aligned bytes.
+  // End to end: tag each staged byte with its (channel, key, byte), run quantKvBlock's copy-out loop
+  // (16-byte chunk q of row c from vtOffset(c, 16 q), which must be aligned), and compare the block's
+  // V^T with the unswizzled layout the attention kernels read: row c, byte fp8KeySlot(jj) (fp8) or
+  // 2 jj + byte (f16) (main's `c * kBlockN + fp8KeySlot(jj)` / `c * kBlockN + jj`).
+  std::vector<int> staged(kBytes, -1), global(kBytes, -2);
+  for (const auto& [ck, off] : placed)
+    for (int b = 0; b < kVBytes; ++b) staged[off + b] = (ck.first * kBlockN + ck.second) * kVBytes + b;
   constexpr int kRowChunks = kBlockN * kVBytes / 16;
-  for (int c = 0; c < D; ++c)
-    for (int q = 0; q < kRowChunks; ++q) {
-      const int base = vtOffset<kVBytes>(c, q * 16);
-      bad += base % 16 != 0;
-      for (int b = 0; b < 16; ++b) bad += vtOffset<kVBytes>(c, q * 16 + b) != base + b;
-    }
-  // And the (channel, key) placed at a byte is the one the copy out expects there.
-  for (const auto& [ck, off] : placed) {
-    const int b = kVBytes == 1 ? fp8KeySlot(ck.second) : 2 * ck.second;
-    bad += vtOffset<kVBytes>(ck.first, b) != off;
+  for (int u = 0; u < D * kRowChunks; ++u) {
+    const int c = u / kRowChunks, q = u % kRowChunks, src = vtOffset<kVBytes>(c, q * 16);
+    bad += src % 16 != 0;
+    for (int b = 0; b < 16; ++b) global[c * kBlockN * kVBytes + q * 16 + b] = staged[src + b];
   }
+  static const int kSlot[16] = {0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15};  // the P fragment order
+  for (int c = 0; c < D; ++c)
+    for (int jj = 0; jj < kBlockN; ++jj)
+      for (int b = 0; b < kVBytes; ++b) {
+        const int at = c * kBlockN * kVBytes + (kVBytes == 1 ? (jj & ~15) + kSlot[jj & 15] : 2 * jj + b);
+        bad += global[at] != (c * kBlockN + jj) * kVBytes + b;
+      }
   std::printf("V D %d %s: %d stores, %d bad\n", D, kVBytes == 1 ? "fp8" : "f16", stores, bad);
   return bad;
 }
@@ -122,6 +129,7 @@ int checkRows(unsigned seed) {
 
 int main(int argc, char** argv) {
   const unsigned seed = argc > 1 ? static_cast<unsigned>(std::stoul(argv[1])) : 1u;
+  std::printf("seed %u\n", seed);
   int bad = checkV<128, 1>() + checkV<128, 2>() + checkV<64, 1>() + checkV<64, 2>();
   for (unsigned k = 0; k < 20; ++k) bad += checkRows<false>(seed + k) + checkRows<true>(seed + 100 + k);
   return bad == 0 ? 0 : 1;

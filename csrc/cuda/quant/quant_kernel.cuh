@@ -250,7 +250,7 @@ __global__ void __launch_bounds__(kThreads, 2) quantFwdKernel(const QuantArgs p)
     __syncthreads();
 
     if constexpr (kFp8) {
-      // P8: k32 step kk covers the S n-tiles 4kk .. 4kk + 3 (see fp8KeySlot in quant_prep.cu).
+      // P8: k32 step kk covers the S n-tiles 4kk .. 4kk + 3 (see fp8KeySlot in prep_layout.cuh).
       uint32_t pa[kMT][2][4];
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt)

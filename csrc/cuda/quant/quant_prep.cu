@@ -550,9 +550,11 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
 }
 
 // CTAs per SM the quantize launch is compiled for. d128 without outlier channels: 4 (128
-// registers, no spills; the Q rows' 16-row reductions would otherwise take ~145, so 3 CTAs). The
-// others as their register counts already allowed: d128 with outliers 3 (168; 12-56 bytes of
-// spills), d64 6 (80) and with outliers 4 (128).
+// registers, no spills; the Q rows' 16-row reductions would otherwise take ~145, so 3 CTAs); d64:
+// 6 (80, as before). With the opt-in outlier channels the 16-row reductions carry a third set of
+// partials: held to the CTAs main's registers allowed (d128 3, d64 4), they spill on sm_90a 12-56
+// bytes at d128 (main: 0-16) and none at d64, on sm_80 up to 40 bytes at both; unbounded they would
+// take 168-209 and 182 registers (fewer CTAs), a worse trade for a path that is 19-28% slower anyway.
 constexpr int quantizeMinCtas(int d, bool outliers) { return d == 128 ? (outliers ? 3 : 4) : (outliers ? 4 : 6); }
 
 // CTAs [0, blocks * heads_kv): K/V blocks, the last first (the stats launch read it last, so it
