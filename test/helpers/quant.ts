@@ -221,9 +221,11 @@ export function accuracy(got: QuantRun, want: QuantRun): Accuracy {
  * regression (the median is 0.019) still fails; the cosine stays at 0.999.
  * 'fp8' also rounds Q and K to e4m3, whose relative step is ~4x coarser than INT8's on the bulk of
  * a channel: fine on random inputs (worst of 84 CPU draws: cosine 0.9985, relative L2 0.054, lse
- * 0.094), but on heavy-tailed ones, unrotated, the scores of peaked rows move (worst: cosine
- * 0.9925, relative L2 0.133, lse 0.47) - the reason SageAttention keeps Q.K in INT8. Held to those
- * envelopes with margin; rotated, to {@link quantContract}'s.
+ * 0.094), but on heavy-tailed ones, unrotated, the scores of peaked rows move - the reason
+ * SageAttention keeps Q.K in INT8. Session 24, 300 CPU draws of each d40 suite case: cosine down to
+ * 0.9911, relative L2 up to 0.133, lse medians 0.35 with p99 0.65-0.77 and max 0.84 (a CI run
+ * failed at 0.81 against the old 0.8), so the lse bound is 1.0. Held to those envelopes with
+ * margin; rotated, to {@link quantContract}'s.
  * lse is exact up to the score error (largest where a row sees few keys). On heavy-tailed inputs
  * the INT8 scores of 'int8' and 'int8-fp8' put it at medians 0.03-0.08 with tails to 0.15-0.17
  * (session 19, 30-60 CPU draws per case: 'int8' reached 0.150 and 0.152 on the d40 causal GQA
@@ -236,7 +238,7 @@ export function accuracy(got: QuantRun, want: QuantRun): Accuracy {
 export const CONTRACT: Record<QuantizedMode, Record<InputKind, { cos: number; rel: number; lse: number }>> = {
   int8: { random: { cos: 0.999, rel: 3e-2, lse: 0.15 }, heavy: { cos: 0.999, rel: 4e-2, lse: 0.25 }, shared: { cos: 0.999, rel: 3e-2, lse: 0.5 } },
   'int8-fp8': { random: { cos: 0.998, rel: 6e-2, lse: 0.15 }, heavy: { cos: 0.998, rel: 8e-2, lse: 0.25 }, shared: { cos: 0.999, rel: 4e-2, lse: 0.5 } },
-  fp8: { random: { cos: 0.997, rel: 7e-2, lse: 0.15 }, heavy: { cos: 0.985, rel: 0.2, lse: 0.8 }, shared: { cos: 0.998, rel: 5e-2, lse: 0.6 } },
+  fp8: { random: { cos: 0.997, rel: 7e-2, lse: 0.15 }, heavy: { cos: 0.985, rel: 0.2, lse: 1.0 }, shared: { cos: 0.998, rel: 5e-2, lse: 0.6 } },
 };
 
 /**
