@@ -1,43 +1,21 @@
 // Runs the quantized preprocessing's layout code (csrc/cuda/quant/prep_layout.cuh) on the host and
-// checks what its comments claim. Threads stand for lanes (each with its own threadIdx), a barrier
-// carries __shfl_xor_sync. Built and run by test/prep_layout.cpu.test.ts; prints one line per check
-// ending in "0 bad" when it holds, and exits 1 otherwise.
+// checks what its comments claim. Threads stand for lanes (warp_lanes.h: each with its own
+// threadIdx, a barrier carries __shfl_xor_sync). Built and run by test/prep_layout.cpu.test.ts;
+// prints one line per check ending in "0 bad" when it holds, and exits 1 otherwise.
 //   V: VChunks + vtOffset (+ fp8KeySlot) place every (channel, key) of a block exactly once; each
 //      warp store instruction touches at most one 32-bit word per shared-memory bank; after the copy
 //      out (whole, aligned 16-byte chunks) every byte sits where the attention kernels read it.
 //   Q: reduceRows leaves lane l with row l / 2's sum (max), bit-identical to a butterfly all-reduce
 //      of that row alone (offsets 16, 8, 4, 2, 1, own value first).
-#include <barrier>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <random>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
-#define __device__
-#define __host__
-#define __forceinline__ inline
-
-namespace {
-struct ThreadIdx {
-  int x = 0;
-};
-thread_local ThreadIdx threadIdx;
-std::barrier<>* g_warp = nullptr;
-float g_lanes[32];
-}  // namespace
-
-float __shfl_xor_sync(unsigned /*mask*/, float v, int m) {
-  g_lanes[threadIdx.x & 31] = v;
-  g_warp->arrive_and_wait();
-  const float r = g_lanes[(threadIdx.x & 31) ^ m];
-  g_warp->arrive_and_wait();
-  return r;
-}
-
+#include "warp_lanes.h"
 #include "../../csrc/cuda/quant/prep_layout.cuh"
 
 using namespace attn::cuda::quant;
@@ -100,17 +78,11 @@ int checkRows(unsigned seed) {
   float v[32][kQRows], got[32];
   for (auto& lane : v)
     for (float& x : lane) x = std::ldexp(normal(gen), exponent(gen));
-  std::barrier<> warp(32);
-  g_warp = &warp;
-  std::vector<std::thread> lanes;
-  for (int l = 0; l < 32; ++l)
-    lanes.emplace_back([&, l] {
-      threadIdx.x = l;
-      float mine[kQRows];
-      for (int r = 0; r < kQRows; ++r) mine[r] = v[l][r];
-      got[l] = reduceRows<kMax>(mine);
-    });
-  for (std::thread& t : lanes) t.join();
+  runWarp([&](int l) {
+    float mine[kQRows];
+    for (int r = 0; r < kQRows; ++r) mine[r] = v[l][r];
+    got[l] = reduceRows<kMax>(mine);
+  });
   int bad = 0;
   for (int l = 0; l < 32; ++l) {
     const int r = l / 2;

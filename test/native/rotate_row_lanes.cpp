@@ -1,35 +1,14 @@
 // Runs the CUDA preprocessing's lane-split rotation (csrc/cuda/quant/rotate_row.cuh) on the host:
-// 32 threads stand for a warp's lanes, a barrier carries __shfl_xor_sync, and the rounded adds are
-// plain float adds (what __fadd_rn / __fsub_rn are). Every lane layout the kernels use is checked bit
-// for bit against the CPU backend's rotateRow (csrc/common/quant.h) on random rows. Built and run by
+// 32 threads stand for a warp's lanes (warp_lanes.h: a barrier carries __shfl_xor_sync, the rounded
+// adds are plain float adds). Every lane layout the kernels use is checked bit for bit against the
+// CPU backend's rotateRow (csrc/common/quant.h) on random rows. Built and run by
 // test/rotate_row.cpu.test.ts; prints one line per layout and exits 1 on any mismatch.
-#include <barrier>
 #include <cstdio>
-#include <string>
 #include <random>
-#include <thread>
+#include <string>
 #include <vector>
 
-#define __device__
-#define __host__
-#define __forceinline__ inline
-
-namespace {
-std::barrier<>* g_warp = nullptr;
-float g_lanes[32];
-thread_local int t_lane = 0;
-}  // namespace
-
-float __shfl_xor_sync(unsigned /*mask*/, float v, int m) {
-  g_lanes[t_lane] = v;
-  g_warp->arrive_and_wait();
-  const float r = g_lanes[t_lane ^ m];
-  g_warp->arrive_and_wait();
-  return r;
-}
-float __fadd_rn(float a, float b) { return a + b; }
-float __fsub_rn(float a, float b) { return a - b; }
-
+#include "warp_lanes.h"
 #include "../../csrc/cuda/quant/rotate_row.cuh"
 
 // One warp of D / kPer lanes per row (32 / (D / kPer) rows): the device version against the CPU's.
@@ -40,19 +19,13 @@ int check(unsigned seed) {
   std::normal_distribution<float> normal(0.0f, 3.0f);
   std::vector<float> in(kRows * D), out(kRows * D, -1.0f);
   for (float& v : in) v = normal(gen);
-  std::barrier<> warp(32);
-  g_warp = &warp;
-  std::vector<std::thread> lanes;
-  for (int l = 0; l < 32; ++l)
-    lanes.emplace_back([&, l] {
-      t_lane = l;
-      const int row = l / kLanesPerRow, chunk = l % kLanesPerRow;
-      float x[kPer];
-      for (int e = 0; e < kPer; ++e) x[e] = in[row * D + chunk * kPer + e];
-      attn::cuda::quant::rotateRowLanes<kPer, D>(x, chunk);
-      for (int e = 0; e < kPer; ++e) out[row * D + chunk * kPer + e] = x[e];
-    });
-  for (std::thread& t : lanes) t.join();
+  runWarp([&](int l) {
+    const int row = l / kLanesPerRow, chunk = l % kLanesPerRow;
+    float x[kPer];
+    for (int e = 0; e < kPer; ++e) x[e] = in[row * D + chunk * kPer + e];
+    attn::cuda::quant::rotateRowLanes<kPer, D>(x, chunk);
+    for (int e = 0; e < kPer; ++e) out[row * D + chunk * kPer + e] = x[e];
+  });
   int bad = 0;
   for (int r = 0; r < kRows; ++r) {
     std::vector<float> ref(in.begin() + r * D, in.begin() + (r + 1) * D);
