@@ -481,7 +481,9 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
       for (int e = 0; e < kPer; ++e) x[r][e] = 0.0f;
     }
   }
-  // This lane's outlier channels of row r (their place in the Qo row, else -1).
+  // This lane's outlier channels of row r (their place in the Qo row, else -1). Looked up again in
+  // the write loop rather than kept: kQRows x kPer more registers, where the outlier variants
+  // already spill (quantizeMinCtas); without kOutl it is a constant.
   auto slotsOf = [&](int r, int (&slot)[kPer]) {
     if constexpr (kOutl) {
       outlierSlots(a.outl + (__shfl_sync(0xffffffffu, mean_off, r) / D) * kQuantOutliers, lane * kPer, slot);
