@@ -2,8 +2,7 @@
  * The quantized preprocessing's layout code (csrc/cuda/quant/prep_layout.cuh) compiled for the host
  * (test/native/prep_layout_lanes.cpp): V's transposition places every (channel, key) of a block
  * once, with no shared-memory bank conflict on any store, and after the copy out every byte sits
- * where the attention kernels read it (the fp8 key order included);
- * the Q rows' 16-row reductions give each row the bits of a butterfly all-reduce of that row alone.
+ * where the attention kernels read it (the fp8 key order included).
  * Skipped without a C++20 compiler.
  */
 import { cxx20, runNative } from './helpers/native';
@@ -11,11 +10,10 @@ import { cxx20, runNative } from './helpers/native';
 const compiler = cxx20();
 
 (compiler ? describe : describe.skip)('quantized preprocessing layout (prep_layout.cuh) on emulated lanes', () => {
-  test('V staging is a conflict-free bijection; Q row reductions keep their bits', () => {
+  test('V staging is a conflict-free bijection', () => {
     const { lines, status } = runNative(compiler!, 'prep_layout_lanes.cpp');
     const checks = lines.filter((l) => !l.startsWith('seed '));  // the seed line: to rerun a failure
     expect(checks.filter((l) => l.startsWith('V D '))).toHaveLength(4);
-    expect(checks.filter((l) => l.startsWith('Q rows '))).toHaveLength(40);
     for (const line of checks) expect(`${lines[0]}: ${line}`).toMatch(/, 0 bad$/);
     expect(status).toBe(0);
   }, 60_000);

@@ -38,7 +38,7 @@ int check(unsigned seed) {
 
 int main(int argc, char** argv) {
   const unsigned seed = argc > 1 ? static_cast<unsigned>(std::stoul(argv[1])) : 1u;
-  // K chunks (8 channels a lane) at d128 and d64; Q rows (D / 32 a lane) at d128 and d64.
-  const int bad = check<8, 128>(seed) + check<8, 64>(seed + 1) + check<4, 128>(seed + 2) + check<2, 64>(seed + 3);
+  // K chunks (8 channels a lane) at d128 and d64; Q rows (a quad each: D / 4 a lane) at d128 and d64.
+  const int bad = check<8, 128>(seed) + check<8, 64>(seed + 1) + check<32, 128>(seed + 2) + check<16, 64>(seed + 3);
   return bad == 0 ? 0 : 1;
 }

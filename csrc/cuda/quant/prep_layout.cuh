@@ -1,6 +1,6 @@
-// Index maps and warp reductions of the quantized preprocessing (quant_prep.cu) that carry its
-// layout choices: V's load order and shared-memory staging for the transposition, and the Q rows'
-// 16-row reductions. Device code only, but free of CUDA headers: test/native/prep_layout_lanes.cpp
+// Index maps of the quantized preprocessing (quant_prep.cu) that carry its layout choices: V's load
+// order and shared-memory staging for the transposition, and the Q rows a warp takes. Device code
+// only, but free of CUDA headers: test/native/prep_layout_lanes.cpp
 // runs it on the host (threads as lanes, a barrier as the shuffle) and checks the properties the
 // comments claim.
 #pragma once
@@ -47,34 +47,5 @@ __device__ __forceinline__ int fp8KeySlot(int jj) {
 
 // (token, head) rows of Q per warp (in flight at once: 4 KB at d128, within the K/V CTAs' registers).
 constexpr int kQRows = 16;
-
-// One butterfly step of reduceRows: lanes with bit kO keep rows [kN, 2 kN), the others [0, kN).
-template <bool kMax, int kN, int kO>
-__device__ __forceinline__ void reduceRowsStep(float (&v)[kQRows], int lane) {
-  const bool upper = (lane & kO) != 0;
-#pragma unroll
-  for (int r = 0; r < kN; ++r) {
-    const float give = upper ? v[r] : v[r + kN];
-    const float keep = upper ? v[r + kN] : v[r];
-    const float got = __shfl_xor_sync(0xffffffffu, give, kO);
-    v[r] = kMax ? fmaxf(keep, got) : keep + got;
-  }
-}
-
-// Each of a warp's kQRows = 16 rows of per-lane partials v[r], summed (kMax: maxed) over the lanes:
-// the rows are halved at each butterfly step (offsets 16, 8, 4, 2; then 1), so lane l ends with
-// row l / 2, after 16 shuffles instead of 5 a row. Each row meets the same pairs in the same order
-// (own value first) as a butterfly all-reduce of that row alone, so a sum keeps its bits.
-template <bool kMax>
-__device__ __forceinline__ float reduceRows(float (&v)[kQRows]) {
-  static_assert(kQRows == 16, "lane l ends with row l / 2");
-  const int lane = threadIdx.x & 31;
-  reduceRowsStep<kMax, 8, 16>(v, lane);
-  reduceRowsStep<kMax, 4, 8>(v, lane);
-  reduceRowsStep<kMax, 2, 4>(v, lane);
-  reduceRowsStep<kMax, 1, 2>(v, lane);
-  const float got = __shfl_xor_sync(0xffffffffu, v[0], 1);
-  return kMax ? fmaxf(v[0], got) : v[0] + got;
-}
 
 }  // namespace attn::cuda::quant

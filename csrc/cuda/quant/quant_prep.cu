@@ -47,20 +47,6 @@ __device__ __forceinline__ uint4 load16(const void* base, int64_t i) {
   return __ldg(reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(base) + i));
 }
 
-// kN (2 or 4) consecutive elements at element i (kN * 2-byte aligned), one load.
-template <typename T, int kN>
-__device__ __forceinline__ void loadN(const void* base, int64_t i, float (&x)[kN]) {
-  const uint16_t* p = static_cast<const uint16_t*>(base) + i;
-  if constexpr (kN == 4) {
-    const uint2 u = __ldg(reinterpret_cast<const uint2*>(p));
-    unpack2<T>(u.x, x[0], x[1]);
-    unpack2<T>(u.y, x[2], x[3]);
-  } else {
-    static_assert(kN == 2, "2 or 4 elements");
-    unpack2<T>(__ldg(reinterpret_cast<const uint32_t*>(p)), x[0], x[1]);
-  }
-}
-
 // 8 consecutive floats at p (32-byte aligned), written by an earlier launch.
 __device__ __forceinline__ void load8f(const float* p, float (&x)[8]) {
   const float4 lo = __ldg(reinterpret_cast<const float4*>(p)), hi = __ldg(reinterpret_cast<const float4*>(p + 4));
@@ -446,14 +432,16 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
 }
 
 // Q rows [(cta * kWarps + warp) * kQRows, + kQRows) of the (token, head) pairs (head fastest).
-// Lanes and sums as with a warp per row (a lane: kPer consecutive channels; reduceRows), so q_mean
-// keeps its bits; the warp's rows are all loaded first.
+// A row lies on the 4 lanes of a quad, kPer = D / 4 consecutive channels a lane, so 2 of the
+// rotation's butterfly levels are shuffles (rotateRowLanes) and a row's sums and maxima 2 more;
+// quad g takes rows g + 8 p of the warp's kQRows (passes p), all loaded first.
 template <typename T, int D, bool kFp8, bool kOutl>
 __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
-  constexpr int kPer = D / 32;  // channels per lane
+  constexpr int kQuad = 4, kPer = D / kQuad;  // lanes a row, channels a lane
+  constexpr int kPasses = kQRows / (32 / kQuad);
   constexpr bool kRot = quantRotates(kOutl, D);
-  static_assert(kQRows <= 32, "a lane locates each row");
-  const int lane = threadIdx.x & 31;
+  static_assert(kQRows <= 32 && kPasses * (32 / kQuad) == kQRows && kPer % 8 == 0, "a lane locates each row");
+  const int lane = threadIdx.x & 31, g = lane / kQuad, t = lane % kQuad;
   const int64_t rows = static_cast<int64_t>(a.total_q) * a.heads_q;
   const int64_t row0 = (cta * kWarps + (threadIdx.x >> 5)) * kQRows;
   // Lane r locates row row0 + r (the sequence searches run side by side): its element offset in
@@ -461,102 +449,97 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   int64_t q_off = 0, mean_off = 0, q_row = 0;
   if (lane < kQRows && row0 + lane < rows) {
     const int64_t w = row0 + lane;
-    const int t = static_cast<int>(w / a.heads_q);
-    const int h = static_cast<int>(w - static_cast<int64_t>(t) * a.heads_q);
-    const int b = seqOf(a.q_start, a.batch, t);
-    const int i = t - __ldg(a.q_start + b);
+    const int tok = static_cast<int>(w / a.heads_q);
+    const int h = static_cast<int>(w - static_cast<int64_t>(tok) * a.heads_q);
+    const int b = seqOf(a.q_start, a.batch, tok);
+    const int i = tok - __ldg(a.q_start + b);
     q_off = (a.varlen ? static_cast<int64_t>(__ldg(a.q_start + b)) * a.q_row_stride : b * a.q_batch_stride) +
             static_cast<int64_t>(i) * a.q_row_stride + static_cast<int64_t>(h) * a.q_head_stride;
     mean_off = (static_cast<int64_t>(b) * a.heads_kv + h / a.group) * D;
-    q_row = static_cast<int64_t>(h) * a.total_q + t;
+    q_row = static_cast<int64_t>(h) * a.total_q + tok;
   }
-  float x[kQRows][kPer];
+  float x[kPasses][kPer];
 #pragma unroll
-  for (int r = 0; r < kQRows; ++r) {
+  for (int ps = 0; ps < kPasses; ++ps) {
+    const int r = g + (32 / kQuad) * ps;
     const int64_t off = __shfl_sync(0xffffffffu, q_off, r);
-    if (row0 + r < rows) {
-      loadN<T, kPer>(a.q, off + lane * kPer, x[r]);
-    } else {
 #pragma unroll
-      for (int e = 0; e < kPer; ++e) x[r][e] = 0.0f;
+    for (int u = 0; u < kPer / 8; ++u) {
+      const uint4 v = row0 + r < rows ? load16(a.q, off + t * kPer + 8 * u) : make_uint4(0u, 0u, 0u, 0u);
+      float y[8];
+      unpack8<T>(v, y);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) x[ps][8 * u + e] = y[e];
     }
   }
-  // This lane's outlier channels of row r (their place in the Qo row, else -1). Looked up again in
-  // the write loop rather than kept: kQRows x kPer more registers, where the outlier variants
-  // already spill (quantizeMinCtas); without kOutl it is a constant.
-  auto slotsOf = [&](int r, int (&slot)[kPer]) {
+#pragma unroll
+  for (int ps = 0; ps < kPasses; ++ps) {
+    const int r = g + (32 / kQuad) * ps;
+    const bool valid = row0 + r < rows;
+    const int64_t m_off = __shfl_sync(0xffffffffu, mean_off, r);
+    const int64_t r_row = __shfl_sync(0xffffffffu, q_row, r);
+    // q . mean_k (unrotated q), then the (rotated) |q| maxima, over the quad.
+    float dot = 0.0f;
+    if (valid) {
+      float mean[8];
+#pragma unroll
+      for (int u = 0; u < kPer / 8; ++u) {
+        load8f(a.k_mean + m_off + t * kPer + 8 * u, mean);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) dot = fmaf(x[ps][8 * u + e], mean[e], dot);
+      }
+    }
+    if constexpr (kRot) rotateRowLanes<kPer, D>(x[ps], t);
+    // This lane's outlier channels: their place in the Qo row, else -1 (a constant without kOutl).
+    int slot[kPer];
     if constexpr (kOutl) {
-      outlierSlots(a.outl + (__shfl_sync(0xffffffffu, mean_off, r) / D) * kQuantOutliers, lane * kPer, slot);
+      outlierSlots(a.outl + (m_off / D) * kQuantOutliers, t * kPer, slot);
     } else {
 #pragma unroll
       for (int e = 0; e < kPer; ++e) slot[e] = -1;
     }
-  };
-  // Per row, this lane's part: q . mean_k (unrotated q), then (rotated) |q| maxima.
-  float dot[kQRows], amax[kQRows], amax_out[kQRows];
-#pragma unroll
-  for (int r = 0; r < kQRows; ++r) {
-    const float* mean = a.k_mean + __shfl_sync(0xffffffffu, mean_off, r);
-    dot[r] = amax[r] = amax_out[r] = 0.0f;
-    if (row0 + r < rows) {
-#pragma unroll
-      for (int e = 0; e < kPer; ++e) dot[r] = fmaf(x[r][e], __ldg(mean + lane * kPer + e), dot[r]);
-    }
-    if constexpr (kRot) rotateRowLanes<kPer, D>(x[r], lane);
-    int slot[kPer];
-    slotsOf(r, slot);
+    float amax = 0.0f, amax_out = 0.0f;
 #pragma unroll
     for (int e = 0; e < kPer; ++e) {
       if (slot[e] >= 0) {
-        amax_out[r] = fmaxf(amax_out[r], fabsf(x[r][e]));
+        amax_out = fmaxf(amax_out, fabsf(x[ps][e]));
       } else {
-        amax[r] = fmaxf(amax[r], fabsf(x[r][e]));
+        amax = fmaxf(amax, fabsf(x[ps][e]));
       }
     }
-  }
-  // Lanes 2r and 2r + 1 end with row r's totals.
-  const float my_dot = reduceRows<false>(dot);
-  const float my_amax = reduceRows<true>(amax);
-  const float my_amax_out = kOutl ? reduceRows<true>(amax_out) : 0.0f;
-  constexpr float kTarget = kFp8 ? kFp8Max : kInt8Max;
-  const int my_r = lane >> 1;
-  const int64_t row = __shfl_sync(0xffffffffu, q_row, my_r);
-  if ((lane & 1) == 0 && row0 + my_r < rows) {
-    // Rotated: (Q R)(K R)^T = D Q K^T, so the scale takes 1 / D (exact, a power of two).
-    a.q_scale[row] = kRot ? __fmul_rn(__fdiv_rn(my_amax, kTarget), 1.0f / D) : __fdiv_rn(my_amax, kTarget);
-    a.q_mean[row] = a.scale * my_dot;
-    if constexpr (kOutl) a.qo_scale[row] = __fdiv_rn(1.0f, outlierPow2(my_amax_out));
-  }
 #pragma unroll
-  for (int r = 0; r < kQRows; ++r) {
-    if (row0 + r >= rows) break;  // uniform per warp
-    const float row_amax = __shfl_sync(0xffffffffu, my_amax, 2 * r);
-    const float inv = row_amax > 0.0f ? __fdiv_rn(kTarget, row_amax) : 0.0f;
-    const int64_t r_row = __shfl_sync(0xffffffffu, q_row, r);
-    int slot[kPer];
-    slotsOf(r, slot);
-    const float qo_pow2 = kOutl ? outlierPow2(__shfl_sync(0xffffffffu, my_amax_out, 2 * r)) : 1.0f;
-    uint32_t packed = 0;
+    for (int m = 1; m < kQuad; m <<= 1) {
+      dot += __shfl_xor_sync(0xffffffffu, dot, m);
+      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, m));
+      if constexpr (kOutl) amax_out = fmaxf(amax_out, __shfl_xor_sync(0xffffffffu, amax_out, m));
+    }
+    if (!valid) continue;
+    constexpr float kTarget = kFp8 ? kFp8Max : kInt8Max;
+    if (t == 0) {
+      // Rotated: (Q R)(K R)^T = D Q K^T, so the scale takes 1 / D (exact, a power of two).
+      a.q_scale[r_row] = kRot ? __fmul_rn(__fdiv_rn(amax, kTarget), 1.0f / D) : __fdiv_rn(amax, kTarget);
+      a.q_mean[r_row] = a.scale * dot;
+      if constexpr (kOutl) a.qo_scale[r_row] = __fdiv_rn(1.0f, outlierPow2(amax_out));
+    }
+    const float inv = amax > 0.0f ? __fdiv_rn(kTarget, amax) : 0.0f;
+    const float qo_pow2 = kOutl ? outlierPow2(amax_out) : 1.0f;
+    uint32_t packed[kPer / 4] = {};
 #pragma unroll
     for (int e = 0; e < kPer; ++e) {
-      if (slot[e] >= 0) a.qo[r_row * kQuantOutliers + slot[e]] = f16Bits(__fmul_rn(x[r][e], qo_pow2));
-      packed |= quantCode<kFp8>(slot[e] >= 0 ? 0.0f : x[r][e], inv) << (8 * e);
+      if (slot[e] >= 0) a.qo[r_row * kQuantOutliers + slot[e]] = f16Bits(__fmul_rn(x[ps][e], qo_pow2));
+      packed[e / 4] |= quantCode<kFp8>(slot[e] >= 0 ? 0.0f : x[ps][e], inv) << (8 * (e % 4));
     }
-    int8_t* dst = a.q8 + r_row * D + lane * kPer;
-    if constexpr (kPer == 4) {
-      *reinterpret_cast<uint32_t*>(dst) = packed;
-    } else {
-      *reinterpret_cast<uint16_t*>(dst) = static_cast<uint16_t>(packed);
-    }
+    uint4* dst = reinterpret_cast<uint4*>(a.q8 + r_row * D + t * kPer);
+#pragma unroll
+    for (int u = 0; u < kPer / 16; ++u) dst[u] = make_uint4(packed[4 * u], packed[4 * u + 1], packed[4 * u + 2], packed[4 * u + 3]);
   }
 }
 
-// CTAs per SM the quantize launch is compiled for. d128 without outlier channels: 4 (128
-// registers, no spills; the Q rows' 16-row reductions would otherwise take ~145, so 3 CTAs); d64:
-// 6 (80, as before). With the opt-in outlier channels the 16-row reductions carry a third set of
-// partials: held to the CTAs main's registers allowed (d128 3, d64 4), they spill on sm_90a 12-56
-// bytes at d128 (main: 0-16) and none at d64, on sm_80 up to 40 bytes at both; unbounded they would
-// take 168-209 and 182 registers (fewer CTAs), a worse trade for a path that is 19-28% slower anyway.
+// CTAs per SM the quantize launch is compiled for. Without outlier channels: d128 4 (128
+// registers, no spills; unbounded, ptxas would take 194-253 for its unrolled loads), d64 6 (80).
+// With the opt-in outlier channels: d128 3, d64 4; held there they spill on sm_90a 0-52 bytes at
+// d128 and none at d64, on sm_80 up to 40 and 20 bytes; unbounded they would take 255 and 159-198
+// registers (fewer CTAs), a worse trade for a path that is 19-28% slower anyway.
 constexpr int quantizeMinCtas(int d, bool outliers) { return d == 128 ? (outliers ? 3 : 4) : (outliers ? 4 : 6); }
 
 // CTAs [0, blocks * heads_kv): K/V blocks, the last first (the stats launch read it last, so it
