@@ -438,9 +438,9 @@ __device__ void quantKvBlock(const QuantArgs& a, int blk, int hk) {
 template <typename T, int D, bool kFp8, bool kOutl>
 __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   constexpr int kQuad = 4, kPer = D / kQuad;  // lanes a row, channels a lane
-  constexpr int kPasses = kQRows / (32 / kQuad);
+  constexpr int kRowsPerPass = 32 / kQuad, kPasses = kQRows / kRowsPerPass;
   constexpr bool kRot = quantRotates(kOutl, D);
-  static_assert(kQRows <= 32 && kPasses * (32 / kQuad) == kQRows && kPer % 8 == 0, "a lane locates each row");
+  static_assert(kQRows <= 32 && kPasses * kRowsPerPass == kQRows && kPer % 8 == 0, "a lane locates each row");
   const int lane = threadIdx.x & 31, g = lane / kQuad, t = lane % kQuad;
   const int64_t rows = static_cast<int64_t>(a.total_q) * a.heads_q;
   const int64_t row0 = (cta * kWarps + (threadIdx.x >> 5)) * kQRows;
@@ -461,7 +461,7 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   float x[kPasses][kPer];
 #pragma unroll
   for (int ps = 0; ps < kPasses; ++ps) {
-    const int r = g + (32 / kQuad) * ps;
+    const int r = g + kRowsPerPass * ps;
     const int64_t off = __shfl_sync(0xffffffffu, q_off, r);
 #pragma unroll
     for (int u = 0; u < kPer / 8; ++u) {
@@ -474,7 +474,7 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   }
 #pragma unroll
   for (int ps = 0; ps < kPasses; ++ps) {
-    const int r = g + (32 / kQuad) * ps;
+    const int r = g + kRowsPerPass * ps;
     const bool valid = row0 + r < rows;
     const int64_t m_off = __shfl_sync(0xffffffffu, mean_off, r);
     const int64_t r_row = __shfl_sync(0xffffffffu, q_row, r);
