@@ -440,7 +440,8 @@ __device__ void quantQRows(const QuantArgs& a, int64_t cta) {
   constexpr int kQuad = 4, kPer = D / kQuad;  // lanes a row, channels a lane
   constexpr int kRowsPerPass = 32 / kQuad, kPasses = kQRows / kRowsPerPass;
   constexpr bool kRot = quantRotates(kOutl, D);
-  static_assert(kQRows <= 32 && kPasses * kRowsPerPass == kQRows && kPer % 8 == 0, "a lane locates each row");
+  static_assert(kQRows <= 32 && kPasses * kRowsPerPass == kQRows, "a lane locates each row");
+  static_assert(kPer % 16 == 0, "a lane loads and stores whole 16-byte chunks of its channels");
   const int lane = threadIdx.x & 31, g = lane / kQuad, t = lane % kQuad;
   const int64_t rows = static_cast<int64_t>(a.total_q) * a.heads_q;
   const int64_t row0 = (cta * kWarps + (threadIdx.x >> 5)) * kQRows;
