@@ -9,7 +9,7 @@
 //         and fp8 run twice: the default dispatch ('auto': the sm_90a wgmma kernel on Hopper) and
 //         the mma.sync kernel ('mma', the forceMma hook).
 // sparse (only with --only sparse): block-sparse forward at 16k (d128, bf16, 16 heads) with masks of
-//         density 100/50/25/10% vs dense, and top-k decode (1/8 of the pages) vs full decode at 32k,
+//         density 100/50/25/10% vs dense (timed next to each mask), and top-k decode (1/8 of the pages) vs full decode at 32k,
 //         with the selection alone and the decode alone timed too, for summaries over every channel
 //         and over 16 label channels (--topk-channels all,16,8 picks them; --no-topk skips top-k).
 // topk (only with --only topk): that top-k decode part alone.
@@ -262,18 +262,25 @@ async function sparseForward() {
   const [q, k, v] = [0, 1, 2].map(() => Tensor.randn(shape, { dtype: 'bf16', device }));
   const out = Tensor.empty(shape, { dtype: 'bf16', device });
   const time = (blockMask) => timeCalls(() => attention(q, k, v, { out, returnLse: false, blockMask }));
+  // The H100 runs these at its power cap, so its clock drifts with what ran before (dense first on
+  // an idle GPU was 2-4% faster than dense between masks: docs/perf.md run 101). Dense is timed
+  // before the first mask and after every mask, and each mask is compared with the mean of the two
+  // dense timings around it.
   process.stderr.write('sparse forward: dense\n');
-  const denseMs = await time(undefined);
-  const rows = [{ mask: 'dense (no mask)', density: 1, ms: denseMs }];
+  const denseRuns = [await time(undefined)];
+  const rows = [];
   const masks = [['all blocks', nb], ['hashed 50%', nb / 2], ['hashed 25%', nb / 4], ['hashed 10%', Math.round(nb / 10)]]
     .map(([name, count]) => [name, BlockSparseMask.fromDense(hashedGrid(nb, nb, count), { numQBlocks: nb, numKBlocks: nb }, { device })]);
   masks.push(['radial band 2', BlockSparseMask.radial({ seqLenQ: S, bandBlocks: 2, device })]);
   for (const [name, mask] of masks) {
-    process.stderr.write(`sparse forward: ${name}\n`);
+    process.stderr.write(`sparse forward: ${name}, then dense\n`);
     const ms = await time(mask);
-    rows.push({ mask: name, density: mask.density(), ms, vsDenseScaled: ms / (mask.density() * denseMs) });
+    denseRuns.push(await time(undefined));
+    const denseAround = (denseRuns[denseRuns.length - 2] + denseRuns[denseRuns.length - 1]) / 2;
+    rows.push({ mask: name, density: mask.density(), ms, denseAroundMs: denseAround, vsDenseScaled: ms / (mask.density() * denseAround) });
     mask.dispose();
   }
+  rows.unshift({ mask: 'dense (no mask)', density: 1, ms: median(denseRuns), denseRunsMs: denseRuns });
   for (const t of [q, k, v, out]) t.dispose();
   return { seqLen: S, heads: H, headDim: D, batch: 1, dtype: 'bf16', rows };
 }
