@@ -263,7 +263,7 @@ async function sparseForward() {
   const out = Tensor.empty(shape, { dtype: 'bf16', device });
   const time = (blockMask) => timeCalls(() => attention(q, k, v, { out, returnLse: false, blockMask }));
   // The H100 runs these at its power cap, so its clock drifts with what ran before (dense first on
-  // an idle GPU was 2-4% faster than dense between masks: docs/perf.md run 101). Dense is timed
+  // an idle GPU was up to 4% faster than dense between masks: docs/perf.md run 101). Dense is timed
   // before the first mask and after every mask, and each mask is compared with the mean of the two
   // dense timings around it.
   process.stderr.write('sparse forward: dense\n');
