@@ -9,9 +9,10 @@
 //         and fp8 run twice: the default dispatch ('auto': the sm_90a wgmma kernel on Hopper) and
 //         the mma.sync kernel ('mma', the forceMma hook).
 // sparse (only with --only sparse): block-sparse forward at 16k (d128, bf16, 16 heads) with masks of
-//         density 100/50/25/10% vs dense (timed next to each mask), and top-k decode (1/8 of the pages) vs full decode at 32k,
-//         with the selection alone and the decode alone timed too, for summaries over every channel
-//         and over 16 label channels (--topk-channels all,16,8 picks them; --no-topk skips top-k).
+//         density 100/50/25/10% vs dense (timed next to each mask), and top-k decode (1/8 of the
+//         pages) vs full decode at 32k, with the selection alone and the decode alone timed too,
+//         for summaries over every channel and over 16 label channels (--topk-channels all,16,8
+//         picks them; --no-topk skips top-k).
 // topk (only with --only topk): that top-k decode part alone.
 // quant (only with --only quant): quantized forward ('int8-fp8' and 'fp8' on sm_89+, 'int8') vs our
 //         bf16 forward in the same run, d {128,64} x seq {4k,8k,16k} x causal, 16k tokens/batch,
