@@ -7,7 +7,7 @@
 // mla (only with --only mla): MLA decode over PagedLatentCache, batch 64, heads {16,128}, context
 //         {4k..32k}, bf16 and fp8 caches, page 64; latent cache TB/s and TFLOP/s. bf16 at 128 heads
 //         and fp8 run twice: the default dispatch ('auto': the sm_90a wgmma kernel on Hopper) and
-//         the mma.sync kernel ('mma', the forceMma hook).
+//         the mma.sync kernel ('mma', the forceMma hook). --heads narrows the head counts (e.g. 128).
 // sparse (only with --only sparse): block-sparse forward at 16k (d128, bf16, 16 heads) with masks of
 //         density 100/50/25/10% vs dense (timed next to each mask), and top-k decode (1/8 of the
 //         pages) vs full decode at 32k, with the selection alone and the decode alone timed too,
@@ -44,6 +44,7 @@ const only = argOf('--only') ? new Set(argOf('--only').split(',')) : null;
 const want = (name, byDefault) => (only ? only.has(name) : byDefault);
 const listOf = (name) => (argOf(name) ? argOf(name).split(',').map(Number) : undefined);
 const dims = listOf('--dims'); // dense: only these head dims
+const headCounts = listOf('--heads'); // mla: only these head counts
 const seqs = listOf('--seqs'); // dense: only these sequence lengths
 const sweepSplits = listOf('--sweep-splits'); // decode: also time these split counts at batch <= 16
 const noSm80 = args.includes('--no-sm80'); // quant: skip the 'MODE@sm80' variants on sm_90
@@ -224,7 +225,7 @@ async function mlaCase(heads, context, dtype, kernel = 'auto') {
 
 async function mla() {
   const results = [];
-  for (const heads of [16, 128])
+  for (const heads of headCounts || [16, 128])
     for (const context of quick ? [8192] : [4096, 8192, 16384, 32768])
       for (const dtype of ['bf16', 'fp8e4m3'])
         for (const kernel of dtype === 'fp8e4m3' || heads >= 32 ? ['auto', 'mma'] : ['auto']) {

@@ -362,7 +362,7 @@ export function expectWithin(err: MlaError, dtype: keyof typeof CUDA_TOL): void 
  */
 export function kernelCases(kernel: 'auto' | 'mma'): void {
   for (const dtype of ['bf16', 'fp8e4m3'] as const) {
-    for (const pageSize of dtype === 'bf16' ? [16, 32, 64] : [16, 64]) {
+    for (const pageSize of dtype === 'bf16' ? [16, 32, 64, 128] : [16, 64]) {
       test(`${kernel} kernel, ${dtype} page ${pageSize}, 128 heads: 1, 63, 65, 700, 2105 keys, splits, prefill, softcap`, async () => {
         const internals = { forceMma: kernel === 'mma' };
         const shadow = new ShadowLatentCache(makeLatentCache('cuda:0', dtype, { pageSize, layers: 1, capacityPages: Math.ceil(3200 / pageSize) + 64 }));
